@@ -1,0 +1,24 @@
+/**
+ * What an extension command is. Extensions (agent/extensions/*) register commands by name; several modules may
+ * contribute commands to one extension (e.g. standby's power commands and its image commands).
+ */
+import type { ZodType } from 'zod';
+import type { Logger } from '../../common/logger.js';
+
+export interface CommandContext {
+  log: Logger;
+  /** Merge progress fields into the running command's command_result (rate-limited by the executor). */
+  progress(update: Record<string, unknown>): void;
+  /** Aborted on agent shutdown. */
+  signal: AbortSignal;
+}
+
+export interface CommandDef<P = Record<string, unknown>> {
+  /** Async commands run in the background (RUNNING at once); sync ones complete inside the request. */
+  async: boolean;
+  /** Validated before anything runs: a failure is a 400 InvalidCommandParamsError, never a started command. */
+  params?: ZodType<P>;
+  run(params: P, ctx: CommandContext): Promise<unknown>;
+}
+
+export type ExtensionCommands = Record<string, CommandDef<never>>;

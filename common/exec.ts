@@ -1,0 +1,110 @@
+import { execa, type ResultPromise } from 'execa';
+import type { Readable, Writable } from 'node:stream';
+import { BaremetalError } from './errors.js';
+import { getLogger } from './logger.js';
+
+const log = getLogger('exec');
+
+/** A failed external command: exit code and stderr are part of the message so they reach last_error/IPA errors. */
+export class CommandError extends BaremetalError {
+  readonly command: string;
+  readonly exitCode: number | undefined;
+  readonly stdout: string;
+  readonly stderr: string;
+
+  constructor(command: string, exitCode: number | undefined, stdout: string, stderr: string, reason?: string) {
+    const why = reason ?? `exit code ${exitCode ?? 'unknown'}`;
+    const tail = stderr.trim().split('\n').slice(-5).join(' | ');
+    super(`Command failed: ${command} (${why})${tail ? `: ${tail}` : ''}`, {
+      code: 'CommandExecutionError',
+      status: 500,
+    });
+    this.command = command;
+    this.exitCode = exitCode;
+    this.stdout = stdout;
+    this.stderr = stderr;
+  }
+}
+
+export interface RunOptions {
+  /** Kill the command after this many ms (SIGKILL after a grace period). */
+  timeoutMs?: number;
+  /** Data (or a stream) to feed on stdin. */
+  input?: string | Buffer | Readable;
+  /** Stream stdout here instead of buffering it (stdout in the result is then empty). */
+  stdoutTo?: Writable;
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Exit codes that count as success (default [0]). */
+  okCodes?: number[];
+  /** Arguments to mask in the log line (e.g. passwords), by index. */
+  redactArgs?: number[];
+  /** Log at debug instead of info (for chatty polling commands). */
+  quiet?: boolean;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+function printable(file: string, args: readonly string[], redact: readonly number[] = []): string {
+  return [file, ...args.map((a, i) => (redact.includes(i) ? '***' : /[\s'"]/.test(a) ? JSON.stringify(a) : a))].join(' ');
+}
+
+/**
+ * The only way this project runs external programs: an argument array (never a shell string), the command line
+ * logged, stderr and exit code captured into a CommandError on failure.
+ */
+export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const line = printable(file, args, opts.redactArgs);
+  if (opts.quiet) log.debug({ cmd: line }, 'exec');
+  else log.info({ cmd: line }, 'exec');
+  const child: ResultPromise = execa(file, args, {
+    reject: false,
+    stripFinalNewline: false,
+    ...(opts.timeoutMs !== undefined ? { timeout: opts.timeoutMs, forceKillAfterDelay: 2000 } : {}),
+    ...(opts.env ? { env: opts.env, extendEnv: true } : {}),
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    ...(opts.input !== undefined
+      ? typeof opts.input === 'string' || Buffer.isBuffer(opts.input)
+        ? { input: opts.input }
+        : { stdin: opts.input }
+      : { stdin: 'ignore' as const }),
+    ...(opts.stdoutTo ? { stdout: ['pipe'] as const } : {}),
+  });
+  if (opts.stdoutTo && child.stdout) child.stdout.pipe(opts.stdoutTo);
+  const r = await child;
+  const stdout = typeof r.stdout === 'string' ? r.stdout : '';
+  const stderr = typeof r.stderr === 'string' ? r.stderr : '';
+  if (r.timedOut) throw new CommandError(line, r.exitCode, stdout, stderr, `timed out after ${opts.timeoutMs} ms`);
+  if (r.failed && r.exitCode === undefined) {
+    throw new CommandError(line, undefined, stdout, stderr, r.originalMessage ?? r.shortMessage ?? 'could not start');
+  }
+  const code = r.exitCode ?? 0;
+  if (!(opts.okCodes ?? [0]).includes(code)) throw new CommandError(line, code, stdout, stderr);
+  return { stdout, stderr, exitCode: code };
+}
+
+/** Start a long-running program (VM, BMC simulator, server) and hand back the child; the caller owns its end. */
+export function spawnLong(
+  file: string,
+  args: readonly string[],
+  opts: { env?: Record<string, string>; cwd?: string; redactArgs?: number[] } = {},
+): ResultPromise {
+  log.info({ cmd: printable(file, args, opts.redactArgs) }, 'spawn');
+  return execa(file, args, {
+    reject: false,
+    stdin: 'ignore',
+    buffer: false,
+    ...(opts.env ? { env: opts.env, extendEnv: true } : {}),
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
+  });
+}
+
+/** True when the program is on PATH (for tests that skip with a visible reason). */
+export async function have(program: string): Promise<boolean> {
+  const r = await execa('sh', ['-c', 'command -v "$1"', 'sh', program], { reject: false });
+  return r.exitCode === 0;
+}

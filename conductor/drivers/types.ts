@@ -1,0 +1,69 @@
+/**
+ * Driver interfaces. A hardware type is a composition: for each interface kind the implementations it supports
+ * (Ironic's drivers/generic.py idea). Drivers know hardware, not states: they never touch provision_state.
+ */
+
+export type PowerState = 'power on' | 'power off' | 'error';
+/** Targets accepted by PUT /v1/nodes/{id}/states/power. */
+export type PowerTarget = 'power on' | 'power off' | 'rebooting' | 'soft power off' | 'soft rebooting';
+export type BootDevice = 'pxe' | 'disk' | 'cdrom' | 'bios' | 'safe';
+
+/** What a driver sees of a node: plain data, no store access. */
+export interface DriverNode {
+  uuid: string;
+  name?: string | null;
+  driver: string;
+  driver_info: Record<string, unknown>;
+  instance_info: Record<string, unknown>;
+  driver_internal_info: Record<string, unknown>;
+  properties: Record<string, unknown>;
+  /** The node's ports (MAC addresses), for boot interfaces keyed by MAC. */
+  ports: { address: string; pxe_enabled: boolean }[];
+}
+
+/** Each interface: `validate` throws MissingParameterValue/InvalidParameterValue naming every bad driver_info key. */
+export interface DriverInterface {
+  readonly name: string;
+  validate(node: DriverNode): void | Promise<void>;
+  /** driver_info keys this interface understands: {key: description}, for GET /v1/drivers/{name}/properties. */
+  readonly properties?: Record<string, string>;
+}
+
+export interface PowerInterface extends DriverInterface {
+  getPowerState(node: DriverNode): Promise<PowerState>;
+  setPowerState(node: DriverNode, target: PowerTarget, timeoutS?: number): Promise<void>;
+  getSupportedPowerStates(node: DriverNode): PowerTarget[];
+}
+
+export interface ManagementInterface extends DriverInterface {
+  getSupportedBootDevices(node: DriverNode): BootDevice[];
+  getBootDevice(node: DriverNode): Promise<{ boot_device: BootDevice | null; persistent: boolean | null }>;
+  setBootDevice(node: DriverNode, device: BootDevice, persistent: boolean): Promise<void>;
+  getSensorsData?(node: DriverNode): Promise<Record<string, unknown>>;
+}
+
+/** Parameters the conductor hands the boot interface when it boots the deploy ramdisk. */
+export interface RamdiskBootParams {
+  /** Guest-facing API URL (ipa-api-url), never dialled by the conductor itself. */
+  apiUrl: string;
+  /** Extra kernel parameters (global config + driver_info.kernel_append_params). */
+  kernelParams: string[];
+  /** ipa-global-request-id for tracing. */
+  requestId?: string;
+}
+
+export interface BootInterface extends DriverInterface {
+  prepareRamdisk(node: DriverNode, params: RamdiskBootParams): Promise<void>;
+  cleanUpRamdisk(node: DriverNode): Promise<void>;
+  prepareInstance(node: DriverNode): Promise<void>;
+  cleanUpInstance(node: DriverNode): Promise<void>;
+}
+
+export type InterfaceKind = 'power' | 'management' | 'boot' | 'deploy' | 'raid' | 'bios' | 'console' | 'inspect' |
+  'network' | 'rescue' | 'storage' | 'vendor' | 'firmware';
+
+/** A hardware type: which implementation names it supports per interface kind; the first is the default. */
+export interface HardwareType {
+  readonly name: string;
+  readonly supported: Partial<Record<InterfaceKind, string[]>>;
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages baremetal-ts needs: QEMU + iPXE for nodes, the tools the agent drives
+# (and bakes into the ramdisk), BMC simulators/clients, nginx for image benchmarks, and the real
+# Ironic + baremetal CLI for compatibility tests. Idempotent: skips apt when everything is present.
+set -euo pipefail
+PKGS=(
+  # nodes: VMs, network boot, the kernel the ramdisk boots
+  qemu-system-x86 qemu-utils ipxe-qemu seabios linux-image-amd64 busybox-static cpio
+  # tools the agent drives (also baked into the ramdisk)
+  util-linux gdisk parted mdadm dosfstools e2fsprogs xfsprogs zstd xz-utils gzip efibootmgr
+  grub-pc-bin grub-efi-amd64-bin grub2-common genisoimage iproute2 kmod nvme-cli hdparm
+  # test fixtures: bootable disk images, BMCs, image server, openssl for TLS fixtures
+  syslinux syslinux-common extlinux mtools openipmi ipmitool redfishtool nginx-light curl openssl
+  # compatibility peers: the real baremetal CLI and Debian's Ironic
+  python3-ironicclient python3-openstackclient ironic-api ironic-conductor
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then echo "setup-system: all ${#PKGS[@]} packages present"; exit 0; fi
+echo "setup-system: installing ${missing[*]}"
+# Keep apt from starting daemons (nginx, ironic, ...): tests start what they need themselves.
+if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
