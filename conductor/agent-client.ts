@@ -1,0 +1,247 @@
+/**
+ * The conductor's client for the agent command API (IPA-compatible; reference/ipa-protocol.md §8,
+ * ironic-api.md §4.2). Every call carries the agent token (GETs too: newer agents require it); connection
+ * failures are retried, a lost POST reply is recovered from the command list, 409/"agent is busy" becomes
+ * AgentInProgress so the caller waits for the next heartbeat.
+ */
+import { Agent, request, type Dispatcher } from 'undici';
+import type { CommandList, CommandResult, StepsResult } from '../agent/protocol.js';
+import { getLogger } from '../common/logger.js';
+import { AgentConnectionFailed, IronicError } from './errors.js';
+
+const log = getLogger('agent-client');
+
+export class AgentInProgress extends IronicError {
+  constructor(message: string) { super(message, 409, 'AgentInProgress'); }
+}
+export class AgentAPIError extends IronicError {
+  constructor(message: string, readonly httpStatus: number) { super(message, 500, 'AgentAPIError'); }
+}
+export class AgentCommandTimeout extends IronicError {
+  constructor(message: string) { super(message, 500, 'AgentCommandTimeout'); }
+}
+
+/** Where the agent is and how to trust it: from driver_internal_info (agent_url, token, agent_verify_ca). */
+export interface AgentEndpoint {
+  url: string;
+  token?: string | null;
+  /** PEM the agent sent with its heartbeat (auto-TLS): pinned as the only CA for this agent. */
+  verifyCa?: string | null;
+  /** With no pinned PEM: false skips verification (operator's insecure choice), a string is a CA bundle PEM. */
+  verify?: boolean | string;
+}
+
+export interface AgentClientOptions {
+  /** Per HTTP call ([agent]command_timeout, 60 s). */
+  commandTimeoutMs?: number;
+  /** Attempts on connection failures ([agent]max_command_attempts, 3). */
+  maxAttempts?: number;
+  /** Polling of async commands ([agent]command_wait_interval 6 s × command_wait_attempts 100). */
+  pollIntervalMs?: number;
+  pollAttempts?: number;
+}
+
+type Json = Record<string, unknown>;
+
+function shortName(method: string): string {
+  const i = method.indexOf('.');
+  return i < 0 ? method : method.slice(i + 1);
+}
+
+function faultOf(body: unknown): string {
+  if (body && typeof body === 'object' && 'faultstring' in body) return String((body as Json).faultstring);
+  return typeof body === 'string' ? body : JSON.stringify(body);
+}
+
+/** Text Ironic would put in last_error for a failed command: details, else message, else the whole error. */
+export function commandErrorText(result: CommandResult): string {
+  const e = result.command_error;
+  if (!e) return `${result.command_name} failed`;
+  if ('details' in e && e.details) return e.details;
+  if ('message' in e && e.message) return e.message;
+  if ('error' in e) return e.error;
+  return JSON.stringify(e);
+}
+
+export class AgentClient {
+  private readonly timeoutMs: number;
+  private readonly attempts: number;
+  private readonly pollIntervalMs: number;
+  private readonly pollAttempts: number;
+  private readonly dispatchers = new Map<string, Dispatcher>();
+
+  constructor(opts: AgentClientOptions = {}) {
+    this.timeoutMs = opts.commandTimeoutMs ?? 60_000;
+    this.attempts = opts.maxAttempts ?? 3;
+    this.pollIntervalMs = opts.pollIntervalMs ?? 6_000;
+    this.pollAttempts = opts.pollAttempts ?? 100;
+  }
+
+  private dispatcher(ep: AgentEndpoint): Dispatcher {
+    const key = `${ep.verifyCa ?? ''}|${String(ep.verify ?? true)}`;
+    let d = this.dispatchers.get(key);
+    if (!d) {
+      const connect: Record<string, unknown> = {};
+      if (ep.verifyCa) connect.ca = ep.verifyCa;
+      else if (typeof ep.verify === 'string') connect.ca = ep.verify;
+      else if (ep.verify === false) connect.rejectUnauthorized = false;
+      d = new Agent({ connect, keepAliveTimeout: 10_000, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs });
+      this.dispatchers.set(key, d);
+    }
+    return d;
+  }
+
+  private commandsUrl(ep: AgentEndpoint, query: Record<string, string>, id?: string): string {
+    if (!ep.url) throw new AgentConnectionFailed('Agent driver requires agent_url in driver_internal_info');
+    const base = ep.url.replace(/\/+$/, '');
+    const u = new URL(`${base}/v1/commands/${id ?? ''}`);
+    for (const [k, v] of Object.entries(query)) u.searchParams.set(k, v);
+    if (ep.token) u.searchParams.set('agent_token', ep.token);
+    return u.toString();
+  }
+
+  private async http(ep: AgentEndpoint, method: 'GET' | 'POST', url: string, body?: Json): Promise<{ status: number; json: unknown }> {
+    const res = await request(url, {
+      method,
+      dispatcher: this.dispatcher(ep),
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+    });
+    const text = await res.body.text();
+    let json: unknown = text;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      if (res.statusCode < 400) throw new AgentAPIError(`Agent returned a non-JSON body: ${text.slice(0, 200)}`, res.statusCode);
+    }
+    return { status: res.statusCode, json };
+  }
+
+  /** GET /v1/commands/: the full ordered history (Ironic looks at the last entry). */
+  async listCommands(ep: AgentEndpoint): Promise<CommandResult[]> {
+    let lastErr: unknown;
+    for (let i = 0; i < this.attempts; i++) {
+      try {
+        const { status, json } = await this.http(ep, 'GET', this.commandsUrl(ep, {}));
+        if (status >= 400) throw new AgentAPIError(`Agent returned error ${status}: ${faultOf(json)}`, status);
+        const list = (json as CommandList | null)?.commands;
+        if (!Array.isArray(list)) throw new AgentAPIError('Agent returned no command list', status);
+        return list;
+      } catch (e) {
+        if (e instanceof IronicError) throw e;
+        lastErr = e;
+      }
+    }
+    throw new AgentConnectionFailed(`Failed to connect to the agent at ${ep.url}: ${String(lastErr)}`, lastErr);
+  }
+
+  /** POST a command; with wait=true the agent answers with the final result. */
+  async command(ep: AgentEndpoint, method: string, params: Json, opts: { wait?: boolean } = {}): Promise<CommandResult> {
+    const url = this.commandsUrl(ep, { wait: opts.wait ? 'true' : 'false' });
+    let lastErr: unknown;
+    for (let i = 0; i < this.attempts; i++) {
+      let res: { status: number; json: unknown };
+      try {
+        res = await this.http(ep, 'POST', url, { name: method, params });
+      } catch (e) {
+        if (e instanceof IronicError) throw e;
+        lastErr = e;
+        // The agent may have got the request and only the reply was lost: adopt a RUNNING command of that name.
+        try {
+          const list = await this.listCommands(ep);
+          const last = list.at(-1);
+          if (last && last.command_name === shortName(method) && last.command_status === 'RUNNING') return last;
+        } catch {
+          /* fall through to the next attempt */
+        }
+        log.warn({ method, url: ep.url, attempt: i + 1, err: String(e) }, 'agent command failed to connect');
+        continue;
+      }
+      const { status, json } = res;
+      if (status >= 400) {
+        const fault = faultOf(json);
+        if (status === 409 || /agent is busy/i.test(fault)) throw new AgentInProgress(`Agent is busy: ${fault}`);
+        throw new AgentAPIError(`Agent returned error for ${method}: ${status} ${fault}`, status);
+      }
+      const result = json as CommandResult;
+      if (!result || typeof result !== 'object' || !result.command_status) {
+        throw new AgentAPIError(`Agent returned bad command result for ${method}: ${JSON.stringify(json).slice(0, 300)}`, status);
+      }
+      const err = result.command_error;
+      if (err && 'type' in err && err.type === 'TypeError') {
+        throw new AgentAPIError(`Agent rejected the parameters of ${method}: ${commandErrorText(result)}`, status);
+      }
+      return result;
+    }
+    throw new AgentConnectionFailed(`Failed to connect to the agent at ${ep.url} for ${method}: ${String(lastErr)}`, lastErr);
+  }
+
+  /** POST then poll the list until the last command of that name finishes (only install_bootloader in Ironic). */
+  async commandAndPoll(ep: AgentEndpoint, method: string, params: Json): Promise<CommandResult> {
+    const first = await this.command(ep, method, params, { wait: false });
+    if (first.command_status !== 'RUNNING') return first;
+    const name = shortName(method);
+    for (let i = 0; i < this.pollAttempts; i++) {
+      await new Promise((r) => setTimeout(r, this.pollIntervalMs));
+      const list = await this.listCommands(ep);
+      const mine = list.filter((c) => c.command_name === name).at(-1);
+      if (mine && mine.command_status !== 'RUNNING') return mine;
+    }
+    throw new AgentCommandTimeout(`Agent command ${method} did not finish in time`);
+  }
+
+  getCleanSteps(ep: AgentEndpoint, node: Json, ports: Json[]): Promise<CommandResult> {
+    return this.command(ep, 'clean.get_clean_steps', { node, ports }, { wait: true });
+  }
+  executeCleanStep(ep: AgentEndpoint, step: Json, node: Json, ports: Json[], cleanVersion: Record<string, string> | undefined): Promise<CommandResult> {
+    return this.command(ep, 'clean.execute_clean_step', { step, node, ports, clean_version: cleanVersion ?? null });
+  }
+  getDeploySteps(ep: AgentEndpoint, node: Json, ports: Json[]): Promise<CommandResult> {
+    return this.command(ep, 'deploy.get_deploy_steps', { node, ports }, { wait: true });
+  }
+  executeDeployStep(ep: AgentEndpoint, step: Json, node: Json, ports: Json[], deployVersion: Record<string, string> | undefined): Promise<CommandResult> {
+    return this.command(ep, 'deploy.execute_deploy_step', { step, node, ports, deploy_version: deployVersion ?? null });
+  }
+  getPartitionUuids(ep: AgentEndpoint): Promise<CommandResult> {
+    return this.command(ep, 'standby.get_partition_uuids', {}, { wait: true });
+  }
+  installBootloader(ep: AgentEndpoint, params: { root_uuid: string; efi_system_part_uuid?: string | null; prep_boot_part_uuid?: string | null; target_boot_mode: string }): Promise<CommandResult> {
+    return this.commandAndPoll(ep, 'image.install_bootloader', params);
+  }
+  powerOff(ep: AgentEndpoint): Promise<CommandResult> {
+    return this.command(ep, 'standby.power_off', {});
+  }
+  reboot(ep: AgentEndpoint): Promise<CommandResult> {
+    return this.command(ep, 'standby.run_image', {});
+  }
+  sync(ep: AgentEndpoint): Promise<CommandResult> {
+    return this.command(ep, 'standby.sync', {}, { wait: true });
+  }
+  collectSystemLogs(ep: AgentEndpoint): Promise<CommandResult> {
+    return this.command(ep, 'log.collect_system_logs', {}, { wait: true });
+  }
+
+  /** Steps from a get_*_steps result, validated as Ironic's refresh_steps does. */
+  static stepsFrom(result: CommandResult, kind: 'clean' | 'deploy' | 'service'): StepsResult {
+    const r = result.command_result as Partial<StepsResult> | null;
+    const key = `${kind}_steps` as const;
+    if (!r || !r[key] || !r.hardware_manager_version) {
+      throw new AgentAPIError(`Agent returned invalid ${kind} steps: missing ${key} or hardware_manager_version`, 200);
+    }
+    for (const steps of Object.values(r[key])) {
+      for (const s of steps) {
+        if (!s || !s.interface || !s.step || typeof s.priority !== 'number') {
+          throw new AgentAPIError(`Agent returned an invalid ${kind} step: ${JSON.stringify(s)}`, 200);
+        }
+      }
+    }
+    return r as StepsResult;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.dispatchers.values()].map((d) => d.close()));
+    this.dispatchers.clear();
+  }
+}
