@@ -19,6 +19,8 @@ export interface DriverNode {
   properties: Record<string, unknown>;
   /** The node's ports (MAC addresses), for boot interfaces keyed by MAC. */
   ports: { address: string; pxe_enabled: boolean }[];
+  /** Last power state the conductor recorded (fake power reports it back). */
+  power_state?: string | null;
 }
 
 /** Each interface: `validate` throws MissingParameterValue/InvalidParameterValue naming every bad driver_info key. */

@@ -1,0 +1,174 @@
+/**
+ * The conductor's one typed configuration: defaults < config file (JSON) < environment (BMTS_*) < flags.
+ * Validated once with zod at start-up; a bad value is a ConfigError naming the key, never a stack trace.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from '../common/errors.js';
+
+const seconds = z.number().nonnegative();
+
+export const ConfigSchema = z.object({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(6385),
+  /** Directory holding the SQLite file (and later other state). */
+  data_dir: z.string().min(1).default(resolve('.data')),
+  /** Conductor hostname recorded in `reservation` and `conductors`. */
+  conductor_host: z.string().min(1).default(hostname()),
+  conductor_group: z.string().default(''),
+  database: z.object({
+    backend: z.enum(['sqlite']).default('sqlite'),
+    /** File name inside data_dir, or ':memory:'. */
+    sqlite_file: z.string().default('conductor.sqlite'),
+  }).default({ backend: 'sqlite', sqlite_file: 'conductor.sqlite' }),
+  auth: z.object({
+    strategy: z.enum(['noauth', 'http_basic']).default('noauth'),
+    /** htpasswd-style file `user:$2b$...` (bcrypt) for http_basic. */
+    htpasswd_file: z.string().optional(),
+  }).default({ strategy: 'noauth' }),
+  /** Public base URL used for links (`[api]public_endpoint`); default: the request's host URL. */
+  public_endpoint: z.string().url().optional(),
+  /** Guest-facing API URL handed to ramdisks as ipa-api-url (never the listen address by assumption). */
+  api_url: z.string().url().optional(),
+  max_body_bytes: z.number().int().positive().default(1024 * 1024),
+  max_limit: z.number().int().positive().default(1000),
+  default_resource_class: z.string().nullable().default(null),
+  enabled_hardware_types: z.array(z.string()).default(['fake-hardware', 'ipmi', 'redfish']),
+  /** Per interface kind: enabled implementations (absent = every registered one). */
+  enabled_interfaces: z.record(z.string(), z.array(z.string())).default({}),
+  /** Per interface kind: the default implementation (absent = the hardware type's first enabled one). */
+  default_interfaces: z.record(z.string(), z.string()).default({}),
+  automated_clean: z.boolean().default(true),
+  deploy_callback_timeout: seconds.default(1800),
+  clean_callback_timeout: seconds.default(1800),
+  rescue_callback_timeout: seconds.default(1800),
+  inspect_wait_timeout: seconds.default(1800),
+  heartbeat_timeout: z.number().int().positive().default(300),
+  /** Reject http:// agent callback URLs (Ironic's [agent]require_tls). */
+  require_tls: z.boolean().default(true),
+  restrict_lookup: z.boolean().default(true),
+  periodic: z.object({
+    /** Seconds; 0 disables the task. */
+    sync_power_state_interval: seconds.default(60),
+    check_provision_state_interval: seconds.default(60),
+    reservation_cleanup_interval: seconds.default(60),
+    power_state_sync_max_retries: z.number().int().nonnegative().default(3),
+  }).default({ sync_power_state_interval: 60, check_provision_state_interval: 60, reservation_cleanup_interval: 60,
+    power_state_sync_max_retries: 3 }),
+  locks: z.object({
+    node_locked_retry_attempts: z.number().int().nonnegative().default(3),
+    node_locked_retry_interval: seconds.default(1),
+  }).default({ node_locked_retry_attempts: 3, node_locked_retry_interval: 1 }),
+  /** Boot server settings for the drivers engineer (iPXE / TFTP). */
+  boot: z.object({
+    http_root: z.string().optional(),
+    http_url: z.string().optional(),
+    tftp_root: z.string().optional(),
+    listen_port: z.number().int().min(0).max(65535).optional(),
+    kernel_append_params: z.string().default('nofb nomodeset vga=normal'),
+  }).default({ kernel_append_params: 'nofb nomodeset vga=normal' }),
+  node_history: z.boolean().default(true),
+  node_history_max_entries: z.number().int().positive().default(300),
+}).strict();
+
+export type ConductorConfig = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+/** Env vars understood: BMTS_HOST, BMTS_PORT, BMTS_DATA_DIR, BMTS_CONFIG, BMTS_API_URL, BMTS_AUTH_STRATEGY. */
+function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (env.BMTS_HOST) out.host = env.BMTS_HOST;
+  if (env.BMTS_PORT) out.port = Number(env.BMTS_PORT);
+  if (env.BMTS_DATA_DIR) out.data_dir = env.BMTS_DATA_DIR;
+  if (env.BMTS_API_URL) out.api_url = env.BMTS_API_URL;
+  if (env.BMTS_AUTH_STRATEGY) out.auth = { strategy: env.BMTS_AUTH_STRATEGY };
+  return out;
+}
+
+export interface ParsedFlags {
+  host?: string;
+  port?: number;
+  dataDir?: string;
+  config?: string;
+}
+
+export function parseFlags(argv: readonly string[]): ParsedFlags {
+  const flags: ParsedFlags = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    const eq = arg.indexOf('=');
+    const key = eq > 0 ? arg.slice(0, eq) : arg;
+    const value = (): string => {
+      if (eq > 0) return arg.slice(eq + 1);
+      const v = argv[++i];
+      if (v === undefined) throw new ConfigError(`flag ${key} needs a value`);
+      return v;
+    };
+    switch (key) {
+      case '--host': flags.host = value(); break;
+      case '--port': {
+        const v = value();
+        if (!/^\d+$/.test(v)) throw new ConfigError(`--port: not a port number: ${v}`);
+        flags.port = Number(v);
+        break;
+      }
+      case '--data-dir': flags.dataDir = resolve(value()); break;
+      case '--config': flags.config = value(); break;
+      default: throw new ConfigError(`unknown flag: ${arg}`);
+    }
+  }
+  return flags;
+}
+
+function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    if (v && typeof v === 'object' && !Array.isArray(v) && prev && typeof prev === 'object' && !Array.isArray(prev)) {
+      out[k] = deepMerge(prev as Record<string, unknown>, v as Record<string, unknown>);
+    } else if (v !== undefined) {
+      out[k] = v;
+    }
+  }
+  return out;
+}
+
+/** Validates a plain object (tests build configs this way). */
+export function buildConfig(input: ConfigInput | Record<string, unknown> = {}): ConductorConfig {
+  const r = ConfigSchema.safeParse(input);
+  if (!r.success) {
+    const msg = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    throw new ConfigError(`invalid conductor configuration: ${msg}`);
+  }
+  return r.data;
+}
+
+export function loadConfig(argv: readonly string[] = [], env: NodeJS.ProcessEnv = process.env): ConductorConfig {
+  const flags = parseFlags(argv);
+  const file = flags.config ?? env.BMTS_CONFIG;
+  let fromFile: Record<string, unknown> = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
+    }
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object');
+      fromFile = parsed as Record<string, unknown>;
+    } catch (e) {
+      throw new ConfigError(`config file ${file} is not valid JSON: ${(e as Error).message}`);
+    }
+  }
+  const fromFlags: Record<string, unknown> = {};
+  if (flags.host !== undefined) fromFlags.host = flags.host;
+  if (flags.port !== undefined) fromFlags.port = flags.port;
+  if (flags.dataDir !== undefined) fromFlags.data_dir = flags.dataDir;
+  const merged = deepMerge(deepMerge(fromFile, fromEnv(env)), fromFlags);
+  if (typeof merged.data_dir === 'string') merged.data_dir = resolve(merged.data_dir);
+  return buildConfig(merged);
+}

@@ -1,0 +1,107 @@
+/**
+ * Schema migrations, applied in order at start-up inside one transaction each; `schema_version` records the
+ * last one applied. Never edit a released migration: append a new one.
+ */
+import { INTERFACE_FIELDS, JSON_FIELDS } from './types.js';
+
+export interface Migration {
+  version: number;
+  description: string;
+  sql: string;
+}
+
+const ifaceCols = INTERFACE_FIELDS.map((f) => `  ${f} TEXT`).join(',\n');
+const jsonCols = JSON_FIELDS.map((f) => `  ${f} TEXT NOT NULL DEFAULT '{}'`).join(',\n');
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'nodes, ports, conductors, node_history',
+    sql: `
+CREATE TABLE nodes (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  uuid TEXT NOT NULL UNIQUE,
+  name TEXT UNIQUE,
+  created_at TEXT NOT NULL,
+  updated_at TEXT,
+  driver TEXT NOT NULL,
+  instance_uuid TEXT UNIQUE,
+  chassis_uuid TEXT,
+  power_state TEXT,
+  target_power_state TEXT,
+  provision_state TEXT NOT NULL,
+  target_provision_state TEXT,
+  provision_updated_at TEXT,
+  last_error TEXT,
+  maintenance INTEGER NOT NULL DEFAULT 0,
+  maintenance_reason TEXT,
+  fault TEXT,
+  reservation TEXT,
+  console_enabled INTEGER NOT NULL DEFAULT 0,
+  inspection_started_at TEXT,
+  inspection_finished_at TEXT,
+  resource_class TEXT,
+  traits TEXT NOT NULL DEFAULT '[]',
+  conductor_group TEXT NOT NULL DEFAULT '',
+  allocation_uuid TEXT,
+  automated_clean INTEGER,
+  protected INTEGER NOT NULL DEFAULT 0,
+  protected_reason TEXT,
+  owner TEXT,
+  lessee TEXT,
+  description TEXT,
+  retired INTEGER NOT NULL DEFAULT 0,
+  retired_reason TEXT,
+  boot_mode TEXT,
+  secure_boot INTEGER,
+  shard TEXT,
+${ifaceCols},
+${jsonCols}
+);
+CREATE INDEX nodes_provision_state ON nodes(provision_state);
+CREATE INDEX nodes_driver ON nodes(driver);
+CREATE INDEX nodes_reservation ON nodes(reservation);
+CREATE INDEX nodes_owner ON nodes(owner);
+CREATE INDEX nodes_conductor_group ON nodes(conductor_group);
+
+CREATE TABLE ports (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  uuid TEXT NOT NULL UNIQUE,
+  address TEXT NOT NULL UNIQUE,
+  node_uuid TEXT NOT NULL REFERENCES nodes(uuid) ON DELETE CASCADE,
+  extra TEXT NOT NULL DEFAULT '{}',
+  internal_info TEXT NOT NULL DEFAULT '{}',
+  local_link_connection TEXT NOT NULL DEFAULT '{}',
+  pxe_enabled INTEGER NOT NULL DEFAULT 1,
+  physical_network TEXT,
+  portgroup_uuid TEXT,
+  is_smartnic INTEGER NOT NULL DEFAULT 0,
+  created_at TEXT NOT NULL,
+  updated_at TEXT
+);
+CREATE INDEX ports_node_uuid ON ports(node_uuid);
+
+CREATE TABLE conductors (
+  hostname TEXT PRIMARY KEY,
+  conductor_group TEXT NOT NULL DEFAULT '',
+  drivers TEXT NOT NULL DEFAULT '[]',
+  online INTEGER NOT NULL DEFAULT 1,
+  created_at TEXT NOT NULL,
+  updated_at TEXT
+);
+
+CREATE TABLE node_history (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  uuid TEXT NOT NULL UNIQUE,
+  node_uuid TEXT NOT NULL REFERENCES nodes(uuid) ON DELETE CASCADE,
+  created_at TEXT NOT NULL,
+  severity TEXT NOT NULL,
+  event_type TEXT NOT NULL,
+  event TEXT NOT NULL,
+  conductor TEXT,
+  user TEXT
+);
+CREATE INDEX node_history_node ON node_history(node_uuid);
+`,
+  },
+];

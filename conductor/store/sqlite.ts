@@ -1,0 +1,405 @@
+/**
+ * The embedded store: better-sqlite3 in WAL mode, prepared statements cached per column set, every write in a
+ * transaction. Synchronous underneath; the async Store surface is for the PostgreSQL implementation to come.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { MIGRATIONS } from './migrations.js';
+import {
+  DuplicateError, INTERFACE_FIELDS, JSON_FIELDS, JsonObjectSchema, TraitsSchema,
+  type ConductorRecord, type HistoryRecord, type NewHistory, type NewNode, type NewPort, type NodeQuery,
+  type NodeRecord, type NodeUpdate, type PortFields, type PortQuery, type PortRecord, type ReserveResult, type Store,
+} from './types.js';
+import { InvalidParameterValue, NotFound } from '../errors.js';
+
+type ColType = 'text' | 'bool' | 'json' | 'traits' | 'int';
+type Row = Record<string, unknown>;
+
+const NODE_COLS: Record<string, ColType> = {
+  id: 'int', uuid: 'text', name: 'text', created_at: 'text', updated_at: 'text', driver: 'text',
+  instance_uuid: 'text', chassis_uuid: 'text', power_state: 'text', target_power_state: 'text',
+  provision_state: 'text', target_provision_state: 'text', provision_updated_at: 'text', last_error: 'text',
+  maintenance: 'bool', maintenance_reason: 'text', fault: 'text', reservation: 'text', console_enabled: 'bool',
+  inspection_started_at: 'text', inspection_finished_at: 'text', resource_class: 'text', traits: 'traits',
+  conductor_group: 'text', allocation_uuid: 'text', automated_clean: 'bool', protected: 'bool',
+  protected_reason: 'text', owner: 'text', lessee: 'text', description: 'text', retired: 'bool',
+  retired_reason: 'text', boot_mode: 'text', secure_boot: 'bool', shard: 'text',
+  ...Object.fromEntries(INTERFACE_FIELDS.map((f) => [f, 'text' as const])),
+  ...Object.fromEntries(JSON_FIELDS.map((f) => [f, 'json' as const])),
+};
+const PORT_COLS: Record<string, ColType> = {
+  id: 'int', uuid: 'text', address: 'text', node_uuid: 'text', extra: 'json', internal_info: 'json',
+  local_link_connection: 'json', pxe_enabled: 'bool', physical_network: 'text', portgroup_uuid: 'text',
+  is_smartnic: 'bool', created_at: 'text', updated_at: 'text',
+};
+const NODE_COL_NAMES = Object.keys(NODE_COLS);
+const NODE_JSON_COLS = NODE_COL_NAMES.filter((c) => NODE_COLS[c] === 'json' || NODE_COLS[c] === 'traits');
+const NODE_BOOL_COLS = NODE_COL_NAMES.filter((c) => NODE_COLS[c] === 'bool');
+
+/** Columns a list may be sorted by (JSON columns are refused, as Ironic does). */
+export const NODE_SORT_KEYS: ReadonlySet<string> = new Set(NODE_COL_NAMES.filter((c) => NODE_COLS[c] !== 'json' &&
+  NODE_COLS[c] !== 'traits'));
+export const PORT_SORT_KEYS: ReadonlySet<string> = new Set(['id', 'uuid', 'address', 'node_uuid', 'pxe_enabled',
+  'physical_network', 'created_at', 'updated_at']);
+
+function toDb(col: string, type: ColType | undefined, v: unknown): unknown {
+  if (type === undefined) throw new InvalidParameterValue(`Unknown attribute: ${col}`);
+  if (v === undefined || v === null) {
+    if (type === 'json') return '{}';
+    if (type === 'traits') return '[]';
+    return null;
+  }
+  switch (type) {
+    case 'bool': return v ? 1 : 0;
+    case 'json': {
+      const r = JsonObjectSchema.safeParse(v);
+      if (!r.success) throw new InvalidParameterValue(`Field "${col}" must be a JSON object.`);
+      return JSON.stringify(r.data);
+    }
+    case 'traits': {
+      const r = TraitsSchema.safeParse(v);
+      if (!r.success) throw new InvalidParameterValue(`Field "${col}" must be a list of strings.`);
+      return JSON.stringify(r.data);
+    }
+    default:
+      if (typeof v === 'object') throw new InvalidParameterValue(`Field "${col}" must be a scalar.`);
+      return v;
+  }
+}
+
+function nodeFromRow(row: Row): NodeRecord {
+  for (const c of NODE_JSON_COLS) row[c] = JSON.parse(row[c] as string);
+  for (const c of NODE_BOOL_COLS) if (row[c] !== null) row[c] = row[c] === 1;
+  return row as unknown as NodeRecord;
+}
+
+function portFromRow(row: Row): PortRecord {
+  row.extra = JSON.parse(row.extra as string);
+  row.internal_info = JSON.parse(row.internal_info as string);
+  row.local_link_connection = JSON.parse(row.local_link_connection as string);
+  row.pxe_enabled = row.pxe_enabled === 1;
+  row.is_smartnic = row.is_smartnic === 1;
+  return row as unknown as PortRecord;
+}
+
+function uniqueViolation(e: unknown): string | undefined {
+  const msg = (e as { code?: string; message?: string });
+  if (msg.code !== 'SQLITE_CONSTRAINT_UNIQUE') return undefined;
+  const m = /UNIQUE constraint failed: \w+\.(\w+)/.exec(msg.message ?? '');
+  return m?.[1] ?? 'unknown';
+}
+
+export interface SqliteOptions {
+  /** Path to the database file, or ':memory:'. */
+  file: string;
+}
+
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite';
+  readonly db: Database.Database;
+  private readonly stmts = new Map<string, Database.Statement>();
+
+  constructor(opts: SqliteOptions) {
+    this.db = new Database(opts.file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+  }
+
+  static open(dataDir: string, fileName = 'conductor.sqlite'): SqliteStore {
+    if (fileName === ':memory:') return new SqliteStore({ file: ':memory:' });
+    mkdirSync(dataDir, { recursive: true });
+    return new SqliteStore({ file: join(dataDir, fileName) });
+  }
+
+  private migrate(): void {
+    this.db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+    const row = this.db.prepare('SELECT MAX(version) AS v FROM schema_version').get() as { v: number | null };
+    const current = row.v ?? 0;
+    for (const m of MIGRATIONS) {
+      if (m.version <= current) continue;
+      this.db.transaction(() => {
+        this.db.exec(m.sql);
+        this.db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(m.version);
+      })();
+    }
+  }
+
+  private stmt(sql: string): Database.Statement {
+    let s = this.stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+
+  // ---- nodes ------------------------------------------------------------------------------------------------
+
+  async createNode(node: NewNode): Promise<NodeRecord> {
+    const now = new Date().toISOString();
+    const values: Row = { ...node, created_at: now, updated_at: null };
+    for (const c of NODE_JSON_COLS) if (!(c in values)) values[c] = undefined;
+    const cols = Object.keys(values).filter((c) => c !== 'id');
+    const params = cols.map((c) => toDb(c, NODE_COLS[c], values[c]));
+    const sql = `INSERT INTO nodes (${cols.join(',')}) VALUES (${cols.map(() => '?').join(',')})`;
+    try {
+      this.stmt(sql).run(...params);
+    } catch (e) {
+      const field = uniqueViolation(e);
+      if (field) throw new DuplicateError(field, String(values[field]));
+      throw e;
+    }
+    return this.mustGet(node.uuid);
+  }
+
+  private mustGet(uuid: string): NodeRecord {
+    const row = this.stmt('SELECT * FROM nodes WHERE uuid = ?').get(uuid) as Row | undefined;
+    if (!row) throw new NotFound(`Node ${uuid} could not be found.`);
+    return nodeFromRow(row);
+  }
+
+  async getNodeByUuid(uuid: string): Promise<NodeRecord | undefined> {
+    const row = this.stmt('SELECT * FROM nodes WHERE uuid = ?').get(uuid) as Row | undefined;
+    return row ? nodeFromRow(row) : undefined;
+  }
+
+  async getNodeByName(name: string): Promise<NodeRecord | undefined> {
+    const row = this.stmt('SELECT * FROM nodes WHERE name = ?').get(name) as Row | undefined;
+    return row ? nodeFromRow(row) : undefined;
+  }
+
+  async getNodeByInstanceUuid(uuid: string): Promise<NodeRecord | undefined> {
+    const row = this.stmt('SELECT * FROM nodes WHERE instance_uuid = ?').get(uuid) as Row | undefined;
+    return row ? nodeFromRow(row) : undefined;
+  }
+
+  async getNodeByMacs(macs: readonly string[]): Promise<NodeRecord | undefined> {
+    if (macs.length === 0) return undefined;
+    const sql = `SELECT n.* FROM nodes n JOIN ports p ON p.node_uuid = n.uuid WHERE p.address IN ` +
+      `(${macs.map(() => '?').join(',')}) LIMIT 1`;
+    const row = this.stmt(sql).get(...macs) as Row | undefined;
+    return row ? nodeFromRow(row) : undefined;
+  }
+
+  async countNodes(): Promise<number> {
+    return (this.stmt('SELECT COUNT(*) AS c FROM nodes').get() as { c: number }).c;
+  }
+
+  async listNodes(q: NodeQuery): Promise<NodeRecord[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    const eq = (col: string, v: unknown): void => { where.push(`${col} = ?`); args.push(v); };
+    if (q.associated !== undefined) where.push(`instance_uuid IS ${q.associated ? 'NOT ' : ''}NULL`);
+    if (q.maintenance !== undefined) eq('maintenance', q.maintenance ? 1 : 0);
+    if (q.retired !== undefined) eq('retired', q.retired ? 1 : 0);
+    if (q.reserved !== undefined) where.push(`reservation IS ${q.reserved ? 'NOT ' : ''}NULL`);
+    if (q.fault !== undefined) eq('fault', q.fault);
+    if (q.provision_state?.length) {
+      where.push(`provision_state IN (${q.provision_state.map(() => '?').join(',')})`);
+      args.push(...q.provision_state);
+    }
+    if (q.driver !== undefined) eq('driver', q.driver);
+    if (q.resource_class !== undefined) eq('resource_class', q.resource_class);
+    if (q.chassis_uuid !== undefined) eq('chassis_uuid', q.chassis_uuid);
+    if (q.conductor_group !== undefined) eq('lower(conductor_group)', q.conductor_group.toLowerCase());
+    if (q.owner !== undefined) eq('owner', q.owner);
+    if (q.lessee !== undefined) eq('lessee', q.lessee);
+    if (q.project !== undefined) { where.push('(owner = ? OR lessee = ?)'); args.push(q.project, q.project); }
+    if (q.instance_uuid !== undefined) eq('instance_uuid', q.instance_uuid);
+    if (q.description_contains !== undefined) { where.push('instr(description, ?) > 0'); args.push(q.description_contains); }
+    if (q.shard?.length) { where.push(`shard IN (${q.shard.map(() => '?').join(',')})`); args.push(...q.shard); }
+    if (q.sharded !== undefined) where.push(`shard IS ${q.sharded ? 'NOT ' : ''}NULL`);
+    if (q.provision_updated_before !== undefined) { where.push('provision_updated_at < ?'); args.push(q.provision_updated_before); }
+    const order = this.pageClause('nodes', NODE_SORT_KEYS, q, where, args);
+    const sql = `SELECT * FROM nodes${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ${order}`;
+    return (this.stmt(sql).all(...args) as Row[]).map(nodeFromRow);
+  }
+
+  /** ORDER BY + keyset pagination after the marker row; ties broken by id so pages never overlap. */
+  private pageClause(table: string, keys: ReadonlySet<string>, q: { sort_key?: string; sort_dir?: 'asc' | 'desc';
+    marker?: string; limit?: number }, where: string[], args: unknown[]): string {
+    const key = q.sort_key ?? 'id';
+    if (!keys.has(key)) throw new InvalidParameterValue(`The sort_key value "${key}" is an invalid field for sorting`);
+    const dir = q.sort_dir === 'desc' ? 'DESC' : 'ASC';
+    const cmp = dir === 'DESC' ? '<' : '>';
+    const expr = key === 'id' ? 'id' : `IFNULL(${key}, '')`;
+    if (q.marker !== undefined) {
+      const m = this.stmt(`SELECT id, ${expr} AS k FROM ${table} WHERE uuid = ?`).get(q.marker) as
+        { id: number; k: unknown } | undefined;
+      if (!m) throw new InvalidParameterValue(`Marker ${q.marker} could not be found.`);
+      if (key === 'id') {
+        where.push(`id ${cmp} ?`);
+        args.push(m.id);
+      } else {
+        where.push(`(${expr} ${cmp} ? OR (${expr} = ? AND id ${cmp} ?))`);
+        args.push(m.k, m.k, m.id);
+      }
+    }
+    const limit = q.limit !== undefined ? ` LIMIT ${Math.max(0, Math.floor(q.limit))}` : '';
+    return `ORDER BY ${expr} ${dir}${key === 'id' ? '' : `, id ${dir}`}${limit}`;
+  }
+
+  async updateNode(uuid: string, patch: NodeUpdate): Promise<NodeRecord> {
+    const values: Row = { ...(patch as Row), updated_at: new Date().toISOString() };
+    delete values.id; delete values.uuid; delete values.created_at;
+    const cols = Object.keys(values).filter((c) => values[c] !== undefined);
+    const params = cols.map((c) => toDb(c, NODE_COLS[c], values[c]));
+    const sql = `UPDATE nodes SET ${cols.map((c) => `${c} = ?`).join(', ')} WHERE uuid = ?`;
+    let changes: number;
+    try {
+      changes = this.stmt(sql).run(...params, uuid).changes;
+    } catch (e) {
+      const field = uniqueViolation(e);
+      if (field) throw new DuplicateError(field, String(values[field]));
+      throw e;
+    }
+    if (changes === 0) throw new NotFound(`Node ${uuid} could not be found.`);
+    return this.mustGet(uuid);
+  }
+
+  async deleteNode(uuid: string): Promise<void> {
+    this.db.transaction(() => {
+      this.stmt('DELETE FROM ports WHERE node_uuid = ?').run(uuid);
+      this.stmt('DELETE FROM node_history WHERE node_uuid = ?').run(uuid);
+      this.stmt('DELETE FROM nodes WHERE uuid = ?').run(uuid);
+    })();
+  }
+
+  async reserveNode(uuid: string, host: string): Promise<ReserveResult> {
+    const r = this.stmt('UPDATE nodes SET reservation = ? WHERE uuid = ? AND reservation IS NULL').run(host, uuid);
+    if (r.changes === 1) return { ok: true, node: this.mustGet(uuid) };
+    const row = this.stmt('SELECT reservation FROM nodes WHERE uuid = ?').get(uuid) as { reservation: string | null } |
+      undefined;
+    if (!row) return { ok: false, holder: null, missing: true };
+    return { ok: false, holder: row.reservation };
+  }
+
+  async releaseNode(uuid: string, host: string): Promise<boolean> {
+    return this.stmt('UPDATE nodes SET reservation = NULL WHERE uuid = ? AND reservation = ?').run(uuid, host)
+      .changes === 1;
+  }
+
+  async clearReservations(host: string): Promise<string[]> {
+    return this.db.transaction(() => {
+      const rows = this.stmt('SELECT uuid FROM nodes WHERE reservation = ?').all(host) as { uuid: string }[];
+      this.stmt('UPDATE nodes SET reservation = NULL WHERE reservation = ?').run(host);
+      return rows.map((r) => r.uuid);
+    })();
+  }
+
+  // ---- ports ------------------------------------------------------------------------------------------------
+
+  async createPort(port: NewPort): Promise<PortRecord> {
+    const values: Row = { extra: {}, internal_info: {}, local_link_connection: {}, pxe_enabled: true,
+      is_smartnic: false, ...port, created_at: new Date().toISOString() };
+    const cols = Object.keys(values).filter((c) => c !== 'id');
+    const params = cols.map((c) => toDb(c, PORT_COLS[c], values[c]));
+    try {
+      this.stmt(`INSERT INTO ports (${cols.join(',')}) VALUES (${cols.map(() => '?').join(',')})`).run(...params);
+    } catch (e) {
+      const field = uniqueViolation(e);
+      if (field) throw new DuplicateError(field, String(values[field]));
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+        throw new NotFound(`Node ${port.node_uuid} could not be found.`);
+      }
+      throw e;
+    }
+    const p = await this.getPortByUuid(port.uuid);
+    if (!p) throw new NotFound(`Port ${port.uuid} could not be found.`);
+    return p;
+  }
+
+  async getPortByUuid(uuid: string): Promise<PortRecord | undefined> {
+    const row = this.stmt('SELECT * FROM ports WHERE uuid = ?').get(uuid) as Row | undefined;
+    return row ? portFromRow(row) : undefined;
+  }
+
+  async getPortByAddress(address: string): Promise<PortRecord | undefined> {
+    const row = this.stmt('SELECT * FROM ports WHERE address = ?').get(address.toLowerCase()) as Row | undefined;
+    return row ? portFromRow(row) : undefined;
+  }
+
+  async listPorts(q: PortQuery): Promise<PortRecord[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (q.node_uuid !== undefined) { where.push('node_uuid = ?'); args.push(q.node_uuid); }
+    if (q.address !== undefined) { where.push('address = ?'); args.push(q.address.toLowerCase()); }
+    if (q.portgroup_uuid !== undefined) { where.push('portgroup_uuid = ?'); args.push(q.portgroup_uuid); }
+    const order = this.pageClause('ports', PORT_SORT_KEYS, q, where, args);
+    const sql = `SELECT * FROM ports${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ${order}`;
+    return (this.stmt(sql).all(...args) as Row[]).map(portFromRow);
+  }
+
+  async updatePort(uuid: string, patch: Partial<PortFields>): Promise<PortRecord> {
+    const values: Row = { ...(patch as Row), updated_at: new Date().toISOString() };
+    const cols = Object.keys(values).filter((c) => values[c] !== undefined && c !== 'id' && c !== 'uuid');
+    const params = cols.map((c) => toDb(c, PORT_COLS[c], values[c]));
+    try {
+      const r = this.stmt(`UPDATE ports SET ${cols.map((c) => `${c} = ?`).join(', ')} WHERE uuid = ?`).run(...params, uuid);
+      if (r.changes === 0) throw new NotFound(`Port ${uuid} could not be found.`);
+    } catch (e) {
+      const field = uniqueViolation(e);
+      if (field) throw new DuplicateError(field, String(values[field]));
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+        throw new InvalidParameterValue(`Node ${String(values.node_uuid)} could not be found.`);
+      }
+      throw e;
+    }
+    const p = await this.getPortByUuid(uuid);
+    if (!p) throw new NotFound(`Port ${uuid} could not be found.`);
+    return p;
+  }
+
+  async deletePort(uuid: string): Promise<void> {
+    this.stmt('DELETE FROM ports WHERE uuid = ?').run(uuid);
+  }
+
+  // ---- history, conductors ----------------------------------------------------------------------------------
+
+  async addHistory(rec: NewHistory, maxEntries?: number): Promise<void> {
+    this.db.transaction(() => {
+      this.stmt(`INSERT INTO node_history (uuid, node_uuid, created_at, severity, event_type, event, conductor, user)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(rec.uuid || randomUUID(), rec.node_uuid, new Date().toISOString(),
+        rec.severity, rec.event_type, rec.event.slice(0, 255), rec.conductor, rec.user);
+      if (maxEntries !== undefined) {
+        this.stmt(`DELETE FROM node_history WHERE node_uuid = ? AND id NOT IN
+          (SELECT id FROM node_history WHERE node_uuid = ? ORDER BY id DESC LIMIT ?)`)
+          .run(rec.node_uuid, rec.node_uuid, maxEntries);
+      }
+    })();
+  }
+
+  async listHistory(nodeUuid: string): Promise<HistoryRecord[]> {
+    return this.stmt('SELECT * FROM node_history WHERE node_uuid = ? ORDER BY id').all(nodeUuid) as HistoryRecord[];
+  }
+
+  async upsertConductor(rec: Omit<ConductorRecord, 'created_at' | 'updated_at'>): Promise<void> {
+    const now = new Date().toISOString();
+    this.stmt(`INSERT INTO conductors (hostname, conductor_group, drivers, online, created_at, updated_at)
+      VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hostname) DO UPDATE SET conductor_group = excluded.conductor_group,
+      drivers = excluded.drivers, online = excluded.online, updated_at = excluded.updated_at`)
+      .run(rec.hostname, rec.conductor_group, JSON.stringify(rec.drivers), rec.online ? 1 : 0, now, now);
+  }
+
+  async setConductorOnline(hostname: string, online: boolean): Promise<void> {
+    this.stmt('UPDATE conductors SET online = ?, updated_at = ? WHERE hostname = ?')
+      .run(online ? 1 : 0, new Date().toISOString(), hostname);
+  }
+
+  async listConductors(): Promise<ConductorRecord[]> {
+    return (this.stmt('SELECT * FROM conductors ORDER BY hostname').all() as Row[]).map((r) => ({
+      hostname: r.hostname as string, conductor_group: r.conductor_group as string,
+      drivers: JSON.parse(r.drivers as string) as string[], online: r.online === 1,
+      created_at: r.created_at as string, updated_at: r.updated_at as string | null,
+    }));
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * The Store interface: what the conductor needs from its database, nothing more. Promise-based so a
+ * PostgreSQL implementation can sit behind the same interface as the embedded SQLite one.
+ */
+import { z } from 'zod';
+import type { TransitionPatch } from '../states.js';
+
+export type Json = Record<string, unknown>;
+
+export const INTERFACE_FIELDS = [
+  'bios_interface', 'boot_interface', 'console_interface', 'deploy_interface', 'inspect_interface',
+  'management_interface', 'network_interface', 'power_interface', 'raid_interface', 'rescue_interface',
+  'storage_interface', 'vendor_interface',
+] as const;
+export type InterfaceField = (typeof INTERFACE_FIELDS)[number];
+
+export const JSON_FIELDS = [
+  'driver_info', 'driver_internal_info', 'properties', 'instance_info', 'extra', 'clean_step', 'deploy_step',
+  'raid_config', 'target_raid_config', 'network_data',
+] as const;
+export type JsonField = (typeof JSON_FIELDS)[number];
+
+export interface NodeRecord extends Record<InterfaceField, string | null>, Record<JsonField, Json> {
+  id: number;
+  uuid: string;
+  name: string | null;
+  created_at: string;
+  updated_at: string | null;
+  driver: string;
+  instance_uuid: string | null;
+  chassis_uuid: string | null;
+  power_state: string | null;
+  target_power_state: string | null;
+  provision_state: string;
+  target_provision_state: string | null;
+  provision_updated_at: string | null;
+  last_error: string | null;
+  maintenance: boolean;
+  maintenance_reason: string | null;
+  fault: string | null;
+  reservation: string | null;
+  console_enabled: boolean;
+  inspection_started_at: string | null;
+  inspection_finished_at: string | null;
+  resource_class: string | null;
+  traits: string[];
+  conductor_group: string;
+  allocation_uuid: string | null;
+  automated_clean: boolean | null;
+  protected: boolean;
+  protected_reason: string | null;
+  owner: string | null;
+  lessee: string | null;
+  description: string | null;
+  retired: boolean;
+  retired_reason: string | null;
+  boot_mode: string | null;
+  secure_boot: boolean | null;
+  shard: string | null;
+}
+
+/** Fields a caller may write directly. provision_state/target_provision_state only via a TransitionPatch. */
+export type NodeFields = Omit<NodeRecord, 'id' | 'uuid' | 'created_at' | 'updated_at' | 'provision_state' |
+  'target_provision_state' | 'reservation'>;
+export type NodeUpdate = Partial<NodeFields> | (Partial<NodeFields> & TransitionPatch);
+export type NewNode = Partial<NodeFields> & TransitionPatch & { uuid: string; driver: string };
+
+export interface PortRecord {
+  id: number;
+  uuid: string;
+  address: string;
+  node_uuid: string;
+  extra: Json;
+  internal_info: Json;
+  local_link_connection: Json;
+  pxe_enabled: boolean;
+  physical_network: string | null;
+  portgroup_uuid: string | null;
+  is_smartnic: boolean;
+  created_at: string;
+  updated_at: string | null;
+}
+export type PortFields = Omit<PortRecord, 'id' | 'uuid' | 'created_at' | 'updated_at'>;
+export type NewPort = Partial<PortFields> & { uuid: string; address: string; node_uuid: string };
+
+export interface HistoryRecord {
+  id: number;
+  uuid: string;
+  node_uuid: string;
+  created_at: string;
+  severity: 'INFO' | 'ERROR';
+  event_type: string;
+  event: string;
+  conductor: string | null;
+  user: string | null;
+}
+export type NewHistory = Omit<HistoryRecord, 'id' | 'created_at'>;
+
+export interface ConductorRecord {
+  hostname: string;
+  conductor_group: string;
+  drivers: string[];
+  online: boolean;
+  created_at: string;
+  updated_at: string | null;
+}
+
+export type SortDir = 'asc' | 'desc';
+
+export interface NodeQuery {
+  associated?: boolean;
+  maintenance?: boolean;
+  retired?: boolean;
+  fault?: string;
+  provision_state?: string[];
+  driver?: string;
+  resource_class?: string;
+  chassis_uuid?: string;
+  conductor_group?: string;
+  owner?: string;
+  lessee?: string;
+  project?: string;
+  instance_uuid?: string;
+  description_contains?: string;
+  shard?: string[];
+  sharded?: boolean;
+  reserved?: boolean;
+  /** Nodes whose provision_updated_at is older than this ISO time (periodic timeout checks). */
+  provision_updated_before?: string;
+  sort_key?: string;
+  sort_dir?: SortDir;
+  /** UUID of the last item of the previous page. */
+  marker?: string;
+  limit?: number;
+}
+
+export interface PortQuery {
+  node_uuid?: string;
+  address?: string;
+  portgroup_uuid?: string;
+  sort_key?: string;
+  sort_dir?: SortDir;
+  marker?: string;
+  limit?: number;
+}
+
+export type ReserveResult = { ok: true; node: NodeRecord } | { ok: false; holder: string | null; missing?: boolean };
+
+export interface Store {
+  readonly kind: string;
+  close(): Promise<void>;
+
+  createNode(node: NewNode): Promise<NodeRecord>;
+  getNodeByUuid(uuid: string): Promise<NodeRecord | undefined>;
+  getNodeByName(name: string): Promise<NodeRecord | undefined>;
+  getNodeByInstanceUuid(uuid: string): Promise<NodeRecord | undefined>;
+  /** Node owning any of these MACs (lower-case). */
+  getNodeByMacs(macs: readonly string[]): Promise<NodeRecord | undefined>;
+  listNodes(query: NodeQuery): Promise<NodeRecord[]>;
+  countNodes(): Promise<number>;
+  /** Updates and returns the row; `expect.reservation` makes it conditional (fails with undefined). */
+  updateNode(uuid: string, patch: NodeUpdate): Promise<NodeRecord>;
+  /** Deletes the node with its ports and history. */
+  deleteNode(uuid: string): Promise<void>;
+
+  /** Conditional UPDATE reservation=host WHERE reservation IS NULL. */
+  reserveNode(uuid: string, host: string): Promise<ReserveResult>;
+  releaseNode(uuid: string, host: string): Promise<boolean>;
+  /** Clears every reservation held by `host`; returns the node UUIDs released. */
+  clearReservations(host: string): Promise<string[]>;
+
+  createPort(port: NewPort): Promise<PortRecord>;
+  getPortByUuid(uuid: string): Promise<PortRecord | undefined>;
+  getPortByAddress(address: string): Promise<PortRecord | undefined>;
+  listPorts(query: PortQuery): Promise<PortRecord[]>;
+  updatePort(uuid: string, patch: Partial<PortFields>): Promise<PortRecord>;
+  deletePort(uuid: string): Promise<void>;
+
+  addHistory(rec: NewHistory, maxEntries?: number): Promise<void>;
+  listHistory(nodeUuid: string): Promise<HistoryRecord[]>;
+
+  upsertConductor(rec: Omit<ConductorRecord, 'created_at' | 'updated_at'>): Promise<void>;
+  setConductorOnline(hostname: string, online: boolean): Promise<void>;
+  listConductors(): Promise<ConductorRecord[]>;
+}
+
+/** JSON columns must be plain objects (traits a string list) before they reach the database. */
+export const JsonObjectSchema = z.record(z.string(), z.unknown());
+export const TraitsSchema = z.array(z.string().min(1).max(255));
+
+/** Thrown by stores on unique-constraint violations; the service layer maps it to the right 409. */
+export class DuplicateError extends Error {
+  constructor(readonly field: string, readonly value: string) {
+    super(`duplicate ${field}: ${value}`);
+  }
+}
