@@ -108,3 +108,31 @@ export async function have(program: string): Promise<boolean> {
   const r = await execa('sh', ['-c', 'command -v "$1"', 'sh', program], { reject: false });
   return r.exitCode === 0;
 }
+
+export interface FilterProcess {
+  stdin: Writable;
+  stdout: Readable;
+  /** Settles when the program exits: its result, or a CommandError (exit code + stderr tail). */
+  done: Promise<RunResult>;
+  kill(): void;
+}
+
+/**
+ * A program as a stream filter (e.g. `zstd -dc`): the caller writes stdin and reads stdout itself, nothing of
+ * stdout is buffered (so output of any size streams through in constant memory); stderr is kept for the error.
+ */
+export function spawnFilter(file: string, args: readonly string[], opts: { quiet?: boolean } = {}): FilterProcess {
+  const line = printable(file, args);
+  if (opts.quiet) log.debug({ cmd: line }, 'exec filter');
+  else log.info({ cmd: line }, 'exec filter');
+  const child = execa(file, args, { reject: false, stdin: 'pipe', stdout: 'pipe', buffer: { stdout: false, stderr: true } });
+  const done = child.then((r) => {
+    const stderr = typeof r.stderr === 'string' ? r.stderr : '';
+    if (r.failed && r.exitCode === undefined && !r.isTerminated) {
+      throw new CommandError(line, undefined, '', stderr, r.shortMessage ?? 'could not start');
+    }
+    if (r.exitCode !== 0) throw new CommandError(line, r.exitCode, '', stderr, r.isTerminated ? `killed by ${r.signal ?? 'signal'}` : undefined);
+    return { stdout: '', stderr, exitCode: 0 };
+  });
+  return { stdin: child.stdin, stdout: child.stdout, done, kill: () => child.kill('SIGKILL') };
+}
