@@ -115,6 +115,13 @@ export const DeploymentError = mk('DeploymentError', 500, 'Deploy step failed');
 export const NotImplementedCommand = mk('NotImplementedError', 501, 'Command not implemented');
 export const LookupNodeError = mk('LookupNodeError', 500, 'Error getting configuration from Ironic');
 export const HeartbeatError = mk('HeartbeatError', 500, 'Error heartbeating to agent API');
+export const HeartbeatConflictError = mk('HeartbeatConflictError', 500, 'ConflictError heartbeating to agent API');
+export const HeartbeatConnectionError = mk(
+  'HeartbeatConnectionError',
+  500,
+  'Error attempting to heartbeat - Possible transitory network failure or blocking port may be present.',
+);
+export const LookupAgentIPError = mk('LookupAgentIPError', 500, 'Error finding IP for Ironic Agent');
 
 /** Any thrown value → IPA's four-key error (non-agent errors become CommandExecutionError). */
 export function serializeError(err: unknown): SerializedError {
