@@ -1,0 +1,279 @@
+/**
+ * Compatibility: the real Ironic 21.4 (Debian 12, one `ironic` process, sqlite, noauth, fake-hardware + direct
+ * deploy) drives OUR agent, a real process on this host whose only disk is a loop device, through enrollment,
+ * (optionally) automated cleaning and a full deploy to `active`. Everything is on 127.0.0.1.
+ * Then the loop device must hold the image: the root filesystem bytes match and /hello.txt carries the marker.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import {
+  AGENT_MAIN, REPO_ROOT, buildRawImage, extractRange, hashFile, hostMacs, readMarker, serveFiles, startAgentProcess,
+  type AgentProcess, type ImageServer, type TestImage,
+} from '../fixtures/compat-ironic-support.js';
+import { createLoopDevices, type LoopSet } from '../fixtures/loop.js';
+import {
+  artifactsDir, freeLoopbackPort, peerIronicUnavailable, startPeerIronic, type PeerIronic,
+} from '../fixtures/peer-ironic.js';
+import { have } from '../../common/exec.js';
+
+const MiB = 1024 * 1024;
+
+interface Scenario {
+  name: string;
+  label: 'dos' | 'gpt';
+  checksum: 'os_hash_sha256' | 'md5';
+  automatedClean: boolean;
+  bootMode: 'bios' | 'uefi';
+  tls: boolean;
+}
+
+async function skipReason(): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return 'needs root (loop devices)';
+  const why = peerIronicUnavailable();
+  if (why) return why;
+  if (!existsSync(AGENT_MAIN)) return 'agent/main.ts does not exist yet';
+  for (const p of ['losetup', 'parted', 'sgdisk', 'mkfs.ext4', 'debugfs']) if (!(await have(p))) return `${p} missing`;
+  return undefined;
+}
+
+/** Auto-TLS is present when the agent sends agent_verify_ca (reference §2.5). */
+async function agentHasAutoTls(): Promise<boolean> {
+  const files: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+      if (e.isDirectory()) await walk(join(d, e.name));
+      else if (e.name.endsWith('.ts')) files.push(join(d, e.name));
+    }
+  };
+  await walk(join(REPO_ROOT, 'agent'));
+  for (const f of files) if ((await readFile(f, 'utf8')).includes('agent_verify_ca')) return true;
+  return false;
+}
+
+interface NodeJson {
+  uuid: string;
+  provision_state: string;
+  target_provision_state: string | null;
+  last_error: string | null;
+  power_state: string | null;
+  driver_internal_info: Record<string, unknown>;
+}
+
+async function getNode(ironic: PeerIronic, uuid: string): Promise<NodeJson> {
+  const r = await fetch(`${ironic.url}/v1/nodes/${uuid}`, {
+    headers: { 'X-OpenStack-Ironic-API-Version': '1.78', Accept: 'application/json' },
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (!r.ok) throw new Error(`GET node ${uuid}: HTTP ${r.status} ${await r.text()}`);
+  return (await r.json()) as NodeJson;
+}
+
+/** Poll until provision_state is one of `want`; throw with context on a fail state, a dead agent or the timeout. */
+async function waitState(
+  ironic: PeerIronic, uuid: string, want: string[], timeoutMs: number, agent?: AgentProcess,
+): Promise<NodeJson> {
+  const deadline = Date.now() + timeoutMs;
+  let last: NodeJson | undefined;
+  for (;;) {
+    last = await getNode(ironic, uuid);
+    if (want.includes(last.provision_state)) return last;
+    if (/failed$/.test(last.provision_state)) {
+      throw new Error(`node went to '${last.provision_state}' (want ${want.join('|')}): ${last.last_error}`);
+    }
+    if (agent && !agent.running()) {
+      throw new Error(`agent exited while node is '${last.provision_state}' (want ${want.join('|')})`);
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timeout: node still '${last.provision_state}' -> ${last.target_provision_state} ` +
+        `(want ${want.join('|')}), last_error ${last.last_error}`);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+/** Agent commands Ironic issued, in order, from its debug log ("Executing agent command X for node"). */
+async function agentCommandsFromLog(ironic: PeerIronic): Promise<string[]> {
+  const text = await readFile(ironic.logFile, 'utf8').catch(() => '');
+  return [...text.matchAll(/Executing agent command (\S+) for node/g)].map((m) => m[1] ?? '');
+}
+
+async function runScenario(t: TestContext, sc: Scenario): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), 'bmts-compat-'));
+  const agents: AgentProcess[] = [];
+  let ironic: PeerIronic | undefined;
+  let server: ImageServer | undefined;
+  let loops: LoopSet | undefined;
+  let passed = false;
+  t.after(async () => {
+    for (const a of agents) await a.kill();
+    await server?.close();
+    await loops?.dispose();
+    const kept = await ironic?.stop({ keepLogs: !passed });
+    if (!passed) {
+      const dest = kept ?? join(artifactsDir(), `compat-${Date.now()}`);
+      await mkdir(dest, { recursive: true });
+      for (const a of agents) await cp(a.logFile, join(dest, a.logFile.split('/').pop() ?? 'agent.log')).catch(() => {});
+      t.diagnostic(`logs kept in ${dest}`);
+    }
+    await rm(work, { recursive: true, force: true });
+  });
+
+  const t0 = Date.now();
+  const mark = (what: string): void => t.diagnostic(`${sc.name}: ${what} at +${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+  const img: TestImage = await buildRawImage(join(work, 'image'), sc.label);
+  server = await serveFiles({ '/images/compat.raw': img.path });
+  loops = await createLoopDevices(1, 64);
+  const disk = loops.devices[0]!.path;
+  ironic = await startPeerIronic({ automatedClean: false, requireTls: sc.tls, defaultBootMode: sc.bootMode });
+  mark(`Ironic up on ${ironic.url}`);
+
+  const startAgent = async (n: number): Promise<AgentProcess> => {
+    const port = await freeLoopbackPort();
+    const a = startAgentProcess({
+      'ipa-api-url': ironic!.url,
+      'ipa-listen-host': '127.0.0.1',
+      'ipa-listen-port': String(port),
+      'ipa-advertise-host': '127.0.0.1',
+      'ipa-advertise-port': String(port),
+      'ipa-device-allowlist': disk,
+      'ipa-enable-auto-tls': sc.tls ? '1' : '0',
+      'ipa-lookup-timeout': '120',
+      'ipa-debug': '1',
+      'ipa-log-file': join(work, `agent${n}-file.log`),
+    }, join(work, `agent${n}.log`));
+    agents.push(a);
+    return a;
+  };
+
+  // Enrollment through the real CLI, as an operator would.
+  const node = await ironic.cliJson<{ uuid: string }>([
+    'node', 'create', '--driver', 'fake-hardware', '--deploy-interface', 'direct', '--boot-interface', 'fake',
+    '--name', `compat-${sc.name}`, '--property', `root_device={"name": "${disk}"}`,
+    sc.automatedClean ? '--automated-clean' : '--no-automated-clean',
+  ]);
+  const macs = await hostMacs();
+  assert.ok(macs.length > 0, 'this host has no NIC MAC for a port');
+  for (const mac of macs) await ironic.cli(['port', 'create', mac, '--node', node.uuid]);
+  await ironic.cli(['node', 'manage', node.uuid, '--wait', '60']);
+
+  if (sc.automatedClean) {
+    // Something for erase_devices_metadata to erase: the image's partition table on the disk.
+    await writeImageToDisk(img.path, disk);
+    assert.equal((await readBytes(disk, 512, 8)).toString('latin1'), sc.label === 'gpt' ? 'EFI PART' : (await readBytes(img.path, 512, 8)).toString('latin1'));
+    await ironic.cli(['node', 'provide', node.uuid]);
+    await waitState(ironic, node.uuid, ['clean wait'], 60_000);
+    mark('clean wait');
+    const cleaner = await startAgent(1);
+    await waitState(ironic, node.uuid, ['available'], 150_000, cleaner);
+    mark('cleaned: available');
+    // Ironic powered the node off out of band (fake power): for our host process that means: end it.
+    await cleaner.kill();
+    const sig = await readBytes(disk, 510, 2);
+    const gpt = (await readBytes(disk, 512, 8)).toString('latin1');
+    t.diagnostic(`after cleaning: MBR signature ${sig.toString('hex')}, LBA1 '${gpt.replace(/[^\x20-\x7e]/g, '.')}'`);
+    assert.notEqual(gpt, 'EFI PART', 'automated cleaning (erase_devices_metadata) left the GPT header in place');
+    assert.notEqual(sig.toString('hex'), '55aa', 'automated cleaning left the MBR boot signature in place');
+  } else {
+    await ironic.cli(['node', 'provide', node.uuid, '--wait', '60']);
+  }
+
+  const imageUrl = `${server.url}/images/compat.raw`;
+  const ii = [`image_source=${imageUrl}`, 'image_disk_format=raw'];
+  if (sc.checksum === 'md5') ii.push(`image_checksum=${img.md5}`);
+  else ii.push('image_os_hash_algo=sha256', `image_os_hash_value=${img.sha256}`);
+  await ironic.cli(['node', 'set', node.uuid, ...ii.flatMap((kv) => ['--instance-info', kv])]);
+  const tDeploy = Date.now();
+  await ironic.cli(['node', 'deploy', node.uuid]);
+  await waitState(ironic, node.uuid, ['wait call-back'], 60_000);
+  mark('wait call-back');
+  const tAgent = Date.now();
+  const deployer = await startAgent(2);
+  let active: NodeJson;
+  try {
+    active = await waitState(ironic, node.uuid, ['active'], 180_000, deployer);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n--- Ironic log tail\n${await ironic.logTail(40)}\n--- agent log tail\n` +
+      `${(await readFile(deployer.logFile, 'utf8').catch(() => '')).split('\n').slice(-40).join('\n')}`);
+  }
+  mark(`active (deploy ${((Date.now() - tDeploy) / 1000).toFixed(1)} s from 'node deploy', ` +
+    `${((Date.now() - tAgent) / 1000).toFixed(1)} s from agent start)`);
+  assert.equal(active.last_error, null);
+
+  // tear_down_agent sent standby.power_off: on a host that ends the agent process (by itself, not by us).
+  const ended = await Promise.race([deployer.exited, new Promise<null>((r) => setTimeout(() => r(null), 30_000))]);
+  assert.ok(ended && !ended.byUs, 'the agent did not end its process after standby.power_off');
+  mark(`agent exited by itself (code ${ended.code}, signal ${ended.signal})`);
+  const log = await readFile(ironic.logFile, 'utf8');
+  assert.doesNotMatch(log, /Failed to soft power off node/, 'Ironic could not power the node off through the agent');
+
+  const cmds = await agentCommandsFromLog(ironic);
+  t.diagnostic(`agent commands Ironic sent: ${cmds.join(', ')}`);
+  for (const c of ['deploy.get_deploy_steps', 'deploy.execute_deploy_step', 'standby.get_partition_uuids', 'standby.power_off']) {
+    assert.ok(cmds.includes(c), `Ironic never sent ${c}`);
+  }
+  if (sc.automatedClean) assert.ok(cmds.includes('clean.get_clean_steps'), 'Ironic never asked for clean steps');
+  t.diagnostic(`root_uuid_or_disk_id stored by Ironic: ${String(active.driver_internal_info.root_uuid_or_disk_id)} ` +
+    `(image disk id ${img.diskId})`);
+  assert.ok(server.requests.some((r) => r.startsWith('GET /images/compat.raw 200')), `agent never downloaded the image: ${server.requests.join('; ')}`);
+
+  // The disk holds the image: the root filesystem bytes and the known file in it.
+  const fsCopy = join(work, 'deployed-rootfs.ext4');
+  await extractRange(disk, img.rootOffset, 8 * MiB, fsCopy);
+  assert.equal(await hashFile(fsCopy, 'sha256'), img.fsSha256, 'root filesystem bytes on the disk differ from the image');
+  assert.equal(await readMarker(fsCopy), img.marker);
+  const table = (await readBytes(disk, 510, 2)).toString('hex');
+  assert.equal(table, '55aa', 'no partition table signature on the deployed disk');
+  passed = true;
+}
+
+async function readBytes(path: string, offset: number, length: number): Promise<Buffer> {
+  const fd = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(length);
+    await fd.read(buf, 0, length, offset);
+    return buf;
+  } finally {
+    await fd.close();
+  }
+}
+
+/** Write an image file onto the test's own loop device (to give cleaning something to erase). */
+async function writeImageToDisk(image: string, disk: string): Promise<void> {
+  const src = await open(image, 'r');
+  const dst = await open(disk, 'r+');
+  try {
+    const buf = Buffer.alloc(MiB);
+    for (let off = 0; ; off += MiB) {
+      const { bytesRead } = await src.read(buf, 0, MiB, off);
+      if (bytesRead === 0) break;
+      await dst.write(buf, 0, bytesRead, off);
+    }
+    await dst.sync();
+  } finally {
+    await src.close();
+    await dst.close();
+  }
+}
+
+test('real Ironic 21.4 deploys through our agent: bios, no cleaning, plain HTTP, sha256 os_hash, msdos image',
+  { timeout: 300_000 }, async (t) => {
+    const why = await skipReason();
+    if (why) return t.skip(why);
+    await runScenario(t, { name: 'plain', label: 'dos', checksum: 'os_hash_sha256', automatedClean: false,
+      bootMode: 'bios', tls: false });
+  });
+
+test('real Ironic 21.4 cleans and deploys through our agent: automated clean, uefi, md5, gpt image, TLS if the agent has auto-TLS',
+  { timeout: 300_000 }, async (t) => {
+    const why = await skipReason();
+    if (why) return t.skip(why);
+    const tls = await agentHasAutoTls();
+    if (!tls) t.diagnostic('agent has no auto-TLS yet: running this scenario with [agent]require_tls=false');
+    await runScenario(t, { name: 'clean-uefi', label: 'gpt', checksum: 'md5', automatedClean: true,
+      bootMode: 'uefi', tls });
+  });
