@@ -7,7 +7,14 @@ export type { Logger };
  * JSON lines on stderr so stdout stays free for CLI output and benchmark figures.
  */
 const level = (process.env.LOG_LEVEL as LevelWithSilent | undefined) ?? 'info';
-export const rootLogger: Logger = pino({ level, base: { pid: process.pid } }, pino.destination(2));
+// A multistream so a process can add a log file later (the agent's ipa-log-file); levels filter in the logger.
+const streams = pino.multistream([{ level: 'trace', stream: pino.destination(2) }]);
+export const rootLogger: Logger = pino({ level, base: { pid: process.pid } }, streams);
+
+/** Also write every log line to this file (created with its directory if needed). */
+export function addLogFile(path: string): void {
+  streams.add({ level: 'trace', stream: pino.destination({ dest: path, mkdir: true, sync: true, append: true }) });
+}
 
 export function getLogger(component: string, bindings: Record<string, unknown> = {}): Logger {
   return rootLogger.child({ component, ...bindings });
