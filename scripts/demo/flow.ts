@@ -1,0 +1,277 @@
+/**
+ * The end-to-end flow shared by `npm run demo` and test/e2e: conductor + image server + an IPMI-controlled QEMU
+ * node (setUpLab), enroll → manage, provide (automated cleaning through the agent), deploy and wait for the
+ * instance's marker on the serial console, undeploy. Every step records phase timings and reports progress.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, GUEST_HOST_ADDR } from '../../test/fixtures/qemu.js';
+import { ApiError, IronicApi, waitForProvisionState, type NodeJson } from './api.js';
+import { watchAgentWrite } from './agent-progress.js';
+import {
+  ComponentMissing,
+  checkDrivers,
+  findRamdisk,
+  startConductorProcess,
+  type ConductorHandle,
+  type RamdiskFiles,
+} from './components.js';
+import { createLabNode, demoMac, startImageServer, type ImageServer, type LabNode } from './lab.js';
+import type { PhaseTimer, Reporter } from './progress.js';
+import type { Teardown } from './teardown.js';
+
+export interface Lab {
+  workDir: string;
+  api: IronicApi;
+  conductor: ConductorHandle;
+  images: ImageServer;
+  ramdisk: RamdiskFiles;
+  apiPort: number;
+  bootPort: number;
+  httpRoot: string;
+  tftpRoot: string;
+}
+
+export interface LabOptions {
+  workDir: string;
+  /** Directory the image server publishes (instance images are built there). */
+  imageDir: string;
+  teardown: Teardown;
+  say: (line: string) => void;
+  /** Preferred API port (default 6385, a free one if taken). */
+  apiPort?: number;
+  buildRamdisk?: boolean;
+}
+
+async function portOrFree(preferred: number): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => void freePort().then(resolve));
+    s.listen(preferred, '127.0.0.1', () => s.close(() => resolve(preferred)));
+  });
+}
+
+/** The conductor's configuration for the demo: loopback listen address, guest-facing URLs through guestfwd. */
+export function conductorConfig(workDir: string, apiPort: number, bootPort: number): Record<string, unknown> {
+  return {
+    host: '127.0.0.1',
+    port: apiPort,
+    data_dir: join(workDir, 'conductor-data'),
+    api_url: `http://${GUEST_HOST_ADDR}:${apiPort}`,
+    automated_clean: true,
+    deploy_callback_timeout: 600,
+    clean_callback_timeout: 600,
+    periodic: { sync_power_state_interval: 10, check_provision_state_interval: 10, reservation_cleanup_interval: 60 },
+    boot: {
+      http_root: join(workDir, 'httpboot'),
+      http_url: `http://${GUEST_HOST_ADDR}:${bootPort}`,
+      tftp_root: join(workDir, 'tftpboot'),
+      listen_port: bootPort,
+      kernel_append_params: 'nofb nomodeset vga=normal console=ttyS0',
+    },
+  };
+}
+
+export async function setUpLab(opts: LabOptions): Promise<Lab> {
+  const { workDir, teardown, say } = opts;
+  const ramdisk = await findRamdisk(opts.buildRamdisk ?? false, say);
+  say(`deploy ramdisk: agent ${ramdisk.agentVersion}${ramdisk.totalMiB ? `, ${ramdisk.totalMiB} MiB` : ''}`);
+  const images = await startImageServer(opts.imageDir);
+  teardown.add('image server', () => images.close());
+  const apiPort = await portOrFree(opts.apiPort ?? 6385);
+  const bootPort = await freePort();
+  const config = conductorConfig(workDir, apiPort, bootPort);
+  const boot = config.boot as { http_root: string; tftp_root: string };
+  await mkdir(boot.http_root, { recursive: true });
+  await mkdir(boot.tftp_root, { recursive: true });
+  const api = new IronicApi(`http://127.0.0.1:${apiPort}`);
+  say(`starting the conductor on 127.0.0.1:${apiPort} (boot server :${bootPort}, data in ${workDir})`);
+  const conductor = await startConductorProcess(config, workDir, api);
+  teardown.add('conductor', () => conductor.stop());
+  return { workDir, api, conductor, images, ramdisk, apiPort, bootPort, httpRoot: boot.http_root, tftpRoot: boot.tftp_root };
+}
+
+/**
+ * The image_source the conductor is given. Loopback: the conductor checks and caches it and hands the node its
+ * own guest-facing URL (issue 8: images served from the conductor's HTTP server), so nothing dials 10.0.2.x.
+ */
+export function imageUrl(lab: Lab, file: string): string {
+  return `${lab.images.localUrl}/${file}`;
+}
+
+export interface EnrolledNode {
+  uuid: string;
+  name: string;
+  hw: LabNode;
+}
+
+/** A QEMU node behind ipmi_sim, enrolled (ipmi / ipxe / direct, port with its MAC), validated, then managed. */
+export async function enrollNode(lab: Lab, index: number, teardown: Teardown, reporter: Reporter): Promise<EnrolledNode> {
+  const name = `demo-node-${index}`;
+  const hw = await createLabNode({
+    dir: lab.workDir,
+    name,
+    mac: demoMac(index),
+    diskMiB: 2048,
+    guestPorts: [lab.apiPort, lab.bootPort, lab.images.port],
+    tftpRoot: lab.tftpRoot,
+    bootfile: 'boot.ipxe',
+  });
+  teardown.add(`node ${name} (VM + BMC)`, () => hw.stop());
+  reporter.line(`node ${name}: QEMU VM (MAC ${hw.mac}, 2 GiB empty disk) behind ipmi_sim on 127.0.0.1:${hw.bmc.port}/udp`);
+  let node: NodeJson;
+  try {
+    node = await lab.api.createNode({
+      name,
+      driver: 'ipmi',
+      boot_interface: 'ipxe',
+      deploy_interface: 'direct',
+      power_interface: 'ipmitool',
+      management_interface: 'ipmitool',
+      driver_info: {
+        ...hw.bmc.driverInfo(),
+        deploy_kernel: lab.ramdisk.kernel,
+        deploy_ramdisk: lab.ramdisk.initramfs,
+        // The conductor never dials 10.0.2.x: the agent advertises the hostfwd port on loopback.
+        kernel_append_params: `nofb nomodeset vga=normal console=ttyS0 ipa-advertise-host=127.0.0.1 ipa-advertise-port=${hw.agentPort}`,
+      },
+      properties: { cpu_arch: 'x86_64', cpus: 1, memory_mb: 1024, local_gb: 2, capabilities: 'boot_mode:bios' },
+    });
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 400 && /interface|driver|hardware type/i.test(e.message)) {
+      throw new ComponentMissing('ipmi hardware type with ipxe boot and direct deploy (conductor/drivers)', e.message);
+    }
+    throw e;
+  }
+  await lab.api.createPort(node.uuid, hw.mac);
+  await checkDrivers(lab.api, node.uuid);
+  reporter.line(`node ${name}: enrolled as ${node.uuid}; manage`);
+  await lab.api.provision(node.uuid, 'manage');
+  await waitForProvisionState(lab.api, node.uuid, {
+    until: ['manageable'],
+    failOn: ['enroll'],
+    timeoutMs: 60_000,
+    onPoll: (n) => reporter.node(n),
+  }).catch(async (e: unknown) => {
+    // A failed manage drops back to enroll; the first poll may still see enroll before verifying starts.
+    const n = await lab.api.getNode(node.uuid);
+    if (n.provision_state === 'manageable') return n;
+    throw e;
+  });
+  return { uuid: node.uuid, name, hw };
+}
+
+function lastHeartbeat(n: NodeJson): string | undefined {
+  const d = n.driver_internal_info;
+  const v = d.agent_last_heartbeat ?? d.agent_url;
+  return v === undefined || v === null ? undefined : String(v);
+}
+
+/** provide: automated cleaning through the agent until `available`. Phases: boot to lookup, cleaning. */
+export async function provideNode(lab: Lab, node: EnrolledNode, reporter: Reporter, timer: PhaseTimer, label = ''): Promise<NodeJson> {
+  const before = lastHeartbeat(await lab.api.getNode(node.uuid));
+  const bootPhase = `boot to lookup${label}`;
+  const cleanPhase = `cleaning${label}`;
+  timer.start(bootPhase);
+  await lab.api.provision(node.uuid, 'provide');
+  return waitForProvisionState(lab.api, node.uuid, {
+    until: ['available'],
+    failOn: ['clean failed'],
+    timeoutMs: 600_000,
+    onPoll: (n) => {
+      reporter.node(n);
+      const hb = lastHeartbeat(n);
+      if (!timer.ended(bootPhase) && hb !== undefined && hb !== before) {
+        timer.end(bootPhase);
+        timer.start(cleanPhase);
+      }
+      if (n.provision_state === 'available') {
+        timer.end(bootPhase);
+        if (timer.has(cleanPhase)) timer.end(cleanPhase);
+      }
+    },
+  });
+}
+
+export interface DeployRequest {
+  instanceInfo: Record<string, unknown>;
+  configdrive?: string;
+  /** Size of what the agent writes, for the progress bar. */
+  imageBytes?: number;
+  /** The line the instance prints; waited for on the serial console after `active`. */
+  markerLine: string;
+}
+
+/** deploy → active → instance marker on the serial console. Phases: boot to lookup, image write, reboot to instance. */
+export async function deployNode(lab: Lab, node: EnrolledNode, req: DeployRequest, reporter: Reporter, timer: PhaseTimer): Promise<string> {
+  await lab.api.patchNode(node.uuid, { instance_info: req.instanceInfo });
+  const before = lastHeartbeat(await lab.api.getNode(node.uuid));
+  const serialStart = node.hw.serialSize();
+  timer.start('deploy boot to lookup');
+  await lab.api.provision(node.uuid, 'active', req.configdrive ? { configdrive: req.configdrive } : {});
+  const watcher = watchAgentWrite(node.hw.agentPort, (written, total) => reporter.bytes(written, total ?? req.imageBytes));
+  try {
+    await waitForProvisionState(lab.api, node.uuid, {
+      until: ['active'],
+      failOn: ['deploy failed'],
+      timeoutMs: 600_000,
+      onPoll: (n) => {
+        reporter.node(n);
+        const hb = lastHeartbeat(n);
+        if (!timer.ended('deploy boot to lookup') && hb !== undefined && hb !== before) timer.end('deploy boot to lookup');
+        const step = typeof n.deploy_step.step === 'string' ? n.deploy_step.step : undefined;
+        if (step === 'write_image' && !timer.has('image write')) {
+          timer.end('deploy boot to lookup');
+          timer.start('image write');
+          watcher.start();
+        }
+        if (timer.has('image write') && !timer.ended('image write') && step !== 'write_image') {
+          timer.end('image write');
+          watcher.stop();
+          reporter.endBytes();
+          timer.start('reboot to instance');
+        }
+      },
+    });
+  } finally {
+    watcher.stop();
+    reporter.endBytes();
+  }
+  if (!timer.has('reboot to instance')) timer.start('reboot to instance');
+  reporter.line(`node ${node.name}: active; waiting for the instance to boot from its disk`);
+  const line = await waitForSerialLine(node.hw, serialStart, req.markerLine, 300_000);
+  timer.end('reboot to instance');
+  reporter.line(`node ${node.name}: instance says "${line}"`);
+  return node.hw.serialSince(serialStart).text;
+}
+
+/** Wait for a line starting with `prefix` in the node's serial output written after `offset`. */
+export async function waitForSerialLine(hw: LabNode, offset: number, prefix: string, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { text } = hw.serialSince(offset);
+    const line = text.split('\n').map((l) => l.trim()).find((l) => l.startsWith(prefix));
+    if (line) return line;
+    if (/No bootable device|Boot failed: not a bootable disk|could not read the boot disk/.test(text)) {
+      throw new Error(`the node did not boot from its disk (serial: ${hw.serialLog})`);
+    }
+    if (Date.now() > deadline) throw new Error(`no "${prefix}" on the serial console within ${timeoutMs / 1000} s (serial: ${hw.serialLog})`);
+    await sleep(500);
+  }
+}
+
+/** undeploy: active → deleting → cleaning → available. */
+export async function undeployNode(lab: Lab, node: EnrolledNode, reporter: Reporter, timer: PhaseTimer): Promise<NodeJson> {
+  timer.start('undeploy (teardown + cleaning)');
+  await lab.api.provision(node.uuid, 'deleted');
+  const n = await waitForProvisionState(lab.api, node.uuid, {
+    until: ['available'],
+    failOn: ['clean failed', 'error'],
+    timeoutMs: 600_000,
+    onPoll: (x) => reporter.node(x),
+  });
+  timer.end('undeploy (teardown + cleaning)');
+  return n;
+}

@@ -1,0 +1,169 @@
+/**
+ * The demo's "bare-metal" hardware: a QEMU VM with an empty virtio disk behind an ipmi_sim BMC on loopback
+ * (power on starts QEMU, power off kills it), network-booting on QEMU's restricted user network. The guest
+ * reaches host services only through guestfwd rules at 10.0.2.100 (conductor API, boot server, image server);
+ * the host reaches the agent only through a hostfwd port on 127.0.0.1. Also the loopback image server.
+ */
+import { createReadStream } from 'node:fs';
+import { stat, truncate, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { basename, join, resolve, sep } from 'node:path';
+import { buildQemuArgs, freePort, GUEST_HOST_ADDR, stripAnsi } from '../../test/fixtures/qemu.js';
+import { daemonizableQemuArgs, startIpmiSim, type IpmiSim } from '../../test/fixtures/ipmi-sim.js';
+import { readFileSync, existsSync } from 'node:fs';
+
+export interface LabNodeOptions {
+  dir: string;
+  name: string;
+  mac: string;
+  diskMiB: number;
+  memoryMiB?: number;
+  /** Host loopback ports the guest may reach (each gets a guestfwd rule at 10.0.2.100:PORT). */
+  guestPorts: number[];
+  /** slirp TFTP root + DHCP bootfile (a TFTP name or an http:// URL). */
+  tftpRoot?: string;
+  bootfile: string;
+}
+
+export interface LabNode {
+  name: string;
+  mac: string;
+  /** 127.0.0.1 port forwarded to the agent's 9999 in the guest (ipa-advertise-port). */
+  agentPort: number;
+  disk: string;
+  /** Serial console of every power-on of this node, appended (survives power cycles). */
+  serialLog: string;
+  bmc: IpmiSim;
+  /** Serial log with terminal escapes removed. */
+  readSerial(): string;
+  /** Serial text written since `offset` (bytes of the raw log), and the new offset. */
+  serialSince(offset: number): { text: string; offset: number };
+  serialSize(): number;
+  stop(): Promise<void>;
+}
+
+export async function createLabNode(opts: LabNodeOptions): Promise<LabNode> {
+  const disk = join(opts.dir, `${opts.name}-disk.img`);
+  await writeFile(disk, '');
+  await truncate(disk, opts.diskMiB * 1024 * 1024);
+  const serialLog = join(opts.dir, `${opts.name}-serial.log`);
+  await writeFile(serialLog, '');
+  const agentPort = await freePort();
+  const base = buildQemuArgs(
+    {
+      boot: 'disk',
+      memoryMiB: opts.memoryMiB ?? 1024,
+      mac: opts.mac,
+      pxeRom: true,
+      noReboot: false,
+      disks: [{ file: disk, format: 'raw' }],
+      guestfwd: opts.guestPorts.map((p) => ({ guestPort: p })),
+      hostfwd: [{ hostPort: agentPort, guestPort: 9999 }],
+      ...(opts.tftpRoot ? { tftp: opts.tftpRoot } : {}),
+      bootfile: opts.bootfile,
+    },
+    serialLog,
+  );
+  // -serial file: truncates on every power-on; the demo wants the cleaning boot's log next to the deploy's.
+  const args = daemonizableQemuArgs(base).flatMap((a, i, all) => {
+    if (a === '-serial') return [];
+    if (all[i - 1] === '-serial') return ['-chardev', `file,id=ser0,path=${serialLog},append=on`, '-serial', 'chardev:ser0'];
+    return [a];
+  });
+  const bmc = await startIpmiSim({ qemu: { args } });
+  const raw = (): Buffer => (existsSync(serialLog) ? readFileSync(serialLog) : Buffer.alloc(0));
+  return {
+    name: opts.name,
+    mac: opts.mac,
+    agentPort,
+    disk,
+    serialLog,
+    bmc,
+    readSerial: () => stripAnsi(raw().toString('utf8')),
+    serialSince: (offset) => {
+      const buf = raw();
+      return { text: stripAnsi(buf.subarray(offset).toString('utf8')), offset: buf.length };
+    },
+    serialSize: () => raw().length,
+    stop: () => bmc.stop(),
+  };
+}
+
+export interface ImageServer {
+  /** Loopback base URL (what the conductor may fetch). */
+  localUrl: string;
+  /** Guest-facing base URL through the guestfwd rule (what the node fetches). */
+  guestUrl: string;
+  port: number;
+  /** Bytes sent per path, for "the node downloaded it" checks. */
+  sent: Map<string, number>;
+  close(): Promise<void>;
+}
+
+/**
+ * Static files from `root` on 127.0.0.1 with Content-Length and keep-alive (the agent's Node 20 HTTP client
+ * must not meet Connection: close; toolchain.md pitfall 8), HEAD and Range for resumed downloads.
+ */
+export async function startImageServer(root: string): Promise<ImageServer> {
+  const sent = new Map<string, number>();
+  const base = resolve(root);
+  const server: Server = createServer((req, res) => {
+    void (async () => {
+      const name = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname).replace(/^\/+/, '');
+      const file = resolve(base, name);
+      if (!file.startsWith(base + sep) || (req.method !== 'GET' && req.method !== 'HEAD')) {
+        res.writeHead(req.method === 'GET' || req.method === 'HEAD' ? 404 : 405).end();
+        return;
+      }
+      let size: number;
+      try {
+        const st = await stat(file);
+        if (!st.isFile()) throw new Error('not a file');
+        size = st.size;
+      } catch {
+        res.writeHead(404, { 'Content-Length': 0 }).end();
+        return;
+      }
+      const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+      const start = range ? Number(range[1]) : 0;
+      if (start > size) {
+        res.writeHead(416, { 'Content-Range': `bytes */${size}` }).end();
+        return;
+      }
+      const headers = {
+        'Content-Type': 'application/octet-stream',
+        'Content-Length': size - start,
+        'Accept-Ranges': 'bytes',
+        ...(range ? { 'Content-Range': `bytes ${start}-${size - 1}/${size}` } : {}),
+      };
+      res.writeHead(range ? 206 : 200, headers);
+      if (req.method === 'HEAD') {
+        res.end();
+        return;
+      }
+      const stream = createReadStream(file, { start });
+      stream.on('data', (c) => sent.set(basename(file), (sent.get(basename(file)) ?? 0) + c.length));
+      stream.pipe(res);
+    })();
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    localUrl: `http://127.0.0.1:${port}`,
+    guestUrl: `http://${GUEST_HOST_ADDR}:${port}`,
+    port,
+    sent,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+/** Locally administered, stable per index: 52:54:00:ba:4e:NN. */
+export function demoMac(index: number): string {
+  return `52:54:00:ba:4e:${(index & 0xff).toString(16).padStart(2, '0')}`;
+}
