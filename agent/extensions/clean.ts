@@ -1,5 +1,9 @@
-/** Placeholder until the hardware-managers issue lands: the clean extension's commands. */
+/**
+ * The `clean` extension (reference/ipa-protocol.md §4.1): get_clean_steps (sync) and execute_clean_step (async),
+ * both over the hardware managers (hardware-managers/steps.ts).
+ */
 import type { ExtensionCommands } from '../commands/types.js';
+import { stepCommands } from '../../hardware-managers/steps.js';
 
 export const extension = 'clean';
-export const commands: ExtensionCommands = {};
+export const commands: ExtensionCommands = stepCommands('clean');

@@ -1,5 +1,9 @@
-/** Placeholder until the hardware-managers issue lands: the deploy extension's commands. */
+/**
+ * The `deploy` extension (reference/ipa-protocol.md §4.2): get_deploy_steps (sync) and execute_deploy_step (async),
+ * both over the hardware managers (hardware-managers/steps.ts). write_image is a generic-manager deploy step.
+ */
 import type { ExtensionCommands } from '../commands/types.js';
+import { stepCommands } from '../../hardware-managers/steps.js';
 
 export const extension = 'deploy';
-export const commands: ExtensionCommands = {};
+export const commands: ExtensionCommands = stepCommands('deploy');

@@ -1,0 +1,111 @@
+/**
+ * GenericHardwareManager: what every Linux machine supports (reference/ipa-protocol.md §5). Step methods carry
+ * IPA's step names (erase_devices, write_image, ...) because dispatch looks steps up by name; helper methods
+ * (listHardwareInfo, getOsInstallDevice, listBlockDevices, ...) are camelCase.
+ */
+import { existsSync } from 'node:fs';
+import type { AgentStep } from '../../agent/protocol.js';
+import { writeImageStep } from '../../agent/image/deploy-step.js';
+import { have, run } from '../../common/exec.js';
+import { getLogger } from '../../common/logger.js';
+import { hardwareContext } from '../context.js';
+import { HardwareSupport, type HardwareManager, type StepCall } from '../types.js';
+import { listBlockDevices } from './disks.js';
+import { eraseBlockDevice, eraseDevices, eraseDevicesExpress, eraseDevicesMetadata } from './erase.js';
+import { genericFlashFirmware, updateFirmware } from './firmware.js';
+import {
+  getBmcInfo, getBootInfo, getCpus, getMemory, getSystemVendorInfo, listHardwareInfo, listNetworkInterfaces,
+} from './inventory.js';
+import { applyConfiguration, createConfiguration, deleteConfiguration } from './raid.js';
+import { getOsInstallDevice } from './root-device.js';
+
+const log = getLogger('generic-manager');
+
+const RAID_APPLY_ARGSINFO = {
+  raid_config: { description: 'The RAID configuration to apply.', required: true },
+  delete_existing: {
+    description:
+      "Setting this to 'True' indicates to delete existing RAID configuration prior to creating the new configuration. Default value is 'True'.",
+    required: false,
+  },
+};
+
+const clean = (step: string, priority: number, iface = 'deploy'): AgentStep => ({
+  step, priority, interface: iface, reboot_requested: false, abortable: true,
+});
+const deploy = (step: string, priority: number, iface = 'deploy', argsinfo?: AgentStep['argsinfo']): AgentStep => ({
+  step, priority, interface: iface, reboot_requested: false, ...(argsinfo ? { argsinfo } : {}),
+});
+
+export const GENERIC_CLEAN_STEPS: readonly AgentStep[] = [
+  clean('erase_devices', 10),
+  clean('erase_devices_metadata', 99),
+  clean('erase_devices_express', 0),
+  clean('delete_configuration', 0, 'raid'),
+  clean('create_configuration', 0, 'raid'),
+];
+
+export const GENERIC_DEPLOY_STEPS: readonly AgentStep[] = [
+  deploy('erase_devices_metadata', 0),
+  deploy('apply_configuration', 0, 'raid', RAID_APPLY_ARGSINFO),
+  deploy('write_image', 0),
+];
+
+export const GENERIC_SERVICE_STEPS: readonly AgentStep[] = [
+  deploy('delete_configuration', 0, 'raid'),
+  deploy('apply_configuration', 0, 'raid', RAID_APPLY_ARGSINFO),
+  deploy('create_configuration', 0, 'raid'),
+  deploy('write_image', 0),
+];
+
+const copy = (steps: readonly AgentStep[]): AgentStep[] => steps.map((s) => ({ ...s }));
+
+export const genericManager: HardwareManager = {
+  name: 'GenericHardwareManager',
+  versionName: 'generic_hardware_manager',
+  version: '1.2',
+
+  evaluateHardwareSupport: () => HardwareSupport.GENERIC,
+
+  /** In the ramdisk, assemble existing md arrays so they can be listed, kept or deleted (as IPA does). */
+  async initialize(): Promise<void> {
+    if (!hardwareContext().inRamdisk || !existsSync('/proc/mdstat') || !(await have('mdadm'))) return;
+    try {
+      await run('mdadm', ['--assemble', '--scan'], { timeoutMs: 120_000, okCodes: [0, 1, 2] });
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'mdadm --assemble --scan failed');
+    }
+  },
+
+  getCleanSteps: () => copy(GENERIC_CLEAN_STEPS),
+  getDeploySteps: () => copy(GENERIC_DEPLOY_STEPS),
+  getServiceSteps: () => copy(GENERIC_SERVICE_STEPS),
+
+  // Steps (names as IPA's; the conductor asks for them by name).
+  erase_devices: eraseDevices,
+  erase_devices_metadata: eraseDevicesMetadata,
+  erase_devices_express: eraseDevicesExpress,
+  erase_block_device: eraseBlockDevice,
+  create_configuration: createConfiguration,
+  delete_configuration: deleteConfiguration,
+  apply_configuration: applyConfiguration,
+  write_image: (call: StepCall) => writeImageStep(call),
+  update_firmware: updateFirmware,
+  flash_firmware: genericFlashFirmware,
+
+  // Inventory pieces and helpers.
+  listHardwareInfo,
+  getCpus,
+  getMemory,
+  listNetworkInterfaces,
+  getSystemVendorInfo,
+  getBootInfo,
+  getBmcInfo,
+  listBlockDevices,
+  getOsInstallDevice,
+
+  /** standby.sync / run_image: flush everything to the disks. */
+  async full_sync(): Promise<void> {
+    await run('sync', [], { timeoutMs: 300_000 });
+  },
+};

@@ -1,0 +1,119 @@
+/**
+ * Choosing the disk the OS goes on (reference/ipa-protocol.md §5.7): a software RAID root volume if one was built,
+ * else the first disk matching the node's root device hints, else the smallest disk of at least 4 GiB (the
+ * minimum is hardwareContext().minRootDeviceBytes so tests can use small loop devices). Disks matched by the
+ * node's skip list (properties.skip_block_devices) are never candidates.
+ */
+import { DeviceNotFound } from '../../agent/protocol.js';
+import { getLogger } from '../../common/logger.js';
+import { hardwareContext } from '../context.js';
+import type { NodeInfo } from '../types.js';
+import { listBlockDevices, type BlockDevice } from './disks.js';
+import { HintError, findDevicesByHints, matchRootDeviceHints } from './hints.js';
+
+const log = getLogger('root-device');
+
+function asRecord(v: unknown): Record<string, unknown> | null {
+  return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+}
+
+/** instance_info.root_device wins over properties.root_device (as in Ironic). */
+export function rootDeviceHints(node: NodeInfo | null | undefined): Record<string, unknown> | null {
+  const h = asRecord(node?.instance_info?.root_device) ?? asRecord(node?.properties?.root_device);
+  return h && Object.keys(h).length > 0 ? h : null;
+}
+
+/** properties.skip_block_devices entries that describe disks (those with volume_name are RAID volumes). */
+export function skipListHints(node: NodeInfo | null | undefined): Record<string, unknown>[] {
+  const raw = node?.properties?.skip_block_devices;
+  if (!Array.isArray(raw)) return [];
+  return raw.map(asRecord).filter((h): h is Record<string, unknown> => h !== null && !('volume_name' in h));
+}
+
+/** RAID volume names the node asks to keep (skip_block_devices entries with volume_name). */
+export function skipListVolumes(node: NodeInfo | null | undefined): string[] {
+  const raw = node?.properties?.skip_block_devices;
+  if (!Array.isArray(raw)) return [];
+  return raw.map(asRecord).flatMap((h) => (h && typeof h.volume_name === 'string' ? [h.volume_name] : []));
+}
+
+/** Device names (/dev/...) the skip list protects. A malformed hint is logged, not fatal. */
+export function skipListDevices<D extends BlockDevice>(node: NodeInfo | null | undefined, devices: readonly D[]): Set<string> {
+  const out = new Set<string>();
+  for (const hint of skipListHints(node)) {
+    try {
+      for (const d of findDevicesByHints(devices, hint)) out.add(d.name);
+    } catch (e) {
+      log.warn({ hint, err: (e as Error).message }, 'invalid skip_block_devices entry ignored');
+    }
+  }
+  return out;
+}
+
+/** Disks minus the skip list, each logged once when skipped. */
+export async function listCandidateDisks(node: NodeInfo | null | undefined): Promise<BlockDevice[]> {
+  const devices = await listBlockDevices();
+  const skip = skipListDevices(node, devices);
+  for (const s of skip) log.info({ dev: s }, 'device is in the node skip list (properties.skip_block_devices); skipped');
+  return devices.filter((d) => !skip.has(d.name));
+}
+
+/** md device of the idx-th logical disk of a software RAID config (raid.ts builds them with these names). */
+export function mdDeviceName(idx: number): string {
+  return `/dev/md${idx}`;
+}
+
+/** Index of the root volume of a software-RAID target config (is_root_volume, else the first), or null. */
+export function softwareRaidRootIndex(node: NodeInfo | null | undefined): number | null {
+  const disks = asRecord(node?.target_raid_config)?.logical_disks;
+  if (!Array.isArray(disks) || disks.length === 0) return null;
+  const ld = disks.map(asRecord);
+  if (!ld.every((d) => d && d.controller === 'software')) return null;
+  const flagged = ld.findIndex((d) => d?.is_root_volume === true);
+  if (flagged >= 0) return flagged;
+  return ld.some((d) => d?.is_root_volume === false) ? null : 0;
+}
+
+/** The chosen BlockDevice; DeviceNotFound (404) when nothing qualifies. */
+export async function getOsInstallBlockDevice(node?: NodeInfo | null): Promise<BlockDevice> {
+  const n = node === undefined ? hardwareContext().node : node;
+  const disks = await listCandidateDisks(n);
+
+  const raidIdx = softwareRaidRootIndex(n);
+  if (raidIdx !== null) {
+    const md = disks.find((d) => d.name === mdDeviceName(raidIdx));
+    if (md) return md;
+  }
+
+  const hints = rootDeviceHints(n);
+  if (hints) {
+    let dev: BlockDevice | null;
+    try {
+      dev = matchRootDeviceHints(disks, hints);
+    } catch (e) {
+      if (e instanceof HintError) throw new DeviceNotFound(`Invalid root device hints: ${e.message}`);
+      throw e;
+    }
+    if (!dev) {
+      throw new DeviceNotFound(`No suitable device was found for deployment using these hints ${JSON.stringify(hints)}`);
+    }
+    return dev;
+  }
+
+  const min = hardwareContext().minRootDeviceBytes;
+  const sorted = disks
+    .filter((d) => !d.type.startsWith('raid') || raidIdx !== null)
+    .sort((a, b) => a.size - b.size || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const pick = sorted.find((d) => d.size >= min);
+  if (!pick) {
+    throw new DeviceNotFound(
+      `No suitable device was found for deployment - root device hints were not provided and all found block devices are smaller than ${min}B.`,
+    );
+  }
+  return pick;
+}
+
+/** IPA's get_os_install_device: the chosen device's path (/dev/...). */
+export async function getOsInstallDevice(node?: NodeInfo | null): Promise<string> {
+  return (await getOsInstallBlockDevice(node)).name;
+}
