@@ -136,6 +136,10 @@ export class IronicApi {
     return this.call('PUT', `/v1/nodes/${encodeURIComponent(ident)}/states/power`, { target });
   }
 
+  setBootDevice(ident: string, device: 'pxe' | 'disk', persistent = false): Promise<void> {
+    return this.call('PUT', `/v1/nodes/${encodeURIComponent(ident)}/management/boot_device`, { boot_device: device, persistent });
+  }
+
   validate(ident: string): Promise<Record<string, { result: boolean | null; reason: string | null }>> {
     return this.call('GET', `/v1/nodes/${encodeURIComponent(ident)}/validate`);
   }
