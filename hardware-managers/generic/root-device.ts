@@ -74,20 +74,23 @@ export function softwareRaidRootIndex(node: NodeInfo | null | undefined): number
   return ld.some((d) => d?.is_root_volume === false) ? null : 0;
 }
 
-/** The chosen BlockDevice; DeviceNotFound (404) when nothing qualifies. */
-export async function getOsInstallBlockDevice(node?: NodeInfo | null): Promise<BlockDevice> {
-  const n = node === undefined ? hardwareContext().node : node;
-  const disks = await listCandidateDisks(n);
+/**
+ * Pure selection over already-listed disks (skip list applied here too): RAID root volume, else hints, else the
+ * smallest disk of at least `minBytes`. DeviceNotFound (404) when nothing qualifies.
+ */
+export function selectRootDevice<D extends BlockDevice>(all: readonly D[], node: NodeInfo | null | undefined, minBytes: number): D {
+  const skip = skipListDevices(node, all);
+  const disks = all.filter((d) => !skip.has(d.name));
 
-  const raidIdx = softwareRaidRootIndex(n);
+  const raidIdx = softwareRaidRootIndex(node);
   if (raidIdx !== null) {
     const md = disks.find((d) => d.name === mdDeviceName(raidIdx));
     if (md) return md;
   }
 
-  const hints = rootDeviceHints(n);
+  const hints = rootDeviceHints(node);
   if (hints) {
-    let dev: BlockDevice | null;
+    let dev: D | null;
     try {
       dev = matchRootDeviceHints(disks, hints);
     } catch (e) {
@@ -100,17 +103,22 @@ export async function getOsInstallBlockDevice(node?: NodeInfo | null): Promise<B
     return dev;
   }
 
-  const min = hardwareContext().minRootDeviceBytes;
-  const sorted = disks
-    .filter((d) => !d.type.startsWith('raid') || raidIdx !== null)
-    .sort((a, b) => a.size - b.size || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const pick = sorted.find((d) => d.size >= min);
+  const pick = disks
+    .filter((d) => !d.type.startsWith('raid'))
+    .sort((a, b) => a.size - b.size || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    .find((d) => d.size >= minBytes);
   if (!pick) {
     throw new DeviceNotFound(
-      `No suitable device was found for deployment - root device hints were not provided and all found block devices are smaller than ${min}B.`,
+      `No suitable device was found for deployment - root device hints were not provided and all found block devices are smaller than ${minBytes}B.`,
     );
   }
   return pick;
+}
+
+/** The chosen BlockDevice among the disks visible now (node: the given one, else the last the conductor sent). */
+export async function getOsInstallBlockDevice(node?: NodeInfo | null): Promise<BlockDevice> {
+  const n = node === undefined ? hardwareContext().node : node;
+  return selectRootDevice(await listBlockDevices(), n, hardwareContext().minRootDeviceBytes);
 }
 
 /** IPA's get_os_install_device: the chosen device's path (/dev/...). */
