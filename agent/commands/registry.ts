@@ -43,8 +43,9 @@ export class CommandRegistry {
     return out;
   }
 
-  has(extension: string): boolean {
-    return this.extensions.has(extension);
+  has(extension: string, command?: string): boolean {
+    const ext = this.extensions.get(extension);
+    return ext !== undefined && (command === undefined || ext.has(command));
   }
 
   /** Split at the first dot (IPA's rule) without looking anything up. */
