@@ -103,3 +103,6 @@ export class RequestEntityTooLarge extends IronicError {
 export class NoFreeConductorWorker extends IronicError {
   constructor() { super('Requested action cannot be performed due to lack of free conductor workers.', 503); }
 }
+export class MethodNotAllowed extends IronicError {
+  constructor() { super('The server could not comply with the request since it is either malformed or otherwise incorrect.', 405); }
+}

@@ -6,6 +6,7 @@
  * orchestration) asks for an event and gets InvalidState when the table has no such edge.
  */
 import { InvalidState } from './errors.js';
+import { isoTime } from './time.js';
 
 export const States = {
   ENROLL: 'enroll',
@@ -212,7 +213,7 @@ export function transition(node: NodeStateView, event: ProvisionEvent, opts: Tra
   const patch: Record<string, unknown> = {
     provision_state: dest,
     target_provision_state: target,
-    provision_updated_at: (opts.now ?? new Date()).toISOString(),
+    provision_updated_at: isoTime(opts.now),
   };
   if (lastError !== undefined) patch.last_error = lastError;
   return patch as unknown as TransitionPatch;
@@ -221,7 +222,7 @@ export function transition(node: NodeStateView, event: ProvisionEvent, opts: Tra
 /** Mints the initial state of a new node (API >= 1.11 enrolls; older versions start available). */
 export function initialState(apiMinor: number): TransitionPatch {
   const state: ProvisionState = apiMinor >= 11 ? 'enroll' : 'available';
-  return { provision_state: state, target_provision_state: null, provision_updated_at: new Date().toISOString() } as
+  return { provision_state: state, target_provision_state: null, provision_updated_at: isoTime() } as
     unknown as TransitionPatch;
 }
 

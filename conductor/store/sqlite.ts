@@ -13,6 +13,7 @@ import {
   type NodeRecord, type NodeUpdate, type PortFields, type PortQuery, type PortRecord, type ReserveResult, type Store,
 } from './types.js';
 import { InvalidParameterValue, NotFound } from '../errors.js';
+import { isoTime } from '../time.js';
 
 type ColType = 'text' | 'bool' | 'json' | 'traits' | 'int';
 type Row = Record<string, unknown>;
@@ -145,7 +146,7 @@ export class SqliteStore implements Store {
   // ---- nodes ------------------------------------------------------------------------------------------------
 
   async createNode(node: NewNode): Promise<NodeRecord> {
-    const now = new Date().toISOString();
+    const now = isoTime();
     const values: Row = { ...node, created_at: now, updated_at: null };
     for (const c of NODE_JSON_COLS) if (!(c in values)) values[c] = undefined;
     const cols = Object.keys(values).filter((c) => c !== 'id');
@@ -249,7 +250,7 @@ export class SqliteStore implements Store {
   }
 
   async updateNode(uuid: string, patch: NodeUpdate): Promise<NodeRecord> {
-    const values: Row = { ...(patch as Row), updated_at: new Date().toISOString() };
+    const values: Row = { ...(patch as Row), updated_at: isoTime() };
     delete values.id; delete values.uuid; delete values.created_at;
     const cols = Object.keys(values).filter((c) => values[c] !== undefined);
     const params = cols.map((c) => toDb(c, NODE_COLS[c], values[c]));
@@ -300,7 +301,7 @@ export class SqliteStore implements Store {
 
   async createPort(port: NewPort): Promise<PortRecord> {
     const values: Row = { extra: {}, internal_info: {}, local_link_connection: {}, pxe_enabled: true,
-      is_smartnic: false, ...port, created_at: new Date().toISOString() };
+      is_smartnic: false, ...port, created_at: isoTime() };
     const cols = Object.keys(values).filter((c) => c !== 'id');
     const params = cols.map((c) => toDb(c, PORT_COLS[c], values[c]));
     try {
@@ -340,7 +341,7 @@ export class SqliteStore implements Store {
   }
 
   async updatePort(uuid: string, patch: Partial<PortFields>): Promise<PortRecord> {
-    const values: Row = { ...(patch as Row), updated_at: new Date().toISOString() };
+    const values: Row = { ...(patch as Row), updated_at: isoTime() };
     const cols = Object.keys(values).filter((c) => values[c] !== undefined && c !== 'id' && c !== 'uuid');
     const params = cols.map((c) => toDb(c, PORT_COLS[c], values[c]));
     try {
@@ -368,7 +369,7 @@ export class SqliteStore implements Store {
   async addHistory(rec: NewHistory, maxEntries?: number): Promise<void> {
     this.db.transaction(() => {
       this.stmt(`INSERT INTO node_history (uuid, node_uuid, created_at, severity, event_type, event, conductor, user)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(rec.uuid || randomUUID(), rec.node_uuid, new Date().toISOString(),
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(rec.uuid || randomUUID(), rec.node_uuid, isoTime(),
         rec.severity, rec.event_type, rec.event.slice(0, 255), rec.conductor, rec.user);
       if (maxEntries !== undefined) {
         this.stmt(`DELETE FROM node_history WHERE node_uuid = ? AND id NOT IN
@@ -383,7 +384,7 @@ export class SqliteStore implements Store {
   }
 
   async upsertConductor(rec: Omit<ConductorRecord, 'created_at' | 'updated_at'>): Promise<void> {
-    const now = new Date().toISOString();
+    const now = isoTime();
     this.stmt(`INSERT INTO conductors (hostname, conductor_group, drivers, online, created_at, updated_at)
       VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hostname) DO UPDATE SET conductor_group = excluded.conductor_group,
       drivers = excluded.drivers, online = excluded.online, updated_at = excluded.updated_at`)
@@ -392,7 +393,7 @@ export class SqliteStore implements Store {
 
   async setConductorOnline(hostname: string, online: boolean): Promise<void> {
     this.stmt('UPDATE conductors SET online = ?, updated_at = ? WHERE hostname = ?')
-      .run(online ? 1 : 0, new Date().toISOString(), hostname);
+      .run(online ? 1 : 0, isoTime(), hostname);
   }
 
   async listConductors(): Promise<ConductorRecord[]> {

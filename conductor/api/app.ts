@@ -1,0 +1,59 @@
+/**
+ * The koa application: error body (outermost), path normalisation, microversion negotiation, auth, routes.
+ * The API layer validates and translates; business rules live in conductor/services/.
+ */
+import Router from '@koa/router';
+import Koa, { type Context, type Next } from 'koa';
+import type { ConductorContext } from '../context.js';
+import { MethodNotAllowed } from '../errors.js';
+import { authMiddleware } from './auth.js';
+import { errorMiddleware, parseVersion, sendError, setVersionHeaders, type ApiState } from './http.js';
+import { nodeActionRoutes } from './routes/node-actions.js';
+import { nodeRoutes } from './routes/nodes.js';
+import { miscRoutes, rootDocument } from './routes/misc.js';
+import { portRoutes } from './routes/ports.js';
+
+export function createApp(c: ConductorContext): Koa {
+  const app = new Koa({ proxy: false });
+  app.silent = true;
+
+  app.use(errorMiddleware);
+
+  app.use(async (ctx: Context, next: Next) => {
+    const base = (c.config.public_endpoint ?? `${ctx.protocol}://${ctx.host}`).replace(/\/+$/, '');
+    // Ironic routes anything that does not start with /v1 into the v1 controller.
+    if (ctx.path !== '/' && ctx.path !== '/v1' && !ctx.path.startsWith('/v1/')) ctx.path = `/v1${ctx.path}`;
+    if (ctx.path.length > 1 && ctx.path.endsWith('/')) ctx.path = ctx.path.replace(/\/+$/, '');
+    if (ctx.path === '/') {
+      if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new MethodNotAllowed();
+      ctx.body = rootDocument(base);
+      return;
+    }
+    const header = ctx.get('x-openstack-ironic-api-version') ||
+      /^baremetal\s+(\S+)$/i.exec(ctx.get('openstack-api-version'))?.[1];
+    setVersionHeaders(ctx);
+    const minor = parseVersion(header || undefined);
+    setVersionHeaders(ctx, minor);
+    const st: ApiState = { minor, base };
+    Object.assign(ctx.state, st);
+    await next();
+  });
+
+  app.use(authMiddleware(c.config));
+
+  const router = new Router();
+  miscRoutes(router, c);
+  nodeRoutes(router, c);
+  nodeActionRoutes(router, c);
+  portRoutes(router, c);
+  app.use(router.routes());
+  app.use(async (ctx: Context, next: Next) => {
+    await next();
+    if (ctx.status === 404 && ctx.body === undefined) {
+      const matched = router.match(ctx.path, ctx.method);
+      if (matched.path.length > 0 && !matched.route) throw new MethodNotAllowed();
+      sendError(ctx, 404, 'The resource could not be found.');
+    }
+  });
+  return app;
+}

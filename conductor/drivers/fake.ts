@@ -1,0 +1,119 @@
+/**
+ * The `fake-hardware` hardware type: interfaces that touch no hardware, like Ironic's drivers/modules/fake.py.
+ * Fake power reports back the state the conductor last recorded; fake deploy goes straight to active and fake
+ * cleaning has no steps, so `provide` and `undeploy` finish at once.
+ */
+import { InvalidParameterValue } from '../errors.js';
+import {
+  registerHardwareType, registerInterface, type DeployInterface, type InspectInterface, type RaidInterface,
+  type RescueInterface,
+} from './index.js';
+import type { BootDevice, BootInterface, DriverInterface, DriverNode, ManagementInterface, PowerInterface, PowerState,
+  PowerTarget } from './types.js';
+
+const SUPPORTED_POWER: PowerTarget[] = ['power on', 'power off', 'rebooting', 'soft rebooting', 'soft power off'];
+const BOOT_DEVICES: BootDevice[] = ['pxe', 'disk'];
+
+/** Every call the fake interfaces received, newest last (tests assert on it). */
+export const fakeCalls: { node: string; call: string; args?: unknown }[] = [];
+function record(node: DriverNode, call: string, args?: unknown): void {
+  fakeCalls.push({ node: node.uuid, call, args });
+  if (fakeCalls.length > 10_000) fakeCalls.splice(0, fakeCalls.length - 10_000);
+}
+
+export const fakePower: PowerInterface = {
+  name: 'fake',
+  validate() {},
+  async getPowerState(node) {
+    const s = node.power_state;
+    return s === 'power on' || s === 'power off' || s === 'error' ? s as PowerState : 'power off';
+  },
+  async setPowerState(node, target, timeoutS) {
+    if (!SUPPORTED_POWER.includes(target)) {
+      throw new InvalidParameterValue(`set_power_state called with an invalid power state: ${target}.`);
+    }
+    record(node, 'setPowerState', { target, timeoutS });
+  },
+  getSupportedPowerStates() { return [...SUPPORTED_POWER]; },
+};
+
+const bootDevices = new Map<string, { boot_device: BootDevice; persistent: boolean }>();
+
+export const fakeManagement: ManagementInterface = {
+  name: 'fake',
+  validate() {},
+  getSupportedBootDevices() { return [...BOOT_DEVICES]; },
+  async getBootDevice(node) {
+    return bootDevices.get(node.uuid) ?? { boot_device: 'pxe', persistent: false };
+  },
+  async setBootDevice(node, device, persistent) {
+    if (!BOOT_DEVICES.includes(device)) throw new InvalidParameterValue(`Invalid boot device ${device} specified.`);
+    bootDevices.set(node.uuid, { boot_device: device, persistent });
+    record(node, 'setBootDevice', { device, persistent });
+  },
+};
+
+export const fakeBoot: BootInterface = {
+  name: 'fake',
+  validate() {},
+  async prepareRamdisk(node) { record(node, 'prepareRamdisk'); },
+  async cleanUpRamdisk(node) { record(node, 'cleanUpRamdisk'); },
+  async prepareInstance(node) { record(node, 'prepareInstance'); },
+  async cleanUpInstance(node) { record(node, 'cleanUpInstance'); },
+};
+
+export const fakeDeploy: DeployInterface = {
+  name: 'fake',
+  validate() {},
+  async deploy(task) { record(task.driverNode(), 'deploy'); },
+  async tearDown(task) { record(task.driverNode(), 'tearDown'); },
+  async clean(task, opts) { record(task.driverNode(), 'clean', opts); },
+  async abortCleaning(task) { record(task.driverNode(), 'abortCleaning'); },
+};
+
+export const fakeRescue: RescueInterface = {
+  name: 'fake',
+  validate() {},
+  async rescue(task) { record(task.driverNode(), 'rescue'); },
+  async unrescue(task) { record(task.driverNode(), 'unrescue'); },
+};
+
+export const fakeInspect: InspectInterface = {
+  name: 'fake',
+  validate() {},
+  async inspectHardware(task) { record(task.driverNode(), 'inspect'); },
+};
+
+export const fakeRaid: RaidInterface = { name: 'fake', validate() {} };
+const accepting = (name: string): DriverInterface => ({ name, validate() {} });
+
+export function registerFakeHardware(): void {
+  registerInterface('power', fakePower);
+  registerInterface('management', fakeManagement);
+  registerInterface('boot', fakeBoot);
+  registerInterface('deploy', fakeDeploy);
+  registerInterface('rescue', fakeRescue);
+  registerInterface('inspect', fakeInspect);
+  registerInterface('raid', fakeRaid);
+  registerInterface('bios', accepting('fake'));
+  registerInterface('console', accepting('fake'));
+  registerInterface('vendor', accepting('fake'));
+  registerInterface('storage', accepting('fake'));
+  registerHardwareType({
+    name: 'fake-hardware',
+    supported: {
+      bios: ['fake', 'no-bios'],
+      boot: ['fake', 'ipxe', 'pxe'],
+      console: ['fake', 'no-console'],
+      deploy: ['fake', 'direct', 'ramdisk'],
+      inspect: ['fake', 'no-inspect'],
+      management: ['fake'],
+      network: ['noop', 'flat'],
+      power: ['fake'],
+      raid: ['fake', 'no-raid'],
+      rescue: ['fake', 'no-rescue'],
+      storage: ['fake', 'noop'],
+      vendor: ['fake', 'no-vendor'],
+    },
+  });
+}
