@@ -1,5 +1,30 @@
-/** Placeholder until the image-writing issue lands: image.install_bootloader. */
+/** image.install_bootloader (reference/ipa-protocol.md §4.5): GRUB for partition images, UEFI entries. */
+import { z } from 'zod';
+import { hardwareContext } from '../../hardware-managers/context.js';
+import { defineCommand } from '../commands/registry.js';
 import type { ExtensionCommands } from '../commands/types.js';
+import { installBootloader } from '../image/bootloader.js';
+import { rootDevice } from '../image/hw.js';
 
 export const extension = 'image';
-export const commands: ExtensionCommands = {};
+
+const Params = z.looseObject({
+  root_uuid: z.string().nullish(),
+  efi_system_part_uuid: z.string().nullish(),
+  prep_boot_part_uuid: z.string().nullish(),
+  target_boot_mode: z.enum(['bios', 'uefi']).nullish(),
+  ignore_bootloader_failure: z.boolean().nullish(),
+});
+
+export const commands: ExtensionCommands = {
+  install_bootloader: defineCommand({
+    async: true,
+    params: Params,
+    async run(p, ctx) {
+      const disk = await rootDevice(hardwareContext().node);
+      const done = await installBootloader(disk, p);
+      ctx.log.info({ disk, done }, 'install_bootloader finished');
+      return null;
+    },
+  }),
+};

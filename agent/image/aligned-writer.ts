@@ -1,0 +1,217 @@
+/**
+ * Large aligned O_DIRECT writes to a block device from a small reused buffer pool.
+ *
+ * Why: measured on the 2-core bench box, 2 GiB to a loop device takes 1.1 s with 4-16 MiB O_DIRECT writes and
+ * 2.9 s with 64 KiB writes (what `curl | dd` ends up doing, since dd's reads from a pipe come back short). Node
+ * hands us 64 KiB socket chunks, so we copy them into one of a few big buffers (a memcpy is far cheaper than a
+ * syscall), and the full buffer is written by libuv's thread pool while the main thread keeps receiving and
+ * hashing — the download, the hash and the device write overlap on the two cores. No per-chunk allocation.
+ *
+ * O_DIRECT needs the memory address aligned to the device's DMA alignment (512 on loop, often less on NVMe).
+ * V8 gives no address, so each pool buffer's aligned offset is found once by probing with O_DIRECT reads
+ * (non-destructive). Where O_DIRECT is refused (tmpfs files in tests) we fall back to buffered writes; the
+ * final fsync makes both durable.
+ */
+import { constants, promises as fsp } from 'node:fs';
+import { getLogger } from '../../common/logger.js';
+import { ImageWriteError } from '../protocol.js';
+
+const log = getLogger('image-writer');
+const SECTOR = 512;
+const PROBE = 4096;
+
+export interface WriterOptions {
+  bufferBytes?: number;
+  buffers?: number;
+  /** Refuse any byte at or past this device offset (image larger than the disk/partition). */
+  limit: number;
+  direct?: boolean;
+}
+
+interface Slot {
+  mem: Buffer; // view starting at the aligned offset, bufferBytes long
+  busy: Promise<void> | null;
+}
+
+export class AlignedWriter {
+  private readonly slots: Slot[] = [];
+  private cur = 0;
+  private fill = 0;
+  private base = 0; // device offset of the current slot's first byte
+  private failure: unknown = null;
+  private direct: fsp.FileHandle | null = null;
+  private plain: fsp.FileHandle | null = null;
+  /** Highest device offset written (for reporting and for the "larger than the disk" check). */
+  written = 0;
+
+  private constructor(
+    readonly device: string,
+    private readonly size: number,
+    readonly limit: number,
+  ) {}
+
+  static async open(device: string, opts: WriterOptions): Promise<AlignedWriter> {
+    const size = opts.bufferBytes ?? 8 * 1024 * 1024;
+    const w = new AlignedWriter(device, size, opts.limit);
+    try {
+      w.plain = await fsp.open(device, constants.O_WRONLY);
+      if (opts.direct !== false) {
+        w.direct = await fsp.open(device, constants.O_WRONLY | constants.O_DIRECT).catch(() => null);
+      }
+      for (let i = 0; i < (opts.buffers ?? 3); i++) w.slots.push({ mem: await w.alignedBuffer(size), busy: null });
+    } catch (e) {
+      await w.close();
+      throw new ImageWriteError(`Cannot open ${device} for writing: ${(e as Error).message}`, e);
+    }
+    log.debug({ device, direct: w.direct !== null, bufferBytes: size }, 'writer open');
+    return w;
+  }
+
+  private async alignedBuffer(size: number): Promise<Buffer> {
+    const raw = Buffer.allocUnsafeSlow(size + PROBE);
+    if (!this.direct) return raw.subarray(0, size);
+    const probe = await fsp.open(this.device, constants.O_RDONLY | constants.O_DIRECT).catch(() => null);
+    if (!probe) return raw.subarray(0, size);
+    try {
+      for (let off = 0; off < PROBE; off += 16) {
+        const ok = await probe.read(raw, off, PROBE, 0).then(
+          () => true,
+          () => false,
+        );
+        if (ok) return raw.subarray(off, off + size);
+      }
+    } finally {
+      await probe.close();
+    }
+    // No offset worked (device refuses O_DIRECT reads): write buffered instead.
+    await this.direct?.close();
+    this.direct = null;
+    return raw.subarray(0, size);
+  }
+
+  private check(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /**
+   * Append bytes at the current position. Returns undefined when the bytes were taken at once (the common case:
+   * no promise, no pause of the socket), or a promise when a pool buffer must be written out first.
+   */
+  write(chunk: Buffer): Promise<void> | undefined {
+    this.check();
+    let off = 0;
+    while (off < chunk.length) {
+      const slot = this.slots[this.cur]!;
+      if (slot.busy) {
+        const rest = chunk.subarray(off);
+        return slot.busy.then(() => this.write(rest));
+      }
+      const n = Math.min(chunk.length - off, this.size - this.fill);
+      chunk.copy(slot.mem, this.fill, off, off + n);
+      this.fill += n;
+      off += n;
+      if (this.fill === this.size) this.submit();
+    }
+    return undefined;
+  }
+
+  /** Continue writing at `pos` (sector aligned; what is buffered for the old position is submitted first). */
+  seek(pos: number): Promise<void> | undefined {
+    if (pos === this.base + this.fill) return undefined;
+    if (pos % SECTOR !== 0) throw new ImageWriteError(`unaligned seek to ${pos} on ${this.device}`);
+    if (this.fill % SECTOR !== 0) {
+      return this.flushTail().then(() => {
+        this.base = pos;
+      });
+    }
+    if (this.fill > 0) this.submit();
+    this.base = pos;
+    return undefined;
+  }
+
+  get position(): number {
+    return this.base + this.fill;
+  }
+
+  private submit(): void {
+    const slot = this.slots[this.cur]!;
+    const len = this.fill;
+    const pos = this.base;
+    if (pos + len > this.limit) {
+      this.failure ??= new ImageWriteError(
+        `Image does not fit on ${this.device}: needs more than ${this.limit} bytes (write at ${pos}+${len})`,
+      );
+      this.check();
+    }
+    const fh = this.direct && len % SECTOR === 0 ? this.direct : this.plain!;
+    slot.busy = writeAll(fh, slot.mem, len, pos).then(
+      () => {
+        slot.busy = null;
+        if (pos + len > this.written) this.written = pos + len;
+      },
+      (e: unknown) => {
+        slot.busy = null;
+        const err = e as NodeJS.ErrnoException;
+        this.failure ??= new ImageWriteError(`Writing image to device ${this.device} failed: ${err.message}`, e);
+      },
+    );
+    this.cur = (this.cur + 1) % this.slots.length;
+    this.base = pos + len;
+    this.fill = 0;
+  }
+
+  /** Write an unaligned remainder through the buffered handle, synchronously with respect to the pool. */
+  private async flushTail(): Promise<void> {
+    if (this.fill === 0) return;
+    const aligned = this.fill - (this.fill % SECTOR);
+    const slot = this.slots[this.cur]!;
+    const tail = Buffer.from(slot.mem.subarray(aligned, this.fill));
+    if (aligned > 0) {
+      this.fill = aligned;
+      this.submit();
+    } else {
+      this.fill = 0;
+    }
+    await this.drain();
+    const pos = this.base;
+    if (pos + tail.length > this.limit) {
+      throw new ImageWriteError(`Image does not fit on ${this.device}: needs more than ${this.limit} bytes`);
+    }
+    await writeAll(this.plain!, tail, tail.length, pos);
+    this.base = pos + tail.length;
+    if (this.base > this.written) this.written = this.base;
+  }
+
+  private async drain(): Promise<void> {
+    for (const s of this.slots) if (s.busy) await s.busy;
+    this.check();
+  }
+
+  /** Submit everything, wait for it, fsync. Throws the first write error. */
+  async finish(): Promise<void> {
+    await this.flushTail();
+    await this.drain();
+    try {
+      await this.plain!.sync();
+      if (this.direct) await this.direct.sync();
+    } catch (e) {
+      throw new ImageWriteError(`fsync of ${this.device} failed: ${(e as Error).message}`, e);
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.slots) if (s.busy) await s.busy.catch(() => undefined);
+    await this.direct?.close().catch(() => undefined);
+    await this.plain?.close().catch(() => undefined);
+    this.direct = this.plain = null;
+  }
+}
+
+async function writeAll(fh: fsp.FileHandle, buf: Buffer, len: number, pos: number): Promise<void> {
+  let done = 0;
+  while (done < len) {
+    const { bytesWritten } = await fh.write(buf, done, len - done, pos + done);
+    if (bytesWritten <= 0) throw new Error(`short write at ${pos + done}`);
+    done += bytesWritten;
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * image.install_bootloader (reference/ipa-protocol.md §4.5). Partition images: GRUB into the deployed OS through
+ * a chroot (i386-pc for BIOS, x86_64-efi with the ESP mounted for UEFI). Whole-disk images (root uuid null or a
+ * 0x... disk identifier): only a UEFI NVRAM entry for the loader found on the ESP, nothing in BIOS mode.
+ */
+import { existsSync, promises as fsp } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { have, run } from '../../common/exec.js';
+import { getLogger } from '../../common/logger.js';
+import { CommandExecutionError, DeviceNotFound, InvalidImage } from '../protocol.js';
+import { listPartitions, type PartitionInfo } from './disk.js';
+import { imageSettings } from './settings.js';
+
+const log = getLogger('image-bootloader');
+const ESP_TYPES = new Set(['c12a7328-f81f-11d2-ba4b-00a0c93ec93b', '0xef']);
+
+export interface BootloaderParams {
+  root_uuid?: string | null | undefined;
+  efi_system_part_uuid?: string | null | undefined;
+  prep_boot_part_uuid?: string | null | undefined;
+  target_boot_mode?: string | null | undefined;
+  ignore_bootloader_failure?: boolean | null | undefined;
+}
+
+const isWholeDisk = (u: string | null | undefined): boolean => !u || /^0x[0-9a-f]+$/i.test(u);
+
+async function withMount<T>(dev: string, dir: string, fn: () => Promise<T>, readOnly = false): Promise<T> {
+  await run('mount', [...(readOnly ? ['-o', 'ro'] : []), dev, dir]);
+  try {
+    return await fn();
+  } finally {
+    await run('umount', [dir]).catch(() => run('umount', ['-l', dir]));
+  }
+}
+
+function findEsp(parts: PartitionInfo[], uuid: string | null | undefined): PartitionInfo | undefined {
+  if (uuid) return parts.find((p) => p.uuid === uuid || p.partuuid === uuid);
+  return parts.find((p) => ESP_TYPES.has((p.parttype ?? '').toLowerCase()));
+}
+
+async function findLoaders(espRoot: string): Promise<string[]> {
+  const out: string[] = [];
+  const efi = join(espRoot, 'EFI');
+  for (const vendor of await fsp.readdir(efi).catch(() => [] as string[])) {
+    for (const f of await fsp.readdir(join(efi, vendor)).catch(() => [] as string[])) {
+      if (/^(shimx64|grubx64|bootx64)\.efi$/i.test(f)) out.push(`\\EFI\\${vendor}\\${f}`);
+    }
+  }
+  // Prefer a vendor's shim/grub over the removable fallback path.
+  return out.sort((a, b) => Number(/\\BOOT\\/i.test(a)) - Number(/\\BOOT\\/i.test(b)));
+}
+
+async function registerUefiEntry(disk: string, esp: PartitionInfo): Promise<string> {
+  if (!existsSync('/sys/firmware/efi')) {
+    throw new CommandExecutionError('Cannot add a UEFI boot entry: the agent was not booted in UEFI mode (/sys/firmware/efi is missing)');
+  }
+  if (!(await have('efibootmgr'))) throw new CommandExecutionError('Cannot add a UEFI boot entry: efibootmgr is not installed in the ramdisk');
+  const dir = await fsp.mkdtemp(join(tmpdir(), 'bmts-esp-'));
+  try {
+    const loaders = await withMount(esp.path, dir, () => findLoaders(dir), true);
+    const loader = loaders[0];
+    if (!loader) throw new InvalidImage(`No EFI boot loader (shimx64/grubx64/bootx64.efi) found on ${esp.path}`);
+    await run('efibootmgr', ['-v', '-c', '-d', disk, '-p', String(esp.number), '-w', '-L', 'baremetal-ts', '-l', loader]);
+    return loader;
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function installGrub(disk: string, parts: PartitionInfo[], p: BootloaderParams, uefi: boolean): Promise<void> {
+  const root = parts.find((x) => x.uuid === p.root_uuid || x.partuuid === p.root_uuid);
+  if (!root) throw new DeviceNotFound(`No partition with root uuid ${p.root_uuid ?? ''} on ${disk}`);
+  if (!uefi && !imageSettings().enableBiosBootloaderInstall) {
+    throw new InvalidImage('Install of legacy BIOS bootloaders disabled (enable_bios_bootloader_install is false)');
+  }
+  const dir = await fsp.mkdtemp(join(tmpdir(), 'bmts-root-'));
+  const mounted: string[] = [];
+  try {
+    await run('mount', [root.path, dir]);
+    mounted.push(dir);
+    const grub = ['grub-install', 'grub2-install'].find((g) =>
+      ['usr/sbin', 'usr/bin', 'sbin', 'bin'].some((d) => existsSync(join(dir, d, g))),
+    );
+    if (!grub) {
+      throw new InvalidImage(
+        `The deployed image on ${root.path} has no grub-install or grub2-install: cannot install a ${uefi ? 'UEFI' : 'BIOS'} boot loader into it`,
+      );
+    }
+    for (const fs of ['dev', 'proc', 'sys', 'run']) {
+      const target = join(dir, fs);
+      await fsp.mkdir(target, { recursive: true });
+      await run('mount', ['--bind', `/${fs}`, target]);
+      mounted.push(target);
+    }
+    const args = uefi ? ['--target=x86_64-efi', '--efi-directory=/boot/efi', '--bootloader-id=boot', '--removable', '--no-nvram'] : ['--target=i386-pc', disk];
+    if (uefi) {
+      const esp = findEsp(parts, p.efi_system_part_uuid);
+      if (!esp) throw new DeviceNotFound(`No EFI system partition found on ${disk}`);
+      const espDir = join(dir, 'boot/efi');
+      await fsp.mkdir(espDir, { recursive: true });
+      await run('mount', [esp.path, espDir]);
+      mounted.push(espDir);
+    }
+    await run('chroot', [dir, grub, ...args], { timeoutMs: 600_000 });
+    const mkconfig = grub === 'grub-install' ? 'grub-mkconfig' : 'grub2-mkconfig';
+    const cfg = grub === 'grub-install' ? '/boot/grub/grub.cfg' : '/boot/grub2/grub.cfg';
+    await run('chroot', [dir, mkconfig, '-o', cfg], { timeoutMs: 600_000 });
+  } finally {
+    for (const m of mounted.reverse()) await run('umount', [m]).catch(() => run('umount', ['-l', m]).catch(() => undefined));
+    await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+/** Returns what was done (for the log); throws unless ignore_bootloader_failure. */
+export async function installBootloader(disk: string, p: BootloaderParams): Promise<string> {
+  const uefi = (p.target_boot_mode ?? 'bios') === 'uefi';
+  try {
+    const parts = await listPartitions(disk);
+    if (isWholeDisk(p.root_uuid)) {
+      if (!uefi) return 'whole-disk image in BIOS mode: nothing to install';
+      const esp = findEsp(parts, p.efi_system_part_uuid);
+      if (!esp) throw new DeviceNotFound(`No EFI system partition found on ${disk}`);
+      return `UEFI boot entry for ${await registerUefiEntry(disk, esp)}`;
+    }
+    await installGrub(disk, parts, p, uefi);
+    if (uefi && existsSync('/sys/firmware/efi')) {
+      const esp = findEsp(parts, p.efi_system_part_uuid);
+      if (esp) await registerUefiEntry(disk, esp);
+    }
+    return `GRUB installed for ${uefi ? 'UEFI' : 'BIOS'} on ${disk}`;
+  } catch (e) {
+    if (p.ignore_bootloader_failure) {
+      log.warn({ err: (e as Error).message }, 'boot loader installation failed; ignored as requested');
+      return 'failed (ignored)';
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * Block-device facts and small operations the image writer needs. Works without udev (the ramdisk and the test
+ * hosts have none): partitions are read from sysfs, identities from `blkid -p` (a direct probe, no cache).
+ */
+import { constants, promises as fsp } from 'node:fs';
+import { basename, join } from 'node:path';
+import { run } from '../../common/exec.js';
+import { getLogger } from '../../common/logger.js';
+import { refreshPartitions } from './hw.js';
+
+const log = getLogger('image-disk');
+const MiB = 1024 * 1024;
+
+export async function deviceSize(dev: string): Promise<number> {
+  const r = await run('blockdev', ['--getsize64', dev], { quiet: true });
+  return Number(r.stdout.trim());
+}
+
+function sysName(dev: string): string {
+  return basename(dev);
+}
+
+/** write-zeroes is cheap (loop: hole punch, NVMe/SCSI: offloaded) when the queue advertises it. */
+export async function fastZeroSupported(dev: string): Promise<boolean> {
+  const name = sysName(dev);
+  for (const q of [`/sys/class/block/${name}/queue`, `/sys/class/block/${name}/../queue`]) {
+    const v = await fsp.readFile(join(q, 'write_zeroes_max_bytes'), 'utf8').catch(() => null);
+    if (v !== null) return Number(v.trim()) > 0;
+  }
+  return false;
+}
+
+/** BLKZEROOUT over [start, start+len): offloaded where supported, else the kernel writes zero pages. */
+export async function zeroRange(dev: string, start: number, len: number): Promise<void> {
+  if (len <= 0) return;
+  await run('blkdiscard', ['-z', '-o', String(start), '-l', String(len), dev], { quiet: true });
+}
+
+/** Zero the first and last MiB (partition tables, GPT backup header, filesystem superblocks at the start). */
+export async function wipeEnds(dev: string): Promise<void> {
+  const size = await deviceSize(dev);
+  const fh = await fsp.open(dev, constants.O_WRONLY);
+  try {
+    const zero = Buffer.alloc(Math.min(MiB, size));
+    await fh.write(zero, 0, zero.length, 0);
+    if (size > zero.length) await fh.write(zero, 0, zero.length, size - zero.length);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rereadPartitions(dev).catch(() => undefined);
+  log.warn({ dev }, 'partition table wiped');
+}
+
+export async function rereadPartitions(dev: string): Promise<void> {
+  // The managers' refresh: partprobe/partx add partitions by ioctl (some kernels have no table parsers).
+  await refreshPartitions(dev);
+  await waitForPartitionNodes(dev);
+}
+
+/** devtmpfs creates partition nodes asynchronously; wait (bounded) until every sysfs partition has one. */
+async function waitForPartitionNodes(dev: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const parts = await listPartitionNames(dev);
+    const missing = [];
+    for (const p of parts) if (!(await fsp.stat(`/dev/${p}`).catch(() => null))) missing.push(p);
+    if (missing.length === 0 || Date.now() > deadline) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function listPartitionNames(dev: string): Promise<string[]> {
+  const dir = `/sys/class/block/${sysName(dev)}`;
+  const entries = await fsp.readdir(dir).catch(() => [] as string[]);
+  const out: Array<{ name: string; n: number }> = [];
+  for (const e of entries) {
+    const n = await fsp.readFile(join(dir, e, 'partition'), 'utf8').catch(() => null);
+    if (n !== null) out.push({ name: e, n: Number(n.trim()) });
+  }
+  return out.sort((a, b) => a.n - b.n).map((p) => p.name);
+}
+
+export interface PartitionInfo {
+  path: string;
+  number: number;
+  start: number;
+  size: number;
+  fstype: string | null;
+  uuid: string | null;
+  label: string | null;
+  partuuid: string | null;
+  partlabel: string | null;
+  parttype: string | null;
+}
+
+export async function probe(dev: string): Promise<Record<string, string>> {
+  const r = await run('blkid', ['-p', '-o', 'export', dev], { quiet: true, okCodes: [0, 2] });
+  const out: Record<string, string> = {};
+  for (const line of r.stdout.split('\n')) {
+    const i = line.indexOf('=');
+    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1);
+  }
+  return out;
+}
+
+export async function listPartitions(dev: string): Promise<PartitionInfo[]> {
+  const names = await listPartitionNames(dev);
+  const out: PartitionInfo[] = [];
+  for (const name of names) {
+    const sys = `/sys/class/block/${sysName(dev)}/${name}`;
+    const read = async (f: string): Promise<number> => Number((await fsp.readFile(join(sys, f), 'utf8')).trim());
+    const p = await probe(`/dev/${name}`);
+    out.push({
+      path: `/dev/${name}`,
+      number: await read('partition'),
+      start: (await read('start')) * 512,
+      size: (await read('size')) * 512,
+      fstype: p.TYPE ?? null,
+      uuid: p.UUID ?? null,
+      label: p.LABEL ?? null,
+      partuuid: p.PART_ENTRY_UUID ?? null,
+      partlabel: p.PART_ENTRY_NAME ?? null,
+      parttype: p.PART_ENTRY_TYPE ?? null,
+    });
+  }
+  return out;
+}
+
+/** 'gpt', 'dos' or null (no partition table). */
+export async function partitionTableType(dev: string): Promise<string | null> {
+  const p = await probe(dev);
+  return p.PTTYPE ?? null;
+}
+
+/** IPA's disk identifier: the MBR signature at byte 440 as 0x%08x (0x00000000 on most GPT disks). */
+export async function diskIdentifier(dev: string): Promise<string> {
+  const fh = await fsp.open(dev, constants.O_RDONLY);
+  try {
+    const b = Buffer.alloc(4);
+    await fh.read(b, 0, 4, 440);
+    return `0x${b.readUInt32LE(0).toString(16).padStart(8, '0')}`;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Move the GPT backup header to the end of a disk larger than the image (errors ignored, as IPA does). */
+export async function fixGptBackup(dev: string): Promise<void> {
+  if ((await partitionTableType(dev)) !== 'gpt') return;
+  await run('sgdisk', ['-e', dev], { quiet: true }).catch((e: unknown) =>
+    log.warn({ dev, err: (e as Error).message }, 'sgdisk -e failed (ignored)'),
+  );
+}
+
+export function partitionDevice(disk: string, number: number): string {
+  return /\d$/.test(disk) ? `${disk}p${number}` : `${disk}${number}`;
+}

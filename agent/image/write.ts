@@ -1,0 +1,158 @@
+/**
+ * One pass from the image URL(s) to a block device: download → hash (md5/sha256/sha512, every byte as received)
+ * → format detection → optional decompression → raw or streaming-qcow2 writer (aligned O_DIRECT, fsync). The
+ * checksum is verified after the last byte is on the device; the caller wipes the device when this throws.
+ */
+import { createHash } from 'node:crypto';
+import { getLogger } from '../../common/logger.js';
+import { ImageDownloadError, InvalidImage } from '../protocol.js';
+import { AlignedWriter } from './aligned-writer.js';
+import { checksumMismatch, expectedChecksum, type ChecksumSource, type ExpectedChecksum } from './checksum.js';
+import { fastZeroSupported, zeroRange } from './disk.js';
+import { downloadImage, fetchRange, type DownloadAuth } from './download.js';
+import type { ImageFormat } from './format.js';
+import { Progress } from './progress.js';
+import { parseQcowHeader, QcowSink } from './qcow2.js';
+import { imageSettings } from './settings.js';
+import { DetectSink, RawSink, type Sink } from './sinks.js';
+
+const log = getLogger('image-write');
+
+export interface StreamImageOptions {
+  info: ChecksumSource & { disk_format?: string | null | undefined };
+  device: string;
+  /** Bytes available on the device (the image must fit). */
+  limit: number;
+  auth?: DownloadAuth;
+  progress?: Progress;
+  signal?: AbortSignal;
+  /** Precomputed expected checksum (skips resolving it again). */
+  expected?: ExpectedChecksum;
+}
+
+export interface StreamImageResult {
+  layers: ImageFormat[];
+  downloadedBytes: number;
+  writtenBytes: number;
+  /** Size of the image as written on the device (raw length or qcow2 virtual size). */
+  imageSize: number;
+  checksum: ExpectedChecksum;
+  requests: number;
+  seconds: number;
+}
+
+export async function streamImageToDevice(o: StreamImageOptions): Promise<StreamImageResult> {
+  const t0 = Date.now();
+  const expected = o.expected ?? (await expectedChecksum(o.info, o.auth));
+  const progress = o.progress ?? new Progress(undefined, o.info.id);
+  const hash = createHash(expected.algo);
+  const writer = await AlignedWriter.open(o.device, { limit: o.limit });
+  let layers: ImageFormat[] = [];
+  let qcow: QcowSink | null = null;
+  let preZeroed = false;
+  let contentLength: number | null = null;
+  const rangeAuth = o.auth ? { auth: o.auth } : {};
+  const chain: Sink = new DetectSink({
+    declared: o.info.disk_format,
+    permitted: imageSettings().permittedFormats,
+    onDetect: (l) => {
+      layers = l;
+      log.info({ layers: l.join('/'), device: o.device }, 'image format detected');
+    },
+    final: async (fmt, head) => {
+      if (fmt === 'raw') {
+        if (layers.length === 1 && contentLength !== null && contentLength > o.limit) {
+          throw new InvalidImage(
+            `Image size ${contentLength} bytes is larger than the target ${o.device} (${o.limit} bytes)`,
+          );
+        }
+        return new RawSink(writer);
+      }
+      const header = parseQcowHeader(head);
+      if (header.virtualSize > o.limit) {
+        throw new InvalidImage(
+          `Image virtual size ${header.virtualSize} bytes is larger than the target ${o.device} (${o.limit} bytes)`,
+        );
+      }
+      // Unallocated clusters must read back as zeros: zero the range now if the device does it cheaply.
+      if (await fastZeroSupported(o.device)) {
+        await zeroRange(o.device, 0, header.virtualSize);
+        preZeroed = true;
+      }
+      const singleUrl = o.info.urls[0]!;
+      qcow = new QcowSink(writer, header, {
+        pendingLimitBytes: imageSettings().qcow2PendingLimitBytes,
+        // Range re-fetch is only valid on the raw bytes of the file (no compression layer around it).
+        ...(layers.length === 1
+          ? { refetch: (s: number, e: number) => fetchRange(singleUrl, s, e, { imageId: o.info.id, ...rangeAuth }) }
+          : {}),
+      });
+      return qcow;
+    },
+  });
+  progress.setPhase('writing');
+  try {
+    const dl = await downloadImage(
+      {
+        imageId: o.info.id,
+        urls: o.info.urls,
+        ...(o.auth ? { auth: o.auth } : {}),
+        ...(o.signal ? { signal: o.signal } : {}),
+        onStart: (len, offset) => {
+          if (offset === 0) contentLength = len;
+          progress.total = len === null ? null : len + offset;
+        },
+      },
+      (chunk) => {
+        hash.update(chunk);
+        progress.downloaded += chunk.length;
+        progress.written = writer.written;
+        progress.tick();
+        return chain.push(chunk);
+      },
+    );
+    await chain.end();
+    await writer.finish();
+    const actual = hash.digest('hex');
+    progress.setPhase('verifying');
+    if (actual !== expected.value.toLowerCase()) {
+      throw checksumMismatch(o.device, o.info.id, expected.value, actual);
+    }
+    let imageSize = writer.written;
+    if (qcow) {
+      const q = qcow as QcowSink;
+      const refetched = await q.completeDeferred();
+      if (refetched > 0) log.info({ clusters: refetched }, 'qcow2 clusters re-fetched by Range');
+      if (!preZeroed) {
+        progress.setPhase('zeroing');
+        for (const [s, e] of q.holes()) await zeroRange(o.device, s, e - s);
+      }
+      await writer.finish();
+      imageSize = q.header.virtualSize;
+    }
+    progress.written = writer.written;
+    progress.setPhase('written');
+    const seconds = (Date.now() - t0) / 1000;
+    log.info(
+      { device: o.device, layers: layers.join('/'), bytes: dl.bytes, imageSize, seconds, requests: dl.requests },
+      'image written and verified',
+    );
+    return {
+      layers,
+      downloadedBytes: dl.bytes,
+      writtenBytes: writer.written,
+      imageSize,
+      checksum: expected,
+      requests: dl.requests,
+      seconds,
+    };
+  } catch (e) {
+    chain.abort();
+    if (e instanceof Error && !('serialize' in e)) {
+      throw new ImageDownloadError(`Download of image ${o.info.id} failed: ${e.message}`, e);
+    }
+    throw e;
+  } finally {
+    await writer.close();
+  }
+}
