@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { buildConfig, loadConfig, parseFlags } from '../../conductor/config.js';
+import { applyJsonPatch, parsePatch } from '../../conductor/services/jsonpatch.js';
+import { initialState } from '../../conductor/states.js';
+import { SqliteStore } from '../../conductor/store/sqlite.js';
+import { DuplicateError } from '../../conductor/store/types.js';
+
+test('sqlite store: create, unique name, JSON validation, paging, reservations, cascade delete', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'bmts-store-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const store = SqliteStore.open(dir);
+  t.after(() => store.close());
+  const mk = (name: string | null, extra = {}) => store.createNode({ uuid: randomUUID(), driver: 'fake-hardware', name,
+    ...initialState(82), ...extra });
+  const a = await mk('a', { driver_info: { ipmi_address: '1.2.3.4' }, maintenance: true });
+  assert.equal(a.provision_state, 'enroll');
+  assert.deepEqual(a.driver_info, { ipmi_address: '1.2.3.4' });
+  assert.equal(a.maintenance, true);
+  assert.deepEqual(a.extra, {});
+  await assert.rejects(mk('a'), (e: unknown) => e instanceof DuplicateError && e.field === 'name');
+  await assert.rejects(mk('b', { extra: [1, 2] }), /must be a JSON object/);
+  for (let i = 0; i < 25; i++) await mk(`n${String(i).padStart(2, '0')}`);
+
+  const seen: string[] = [];
+  let marker: string | undefined;
+  for (;;) {
+    const page = await store.listNodes({ limit: 10, sort_key: 'name', sort_dir: 'desc', ...(marker ? { marker } : {}) });
+    seen.push(...page.map((n) => n.name ?? ''));
+    if (page.length < 10) break;
+    marker = page[page.length - 1]?.uuid;
+  }
+  assert.equal(seen.length, 26);
+  assert.deepEqual(seen, [...seen].sort().reverse());
+  assert.equal((await store.listNodes({ maintenance: true })).length, 1);
+  await assert.rejects(store.listNodes({ sort_key: 'driver_info' }), /invalid field for sorting/);
+
+  const r1 = await store.reserveNode(a.uuid, 'host1');
+  assert.equal(r1.ok, true);
+  const r2 = await store.reserveNode(a.uuid, 'host2');
+  assert.deepEqual(r2, { ok: false, holder: 'host1' });
+  assert.deepEqual(await store.clearReservations('host1'), [a.uuid]);
+  assert.equal((await store.reserveNode(a.uuid, 'host2')).ok, true);
+  assert.equal(await store.releaseNode(a.uuid, 'host1'), false);
+  assert.equal(await store.releaseNode(a.uuid, 'host2'), true);
+
+  await store.createPort({ uuid: randomUUID(), address: '52:54:00:aa:bb:cc', node_uuid: a.uuid });
+  await assert.rejects(store.createPort({ uuid: randomUUID(), address: '52:54:00:aa:bb:cc', node_uuid: a.uuid }),
+    (e: unknown) => e instanceof DuplicateError && e.field === 'address');
+  assert.equal((await store.getNodeByMacs(['52:54:00:aa:bb:cc']))?.uuid, a.uuid);
+  await store.deleteNode(a.uuid);
+  assert.equal(await store.getPortByAddress('52:54:00:aa:bb:cc'), undefined);
+});
+
+test('config: defaults, flags override file, bad values are one ConfigError', async (t) => {
+  const c = buildConfig({});
+  assert.equal(c.host, '127.0.0.1');
+  assert.equal(c.port, 6385);
+  assert.equal(c.automated_clean, true);
+  assert.equal(c.require_tls, true);
+  assert.equal(c.heartbeat_timeout, 300);
+  assert.deepEqual(parseFlags(['--host', '0.0.0.0', '--port=7000']), { host: '0.0.0.0', port: 7000 });
+  assert.throws(() => parseFlags(['--bogus']), /unknown flag/);
+  assert.throws(() => buildConfig({ port: 70000 }), /port/);
+  assert.throws(() => buildConfig({ auth: { strategy: 'kerberos' } }), /auth\.strategy/);
+  const dir = await mkdtemp(join(tmpdir(), 'bmts-cfg-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const { writeFile } = await import('node:fs/promises');
+  await writeFile(join(dir, 'c.json'), JSON.stringify({ port: 7001, automated_clean: false }));
+  const l = loadConfig(['--config', join(dir, 'c.json'), '--port', '7002'], {});
+  assert.equal(l.port, 7002);
+  assert.equal(l.automated_clean, false);
+  await writeFile(join(dir, 'bad.json'), '{nope');
+  assert.throws(() => loadConfig(['--config', join(dir, 'bad.json')], {}), /not valid JSON/);
+});
+
+test('json patch: nested add/replace/remove, errors for missing paths and bad ops', () => {
+  const doc = { driver_info: {}, name: null, extra: { a: 1 } };
+  const out = applyJsonPatch(doc, parsePatch([
+    { op: 'add', path: '/driver_info/ipmi_address', value: '1.2.3.4' },
+    { op: 'replace', path: '/name', value: 'x' },
+    { op: 'remove', path: '/extra/a' },
+    { op: 'add', path: '/extra/a~1b', value: 2 },
+  ]));
+  assert.deepEqual(out, { driver_info: { ipmi_address: '1.2.3.4' }, name: 'x', extra: { 'a/b': 2 } });
+  assert.deepEqual(doc.extra, { a: 1 });
+  assert.throws(() => applyJsonPatch(doc, parsePatch([{ op: 'remove', path: '/extra/zzz' }])), /non-existent/);
+  assert.throws(() => applyJsonPatch(doc, parsePatch([{ op: 'add', path: '/properties/x/y', value: 1 }])), /does not exist/);
+  assert.throws(() => parsePatch([{ op: 'move', path: '/a', from: '/b' }]), /unsupported "op"/);
+  assert.throws(() => parsePatch({ op: 'add' }), /must be a list/);
+  assert.throws(() => parsePatch([{ op: 'add', path: '/a' }]), /'value' is required/);
+});
