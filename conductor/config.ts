@@ -67,8 +67,20 @@ export const ConfigSchema = z.object({
     http_url: z.string().optional(),
     tftp_root: z.string().optional(),
     listen_port: z.number().int().min(0).max(65535).optional(),
+    /** Boot server listen address (loopback; nodes come in through http_url). */
+    listen_host: z.string().default('127.0.0.1'),
     kernel_append_params: z.string().default('nofb nomodeset vga=normal'),
-  }).default({ kernel_append_params: 'nofb nomodeset vga=normal' }),
+  }).default({ kernel_append_params: 'nofb nomodeset vga=normal', listen_host: '127.0.0.1' }),
+  /** Real power drivers (Ironic [conductor] power timeouts, [ipmi], [redfish]); seconds. See conductor/drivers/real.ts. */
+  power: z.object({
+    state_change_timeout: seconds.default(60),
+    soft_power_off_timeout: seconds.default(600),
+    ipmi_command_retry_timeout: seconds.default(60),
+    ipmi_min_command_interval: seconds.default(1),
+    redfish_connection_attempts: z.number().int().positive().default(5),
+    redfish_connection_retry_interval: seconds.default(2),
+  }).default({ state_change_timeout: 60, soft_power_off_timeout: 600, ipmi_command_retry_timeout: 60,
+    ipmi_min_command_interval: 1, redfish_connection_attempts: 5, redfish_connection_retry_interval: 2 }),
   node_history: z.boolean().default(true),
   node_history_max_entries: z.number().int().positive().default(300),
 }).strict();

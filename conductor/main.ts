@@ -12,6 +12,7 @@ import { buildConfig, loadConfig, type ConductorConfig, type ConfigInput } from 
 import type { ConductorContext } from './context.js';
 import { registerBuiltinDrivers } from './drivers/builtin.js';
 import { enabledHardwareTypes } from './drivers/index.js';
+import { startDriverServices } from './drivers/real.js';
 import { TaskManager } from './locks.js';
 import { PeriodicTasks } from './periodic.js';
 import { STUCK_STATES } from './states.js';
@@ -57,6 +58,8 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}):
   await store.upsertConductor({ hostname: ctx.host, conductor_group: config.conductor_group,
     drivers: enabledHardwareTypes(config).map((t) => t.name), online: true });
 
+  // Real drivers get their configuration, and the boot server (iPXE scripts, images) starts when configured.
+  const driverServices = await startDriverServices(config);
   const app = createApp(ctx);
   const server = createServer(app.callback());
   server.keepAliveTimeout = 65_000;
@@ -66,6 +69,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}):
       server.listen(config.port, config.host, () => { server.off('error', reject); resolve(); });
     });
   } catch (e) {
+    await driverServices.close();
     await store.close();
     throw e;
   }
@@ -87,6 +91,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}):
         setTimeout(() => server.closeAllConnections(), 2000).unref();
       });
       await Promise.race([tasks.idle(), new Promise((r) => setTimeout(r, 10_000).unref())]);
+      await driverServices.close();
       await store.setConductorOnline(ctx.host, false).catch(() => undefined);
       await store.close();
       log.info('conductor stopped');

@@ -5,10 +5,12 @@
  */
 import { registerFakeHardware } from './fake.js';
 import { registerNoopInterfaces } from './noop.js';
+import { registerRealDrivers } from './real.js';
 
 const REGISTRARS: (() => void)[] = [
   registerNoopInterfaces,
   registerFakeHardware,
+  registerRealDrivers,
 ];
 
 let done = false;

@@ -115,6 +115,9 @@ export class IpxeBoot implements BootInterface {
   constructor(readonly opts: IpxeOptions) {}
 
   validate(node: DriverNode): void {
+    if (!this.opts.httpUrl || !this.opts.httpRoot) {
+      throw new InvalidParameterValue('The ipxe boot interface needs boot.http_root and boot.http_url in the conductor configuration.');
+    }
     const r = new DriverInfoReader(node.driver_info);
     for (const key of ['deploy_kernel', 'deploy_ramdisk']) {
       const v = r.str(key, true);
@@ -126,7 +129,6 @@ export class IpxeBoot implements BootInterface {
     }
     r.str('kernel_append_params');
     r.finish('iPXE boot', node);
-    if (!this.opts.httpUrl) throw new InvalidParameterValue('The ipxe boot interface needs boot.http_url in the conductor configuration.');
   }
 
   /** boot.ipxe in http_root (and tftp_root); idempotent, atomic replace. */

@@ -1,0 +1,103 @@
+/**
+ * The real hardware types (`ipmi`, `redfish`) and their interfaces (`ipmitool`, `redfish`, `ipxe`), plus the
+ * services they need at run time (the boot server). `registerRealDrivers()` registers default-configured
+ * instances (listed in builtin.ts); `startDriverServices(config)` — called once by main.ts — re-registers them
+ * with the configuration and starts the boot server when boot.http_root is set.
+ */
+import { getLogger } from '../../common/logger.js';
+import { startBootServer, type BootServer } from '../boot-server.js';
+import type { ConductorConfig } from '../config.js';
+import { registerHardwareType, registerInterface } from './index.js';
+import { IpmitoolManagement, IpmitoolPower, type IpmitoolOptions } from './ipmitool.js';
+import { IpxeBoot } from './ipxe.js';
+import { RedfishManagement, RedfishPower, type RedfishOptions } from './redfish.js';
+import { closeRedfishClients } from './redfish-client.js';
+import type { InterfaceKind } from './types.js';
+
+const log = getLogger('drivers');
+
+function common(power: string, management: string): Partial<Record<InterfaceKind, string[]>> {
+  return {
+    bios: ['no-bios'],
+    // `fake` boot/deploy stay available for tests that have a real BMC but no network.
+    boot: ['ipxe', 'fake'],
+    console: ['no-console'],
+    deploy: ['direct', 'ramdisk', 'fake'],
+    inspect: ['no-inspect'],
+    management: [management],
+    network: ['noop', 'flat'],
+    power: [power],
+    raid: ['no-raid'],
+    rescue: ['no-rescue'],
+    storage: ['noop'],
+    vendor: ['no-vendor'],
+  };
+}
+
+function registerInstances(ipmi: Partial<IpmitoolOptions>, redfish: Partial<RedfishOptions>, ipxe: IpxeBoot): void {
+  registerInterface('power', new IpmitoolPower(ipmi));
+  registerInterface('management', new IpmitoolManagement(ipmi));
+  registerInterface('power', new RedfishPower(redfish));
+  registerInterface('management', new RedfishManagement(redfish));
+  registerInterface('boot', ipxe);
+}
+
+export function registerRealDrivers(): void {
+  // Unconfigured ipxe: validate() says which boot.* settings are missing.
+  registerInstances({}, {}, new IpxeBoot({ httpRoot: '', httpUrl: '' }));
+  registerHardwareType({ name: 'ipmi', supported: common('ipmitool', 'ipmitool') });
+  registerHardwareType({ name: 'redfish', supported: common('redfish', 'redfish') });
+}
+
+export interface DriverServices {
+  /** The boot server, when boot.http_root is configured (image cache for deploys: bootServer.cacheImage). */
+  bootServer: BootServer | undefined;
+  close(): Promise<void>;
+}
+
+let current: DriverServices | undefined;
+
+/** The running boot server (undefined when not configured or not started). */
+export function getBootServer(): BootServer | undefined {
+  return current?.bootServer;
+}
+
+export async function startDriverServices(cfg: ConductorConfig): Promise<DriverServices> {
+  const p = cfg.power;
+  // deploy.default_boot_mode belongs to the deploy settings; read loosely so this file doesn't depend on them.
+  const defaultBootMode = (cfg as { deploy?: { default_boot_mode?: 'bios' | 'uefi' } }).deploy?.default_boot_mode ?? 'bios';
+  const ipmi: Partial<IpmitoolOptions> = {
+    commandRetryTimeoutS: p.ipmi_command_retry_timeout, minCommandIntervalS: p.ipmi_min_command_interval,
+    powerStateChangeTimeoutS: p.state_change_timeout, softPowerOffTimeoutS: p.soft_power_off_timeout, defaultBootMode,
+  };
+  const redfish: Partial<RedfishOptions> = {
+    connectionAttempts: p.redfish_connection_attempts, connectionRetryIntervalS: p.redfish_connection_retry_interval,
+    powerStateChangeTimeoutS: p.state_change_timeout, softPowerOffTimeoutS: p.soft_power_off_timeout, defaultBootMode,
+  };
+  let bootServer: BootServer | undefined;
+  let ipxe = new IpxeBoot({ httpRoot: '', httpUrl: '' });
+  if (cfg.boot.http_root) {
+    bootServer = await startBootServer({
+      httpRoot: cfg.boot.http_root, host: cfg.boot.listen_host, port: cfg.boot.listen_port ?? 0,
+      ...(cfg.boot.http_url ? { httpUrl: cfg.boot.http_url } : {}),
+    });
+    const bs = bootServer;
+    ipxe = new IpxeBoot({
+      httpRoot: bs.httpRoot, httpUrl: bs.httpUrl, tftpRoot: cfg.boot.tftp_root,
+      kernelAppendParams: cfg.boot.kernel_append_params, cacheImage: (u) => bs.cacheImage(u),
+    });
+    await ipxe.writeBootScripts();
+    if (!cfg.boot.http_url) log.warn({ httpUrl: bs.httpUrl }, 'boot.http_url not set: nodes are told the loopback boot server URL');
+  }
+  registerInstances(ipmi, redfish, ipxe);
+  const services: DriverServices = {
+    bootServer,
+    close: async () => {
+      await closeRedfishClients();
+      await bootServer?.close();
+      if (current === services) current = undefined;
+    },
+  };
+  current = services;
+  return services;
+}
