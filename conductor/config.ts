@@ -81,6 +81,31 @@ export const ConfigSchema = z.object({
     redfish_connection_retry_interval: seconds.default(2),
   }).default({ state_change_timeout: 60, soft_power_off_timeout: 600, ipmi_command_retry_timeout: 60,
     ipmi_min_command_interval: 1, redfish_connection_attempts: 5, redfish_connection_retry_interval: 2 }),
+  /** Talking to agents ([agent] in Ironic); seconds. */
+  agent: z.object({
+    command_timeout: seconds.default(60),
+    max_command_attempts: z.number().int().positive().default(3),
+    command_wait_interval: seconds.default(6),
+    command_wait_attempts: z.number().int().positive().default(100),
+    /** tear_down_agent: BMC polls after the agent's soft power-off, then a hard power-off. */
+    power_off_poll_attempts: z.number().int().nonnegative().default(6),
+    power_off_poll_interval: seconds.default(5),
+    /** Ask the agent for its logs: on_failure | always | never (kept under data_dir/agent-logs). */
+    deploy_logs_collect: z.enum(['on_failure', 'always', 'never']).default('on_failure'),
+  }).default({ command_timeout: 60, max_command_attempts: 3, command_wait_interval: 6, command_wait_attempts: 100,
+    power_off_poll_attempts: 6, power_off_poll_interval: 5, deploy_logs_collect: 'on_failure' }),
+  /** Deploy and cleaning ([deploy] in Ironic). erase_devices 0 = automated cleaning wipes metadata only. */
+  deploy: z.object({
+    erase_devices_priority: z.number().int().nonnegative().nullable().default(0),
+    erase_devices_metadata_priority: z.number().int().nonnegative().nullable().default(null),
+    /** Boot mode sent to agents when the node says nothing (SeaBIOS VMs: bios). */
+    default_boot_mode: z.enum(['bios', 'uefi']).default('bios'),
+    /** Power the node off when a deploy fails (so a broken instance never runs). */
+    power_off_on_deploy_failure: z.boolean().default(true),
+    /** direct: agents download image_source themselves; http: the conductor caches it on its boot server. */
+    image_download_source: z.enum(['direct', 'http']).default('direct'),
+  }).default({ erase_devices_priority: 0, erase_devices_metadata_priority: null, default_boot_mode: 'bios',
+    power_off_on_deploy_failure: true, image_download_source: 'direct' }),
   node_history: z.boolean().default(true),
   node_history_max_entries: z.number().int().positive().default(300),
 }).strict();

@@ -1,0 +1,193 @@
+/**
+ * The `direct` deploy interface: deploy and cleaning driven through the agent, exactly as Ironic's agent deploy
+ * (ironic-api.md §4). deploy()/clean() boot the ramdisk and return 'wait'; heartbeats then carry the step plan
+ * forward (heartbeat.ts). The out-of-band deploy steps live here.
+ */
+import { errorMessage } from '../../common/errors.js';
+import type { ConductorContext } from '../context.js';
+import { registerInterface, type DeployInterface } from '../drivers/index.js';
+import { InvalidParameterValue } from '../errors.js';
+import type { NodeTask } from '../locks.js';
+import { nodePowerAction } from '../services/power.js';
+import { commandErrorText } from '../agent-client.js';
+import { agentClient, agentEndpoint, agentNodeDict, agentPortDicts } from './agent-node.js';
+import { bootModeOf, buildImageInfo, isPartitionImage, validateInstanceInfo } from './image-info.js';
+import { resolveImageUrl } from './image-source.js';
+import { runFrom, type Pending, type StepFlow } from './step-runner.js';
+import { DIRECT_DEPLOY_STEPS, type Step } from './steps.js';
+
+let currentCtx: ConductorContext | null = null;
+/** The deploy interface is registered once per process; the running conductor hands it its context. */
+export function bindDirectDeploy(ctx: ConductorContext): void {
+  currentCtx = ctx;
+}
+function ctxOf(): ConductorContext {
+  if (!currentCtx) throw new Error('direct deploy used before the conductor bound its context');
+  return currentCtx;
+}
+
+/** Power off, boot config for the ramdisk, PXE next boot, power on: the node comes back as an agent. */
+export async function bootIntoRamdisk(ctx: ConductorContext, task: NodeTask): Promise<void> {
+  const apiUrl = ctx.config.api_url ?? `http://${ctx.config.host}:${ctx.config.port}`;
+  await nodePowerAction(task, 'power off');
+  await task.driver.boot.prepareRamdisk(task.driverNode(), { apiUrl, kernelParams: [], requestId: `req-${task.node.uuid}` });
+  await task.driver.management.setBootDevice(task.driverNode(), 'pxe', false);
+  await nodePowerAction(task, 'power on');
+}
+
+async function sleep(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+const deployStep = {
+  async deploy(ctx: ConductorContext, task: NodeTask): Promise<Pending> {
+    await bootIntoRamdisk(ctx, task);
+    return 'boot';
+  },
+
+  async write_image(ctx: ConductorContext, task: NodeTask, step: Step): Promise<Pending> {
+    const n = task.node;
+    const source = String(n.instance_info.image_source);
+    const url = await resolveImageUrl(ctx, n, source);
+    const imageInfo = buildImageInfo(n, [url], ctx.config.deploy.default_boot_mode);
+    const args: Record<string, unknown> = { ...(step.args ?? {}), image_info: imageInfo };
+    if (n.instance_info.configdrive !== undefined) args.configdrive = n.instance_info.configdrive;
+    const res = await agentClient(ctx).executeDeployStep(agentEndpoint(task),
+      { interface: 'deploy', step: 'write_image', args, priority: step.priority },
+      agentNodeDict(task, true), agentPortDicts(task),
+      n.driver_internal_info.hardware_manager_version as Record<string, string> | undefined);
+    if (res.command_status === 'FAILED') throw new Error(commandErrorText(res));
+    return 'agent';
+  },
+
+  async prepare_instance_boot(ctx: ConductorContext, task: NodeTask): Promise<void> {
+    const client = agentClient(ctx);
+    const ep = agentEndpoint(task);
+    const n = task.node;
+    const bootMode = bootModeOf(n, ctx.config.deploy.default_boot_mode);
+    const uuids = await client.getPartitionUuids(ep);
+    const r = (uuids.command_result ?? {}) as Record<string, unknown>;
+    await task.updateInternalInfo({ root_uuid_or_disk_id: r['root uuid'] ?? null, is_whole_disk_image: !isPartitionImage(n.instance_info) });
+    if (isPartitionImage(n.instance_info) || bootMode === 'uefi') {
+      const root = typeof r['root uuid'] === 'string' ? r['root uuid'] : null;
+      if (isPartitionImage(n.instance_info) && !root) throw new Error('the agent reported no root partition UUID');
+      const res = await client.installBootloader(ep, {
+        root_uuid: root ?? '',
+        efi_system_part_uuid: (r['efi system partition uuid'] as string | undefined) ?? null,
+        prep_boot_part_uuid: (r['PReP Boot partition uuid'] as string | undefined) ?? null,
+        target_boot_mode: bootMode,
+      });
+      if (res.command_status === 'FAILED') {
+        throw new Error(`Failed to install a bootloader when deploying node ${n.uuid}: ${commandErrorText(res)}`);
+      }
+    }
+    await task.driver.boot.prepareInstance(task.driverNode());
+    await task.driver.management.setBootDevice(task.driverNode(), 'disk', true);
+  },
+
+  async tear_down_agent(ctx: ConductorContext, task: NodeTask): Promise<void> {
+    const a = ctx.config.agent;
+    try {
+      await agentClient(ctx).powerOff(agentEndpoint(task));
+    } catch (e) {
+      ctx.log.warn({ node: task.node.uuid, err: errorMessage(e) }, 'soft power-off through the agent failed; using the BMC');
+    }
+    for (let i = 0; i < a.power_off_poll_attempts; i++) {
+      await sleep(a.power_off_poll_interval * 1000);
+      const state = await task.driver.power.getPowerState(task.driverNode()).catch(() => 'error' as const);
+      if (state === 'power off') break;
+    }
+    await nodePowerAction(task, 'power off');
+  },
+
+  async switch_to_tenant_network(): Promise<void> {
+    // Networking is flat/noop here: nothing to switch (Ironic's noop network interface does the same).
+  },
+
+  async boot_instance(_ctx: ConductorContext, task: NodeTask): Promise<void> {
+    await nodePowerAction(task, 'power on');
+  },
+};
+
+export const deployFlow: StepFlow = {
+  kind: 'deploy',
+  outOfBand: {
+    'deploy.deploy': (ctx, task) => deployStep.deploy(ctx, task),
+    'deploy.write_image': (ctx, task, step) => deployStep.write_image(ctx, task, step),
+    'deploy.prepare_instance_boot': (ctx, task) => deployStep.prepare_instance_boot(ctx, task),
+    'deploy.tear_down_agent': (ctx, task) => deployStep.tear_down_agent(ctx, task),
+    'deploy.switch_to_tenant_network': () => deployStep.switch_to_tenant_network(),
+    'deploy.boot_instance': (ctx, task) => deployStep.boot_instance(ctx, task),
+  },
+  reboot: bootIntoRamdisk,
+};
+
+export const cleanFlow: StepFlow = {
+  kind: 'clean',
+  outOfBand: {},
+  reboot: bootIntoRamdisk,
+};
+
+/** Power the node off after a failed deploy/clean so a half-written disk never runs; failures only logged. */
+export async function powerOffAfterFailure(ctx: ConductorContext, task: NodeTask): Promise<void> {
+  try {
+    await nodePowerAction(task, 'power off');
+  } catch (e) {
+    ctx.log.warn({ node: task.node.uuid, err: errorMessage(e) }, 'could not power off the node after a failure');
+  }
+}
+
+export const directDeploy: DeployInterface = {
+  name: 'direct',
+  properties: {},
+  validate(node) {
+    // Before a deploy is requested the node may have no image yet: only a present image_source is checked.
+    if (node.instance_info.image_source !== undefined) validateInstanceInfo(node.instance_info);
+  },
+
+  async deploy(task) {
+    const ctx = ctxOf();
+    validateInstanceInfo(task.node.instance_info);
+    await task.updateInternalInfo({ deploy_steps: DIRECT_DEPLOY_STEPS, deploy_step_index: -1, deploy_pending: undefined });
+    try {
+      const outcome = await runFrom(ctx, task, deployFlow, 0);
+      return outcome === 'wait' ? 'wait' : undefined;
+    } catch (e) {
+      if (ctx.config.deploy.power_off_on_deploy_failure) await powerOffAfterFailure(ctx, task);
+      throw e;
+    }
+  },
+
+  async tearDown(task) {
+    await nodePowerAction(task, 'power off');
+    await task.driver.boot.cleanUpInstance(task.driverNode());
+  },
+
+  async clean(task, opts) {
+    const ctx = ctxOf();
+    if (opts.disableRamdisk) {
+      throw new InvalidParameterValue('Cleaning without a ramdisk needs out-of-band clean steps; the direct deploy ' +
+        'interface has none, so every clean step needs the agent.');
+    }
+    await task.updateInternalInfo({ clean_steps: undefined, clean_step_index: undefined, clean_pending: 'boot' });
+    await task.save({ clean_step: {} });
+    try {
+      await bootIntoRamdisk(ctx, task);
+    } catch (e) {
+      await powerOffAfterFailure(ctx, task);
+      throw e;
+    }
+    return 'wait';
+  },
+
+  async abortCleaning(task) {
+    const ctx = ctxOf();
+    await powerOffAfterFailure(ctx, task);
+    await task.driver.boot.cleanUpRamdisk(task.driverNode());
+  },
+};
+
+export function registerDirectDeploy(): void {
+  registerInterface('deploy', directDeploy);
+}
+
