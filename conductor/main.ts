@@ -14,6 +14,9 @@ import { registerBuiltinDrivers } from './drivers/builtin.js';
 import { enabledHardwareTypes } from './drivers/index.js';
 import { startDriverServices } from './drivers/real.js';
 import { TaskManager } from './locks.js';
+import { bindDirectDeploy } from './orchestration/direct.js';
+import { heartbeatsIdle, registerHeartbeatHandler } from './orchestration/heartbeat.js';
+import { setImageCacher } from './orchestration/image-source.js';
 import { PeriodicTasks } from './periodic.js';
 import { STUCK_STATES } from './states.js';
 import { SqliteStore } from './store/sqlite.js';
@@ -60,6 +63,11 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}):
 
   // Real drivers get their configuration, and the boot server (iPXE scripts, images) starts when configured.
   const driverServices = await startDriverServices(config);
+  // Agent-driven deploy/cleaning: heartbeats carry step plans forward; images may come from our boot server.
+  bindDirectDeploy(ctx);
+  registerHeartbeatHandler();
+  const bootServer = driverServices.bootServer;
+  setImageCacher(bootServer ? (url) => bootServer.cacheImage(url) : null);
   const app = createApp(ctx);
   const server = createServer(app.callback());
   server.keepAliveTimeout = 65_000;
@@ -90,7 +98,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}):
         server.closeIdleConnections();
         setTimeout(() => server.closeAllConnections(), 2000).unref();
       });
-      await Promise.race([tasks.idle(), new Promise((r) => setTimeout(r, 10_000).unref())]);
+      await Promise.race([Promise.all([tasks.idle(), heartbeatsIdle()]), new Promise((r) => setTimeout(r, 10_000).unref())]);
       await driverServices.close();
       await store.setConductorOnline(ctx.host, false).catch(() => undefined);
       await store.close();

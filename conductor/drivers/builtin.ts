@@ -6,11 +6,13 @@
 import { registerFakeHardware } from './fake.js';
 import { registerNoopInterfaces } from './noop.js';
 import { registerRealDrivers } from './real.js';
+import { registerDirectDeploy } from '../orchestration/direct.js';
 
 const REGISTRARS: (() => void)[] = [
   registerNoopInterfaces,
   registerFakeHardware,
   registerRealDrivers,
+  registerDirectDeploy,
 ];
 
 let done = false;
