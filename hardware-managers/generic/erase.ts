@@ -4,7 +4,7 @@
  * erase_devices_express (prio 0). Skip-listed and protected disks are skipped with a log line; per-disk failures
  * are collected into one BlockDeviceEraseError.
  */
-import { BlockDeviceEraseError } from '../../agent/protocol.js';
+import { AgentError, BlockDeviceEraseError } from '../../agent/protocol.js';
 import { errorMessage } from '../../common/errors.js';
 import { run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
@@ -97,8 +97,9 @@ async function forEachDisk(
         await releaseArrays(d);
         results[d.name] = await work(d);
       } catch (e) {
-        log.error({ dev: d.name, err: errorMessage(e) }, 'erase failed');
-        errors.push(`${d.name}: ${errorMessage(e)}`);
+        const msg = e instanceof AgentError ? e.details : errorMessage(e);
+        log.error({ dev: d.name, err: msg }, 'erase failed');
+        errors.push(`${d.name}: ${msg}`);
       }
     }
   };
