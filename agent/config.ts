@@ -69,14 +69,16 @@ const num = (min: number, max = Number.MAX_SAFE_INTEGER) =>
     return n;
   });
 
-const port = z.string().transform((v, ctx) => {
-  const n = Number(v.trim());
-  if (!/^\d+$/.test(v.trim()) || n < 1 || n > 65535) {
-    ctx.addIssue({ code: 'custom', message: 'expected a TCP port (1-65535)' });
-    return z.NEVER;
-  }
-  return n;
-});
+const portFrom = (min: number) =>
+  z.string().transform((v, ctx) => {
+    const n = Number(v.trim());
+    if (!/^\d+$/.test(v.trim()) || n < min || n > 65535) {
+      ctx.addIssue({ code: 'custom', message: `expected a TCP port (${min}-65535)` });
+      return z.NEVER;
+    }
+    return n;
+  });
+const port = portFrom(1);
 
 const list = z.string().transform((v) =>
   v
@@ -159,7 +161,8 @@ const KEYS = {
   'ipa-lookup-timeout': num(0),
   'ipa-lookup-interval': num(0),
   'ipa-listen-host': nonEmpty,
-  'ipa-listen-port': port,
+  // 0: any free port (tests, embedding); the callback URL then carries the port actually bound
+  'ipa-listen-port': portFrom(0),
   'ipa-advertise-host': nonEmpty,
   'ipa-advertise-port': port,
   'ipa-advertise-protocol': z.enum(['http', 'https']),

@@ -187,7 +187,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
   });
   const server: AgentHttpServer = await startServer(app, { host: config.listenHost, port: config.listenPort, tls });
   const protocol = tls ? 'https' : config.advertiseProtocol;
-  const advertisePort = config.listenPort === 0 ? server.port : config.advertisePort;
+  const advertisePort = config.advertisePort === 0 ? server.port : config.advertisePort;
   const cbUrl = advertiseHost ? callbackUrl(protocol, advertiseHost, advertisePort) : null;
   log.info({ listen: `${config.listenHost}:${server.port}`, protocol: server.protocol, callback_url: cbUrl }, 'API serving');
 

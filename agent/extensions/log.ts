@@ -66,7 +66,8 @@ export async function collectSystemLogs(): Promise<string> {
       }
     }
     for (const [name, path] of FILES) {
-      await copyFile(path, join(dir, name)).then(
+      // procfs files report size 0, so copyFile would copy nothing: read them instead.
+      await readFile(path).then((data) => writeFile(join(dir, name), data)).then(
         () => index.push(`${name}: ${path}`),
         () => index.push(`${name}: ${path} not present`),
       );

@@ -27,7 +27,11 @@ export const commands: ExtensionCommands = {
   get_node_info: defineCommand({
     async: false,
     params: z.object({}).loose(),
-    run: async () => lifecycle().nodeInfo(),
+    run: async () => {
+      const { node, config } = lifecycle().nodeInfo();
+      // The token authenticates the conductor to us; never echo it back.
+      return { node, config: config && config.agent_token ? { ...config, agent_token: '******' } : config };
+    },
   }),
   set_node_info: defineCommand({
     async: false,

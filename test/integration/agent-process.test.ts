@@ -214,7 +214,7 @@ test('start-up failures: bad config exits 2 in one line; lookup timeout and an a
   const bad = spawnAgent({ 'ipa-listen-port': 'not-a-port' }, 0);
   t.after(async () => void (await bad.stop()));
   assert.deepEqual(await bad.exited, { code: 2, signal: null });
-  assert.equal(bad.output().trim(), 'baremetal-agent: invalid ipa-listen-port="not-a-port": expected a TCP port (1-65535)');
+  assert.equal(bad.output().trim(), 'baremetal-agent: invalid ipa-listen-port="not-a-port": expected a TCP port (0-65535)');
 
   const { agent: timedOut } = await withAgent(t, { lookup404Times: 1000 }, { 'ipa-lookup-timeout': '1' });
   assert.deepEqual(await timedOut.exited, { code: 1, signal: null });
