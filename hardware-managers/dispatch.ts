@@ -4,13 +4,16 @@
  * process lifetime. A manager that lacks a method or raises IncompatibleHardwareMethodError passes to the next;
  * any other error stops dispatch.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { errorMessage } from '../common/errors.js';
 import { run } from '../common/exec.js';
 import { getLogger } from '../common/logger.js';
 import * as protocol from '../agent/protocol.js';
 import { hardwareContext } from './context.js';
+import { assertSafeToWrite, listBlockDevices, type BlockDevice } from './generic/disks.js';
+import { listCandidateDisks } from './generic/root-device.js';
 import { loadPluginDirs, loadPluginPackages, toManager, type ManagerSource } from './loader.js';
-import { HardwareSupport, type HardwareManager } from './types.js';
+import { HardwareSupport, type HardwareManager, type NodeInfo } from './types.js';
 
 const log = getLogger('hardware-managers');
 
@@ -40,13 +43,27 @@ export interface PluginApi {
   run: typeof run;
   hardwareContext: typeof hardwareContext;
   getLogger: typeof getLogger;
+  /**
+   * The write-safety guard (call it before writing any device), the block-device listing, and the disks a step
+   * may touch for a node (the listing minus properties.skip_block_devices).
+   */
+  disks: {
+    assertSafeToWrite: (dev: string) => Promise<void>;
+    listBlockDevices: () => Promise<BlockDevice[]>;
+    listDisksForNode: (node: NodeInfo | null | undefined) => Promise<BlockDevice[]>;
+  };
 }
 
 let cache: Loaded[] | null = null;
 let loading: Promise<Loaded[]> | null = null;
+/** Set while managers are evaluated/initialised: dispatching from there would wait for itself forever. */
+const inLoad = new AsyncLocalStorage<boolean>();
 
 export function pluginApi(): PluginApi {
-  return { HardwareSupport, errors: protocol, dispatchToManagers, run, hardwareContext, getLogger };
+  return {
+    HardwareSupport, errors: protocol, dispatchToManagers, run, hardwareContext, getLogger,
+    disks: { assertSafeToWrite, listBlockDevices: () => listBlockDevices(), listDisksForNode: listCandidateDisks },
+  };
 }
 
 async function defaultBuiltins(): Promise<HardwareManager[]> {
@@ -113,7 +130,7 @@ async function doLoad(opts: LoadOptions): Promise<Loaded[]> {
 export async function loadManagers(opts: LoadOptions = {}): Promise<HardwareManager[]> {
   if (cache) return cache.map((l) => l.manager);
   if (!loading) {
-    loading = doLoad(opts).then(
+    loading = inLoad.run(true, () => doLoad(opts)).then(
       (l) => {
         cache = l;
         return l;
@@ -129,6 +146,11 @@ export async function loadManagers(opts: LoadOptions = {}): Promise<HardwareMana
 
 async function loaded(): Promise<Loaded[]> {
   if (cache) return cache;
+  if (inLoad.getStore()) {
+    throw new protocol.HardwareManagerConfigurationError(
+      'A hardware manager dispatched from evaluateHardwareSupport() or initialize(); managers are not loaded yet',
+    );
+  }
   await loadManagers();
   return cache ?? [];
 }

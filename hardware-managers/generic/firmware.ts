@@ -124,7 +124,9 @@ function components(args: Record<string, unknown>): FirmwareComponent[] {
 }
 
 async function flash(call: StepCall, c: FirmwareComponent, imagePath: string): Promise<unknown> {
-  const flashCall: StepCall = { ...call, args: { ...c, image_path: imagePath } };
+  // The flasher sees the step's other args (e.g. vendor options) plus this component and the verified file.
+  const { components: _list, settings: _settings, ...stepArgs } = call.args;
+  const flashCall: StepCall = { ...call, args: { ...stepArgs, ...c, image_path: imagePath } };
   for (const method of [`flash_firmware_${c.component.toLowerCase()}`, 'flash_firmware']) {
     try {
       return await dispatchToManagers(method, flashCall);
