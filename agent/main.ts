@@ -53,7 +53,8 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
-let logFileAdded: string | null = null;
+/** Log files already receiving this process's log (startAgent may run more than once in tests). */
+const logFilesAdded = new Set<string>();
 
 function resolveLogFile(config: AgentConfig): string {
   if (config.logFile) return config.logFile;
@@ -108,9 +109,9 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
   const startedAt = Date.now() / 1000;
   if (config.debug) setLogLevel('debug');
   const logFile = resolveLogFile(config);
-  if (logFileAdded === null && !teedBySupervisor(logFile, config)) {
+  if (!logFilesAdded.has(logFile) && !teedBySupervisor(logFile, config)) {
     addLogFile(logFile);
-    logFileAdded = logFile;
+    logFilesAdded.add(logFile);
   }
   log.info({ version: AGENT_VERSION, inRamdisk: inRamdisk(), logFile, apiUrls: config.apiUrls }, 'agent starting');
 
