@@ -14,6 +14,7 @@ import type { DownloadAuth } from './download.js';
 import { assertSafeToWrite, rootDevice } from './hw.js';
 import { createLayout, formatAuxiliary, type LayoutRequest } from './partition.js';
 import { Progress, type ProgressFn } from './progress.js';
+import { imageSettings } from './settings.js';
 import { streamImageToDevice } from './write.js';
 
 const log = getLogger('image-prepare');
@@ -149,7 +150,7 @@ export async function prepareImage(rawInfo: unknown, configdriveParam: string | 
         configdriveMb: cd ? Math.max(1, Math.ceil(cd.length / 1048576)) : 0,
         bootMode,
         diskLabel: label,
-        espMb: o.espMb ?? 550,
+        espMb: o.espMb ?? imageSettings().efiSystemPartitionMb,
         preserveEphemeral: info.preserve_ephemeral ?? false,
         diskBytes,
       };

@@ -22,6 +22,8 @@ export interface ImageSettings {
   qcow2PendingLimitBytes: number;
   /** Allow grub-install for BIOS partition images (IPA enable_bios_bootloader_install; Ironic pushes it). */
   enableBiosBootloaderInstall: boolean;
+  /** ESP size for partition images in UEFI mode (IPA efi_system_partition_size). */
+  efiSystemPartitionMb: number;
 }
 
 const defaults: ImageSettings = {
@@ -37,6 +39,7 @@ const defaults: ImageSettings = {
   permittedFormats: ['raw', 'gpt', 'qcow2'],
   qcow2PendingLimitBytes: 64 * 1024 * 1024,
   enableBiosBootloaderInstall: true,
+  efiSystemPartitionMb: 550,
 };
 
 let current: ImageSettings = { ...defaults };

@@ -1,0 +1,274 @@
+/**
+ * Image writing end to end on the test's own loop device, through the agent's real command path (registry +
+ * executor): deploy.execute_deploy_step write_image, standby.prepare_image / get_partition_uuids,
+ * image.install_bootloader. Images come from test/fixtures/images.ts, served on 127.0.0.1.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { run } from '../../common/exec.js';
+import { CommandExecutor } from '../../agent/commands/executor.js';
+import { CommandRegistry } from '../../agent/commands/registry.js';
+import { registerBuiltinExtensions } from '../../agent/extensions/index.js';
+import { listPartitions, partitionTableType, probe } from '../../agent/image/disk.js';
+import { resetImageState } from '../../agent/image/prepare.js';
+import { resetImageSettings, setImageSettings } from '../../agent/image/settings.js';
+import type { CommandResult } from '../../agent/protocol.js';
+import { setHardwareContext } from '../../hardware-managers/context.js';
+import {
+  buildConfigDrive,
+  buildFilesystemImage,
+  buildRawDiskImage,
+  compressFile,
+  fileDigest,
+  readFileFromDevice,
+  serveImages,
+  toQcow2,
+  type DiskImage,
+  type ImageServer,
+} from '../fixtures/images.js';
+import { createLoopDevices, type LoopSet } from '../fixtures/loop.js';
+
+let dir: string;
+let loops: LoopSet;
+let dev: string;
+let disk: DiskImage;
+let keep: ImageServer;
+let close: ImageServer;
+let exec: CommandExecutor;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'bmts-image-'));
+  loops = await createLoopDevices(1, 128);
+  dev = loops.devices[0]!.path;
+  setHardwareContext({ deviceAllowlist: [dev], minRootDeviceBytes: 1024 * 1024 });
+  setImageSettings({ connectionRetries: 2, retryIntervalMs: 50, connectionTimeoutMs: 5000, efiSystemPartitionMb: 8 });
+  disk = await buildRawDiskImage(dir, { sizeMiB: 24, label: 'gpt', fs: 'ext4' });
+  keep = await serveImages(dir, 'keepalive');
+  close = await serveImages(dir, 'close');
+  exec = new CommandExecutor(registerBuiltinExtensions(new CommandRegistry()), { progressIntervalMs: 50 });
+});
+
+after(async () => {
+  await keep?.close();
+  await close?.close();
+  setHardwareContext({ deviceAllowlist: null });
+  resetImageSettings();
+  await loops?.dispose();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function runCommand(name: string, params: Record<string, unknown>): Promise<CommandResult> {
+  const started = await exec.execute(name, params);
+  if (started.command_status !== 'RUNNING') return started;
+  const timeout = new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`${name} timed out`)), 120_000).unref());
+  return Promise.race([exec.wait(started.id), timeout]);
+}
+
+function writeImage(image_info: Record<string, unknown>, configdrive?: string): Promise<CommandResult> {
+  resetImageState();
+  return runCommand('deploy.execute_deploy_step', {
+    step: { interface: 'deploy', step: 'write_image', args: { image_info, ...(configdrive ? { configdrive } : {}) } },
+    node: { uuid: 'node-1', properties: {}, instance_info: {} },
+    ports: [],
+  });
+}
+
+const info = async (name: string, url: string, algo: 'md5' | 'sha256' | 'sha512' = 'sha256', extra = {}) => ({
+  id: name,
+  urls: [url],
+  disk_format: name.includes('qcow2') ? 'qcow2' : 'raw',
+  ...(algo === 'md5' ? { checksum: await fileDigest(join(dir, name), 'md5') } : { os_hash_algo: algo, os_hash_value: await fileDigest(join(dir, name), algo) }),
+  ...extra,
+});
+
+async function assertDeployed(r: CommandResult): Promise<void> {
+  assert.equal(r.command_status, 'SUCCEEDED', JSON.stringify(r.command_error));
+  const parts = await listPartitions(dev);
+  assert.ok(parts.length >= 1, 'partition visible');
+  assert.equal(await readFileFromDevice(parts[0]!.path, disk.file.name, dir), disk.file.content);
+}
+
+async function assertWiped(r: CommandResult, type: string): Promise<void> {
+  assert.equal(r.command_status, 'FAILED');
+  assert.equal((r.command_error as { type: string }).type, type, JSON.stringify(r.command_error));
+  assert.equal(await partitionTableType(dev), null, 'partition table wiped');
+  const first = Buffer.alloc(4096);
+  const fh = await (await import('node:fs/promises')).open(dev, 'r');
+  await fh.read(first, 0, 4096, 0);
+  await fh.close();
+  assert.ok(first.every((b) => b === 0), 'first sectors zeroed');
+}
+
+describe('whole-disk images', () => {
+  test('raw over keep-alive HTTP, sha256, readable after write; get_partition_uuids', async () => {
+    const r = await writeImage(await info('disk-gpt-ext4.raw', keep.url('disk-gpt-ext4.raw')));
+    await assertDeployed(r);
+    const res = (r.command_result as { deploy_result: { result: string } }).deploy_result;
+    assert.match(res.result, /^image \(disk-gpt-ext4\.raw\) written to device \/dev\/loop\d+ root_uuid=0x[0-9a-f]{8}$/);
+    const u = await exec.execute('standby.get_partition_uuids', {});
+    assert.match(String((u.command_result as Record<string, unknown>)['root uuid']), /^0x[0-9a-f]{8}$/);
+  });
+
+  test('raw from a server that closes the connection, legacy md5 checksum', async () => {
+    await assertDeployed(await writeImage(await info('disk-gpt-ext4.raw', close.url('disk-gpt-ext4.raw'), 'md5')));
+  });
+
+  test('qcow2 (streamed, sha512)', async () => {
+    await toQcow2(disk.path, join(dir, 'disk.qcow2'));
+    await assertDeployed(await writeImage(await info('disk.qcow2', keep.url('disk.qcow2'), 'sha512')));
+  });
+
+  for (const kind of ['gzip', 'zstd', 'xz'] as const) {
+    test(`${kind}-compressed raw, detected by magic bytes`, async () => {
+      const p = await compressFile(disk.path, kind);
+      const name = p.slice(dir.length + 1);
+      await assertDeployed(await writeImage(await info(name, keep.url(name))));
+    });
+  }
+
+  test('gzip-compressed qcow2', async () => {
+    const p = await compressFile(await toQcow2(disk.path, join(dir, 'nested.qcow2')), 'gzip');
+    const name = p.slice(dir.length + 1);
+    await assertDeployed(await writeImage(await info(name, keep.url(name), 'sha256', { disk_format: 'qcow2' })));
+  });
+
+  test('connection dropped mid-way: resumed with Range, not restarted', async () => {
+    const drop = await serveImages(dir, 'drop-once');
+    try {
+      await assertDeployed(await writeImage(await info('disk-gpt-ext4.raw', drop.url('disk-gpt-ext4.raw'))));
+      assert.equal(drop.requests.length, 2);
+      assert.equal(drop.requests[0]!.range, undefined);
+      assert.match(drop.requests[1]!.range ?? '', /^bytes=[1-9]\d*-$/);
+    } finally {
+      await drop.close();
+    }
+  });
+
+  test('404 on the first URL, 200 on the second', async () => {
+    const i = await info('disk-gpt-ext4.raw', keep.url('missing/disk-gpt-ext4.raw'));
+    i.urls.push(keep.url('disk-gpt-ext4.raw'));
+    await assertDeployed(await writeImage(i));
+  });
+
+  test('checksum given as the URL of a checksums file', async () => {
+    const sum = await fileDigest(disk.path, 'sha512');
+    await writeFile(join(dir, 'SHA512SUMS'), `# sums\n${'0'.repeat(128)}  other.raw\n${sum}  disk-gpt-ext4.raw\n`);
+    const r = await writeImage({ id: 'x', urls: [keep.url('disk-gpt-ext4.raw')], os_hash_algo: 'sha512', os_hash_value: keep.url('SHA512SUMS') });
+    await assertDeployed(r);
+  });
+
+  test('config drive (gzip+base64 ISO) gets a config-2 partition at the end of the disk', async () => {
+    const cd = await buildConfigDrive(dir, { format: 'iso' });
+    const r = await writeImage(await info('disk-gpt-ext4.raw', keep.url('disk-gpt-ext4.raw')), cd.encoded);
+    await assertDeployed(r);
+    const parts = await listPartitions(dev);
+    const last = parts.at(-1)!;
+    assert.equal(last.label, 'config-2');
+    assert.ok(last.start >= 60 * 1024 * 1024 && last.start + last.size > 124 * 1024 * 1024, `in the last ~64 MiB of the 128 MiB disk (start ${last.start}, size ${last.size})`);
+    // This kernel has no iso9660 driver: read the file with isoinfo (genisoimage) instead of mounting.
+    const meta = (await run('isoinfo', ['-i', last.path, '-R', '-x', '/openstack/latest/meta_data.json'])).stdout;
+    assert.deepEqual(JSON.parse(meta), cd.metaData);
+  });
+
+  test('install_bootloader: whole-disk image in BIOS mode installs nothing and succeeds', async () => {
+    const r = await runCommand('image.install_bootloader', { root_uuid: '0x00000000', target_boot_mode: 'bios' });
+    assert.equal(r.command_status, 'SUCCEEDED', JSON.stringify(r.command_error));
+  });
+});
+
+describe('bad inputs fail clearly and leave no deployable disk', () => {
+  test('wrong checksum → ImageChecksumError, disk wiped', async () => {
+    const r = await writeImage({ id: 'bad', urls: [keep.url('disk-gpt-ext4.raw')], os_hash_algo: 'sha256', os_hash_value: 'a'.repeat(64) });
+    await assertWiped(r, 'ImageChecksumError');
+    assert.match((r.command_error as { details: string }).details, /image checksum: a{64}; verification checksum: [0-9a-f]{64}/);
+  });
+
+  test('truncated download (server always cuts the body) fails', async () => {
+    const r = await writeImage(await info('disk-gpt-ext4.raw', keep.url('short/disk-gpt-ext4.raw')));
+    assert.equal(r.command_status, 'FAILED');
+    assert.match((r.command_error as { type: string }).type, /^ImageDownload/);
+    assert.equal(await partitionTableType(dev), null);
+  });
+
+  test('image larger than the disk', async () => {
+    await buildRawDiskImage(dir, { sizeMiB: 140, name: 'big.raw' });
+    const r = await writeImage(await info('big.raw', keep.url('big.raw')));
+    assert.equal(r.command_status, 'FAILED');
+    assert.match((r.command_error as { details: string }).details, /larger than the target|does not fit/);
+  });
+
+  test('a file that is not a disk image → DeploymentError (no partition table), wiped', async () => {
+    await writeFile(join(dir, 'notes.txt'), 'just some text, not a disk image\n'.repeat(5000));
+    await assertWiped(await writeImage(await info('notes.txt', keep.url('notes.txt'))), 'DeploymentError');
+  });
+
+  test('unsupported format (bzip2) → InvalidImage', async () => {
+    const p = await compressFile(disk.path, 'bzip2');
+    const name = p.slice(dir.length + 1);
+    await assertWiped(await writeImage(await info(name, keep.url(name))), 'InvalidImage');
+  });
+
+  test('declared qcow2 but the content is raw → InvalidImage', async () => {
+    await assertWiped(await writeImage(await info('disk-gpt-ext4.raw', keep.url('disk-gpt-ext4.raw'), 'sha256', { disk_format: 'qcow2' })), 'InvalidImage');
+  });
+
+  test('prepare_image without any checksum → HTTP-level 400, nothing started', async () => {
+    await assert.rejects(
+      exec.execute('standby.prepare_image', { image_info: { id: 'x', urls: [keep.url('disk-gpt-ext4.raw')] } }),
+      (e: { code?: string; status?: number }) => e.code === 'InvalidCommandParamsError' && e.status === 400,
+    );
+  });
+});
+
+describe('partition images', () => {
+  let rootImage: string;
+  before(async () => {
+    rootImage = await buildFilesystemImage(join(dir, 'root.img'), { sizeMiB: 16, fs: 'ext4' });
+  });
+
+  test('BIOS/msdos with swap and config drive: layout, root filesystem, UUIDs (standby.prepare_image)', async () => {
+    resetImageState();
+    const cd = await buildConfigDrive(dir, { format: 'vfat' });
+    const r = await runCommand('standby.prepare_image', {
+      image_info: { ...(await info('root.img', keep.url('root.img'))), image_type: 'partition', root_mb: 20, swap_mb: 4, ephemeral_mb: 0, deploy_boot_mode: 'bios' },
+      configdrive: cd.encoded,
+    });
+    assert.equal(r.command_status, 'SUCCEEDED', JSON.stringify(r.command_error));
+    const uuids = (await exec.execute('standby.get_partition_uuids', {})).command_result as Record<string, unknown>;
+    const parts = uuids.partitions as Record<string, string>;
+    assert.equal(await partitionTableType(dev), 'dos');
+    assert.equal(await readFileFromDevice(parts.root!, 'hello.txt', dir), 'baremetal-ts image fixture\n');
+    assert.equal(uuids['root uuid'], (await probe(parts.root!)).UUID);
+    assert.equal((await probe(parts.swap!)).TYPE, 'swap');
+    assert.equal((await probe(parts.configdrive!)).LABEL, 'CONFIG-2');
+    assert.match(String((r.command_result as { result: string }).result), /^prepare_image: image \(root\.img\) written to device .* root_uuid=[0-9a-f-]{36}$/);
+  });
+
+  test('UEFI/gpt: ESP created, its uuid returned; install_bootloader names the missing grub', async () => {
+    const r = await writeImage({ ...(await info('root.img', keep.url('root.img'))), image_type: 'partition', root_mb: 20, swap_mb: 0, ephemeral_mb: 4, ephemeral_format: 'ext4', deploy_boot_mode: 'uefi' });
+    assert.equal(r.command_status, 'SUCCEEDED', JSON.stringify(r.command_error));
+    assert.equal(await partitionTableType(dev), 'gpt');
+    const res = (r.command_result as { deploy_result: { result: string; partition_uuids: Record<string, unknown> } }).deploy_result;
+    assert.match(res.result, /efi_system_partition_uuid=[0-9A-F]{4}-[0-9A-F]{4}$/);
+    const parts = res.partition_uuids.partitions as Record<string, string>;
+    assert.equal((await probe(parts['efi system partition']!)).TYPE, 'vfat');
+    assert.equal((await probe(parts.ephemeral!)).LABEL, 'ephemeral0');
+    const b = await runCommand('image.install_bootloader', {
+      root_uuid: res.partition_uuids['root uuid'],
+      efi_system_part_uuid: res.partition_uuids['efi system partition uuid'],
+      target_boot_mode: 'uefi',
+    });
+    assert.equal(b.command_status, 'FAILED');
+    assert.match((b.command_error as { details: string }).details, /no grub-install or grub2-install/);
+  });
+
+  test('root partition too small for the image fails', async () => {
+    const r = await writeImage({ ...(await info('root.img', keep.url('root.img'))), image_type: 'partition', root_mb: 8, swap_mb: 0, ephemeral_mb: 0, deploy_boot_mode: 'bios' });
+    assert.equal(r.command_status, 'FAILED');
+    assert.equal(await partitionTableType(dev), null);
+    assert.ok((await readFile(rootImage)).length > 8 * 1024 * 1024);
+  });
+});
