@@ -12,6 +12,7 @@ import { isUuid } from '../locks.js';
 import { DELETE_ALLOWED_STATES, initialState, INTERFACE_UPDATE_STATES, UPDATE_ALLOWED_STATES } from '../states.js';
 import { DuplicateError, type NodeFields, type NodeRecord } from '../store/types.js';
 import { applyJsonPatch, type PatchOp } from './jsonpatch.js';
+import { strBool } from './ports.js';
 
 const NAME_RE = /^[A-Za-z0-9\-._~]+$/;
 const RESERVED_NAMES = new Set(['detail', 'validate', 'ports', 'portgroups', 'states', 'maintenance', 'vifs',
@@ -50,7 +51,8 @@ function checkTypes(fields: Record<string, unknown>): void {
         throw new InvalidParameterValue(`Invalid value for field "${k}": expected a string, got ${JSON.stringify(v)}.`);
       }
     } else if ((BOOL_FIELDS as readonly string[]).includes(k)) {
-      if (v !== null && typeof v !== 'boolean') {
+      if (typeof v === 'string' && strBool(v) !== undefined) fields[k] = strBool(v);
+      else if (v !== null && typeof v !== 'boolean') {
         throw new InvalidParameterValue(`Invalid value for field "${k}": expected a boolean, got ${JSON.stringify(v)}.`);
       }
     }

@@ -22,6 +22,13 @@ export function normalizeMac(mac: unknown): string {
   return mac.toLowerCase();
 }
 
+export function strBool(v: string): boolean | undefined {
+  const l = v.toLowerCase();
+  if (['true', '1', 'yes', 'on', 't', 'y'].includes(l)) return true;
+  if (['false', '0', 'no', 'off', 'f', 'n'].includes(l)) return false;
+  return undefined;
+}
+
 function checkFields(f: Record<string, unknown>): void {
   if (f.address !== undefined) f.address = normalizeMac(f.address);
   for (const k of ['extra', 'local_link_connection'] as const) {
@@ -47,6 +54,8 @@ function checkFields(f: Record<string, unknown>): void {
     }
   }
   for (const k of ['pxe_enabled', 'is_smartnic'] as const) {
+    // Ironic's boolean type accepts the strings the CLI sends (`--pxe-enabled true`).
+    if (typeof f[k] === 'string') f[k] = strBool(f[k] as string) ?? f[k];
     if (f[k] !== undefined && typeof f[k] !== 'boolean') throw new InvalidParameterValue(`Invalid value for ${k}: expected a boolean.`);
   }
   if (f.physical_network !== undefined && f.physical_network !== null &&
@@ -124,7 +133,10 @@ export async function updatePort(ctx: ConductorContext, ident: string, ops: Patc
       if (JSON.stringify(v) !== JSON.stringify(doc[f])) changed[f] = v;
     }
     if (changed.is_smartnic === null) changed.is_smartnic = false;
-    checkFields({ ...changed, ...(changed.local_link_connection ? { is_smartnic: after.is_smartnic ?? false } : {}) });
+    const checked: Record<string, unknown> = { ...changed,
+      ...(changed.local_link_connection ? { is_smartnic: after.is_smartnic ?? false } : {}) };
+    checkFields(checked);
+    for (const k of Object.keys(changed)) changed[k] = checked[k];
     if (changed.address !== undefined) changed.address = normalizeMac(changed.address);
     if (changed.node_uuid !== undefined) changed.node_uuid = await nodeForPort(ctx, changed.node_uuid as string);
     if (Object.keys(changed).length === 0) return port;
