@@ -232,6 +232,9 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
           void stop().then(() => {
             resolve();
             if (o.exit) resolveEnded(0);
+            // Locked down (IPA sleeps forever): with the server closed nothing else keeps the process alive, and
+            // a supervisor restarting the agent would undo the lockdown.
+            else setInterval(() => undefined, 1 << 30);
           });
         }, 200).unref();
       }),
