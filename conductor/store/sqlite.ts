@@ -10,7 +10,7 @@ import { MIGRATIONS } from './migrations.js';
 import {
   DuplicateError, INTERFACE_FIELDS, JSON_FIELDS, JsonObjectSchema, TraitsSchema,
   type ConductorRecord, type HistoryRecord, type NewHistory, type NewNode, type NewPort, type NodeQuery,
-  type NodeRecord, type NodeUpdate, type PortFields, type PortQuery, type PortRecord, type ReserveResult, type Store,
+  type NodeRecord, type NodeUpdate, type RawNodeRow, type PortFields, type PortQuery, type PortRecord, type ReserveResult, type Store,
 } from './types.js';
 import { InvalidParameterValue, NotFound } from '../errors.js';
 import { isoTime } from '../time.js';
@@ -74,6 +74,11 @@ function nodeFromRow(row: Row): NodeRecord {
   for (const c of NODE_JSON_COLS) row[c] = JSON.parse(row[c] as string);
   for (const c of NODE_BOOL_COLS) if (row[c] !== null) row[c] = row[c] === 1;
   return row as unknown as NodeRecord;
+}
+
+function rawNodeFromRow(row: Row): RawNodeRow {
+  for (const c of NODE_BOOL_COLS) if (row[c] !== null) row[c] = row[c] === 1;
+  return row as unknown as RawNodeRow;
 }
 
 function portFromRow(row: Row): PortRecord {
@@ -196,6 +201,16 @@ export class SqliteStore implements Store {
   }
 
   async listNodes(q: NodeQuery): Promise<NodeRecord[]> {
+    const { sql, args } = this.nodeListQuery(q);
+    return (this.stmt(sql).all(...args) as Row[]).map(nodeFromRow);
+  }
+
+  async listNodesRaw(q: NodeQuery): Promise<RawNodeRow[]> {
+    const { sql, args } = this.nodeListQuery(q);
+    return (this.stmt(sql).all(...args) as Row[]).map(rawNodeFromRow);
+  }
+
+  private nodeListQuery(q: NodeQuery): { sql: string; args: unknown[] } {
     const where: string[] = [];
     const args: unknown[] = [];
     const eq = (col: string, v: unknown): void => { where.push(`${col} = ?`); args.push(v); };
@@ -222,7 +237,7 @@ export class SqliteStore implements Store {
     if (q.provision_updated_before !== undefined) { where.push('provision_updated_at < ?'); args.push(q.provision_updated_before); }
     const order = this.pageClause('nodes', NODE_SORT_KEYS, q, where, args);
     const sql = `SELECT * FROM nodes${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ${order}`;
-    return (this.stmt(sql).all(...args) as Row[]).map(nodeFromRow);
+    return { sql, args };
   }
 
   /** ORDER BY + keyset pagination after the marker row; ties broken by id so pages never overlap. */

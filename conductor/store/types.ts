@@ -146,6 +146,9 @@ export interface PortQuery {
 
 export type ReserveResult = { ok: true; node: NodeRecord } | { ok: false; holder: string | null; missing?: boolean };
 
+/** A node row with its JSON columns left as stored JSON text (list rendering without a parse/serialise trip). */
+export type RawNodeRow = Omit<NodeRecord, JsonField | 'traits'> & Record<JsonField | 'traits', string>;
+
 export interface Store {
   readonly kind: string;
   close(): Promise<void>;
@@ -157,6 +160,8 @@ export interface Store {
   /** Node owning any of these MACs (lower-case). */
   getNodeByMacs(macs: readonly string[]): Promise<NodeRecord | undefined>;
   listNodes(query: NodeQuery): Promise<NodeRecord[]>;
+  /** Same rows as listNodes, JSON columns unparsed. */
+  listNodesRaw(query: NodeQuery): Promise<RawNodeRow[]>;
   countNodes(): Promise<number>;
   /** Updates and returns the row; `expect.reservation` makes it conditional (fails with undefined). */
   updateNode(uuid: string, patch: NodeUpdate): Promise<NodeRecord>;

@@ -190,6 +190,20 @@ test('conductor HTTP API', async (t) => {
     assert.match(sorted.next, /provision_state=enroll&fields=name&sort_key=name&sort_dir=desc&limit=3&marker=/);
     const page2 = (await c.api('GET', sorted.next.slice(c.url.length))).body as { nodes: Obj[] };
     assert.deepEqual(page2.nodes, [{ name: 's1' }, { name: 's0' }, { name: 'n1' }]);
+    // The detail list is rendered from raw JSON columns; it must equal the per-node show.
+    await c.api('POST', '/v1/nodes', { driver: 'fake-hardware', name: 'secretive', driver_info: { ipmi_password: 'pw',
+      ipmi_address: 'a"b\\c' }, instance_info: { configdrive: 'xyz', image_source: 'http://i' }, extra: { 'ünï': [1, { a: null }] } });
+    for (const ver of ['1.82', '1.31', '1.1']) {
+      const all = (await c.api('GET', '/v1/nodes/detail', undefined, { 'X-OpenStack-Ironic-API-Version': ver })).body as { nodes: Obj[] };
+      assert.ok(all.nodes.length >= 8);
+      for (const item of all.nodes) {
+        const shown = (await c.api('GET', `/v1/nodes/${String(item.uuid)}`, undefined, { 'X-OpenStack-Ironic-API-Version': ver })).body;
+        assert.deepEqual(item, shown, `detail item ${String(item.uuid)} at ${ver}`);
+      }
+    }
+    const secret = ((await c.api('GET', '/v1/nodes/detail')).body as { nodes: Obj[] }).nodes.find((n) => n.name === 'secretive');
+    assert.deepEqual(secret?.driver_info, { ipmi_password: '******', ipmi_address: 'a"b\\c' });
+    assert.deepEqual(secret?.instance_info, { configdrive: '******', image_source: 'http://i' });
     const old = (await c.api('GET', `/v1/nodes/${nid}`, undefined, { 'X-OpenStack-Ironic-API-Version': '1.30' })).body as Obj;
     assert.equal('deploy_interface' in old, false, 'interface fields hidden below 1.31');
     assert.equal('network_interface' in old, true);

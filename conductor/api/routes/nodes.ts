@@ -13,7 +13,7 @@ import type { NodeQuery, NodeRecord } from '../../store/types.js';
 import {
   ident, noContent, parseBool, parseLimit, parseSortDir, queryParams, readJson, readObject, rejectUnknownKeys, state,
 } from '../http.js';
-import { parseNodeFields, renderNode, renderNodeBrief } from '../render.js';
+import { parseNodeFields, renderNode, renderNodeBrief, renderNodeJson } from '../render.js';
 
 const CREATE_KEYS = new Set(['automated_clean', 'bios_interface', 'boot_interface', 'boot_mode', 'chassis_uuid',
   'conductor_group', 'console_enabled', 'console_interface', 'deploy_interface', 'description', 'driver', 'driver_info',
@@ -36,7 +36,7 @@ const LIST_PARAMS = ['associated', 'maintenance', 'retired', 'fault', 'provision
 /** Filters and options echoed into `next` links. */
 const ECHOED = LIST_PARAMS.filter((p) => p !== 'marker' && p !== 'limit');
 
-export function conductorFor(c: ConductorContext, node: NodeRecord): string | null {
+export function conductorFor(c: ConductorContext, node: { driver: string; conductor_group: string }): string | null {
   if (node.conductor_group !== c.config.conductor_group) return null;
   return enabledHardwareTypes(c.config).some((t) => t.name === node.driver) ? c.host : null;
 }
@@ -68,17 +68,30 @@ async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean
   }
   if (q.provision_state !== undefined) query.provision_state = q.provision_state.split(',');
   if (q.shard !== undefined) query.shard = q.shard.split(',');
-  let nodes = q.conductor !== undefined && q.conductor !== c.host ? [] : await c.store.listNodes(query);
-  if (q.conductor !== undefined) nodes = nodes.filter((n) => conductorFor(c, n) === q.conductor);
-  const items = nodes.map((n) => fields || detail
-    ? renderNode(n, { minor, base, ...(fields ? { fields } : {}), conductor: conductorFor(c, n) })
-    : renderNodeBrief(n, { minor, base }));
-  const body: Record<string, unknown> = { nodes: items };
-  const last = nodes[nodes.length - 1];
-  if (last && nodes.length === limit && q.instance_uuid === undefined) {
-    const args = ECHOED.filter((k) => q[k] !== undefined).map((k) => `${k}=${encodeURIComponent(q[k] as string)}&`).join('');
-    body.next = `${base}/v1/nodes${forceDetail ? '/detail' : ''}?${args}limit=${limit}&marker=${last.uuid}`;
+  const wrongConductor = q.conductor !== undefined && q.conductor !== c.host;
+  const conductorOf = (n: { driver: string; conductor_group: string }): string | null => conductorFor(c, n);
+  let next: string | undefined;
+  const pageNext = (count: number, lastUuid: string | undefined): void => {
+    if (lastUuid && count === limit && q.instance_uuid === undefined) {
+      const args = ECHOED.filter((k) => q[k] !== undefined).map((k) => `${k}=${encodeURIComponent(q[k] as string)}&`).join('');
+      next = `${base}/v1/nodes${forceDetail ? '/detail' : ''}?${args}limit=${limit}&marker=${lastUuid}`;
+    }
+  };
+  if (fields || detail) {
+    // Detail lists are the heavy ones: rendered straight from the stored JSON text.
+    let rows = wrongConductor ? [] : await c.store.listNodesRaw(query);
+    pageNext(rows.length, rows[rows.length - 1]?.uuid);
+    if (q.conductor !== undefined) rows = rows.filter((n) => conductorOf(n) === q.conductor);
+    const items = rows.map((n) => renderNodeJson(n, { minor, base, ...(fields ? { fields } : {}), conductor: conductorOf(n) }));
+    ctx.type = 'application/json';
+    ctx.body = `{"nodes":[${items.join(',')}]${next ? `,"next":${JSON.stringify(next)}` : ''}}`;
+    return;
   }
+  let nodes = wrongConductor ? [] : await c.store.listNodes(query);
+  pageNext(nodes.length, nodes[nodes.length - 1]?.uuid);
+  if (q.conductor !== undefined) nodes = nodes.filter((n) => conductorOf(n) === q.conductor);
+  const body: Record<string, unknown> = { nodes: nodes.map((n) => renderNodeBrief(n, { minor, base })) };
+  if (next) body.next = next;
   ctx.body = body;
 }
 

@@ -1,0 +1,176 @@
+/**
+ * `npm run bench -- conductor [--nodes 1000] [--rss-nodes 10000] [--concurrency 16]`
+ *
+ * The conductor runs in its own process (this file in `--serve` mode, so it can add a deploy interface that
+ * parks nodes in `wait call-back` and a no-op heartbeat handler); the load comes from this process through an
+ * undici Pool with bounded concurrency, 127.0.0.1 only. Figures: node creates/s, ms per detail list of 1,000
+ * nodes, lookups/s and heartbeats/s for nodes in wait call-back, conductor RSS with 10,000 nodes.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
+import { spawnLong } from '../../common/exec.js';
+
+const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const V = { 'x-openstack-ironic-api-version': '1.82', 'content-type': 'application/json' };
+const WAIT_NODES = 16;
+
+function flag(args: string[], name: string, dflt: number): number {
+  const i = args.indexOf(name);
+  const v = i >= 0 ? Number(args[i + 1]) : dflt;
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} needs a positive number`);
+  return v;
+}
+
+async function serve(port: number, dir: string): Promise<void> {
+  const { setLogLevel } = await import('../../common/logger.js');
+  setLogLevel('warn');
+  const drivers = await import('../../conductor/drivers/index.js');
+  const { fakeDeploy } = await import('../../conductor/drivers/fake.js');
+  const { startConductor } = await import('../../conductor/main.js');
+  const hooks = await import('../../conductor/orchestration/hooks.js');
+  drivers.registerInterface('deploy', { ...fakeDeploy, name: 'bench-wait', async deploy() { return 'wait'; } });
+  drivers.registerHardwareType({ name: 'bench-hw', supported: { power: ['fake'], management: ['fake'], boot: ['fake'],
+    deploy: ['bench-wait'], network: ['noop'], storage: ['noop'] } });
+  const c = await startConductor({ host: '127.0.0.1', port, data_dir: dir, require_tls: false,
+    enabled_hardware_types: ['fake-hardware', 'bench-hw'], automated_clean: false,
+    periodic: { sync_power_state_interval: 0, check_provision_state_interval: 0, reservation_cleanup_interval: 0 } });
+  hooks.setHeartbeatHandler(() => undefined);
+  process.stdout.write(`READY ${c.url}\n`);
+  const stop = (): void => { void c.close().then(() => process.exit(0)); };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+interface Res { status: number; body: string }
+
+async function req(pool: Pool, method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown): Promise<Res> {
+  const r = await pool.request({ method, path, headers: V, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+  return { status: r.statusCode, body: await r.body.text() };
+}
+
+/** Runs `total` requests with `conc` in flight; returns requests per second. */
+async function load(total: number, conc: number, one: (i: number) => Promise<void>): Promise<number> {
+  let next = 0;
+  const t0 = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: conc }, async () => {
+    while (next < total) await one(next++);
+  }));
+  return total / (Number(process.hrtime.bigint() - t0) / 1e9);
+}
+
+function expect(r: Res, status: number, what: string): void {
+  if (r.status !== status) throw new Error(`${what}: HTTP ${r.status} ${r.body.slice(0, 300)}`);
+}
+
+async function rssMib(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return kb / 1024;
+}
+
+export default async function bench(args: string[]): Promise<void> {
+  if (args[0] === '--serve') return serve(Number(args[1]), String(args[2]));
+  const nodes = flag(args, '--nodes', 1000);
+  const rssNodes = flag(args, '--rss-nodes', 10_000);
+  const conc = flag(args, '--concurrency', 16);
+  console.log(`cores: ${availableParallelism()} (${cpus()[0]?.model ?? 'unknown cpu'})`);
+
+  const dir = await mkdtemp(join(tmpdir(), 'bmts-bench-'));
+  const { freePort } = await import('../fixtures/conductor.js');
+  const port = await freePort();
+  // BENCH_CHILD_NODE_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the conductor process.
+  const nodeFlags = process.env.BENCH_CHILD_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawnLong(process.execPath, [...nodeFlags, '--import', 'tsx', join(ROOT, 'test/bench/run.ts'), 'conductor', '--serve',
+    String(port), dir], { cwd: ROOT, env: { LOG_LEVEL: 'warn' } });
+  child.catch(() => undefined);
+  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: conc });
+  try {
+    await new Promise<void>((res, rej) => {
+      const timer = setTimeout(() => rej(new Error('conductor did not start')), 60_000);
+      child.stdout?.on('data', (d: Buffer) => { if (d.toString().includes('READY')) { clearTimeout(timer); res(); } });
+      void child.then(() => rej(new Error('conductor exited')));
+    });
+    const pid = child.pid ?? 0;
+
+    // 1. creates
+    const createRps = await load(nodes, conc, async (i) => {
+      expect(await req(pool, 'POST', '/v1/nodes', { driver: 'fake-hardware', name: `bench-${i}`,
+        driver_info: { ipmi_address: `10.0.${i >> 8}.${i & 255}`, ipmi_username: 'admin', ipmi_password: 'pw' },
+        properties: { cpus: 8, memory_mb: 16384, local_gb: 100, cpu_arch: 'x86_64' } }), 201, 'create');
+    });
+    console.log(`create: ${nodes} nodes, ${createRps.toFixed(0)} req/s (concurrency ${conc})`);
+
+    // 2. detail list of 1,000 nodes, sequential requests
+    const lists = 30;
+    expect(await req(pool, 'GET', '/v1/nodes?detail=True'), 200, 'detail warm-up');
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < lists; i++) {
+      const r = await req(pool, 'GET', '/v1/nodes?detail=True');
+      expect(r, 200, 'detail');
+      if (i === 0 && (JSON.parse(r.body) as { nodes: unknown[] }).nodes.length !== Math.min(nodes, 1000)) {
+        throw new Error('detail list has the wrong length');
+      }
+    }
+    const detailMs = Number(process.hrtime.bigint() - t0) / 1e6 / lists;
+    console.log(`detail list: ${Math.min(nodes, 1000)} nodes, ${detailMs.toFixed(1)} ms/request (${(1000 / detailMs).toFixed(1)}/s)`);
+
+    // 3. lookup + heartbeat for nodes in wait call-back
+    const macs: string[] = [];
+    const uuids: string[] = [];
+    const tokens: string[] = [];
+    for (let i = 0; i < WAIT_NODES; i++) {
+      const n = JSON.parse((await req(pool, 'POST', '/v1/nodes', { driver: 'bench-hw', name: `wait-${i}` })).body) as { uuid: string };
+      const mac = `52:54:00:be:00:${i.toString(16).padStart(2, '0')}`;
+      expect(await req(pool, 'POST', '/v1/ports', { address: mac, node_uuid: n.uuid }), 201, 'port');
+      for (const target of ['manage', 'provide', 'active']) {
+        expect(await req(pool, 'PUT', `/v1/nodes/${n.uuid}/states/provision`, { target }), 202, target);
+        for (let k = 0; ; k++) {
+          const s = JSON.parse((await req(pool, 'GET', `/v1/nodes/${n.uuid}`)).body) as { provision_state: string; reservation: string | null };
+          if (s.reservation === null && s.provision_state !== 'verifying' && s.provision_state !== 'cleaning' &&
+            s.provision_state !== 'deploying') break;
+          if (k > 500) throw new Error('node did not settle');
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      }
+      const lk = JSON.parse((await req(pool, 'GET', `/v1/lookup?addresses=${mac}`)).body) as { config: { agent_token: string } };
+      macs.push(mac);
+      uuids.push(n.uuid);
+      tokens.push(lk.config.agent_token);
+    }
+    const lookups = 5000;
+    const lookupRps = await load(lookups, conc, async (i) => {
+      expect(await req(pool, 'GET', `/v1/lookup?addresses=${macs[i % WAIT_NODES]}`), 200, 'lookup');
+    });
+    console.log(`lookup: ${lookups} requests, ${lookupRps.toFixed(0)} req/s`);
+    const beats = 5000;
+    const heartbeatRps = await load(beats, conc, async (i) => {
+      const k = i % WAIT_NODES;
+      expect(await req(pool, 'POST', `/v1/heartbeat/${uuids[k]}`, { callback_url: `http://127.0.0.1:${9000 + k}`,
+        agent_version: '10.0.0', agent_token: tokens[k] }), 202, 'heartbeat');
+    });
+    console.log(`heartbeat: ${beats} requests, ${heartbeatRps.toFixed(0)} req/s (no-op handler)`);
+
+    // 4. RSS with 10,000 nodes
+    const have = nodes + WAIT_NODES;
+    await load(Math.max(0, rssNodes - have), conc, async (i) => {
+      expect(await req(pool, 'POST', '/v1/nodes', { driver: 'fake-hardware', name: `rss-${i}`,
+        properties: { cpus: 8, memory_mb: 16384 } }), 201, 'create');
+    });
+    expect(await req(pool, 'GET', '/v1/nodes?detail=True'), 200, 'detail at 10k');
+    const rss = await rssMib(pid);
+    console.log(`rss: ${rss.toFixed(0)} MiB with ${Math.max(rssNodes, have)} nodes`);
+    console.log(`reference (Debian Ironic, this kind of machine): ~90 creates/s, ~3 detail lists/s, ~190 lookups/s`);
+    console.log(`conductor create_rps=${createRps.toFixed(0)} detail_ms=${detailMs.toFixed(1)} lookup_rps=${lookupRps.toFixed(0)} ` +
+      `heartbeat_rps=${heartbeatRps.toFixed(0)} rss_mib_10k=${rss.toFixed(0)}`);
+  } finally {
+    await pool.close();
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await child.catch(() => undefined);
+    clearTimeout(t);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
