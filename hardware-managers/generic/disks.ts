@@ -137,7 +137,22 @@ export async function probeAllBlockDevices(): Promise<BlockDevice[]> {
   try {
     const r = await run('lsblk', ['-J', '-b', '-O', '-a'], { quiet: true, timeoutMs: 30_000 });
     const parsed = JSON.parse(r.stdout) as { blockdevices?: LsblkNode[] };
-    return (parsed.blockdevices ?? []).map((n) => fromLsblk(n, byPath));
+    const top = (parsed.blockdevices ?? []).map((n) => fromLsblk(n, byPath));
+    // lsblk nests md arrays and multipath maps under their members; they are devices of their own for us.
+    const seen = new Set(top.map((d) => d.kname));
+    const walk = (nodes: LsblkNode[]): void => {
+      for (const n of nodes) {
+        const type = str(n.type) ?? '';
+        const k = str(n.kname) ?? str(n.name) ?? '';
+        if ((type.startsWith('raid') || type === 'md' || type === 'mpath') && !seen.has(k)) {
+          seen.add(k);
+          top.push(fromLsblk(n, byPath));
+        }
+        walk(n.children ?? []);
+      }
+    };
+    walk((parsed.blockdevices ?? []).flatMap((n) => n.children ?? []));
+    return top;
   } catch (e) {
     log.warn({ err: (e as Error).message }, 'lsblk unusable, listing block devices from /sys');
     return listDir(SYS_BLOCK)
