@@ -1,5 +1,5 @@
 /**
- * `npm run demo [-- --keep] [--build-ramdisk] [--api-port N]`: the whole mission in one run, on embedded defaults.
+ * `npm run demo [-- --keep] [--api-port N]`: the whole mission in one run, on embedded defaults.
  * A conductor on 127.0.0.1, a QEMU "bare-metal" node behind an ipmi_sim BMC, enrolled (ipmi / ipxe / direct),
  * manage → provide (automated cleaning through the agent) → deploy a whole-disk image built here, until the VM
  * boots from its own disk and prints its marker; then per-phase timings and a full teardown.
@@ -19,19 +19,17 @@ import { Teardown } from './demo/teardown.js';
 
 interface Args {
   keep: boolean;
-  buildRamdisk: boolean;
   apiPort: number | undefined;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { keep: false, buildRamdisk: false, apiPort: undefined };
+  const args: Args = { keep: false, apiPort: undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--keep') args.keep = true;
-    else if (a === '--build-ramdisk') args.buildRamdisk = true;
     else if (a === '--api-port') args.apiPort = Number(argv[++i]);
     else if (a === '--help' || a === '-h') {
-      console.log('usage: npm run demo [-- --keep] [--build-ramdisk] [--api-port N]');
+      console.log('usage: npm run demo [-- --keep] [--api-port N]');
       process.exit(0);
     } else {
       console.error(`unknown argument: ${a}`);
@@ -97,7 +95,7 @@ async function main(): Promise<number> {
     const image = await buildWholeDiskImage({ dir: imageDir, sizeMiB: 32 });
     say(`instance image: ${image.path} (${image.sizeBytes / 2 ** 20} MiB raw, MBR + FAT + syslinux, sha256 ${image.sha256.slice(0, 12)}...)`);
     phase = 'finding the deploy ramdisk and starting the conductor';
-    lab = await setUpLab({ workDir, imageDir, teardown, say, buildRamdisk: args.buildRamdisk, ...(args.apiPort ? { apiPort: args.apiPort } : {}) });
+    lab = await setUpLab({ workDir, imageDir, teardown, say, ...(args.apiPort ? { apiPort: args.apiPort } : {}) });
     phase = 'enrolling the node (create, port, validate, manage)';
     node = await enrollNode(lab, 0, teardown, reporter);
     phase = 'provide (automated cleaning through the agent)';

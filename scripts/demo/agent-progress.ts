@@ -56,7 +56,26 @@ function getJson(port: number, tls: boolean): Promise<unknown> {
   });
 }
 
-export function watchAgentWrite(port: number, onBytes: (written: number, total: number | undefined) => void): WriteWatcher {
+/** The agent also logs `image progress` JSON lines on the console: the last one in `serial`, if any. */
+export function progressFromSerial(serial: string): { written: number; total: number | undefined } | undefined {
+  const lines = serial.split('\n').filter((l) => l.includes('"image progress"'));
+  for (const line of lines.reverse()) {
+    try {
+      const o = JSON.parse(line.slice(line.indexOf('{'))) as Record<string, unknown>;
+      const written = pick(o, WRITTEN_KEYS);
+      if (written !== undefined) return { written, total: pick(o, TOTAL_KEYS) };
+    } catch {
+      /* a line cut by the console or interleaved with kernel output */
+    }
+  }
+  return undefined;
+}
+
+export function watchAgentWrite(
+  port: number,
+  onBytes: (written: number, total: number | undefined) => void,
+  serial?: () => string,
+): WriteWatcher {
   let timer: NodeJS.Timeout | undefined;
   let tls: boolean | undefined;
   let busy = false;
@@ -71,10 +90,12 @@ export function watchAgentWrite(port: number, onBytes: (written: number, total: 
       } else {
         body = await getJson(port, tls);
       }
-      const p = progressOf(body);
+      const p = progressOf(body) ?? (serial ? progressFromSerial(serial()) : undefined);
       if (p) onBytes(p.written, p.total);
     } catch {
-      /* the agent may be busy rebooting or refuse token-less reads: no bytes shown, nothing else changes */
+      // The agent may refuse token-less reads: its console log carries the same numbers.
+      const p = serial ? progressFromSerial(serial()) : undefined;
+      if (p) onBytes(p.written, p.total);
     } finally {
       busy = false;
     }

@@ -92,22 +92,20 @@ export interface RamdiskFiles {
 }
 
 /**
- * The deploy ramdisk, built by `npm run ramdisk` (npm run setup does it). Refuses a ramdisk that carries the
- * stand-in dev agent: the demo must show the real one.
+ * The deploy ramdisk, (re)built through ramdisk-build/build.ts every time: its caches make an unchanged build a
+ * few seconds, and the demo must never boot a stale agent. Refuses a ramdisk that carries the stand-in dev agent.
  */
-export async function findRamdisk(build: boolean, say: (l: string) => void): Promise<RamdiskFiles> {
+export async function findRamdisk(say: (l: string) => void): Promise<RamdiskFiles> {
   const out = join(REPO_ROOT, 'build', 'ramdisk');
   const manifestFile = join(out, 'manifest.json');
   if (!existsSync(join(REPO_ROOT, 'agent', 'main.ts'))) {
     throw new ComponentMissing('agent (agent/main.ts)', 'the ramdisk would only carry the stand-in dev agent');
   }
-  if (build || !existsSync(manifestFile)) {
-    const mod = await importOptional('ramdisk-build/build.ts', 'ramdisk builder (ramdisk-build/build.ts)');
-    const buildRamdisk = mod.buildRamdisk;
-    if (typeof buildRamdisk !== 'function') throw new ComponentMissing('ramdisk builder', 'no buildRamdisk export');
-    say('building the deploy ramdisk (npm run ramdisk; cached after the first time)...');
-    await (buildRamdisk as (o: Record<string, unknown>) => Promise<unknown>)({ say: (l: string) => say(`  ${l}`) });
-  }
+  const mod = await importOptional('ramdisk-build/build.ts', 'ramdisk builder (ramdisk-build/build.ts)');
+  const buildRamdisk = mod.buildRamdisk;
+  if (typeof buildRamdisk !== 'function') throw new ComponentMissing('ramdisk builder', 'no buildRamdisk export');
+  say('deploy ramdisk: building build/ramdisk (cached when nothing changed)...');
+  await (buildRamdisk as (o: Record<string, unknown>) => Promise<unknown>)({ out, say: (l: string) => say(`  ${l}`) });
   const manifest = JSON.parse(await readFile(manifestFile, 'utf8')) as {
     agent?: { entry?: string; version?: string };
     sizes?: { total_mib?: number };

@@ -41,7 +41,6 @@ export interface LabOptions {
   say: (line: string) => void;
   /** Preferred API port (default 6385, a free one if taken). */
   apiPort?: number;
-  buildRamdisk?: boolean;
 }
 
 async function portOrFree(preferred: number): Promise<number> {
@@ -65,6 +64,9 @@ export function conductorConfig(workDir: string, apiPort: number, bootPort: numb
     heartbeat_timeout: 30,
     deploy_callback_timeout: 600,
     clean_callback_timeout: 600,
+    // The node fetches the image from the conductor's boot server, which caches it from our loopback URL.
+    deploy: { image_download_source: 'http' },
+    agent: { command_wait_interval: 2, power_off_poll_interval: 2 },
     periodic: { sync_power_state_interval: 10, check_provision_state_interval: 10, reservation_cleanup_interval: 60 },
     boot: {
       http_root: join(workDir, 'httpboot'),
@@ -78,7 +80,7 @@ export function conductorConfig(workDir: string, apiPort: number, bootPort: numb
 
 export async function setUpLab(opts: LabOptions): Promise<Lab> {
   const { workDir, teardown, say } = opts;
-  const ramdisk = await findRamdisk(opts.buildRamdisk ?? false, say);
+  const ramdisk = await findRamdisk(say);
   say(`deploy ramdisk: agent ${ramdisk.agentVersion}${ramdisk.totalMiB ? `, ${ramdisk.totalMiB} MiB` : ''}`);
   const images = await startImageServer(opts.imageDir);
   teardown.add('image server', () => images.close());
@@ -137,7 +139,7 @@ export async function enrollNode(lab: Lab, index: number, teardown: Teardown, re
         deploy_kernel: lab.ramdisk.kernel,
         deploy_ramdisk: lab.ramdisk.initramfs,
         // The conductor never dials 10.0.2.x: the agent advertises the hostfwd port on loopback.
-        kernel_append_params: `nofb nomodeset vga=normal console=ttyS0 ipa-advertise-host=127.0.0.1 ipa-advertise-port=${hw.agentPort}`,
+        kernel_append_params: `nofb nomodeset vga=normal console=ttyS0 quiet ipa-advertise-host=127.0.0.1 ipa-advertise-port=${hw.agentPort}`,
       },
       properties: { cpu_arch: 'x86_64', cpus: 1, memory_mb: 1024, local_gb: 2, capabilities: 'boot_mode:bios' },
     });
@@ -215,7 +217,11 @@ export async function deployNode(lab: Lab, node: EnrolledNode, req: DeployReques
   const serialStart = node.hw.serialSize();
   timer.start('deploy boot to lookup');
   await lab.api.provision(node.uuid, 'active', req.configdrive ? { configdrive: req.configdrive } : {});
-  const watcher = watchAgentWrite(node.hw.agentPort, (written, total) => reporter.bytes(written, total ?? req.imageBytes));
+  const watcher = watchAgentWrite(
+    node.hw.agentPort,
+    (written, total) => reporter.bytes(written, total ?? req.imageBytes),
+    () => node.hw.serialSince(serialStart).text,
+  );
   try {
     await waitForProvisionState(lab.api, node.uuid, {
       until: ['active'],
