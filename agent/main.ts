@@ -286,7 +286,9 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   const onSignal = (sig: NodeJS.Signals): void => {
     log.info({ signal: sig, inFlight: describeInFlight(agent?.executor.running() ?? null) }, 'signal received, shutting down');
     abort.abort(new Error(`interrupted by ${sig}`));
-    void (agent ? agent.stop() : Promise.resolve()).then(() => signalled(0));
+    // A heartbeat stuck on an unresponsive conductor must not hold the exit for its whole request timeout.
+    const grace = new Promise<void>((r) => setTimeout(r, 5000).unref());
+    void Promise.race([agent ? agent.stop() : Promise.resolve(), grace]).then(() => signalled(0));
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
