@@ -3,7 +3,7 @@
  * masked, links built from the public base URL.
  */
 import { InvalidParameterValue, NotAcceptable } from '../errors.js';
-import type { NodeRecord, PortRecord, RawNodeRow } from '../store/types.js';
+import type { NodeRecord, PortRecord, RawNodeTable } from '../store/types.js';
 
 type Obj = Record<string, unknown>;
 export const MASK = '******';
@@ -100,43 +100,78 @@ export function renderNode(node: NodeRecord, o: NodeRenderOptions): Obj {
   return out;
 }
 
-function rawValue(row: RawNodeRow, field: string, conductor: string | null): string {
-  switch (field) {
-    case 'driver_info':
-    case 'instance_info': {
-      const raw = row[field];
-      return SECRET_RE.test(raw) ? JSON.stringify(maskDict(JSON.parse(raw) as Obj)) : raw;
-    }
-    case 'driver_internal_info':
-      return row.driver_internal_info.includes('"agent_secret_token"')
-        ? JSON.stringify({ ...(JSON.parse(row.driver_internal_info) as Obj), agent_secret_token: MASK })
-        : row.driver_internal_info;
-    case 'traits': case 'extra': case 'properties': case 'clean_step': case 'deploy_step': case 'raid_config':
-    case 'target_raid_config': case 'network_data':
-      return row[field];
-    case 'conductor': return JSON.stringify(conductor);
-    default: return JSON.stringify((row as unknown as Obj)[field] ?? null);
-  }
+const BOOL_FIELDS = new Set(['maintenance', 'console_enabled', 'automated_clean', 'protected', 'retired', 'secure_boot']);
+const RAW_JSON_FIELDS = new Set(['traits', 'extra', 'properties', 'clean_step', 'deploy_step', 'raid_config',
+  'target_raid_config', 'network_data']);
+
+function maskedJson(raw: string): string {
+  return SECRET_RE.test(raw) ? JSON.stringify(maskDict(JSON.parse(raw) as Obj)) : raw;
+}
+
+function maskedInternal(raw: string): string {
+  return raw.includes('"agent_secret_token"')
+    ? JSON.stringify({ ...(JSON.parse(raw) as Obj), agent_secret_token: MASK }) : raw;
+}
+
+function scalarJson(v: unknown): string {
+  if (v === null || v === undefined) return 'null';
+  return typeof v === 'string' ? JSON.stringify(v) : String(v);
 }
 
 /**
- * renderNode's output as JSON text, built from the stored JSON columns without parsing them (detail lists of
- * thousands of nodes). Must stay equivalent to renderNode (the API test compares them).
+ * renderNode's output as JSON text for each row of a raw table: no per-row objects, stored JSON columns
+ * spliced in as they are (parsed only when a secret must be masked). Must stay equivalent to renderNode (the
+ * API test compares detail lists with per-node shows).
  */
-export function renderNodeJson(row: RawNodeRow, o: NodeRenderOptions): string {
-  const parts: string[] = [];
-  for (const f of o.fields ?? NODE_FIELDS) {
-    if ((NODE_FIELD_VERSIONS[f] ?? 0) > o.minor) continue;
-    parts.push(`"${f}":${rawValue(row, f, o.conductor)}`);
-  }
-  if (o.fields === undefined) {
-    const l = (sub: string) => JSON.stringify(links(o.base, 'nodes', sub));
-    parts.push(`"links":${l(row.uuid)}`, `"ports":${l(`${row.uuid}/ports`)}`);
-    if (o.minor >= 14) parts.push(`"states":${l(`${row.uuid}/states`)}`);
-    if (o.minor >= 24) parts.push(`"portgroups":${l(`${row.uuid}/portgroups`)}`);
-    if (o.minor >= 32) parts.push(`"volume":${l(`${row.uuid}/volume`)}`);
-  }
-  return `{${parts.join(',')}}`;
+export function renderNodeRowsJson(table: RawNodeTable, o: Omit<NodeRenderOptions, 'conductor'> &
+  { conductor: (driver: string, group: string) => string | null }): string[] {
+  const col = (name: string): number => {
+    const i = table.columns.indexOf(name);
+    if (i < 0) throw new Error(`column ${name} missing from node rows`);
+    return i;
+  };
+  const iUuid = col('uuid');
+  const iDriver = col('driver');
+  const iGroup = col('conductor_group');
+  const plan = (o.fields ?? NODE_FIELDS).filter((f) => (NODE_FIELD_VERSIONS[f] ?? 0) <= o.minor).map((f) => {
+    const prefix = `"${f}":`;
+    if (f === 'conductor') return { prefix, idx: -1, fmt: 'conductor' as const };
+    const idx = col(f);
+    if (f === 'driver_info' || f === 'instance_info') return { prefix, idx, fmt: 'masked' as const };
+    if (f === 'driver_internal_info') return { prefix, idx, fmt: 'internal' as const };
+    if (RAW_JSON_FIELDS.has(f)) return { prefix, idx, fmt: 'raw' as const };
+    if (BOOL_FIELDS.has(f)) return { prefix, idx, fmt: 'bool' as const };
+    return { prefix, idx, fmt: 'scalar' as const };
+  });
+  const b = JSON.stringify(o.base).slice(1, -1);
+  const link = (sub: string): string =>
+    `[{"href":"${b}/v1/nodes/${sub}","rel":"self"},{"href":"${b}/nodes/${sub}","rel":"bookmark"}]`;
+  return table.rows.map((row) => {
+    let out = '{';
+    let first = true;
+    for (const p of plan) {
+      const v = p.idx >= 0 ? row[p.idx] : undefined;
+      let j: string;
+      switch (p.fmt) {
+        case 'conductor': j = scalarJson(o.conductor(row[iDriver] as string, row[iGroup] as string)); break;
+        case 'masked': j = maskedJson(v as string); break;
+        case 'internal': j = maskedInternal(v as string); break;
+        case 'raw': j = v as string; break;
+        case 'bool': j = v === null ? 'null' : v ? 'true' : 'false'; break;
+        default: j = scalarJson(v);
+      }
+      out += (first ? '' : ',') + p.prefix + j;
+      first = false;
+    }
+    if (o.fields === undefined) {
+      const u = row[iUuid] as string;
+      out += `,"links":${link(u)},"ports":${link(`${u}/ports`)}`;
+      if (o.minor >= 14) out += `,"states":${link(`${u}/states`)}`;
+      if (o.minor >= 24) out += `,"portgroups":${link(`${u}/portgroups`)}`;
+      if (o.minor >= 32) out += `,"volume":${link(`${u}/volume`)}`;
+    }
+    return `${out}}`;
+  });
 }
 
 /** The short list form (no `fields`, no `detail`). */

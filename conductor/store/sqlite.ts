@@ -10,7 +10,7 @@ import { MIGRATIONS } from './migrations.js';
 import {
   DuplicateError, INTERFACE_FIELDS, JSON_FIELDS, JsonObjectSchema, TraitsSchema,
   type ConductorRecord, type HistoryRecord, type NewHistory, type NewNode, type NewPort, type NodeQuery,
-  type NodeRecord, type NodeUpdate, type RawNodeRow, type PortFields, type PortQuery, type PortRecord, type ReserveResult, type Store,
+  type NodeRecord, type NodeUpdate, type RawNodeTable, type PortFields, type PortQuery, type PortRecord, type ReserveResult, type Store,
 } from './types.js';
 import { InvalidParameterValue, NotFound } from '../errors.js';
 import { isoTime } from '../time.js';
@@ -74,11 +74,6 @@ function nodeFromRow(row: Row): NodeRecord {
   for (const c of NODE_JSON_COLS) row[c] = JSON.parse(row[c] as string);
   for (const c of NODE_BOOL_COLS) if (row[c] !== null) row[c] = row[c] === 1;
   return row as unknown as NodeRecord;
-}
-
-function rawNodeFromRow(row: Row): RawNodeRow {
-  for (const c of NODE_BOOL_COLS) if (row[c] !== null) row[c] = row[c] === 1;
-  return row as unknown as RawNodeRow;
 }
 
 function portFromRow(row: Row): PortRecord {
@@ -205,9 +200,15 @@ export class SqliteStore implements Store {
     return (this.stmt(sql).all(...args) as Row[]).map(nodeFromRow);
   }
 
-  async listNodesRaw(q: NodeQuery): Promise<RawNodeRow[]> {
+  async listNodesRaw(q: NodeQuery): Promise<RawNodeTable> {
     const { sql, args } = this.nodeListQuery(q);
-    return (this.stmt(sql).all(...args) as Row[]).map(rawNodeFromRow);
+    const key = `raw:${sql}`;
+    let st = this.stmts.get(key);
+    if (!st) {
+      st = this.db.prepare(sql).raw(true);
+      this.stmts.set(key, st);
+    }
+    return { columns: st.columns().map((c) => c.name), rows: st.all(...args) as unknown[][] };
   }
 
   private nodeListQuery(q: NodeQuery): { sql: string; args: unknown[] } {

@@ -146,8 +146,14 @@ export interface PortQuery {
 
 export type ReserveResult = { ok: true; node: NodeRecord } | { ok: false; holder: string | null; missing?: boolean };
 
-/** A node row with its JSON columns left as stored JSON text (list rendering without a parse/serialise trip). */
-export type RawNodeRow = Omit<NodeRecord, JsonField | 'traits'> & Record<JsonField | 'traits', string>;
+/**
+ * Node rows as positional arrays, for list rendering without per-row objects or a JSON parse/serialise trip:
+ * JSON columns (and traits) are the stored JSON text, booleans are 0/1 (or null), the rest plain values.
+ */
+export interface RawNodeTable {
+  columns: readonly string[];
+  rows: unknown[][];
+}
 
 export interface Store {
   readonly kind: string;
@@ -161,7 +167,7 @@ export interface Store {
   getNodeByMacs(macs: readonly string[]): Promise<NodeRecord | undefined>;
   listNodes(query: NodeQuery): Promise<NodeRecord[]>;
   /** Same rows as listNodes, JSON columns unparsed. */
-  listNodesRaw(query: NodeQuery): Promise<RawNodeRow[]>;
+  listNodesRaw(query: NodeQuery): Promise<RawNodeTable>;
   countNodes(): Promise<number>;
   /** Updates and returns the row; `expect.reservation` makes it conditional (fails with undefined). */
   updateNode(uuid: string, patch: NodeUpdate): Promise<NodeRecord>;

@@ -65,6 +65,13 @@ function expect(r: Res, status: number, what: string): void {
   if (r.status !== status) throw new Error(`${what}: HTTP ${r.status} ${r.body.slice(0, 300)}`);
 }
 
+/** CPU time (user+system) the process has used so far, ms (clock ticks at 100 Hz). */
+async function cpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
 async function rssMib(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
@@ -76,7 +83,8 @@ export default async function bench(args: string[]): Promise<void> {
   const nodes = flag(args, '--nodes', 1000);
   const rssNodes = flag(args, '--rss-nodes', 10_000);
   const conc = flag(args, '--concurrency', 16);
-  console.log(`cores: ${availableParallelism()} (${cpus()[0]?.model ?? 'unknown cpu'})`);
+  const load1 = (await readFile('/proc/loadavg', 'utf8')).split(' ')[0];
+  console.log(`cores: ${availableParallelism()} (${cpus()[0]?.model ?? 'unknown cpu'}), load average ${load1}`);
 
   const dir = await mkdtemp(join(tmpdir(), 'bmts-bench-'));
   const { freePort } = await import('../fixtures/conductor.js');
@@ -95,17 +103,26 @@ export default async function bench(args: string[]): Promise<void> {
     });
     const pid = child.pid ?? 0;
 
+    // CPU ms the conductor spends per request: a load-independent view on a shared machine.
+    let cpu0 = await cpuMs(pid);
+    const cpuPer = async (n: number): Promise<string> => {
+      const now = await cpuMs(pid);
+      const per = (now - cpu0) / n;
+      cpu0 = now;
+      return `${per.toFixed(2)} conductor-CPU-ms/request`;
+    };
     // 1. creates
     const createRps = await load(nodes, conc, async (i) => {
       expect(await req(pool, 'POST', '/v1/nodes', { driver: 'fake-hardware', name: `bench-${i}`,
         driver_info: { ipmi_address: `10.0.${i >> 8}.${i & 255}`, ipmi_username: 'admin', ipmi_password: 'pw' },
         properties: { cpus: 8, memory_mb: 16384, local_gb: 100, cpu_arch: 'x86_64' } }), 201, 'create');
     });
-    console.log(`create: ${nodes} nodes, ${createRps.toFixed(0)} req/s (concurrency ${conc})`);
+    console.log(`create: ${nodes} nodes, ${createRps.toFixed(0)} req/s (concurrency ${conc}), ${await cpuPer(nodes)}`);
 
     // 2. detail list of 1,000 nodes, sequential requests
     const lists = 30;
     expect(await req(pool, 'GET', '/v1/nodes?detail=True'), 200, 'detail warm-up');
+    await cpuPer(1);
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < lists; i++) {
       const r = await req(pool, 'GET', '/v1/nodes?detail=True');
@@ -115,7 +132,7 @@ export default async function bench(args: string[]): Promise<void> {
       }
     }
     const detailMs = Number(process.hrtime.bigint() - t0) / 1e6 / lists;
-    console.log(`detail list: ${Math.min(nodes, 1000)} nodes, ${detailMs.toFixed(1)} ms/request (${(1000 / detailMs).toFixed(1)}/s)`);
+    console.log(`detail list: ${Math.min(nodes, 1000)} nodes, ${detailMs.toFixed(1)} ms/request (${(1000 / detailMs).toFixed(1)}/s), ${await cpuPer(lists)}`);
 
     // 3. lookup + heartbeat for nodes in wait call-back
     const macs: string[] = [];
@@ -140,18 +157,19 @@ export default async function bench(args: string[]): Promise<void> {
       uuids.push(n.uuid);
       tokens.push(lk.config.agent_token);
     }
+    await cpuPer(1);
     const lookups = 5000;
     const lookupRps = await load(lookups, conc, async (i) => {
       expect(await req(pool, 'GET', `/v1/lookup?addresses=${macs[i % WAIT_NODES]}`), 200, 'lookup');
     });
-    console.log(`lookup: ${lookups} requests, ${lookupRps.toFixed(0)} req/s`);
+    console.log(`lookup: ${lookups} requests, ${lookupRps.toFixed(0)} req/s, ${await cpuPer(lookups)}`);
     const beats = 5000;
     const heartbeatRps = await load(beats, conc, async (i) => {
       const k = i % WAIT_NODES;
       expect(await req(pool, 'POST', `/v1/heartbeat/${uuids[k]}`, { callback_url: `http://127.0.0.1:${9000 + k}`,
         agent_version: '10.0.0', agent_token: tokens[k] }), 202, 'heartbeat');
     });
-    console.log(`heartbeat: ${beats} requests, ${heartbeatRps.toFixed(0)} req/s (no-op handler)`);
+    console.log(`heartbeat: ${beats} requests, ${heartbeatRps.toFixed(0)} req/s (no-op handler), ${await cpuPer(beats)}`);
 
     // 4. RSS with 10,000 nodes
     const have = nodes + WAIT_NODES;

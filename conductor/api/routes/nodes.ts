@@ -13,7 +13,7 @@ import type { NodeQuery, NodeRecord } from '../../store/types.js';
 import {
   ident, noContent, parseBool, parseLimit, parseSortDir, queryParams, readJson, readObject, rejectUnknownKeys, state,
 } from '../http.js';
-import { parseNodeFields, renderNode, renderNodeBrief, renderNodeJson } from '../render.js';
+import { parseNodeFields, renderNode, renderNodeBrief, renderNodeRowsJson } from '../render.js';
 
 const CREATE_KEYS = new Set(['automated_clean', 'bios_interface', 'boot_interface', 'boot_mode', 'chassis_uuid',
   'conductor_group', 'console_enabled', 'console_interface', 'deploy_interface', 'description', 'driver', 'driver_info',
@@ -79,10 +79,17 @@ async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean
   };
   if (fields || detail) {
     // Detail lists are the heavy ones: rendered straight from the stored JSON text.
-    let rows = wrongConductor ? [] : await c.store.listNodesRaw(query);
-    pageNext(rows.length, rows[rows.length - 1]?.uuid);
-    if (q.conductor !== undefined) rows = rows.filter((n) => conductorOf(n) === q.conductor);
-    const items = rows.map((n) => renderNodeJson(n, { minor, base, ...(fields ? { fields } : {}), conductor: conductorOf(n) }));
+    const table = wrongConductor ? { columns: [], rows: [] } : await c.store.listNodesRaw(query);
+    const uuidAt = table.columns.indexOf('uuid');
+    const lastRow = table.rows[table.rows.length - 1];
+    pageNext(table.rows.length, lastRow ? String(lastRow[uuidAt]) : undefined);
+    const conductorName = (driver: string, group: string): string | null => conductorOf({ driver, conductor_group: group });
+    if (q.conductor !== undefined) {
+      const di = table.columns.indexOf('driver');
+      const gi = table.columns.indexOf('conductor_group');
+      table.rows = table.rows.filter((r) => conductorName(r[di] as string, r[gi] as string) === q.conductor);
+    }
+    const items = renderNodeRowsJson(table, { minor, base, ...(fields ? { fields } : {}), conductor: conductorName });
     ctx.type = 'application/json';
     ctx.body = `{"nodes":[${items.join(',')}]${next ? `,"next":${JSON.stringify(next)}` : ''}}`;
     return;
