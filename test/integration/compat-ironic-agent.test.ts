@@ -25,6 +25,8 @@ const MiB = 1024 * 1024;
 interface Scenario {
   name: string;
   label: 'dos' | 'gpt';
+  /** What is served: the raw image or a qcow2 conversion of it (agent converts while writing). */
+  format: 'raw' | 'qcow2';
   checksum: 'os_hash_sha256' | 'md5';
   automatedClean: boolean;
   bootMode: 'bios' | 'uefi';
@@ -38,7 +40,7 @@ async function skipReason(): Promise<string | undefined> {
   const why = peerIronicUnavailable();
   if (why) return why;
   if (!existsSync(AGENT_MAIN)) return 'agent/main.ts does not exist yet';
-  for (const p of ['losetup', 'parted', 'sgdisk', 'mkfs.ext4', 'debugfs']) if (!(await have(p))) return `${p} missing`;
+  for (const p of ['losetup', 'parted', 'sgdisk', 'mkfs.ext4', 'debugfs', 'qemu-img']) if (!(await have(p))) return `${p} missing`;
   return undefined;
 }
 
@@ -108,6 +110,24 @@ async function agentCommandsFromLog(ironic: PeerIronic): Promise<string[]> {
   return [...text.matchAll(/Executing agent command (\S+) for node/g)].map((m) => m[1] ?? '');
 }
 
+/** Heartbeat-to-step latencies from the two logs (diagnostics only: never asserted). */
+async function latencies(ironic: PeerIronic, agentLog: string): Promise<string> {
+  const events: Array<{ at: number; what: string }> = [];
+  const text = await readFile(ironic.logFile, 'utf8').catch(() => '');
+  for (const m of text.matchAll(/^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) .*?(RPC heartbeat called|Executing agent command (\S+))/gm)) {
+    events.push({ at: Date.parse(m[1]!.replace(' ', 'T')), what: m[3] ?? 'heartbeat' });
+  }
+  const before = (at: number): number | undefined => events.filter((e) => e.what === 'heartbeat' && e.at <= at).pop()?.at;
+  const exec = events.find((e) => e.what === 'deploy.execute_deploy_step');
+  const uuids = events.find((e) => e.what === 'standby.get_partition_uuids');
+  const done = /"time":(\d+)[^\n]*"phase":"done"/.exec(await readFile(agentLog, 'utf8').catch(() => ''));
+  const parts: string[] = [];
+  const hb = exec ? before(exec.at) : undefined;
+  if (exec && hb !== undefined) parts.push(`heartbeat -> execute_deploy_step ${exec.at - hb} ms`);
+  if (uuids && done) parts.push(`image written -> next step (get_partition_uuids) ${uuids.at - Number(done[1])} ms`);
+  return parts.join(', ') || 'n/a';
+}
+
 async function runScenario(t: TestContext, sc: Scenario): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'bmts-compat-'));
   const agents: AgentProcess[] = [];
@@ -119,8 +139,9 @@ async function runScenario(t: TestContext, sc: Scenario): Promise<void> {
     for (const a of agents) await a.kill();
     await server?.close();
     await loops?.dispose();
-    const kept = await ironic?.stop({ keepLogs: !passed });
-    if (!passed) {
+    const keep = !passed || process.env.BMTS_KEEP_LOGS === '1';
+    const kept = await ironic?.stop({ keepLogs: keep });
+    if (keep) {
       const dest = kept ?? join(artifactsDir(), `compat-${Date.now()}`);
       await mkdir(dest, { recursive: true });
       for (const a of agents) await cp(a.logFile, join(dest, a.logFile.split('/').pop() ?? 'agent.log')).catch(() => {});
@@ -133,7 +154,14 @@ async function runScenario(t: TestContext, sc: Scenario): Promise<void> {
   const mark = (what: string): void => t.diagnostic(`${sc.name}: ${what} at +${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
   const img: TestImage = await buildRawImage(join(work, 'image'), sc.label);
-  server = await serveFiles({ '/images/compat.raw': img.path });
+  let served = { path: img.path, md5: img.md5, sha256: img.sha256 };
+  if (sc.format === 'qcow2') {
+    const q = join(work, 'image', 'compat.qcow2');
+    await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', img.path, q]);
+    served = { path: q, md5: await hashFile(q, 'md5'), sha256: await hashFile(q, 'sha256') };
+  }
+  const imagePath = `/images/compat.${sc.format}`;
+  server = await serveFiles({ [imagePath]: served.path });
   loops = await createLoopDevices(1, 64);
   const disk = loops.devices[0]!.path;
   ironic = await startPeerIronic({
@@ -193,10 +221,9 @@ async function runScenario(t: TestContext, sc: Scenario): Promise<void> {
     await ironic.cli(['node', 'provide', node.uuid, '--wait', '60']);
   }
 
-  const imageUrl = `${server.url}/images/compat.raw`;
-  const ii = [`image_source=${imageUrl}`, 'image_disk_format=raw'];
-  if (sc.checksum === 'md5') ii.push(`image_checksum=${img.md5}`);
-  else ii.push('image_os_hash_algo=sha256', `image_os_hash_value=${img.sha256}`);
+  const ii = [`image_source=${server.url}${imagePath}`, `image_disk_format=${sc.format}`];
+  if (sc.checksum === 'md5') ii.push(`image_checksum=${served.md5}`);
+  else ii.push('image_os_hash_algo=sha256', `image_os_hash_value=${served.sha256}`);
   await ironic.cli(['node', 'set', node.uuid, ...ii.flatMap((kv) => ['--instance-info', kv])]);
   const tDeploy = Date.now();
   await ironic.cli(['node', 'deploy', node.uuid]);
@@ -224,6 +251,11 @@ async function runScenario(t: TestContext, sc: Scenario): Promise<void> {
   assert.match(log, /Agent command standby\.power_off for node \S+ returned result .* HTTP status code 200/);
   assert.doesNotMatch(log, /Failed to soft power off node \S+\. /, 'Ironic could not power the node off through the agent');
 
+  if (sc.tls) {
+    const agentLog = await readFile(deployer.logFile, 'utf8');
+    assert.match(agentLog, /"callback_url":"https:\/\/127\.0\.0\.1:\d+"/, 'the agent did not advertise an https callback');
+  }
+  t.diagnostic(`latency: ${await latencies(ironic, deployer.logFile)}`);
   const cmds = await agentCommandsFromLog(ironic);
   t.diagnostic(`agent commands Ironic sent: ${cmds.join(', ')}`);
   const expected = ['deploy.get_deploy_steps', 'deploy.execute_deploy_step', 'standby.get_partition_uuids', 'standby.power_off'];
@@ -235,7 +267,7 @@ async function runScenario(t: TestContext, sc: Scenario): Promise<void> {
   if (sc.automatedClean) assert.ok(cmds.includes('clean.get_clean_steps'), 'Ironic never asked for clean steps');
   t.diagnostic(`root_uuid_or_disk_id stored by Ironic: ${String(active.driver_internal_info.root_uuid_or_disk_id)} ` +
     `(image disk id ${img.diskId})`);
-  assert.ok(server.requests.some((r) => r.startsWith('GET /images/compat.raw 200')), `agent never downloaded the image: ${server.requests.join('; ')}`);
+  assert.ok(server.requests.some((r) => r.startsWith(`GET ${imagePath} 200`)), `agent never downloaded the image: ${server.requests.join('; ')}`);
 
   // The disk holds the image: the root filesystem bytes and the known file in it.
   const fsCopy = join(work, 'deployed-rootfs.ext4');
@@ -294,16 +326,16 @@ test('real Ironic 21.4 deploys through our agent: bios, no cleaning, plain HTTP,
   { timeout: 300_000 }, async (t) => {
     const why = await skipReason();
     if (why) return t.skip(why);
-    await runScenario(t, { name: 'plain', label: 'dos', checksum: 'os_hash_sha256', automatedClean: false,
+    await runScenario(t, { name: 'plain', label: 'dos', format: 'raw', checksum: 'os_hash_sha256', automatedClean: false,
       bootMode: 'bios', tls: false, manageBoot: false });
   });
 
-test('real Ironic 21.4 cleans and deploys through our agent: automated clean, uefi, md5, gpt image, TLS if the agent has auto-TLS',
+test('real Ironic 21.4 cleans and deploys through our agent: automated clean, uefi + install_bootloader, md5, gpt qcow2 image, TLS if the agent has auto-TLS',
   { timeout: 300_000 }, async (t) => {
     const why = await skipReason();
     if (why) return t.skip(why);
     const tls = await agentHasAutoTls();
     if (!tls) t.diagnostic('agent has no auto-TLS yet: running this scenario with [agent]require_tls=false');
-    await runScenario(t, { name: 'clean-uefi', label: 'gpt', checksum: 'md5', automatedClean: true,
+    await runScenario(t, { name: 'clean-uefi', label: 'gpt', format: 'qcow2', checksum: 'md5', automatedClean: true,
       bootMode: 'uefi', tls, manageBoot: true });
   });
