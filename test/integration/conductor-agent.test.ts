@@ -207,3 +207,13 @@ test('http_basic auth: 401 with WWW-Authenticate, agent endpoints stay public', 
   assert.equal((await fetch(`${c.url}/`)).status, 200);
   assert.equal((await c.api('GET', '/v1/lookup?addresses=52:54:00:00:00:09')).status, 404, 'lookup is reachable');
 });
+
+test('child-process conductor (npm run conductor) serves and shuts down on SIGTERM', async (t) => {
+  const c = await startTestConductor({ child: true });
+  t.after(() => c.close());
+  const r = await c.api('POST', '/v1/nodes', { driver: 'fake-hardware', name: 'child-node' });
+  assert.equal(r.status, 201);
+  assert.equal(r.headers.get('location'), `${c.url}/v1/nodes/${String((r.body as Obj).uuid)}`);
+  await c.close();
+  await assert.rejects(fetch(`${c.url}/`), 'the conductor is gone after close');
+});
