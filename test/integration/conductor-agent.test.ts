@@ -12,7 +12,8 @@ import { registerHardwareType, registerInterface, type DeployInterface } from '.
 import { fakeDeploy } from '../../conductor/drivers/fake.js';
 import { startConductor } from '../../conductor/main.js';
 import { getHeartbeatHandler, setHeartbeatHandler } from '../../conductor/orchestration/hooks.js';
-import { checkCallbackTimeouts, cleanupReservations } from '../../conductor/periodic.js';
+import { checkCallbackTimeouts, cleanupReservations, syncPowerStates } from '../../conductor/periodic.js';
+import { fakePower } from '../../conductor/drivers/fake.js';
 import { finishDeploy } from '../../conductor/services/provision.js';
 import { startTestConductor, type TestConductor } from '../fixtures/conductor.js';
 
@@ -22,7 +23,11 @@ const MAC = '52:54:00:12:34:99';
 /** A deploy interface that parks the node in `wait call-back`, as the agent-driven one does. */
 const waitingDeploy: DeployInterface = { ...fakeDeploy, name: 'test-wait', async deploy() { return 'wait'; } };
 registerInterface('deploy', waitingDeploy);
-registerHardwareType({ name: 'test-wait-hw', supported: { power: ['fake'], management: ['fake'], boot: ['fake'],
+/** A "real" power driver whose hardware state the test flips behind the conductor's back. */
+const hw = { state: 'power on' as 'power on' | 'power off', fail: false };
+registerInterface('power', { ...fakePower, name: 'test-bmc',
+  async getPowerState() { if (hw.fail) throw new Error('BMC unreachable'); return hw.state; } });
+registerHardwareType({ name: 'test-wait-hw', supported: { power: ['fake', 'test-bmc'], management: ['fake'], boot: ['fake'],
   deploy: ['test-wait'], network: ['noop'], storage: ['noop'], bios: ['no-bios'], console: ['no-console'],
   inspect: ['no-inspect'], raid: ['no-raid'], rescue: ['no-rescue'], vendor: ['no-vendor'] } });
 
@@ -157,6 +162,31 @@ test('agent lookup and heartbeat', async (t) => {
     assert.match(String(n.last_error), /Timeout reached while waiting for callback/);
     const history = (await c.api('GET', `/v1/nodes/${id2}/history`)).body as { history: Obj[] };
     assert.ok(history.history.some((h) => h.severity === 'ERROR' && /Timeout reached/.test(String(h.event))));
+  });
+
+  await t.test('power sync records the hardware state and history, then maintenance after repeated failures', async () => {
+    const ctx = c.ctx;
+    assert.ok(ctx);
+    const n = (await c.api('POST', '/v1/nodes', { driver: 'test-wait-hw', power_interface: 'test-bmc', name: 'bmc' })).body as Obj;
+    const pid = n.uuid as string;
+    assert.equal(await syncPowerStates(ctx), 0, 'enroll nodes are not synced');
+    assert.equal((await c.api('PUT', `/v1/nodes/${pid}/states/provision`, { target: 'manage' })).status, 202);
+    await until('manageable', async () => (await nodeOf(c, pid)).reservation === null &&
+      (await nodeOf(c, pid)).provision_state === 'manageable');
+    assert.equal((await nodeOf(c, pid)).power_state, 'power on', 'manage (verify) reads the BMC');
+    assert.equal(await syncPowerStates(ctx), 0, 'nothing changed');
+    hw.state = 'power off';
+    assert.equal(await syncPowerStates(ctx), 1);
+    assert.equal((await nodeOf(c, pid)).power_state, 'power off', 'hardware state recorded, not fought');
+    const h = (await c.api('GET', `/v1/nodes/${pid}/history`)).body as { history: Obj[] };
+    assert.ok(h.history.some((e) => /recorded power on, hardware reports power off/.test(String(e.event))));
+    hw.fail = true;
+    for (let i = 0; i < 3; i++) await syncPowerStates(ctx);
+    const failed = await nodeOf(c, pid);
+    assert.equal(failed.maintenance, true);
+    assert.equal(failed.fault, 'power failure');
+    assert.match(String(failed.last_error), /BMC unreachable/);
+    hw.fail = false;
   });
 
   await t.test('reservation cleanup releases only locks no live task holds', async () => {
