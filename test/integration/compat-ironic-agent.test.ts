@@ -33,6 +33,8 @@ interface Scenario {
   tls: boolean;
   /** Ironic boots the "ramdisk" via iPXE (dummy files) and installs the boot loader through the agent. */
   manageBoot: boolean;
+  /** Afterwards: undeploy, redeploy with a wrong checksum, expect `deploy failed` and the ramdisk logs. */
+  badChecksumRedeploy?: boolean;
 }
 
 async function skipReason(): Promise<string | undefined> {
@@ -298,6 +300,36 @@ async function runScenario(t: TestContext, sc: Scenario): Promise<void> {
   }
   const table = (await readBytes(disk, 510, 2)).toString('hex');
   assert.equal(table, '55aa', 'no partition table signature on the deployed disk');
+
+  if (sc.badChecksumRedeploy) {
+    await ironic.cli(['node', 'undeploy', node.uuid]);
+    await waitState(ironic, node.uuid, ['available'], 60_000);
+    const wrong = 'f'.repeat(64);
+    await ironic.cli(['node', 'set', node.uuid, '--instance-info', `image_source=${server.url}${imagePath}`,
+      '--instance-info', `image_disk_format=${sc.format}`, '--instance-info', 'image_os_hash_algo=sha256',
+      '--instance-info', `image_os_hash_value=${wrong}`]);
+    await ironic.cli(['node', 'deploy', node.uuid]);
+    await waitState(ironic, node.uuid, ['wait call-back'], 60_000);
+    const third = await startAgent(3);
+    let failed: NodeJson | undefined;
+    try {
+      await waitState(ironic, node.uuid, ['deploy failed'], 120_000, third);
+    } catch (e) {
+      failed = await getNode(ironic, node.uuid);
+      if (failed.provision_state !== 'deploy failed') throw e;
+    }
+    failed ??= await getNode(ironic, node.uuid);
+    mark(`wrong checksum: deploy failed: ${failed.last_error}`);
+    // IPA's ImageChecksumError details reach last_error through Ironic's command_error handling.
+    assert.match(failed.last_error ?? '', /deploy\.write_image failed/);
+    assert.match(failed.last_error ?? '', new RegExp(wrong), 'last_error does not name the expected checksum');
+    // On failure 21.4 collects the ramdisk logs (log.collect_system_logs) and stores the tarball.
+    const saved = await readdir(join(ironic.dir, 'ramdisk-logs')).catch(() => [] as string[]);
+    assert.ok(saved.length > 0, 'Ironic stored no ramdisk logs from log.collect_system_logs');
+    const listing = await run('tar', ['-tzf', join(ironic.dir, 'ramdisk-logs', saved[0]!)]);
+    t.diagnostic(`ramdisk logs ${saved[0]}: ${listing.stdout.split('\n').filter(Boolean).length} files`);
+    await third.kill();
+  }
   passed = true;
 }
 
@@ -330,12 +362,12 @@ async function writeImageToDisk(image: string, disk: string): Promise<void> {
   }
 }
 
-test('real Ironic 21.4 deploys through our agent: bios, no cleaning, plain HTTP, sha256 os_hash, msdos image',
+test('real Ironic 21.4 deploys through our agent: bios, no cleaning, plain HTTP, sha256 os_hash, msdos image; wrong checksum fails cleanly',
   { timeout: 300_000 }, async (t) => {
     const why = await skipReason();
     if (why) return t.skip(why);
     await runScenario(t, { name: 'plain', label: 'dos', format: 'raw', checksum: 'os_hash_sha256', automatedClean: false,
-      bootMode: 'bios', tls: false, manageBoot: false });
+      bootMode: 'bios', tls: false, manageBoot: false, badChecksumRedeploy: true });
   });
 
 test('real Ironic 21.4 cleans and deploys through our agent: automated clean, uefi + install_bootloader, md5, gpt qcow2 image, TLS if the agent has auto-TLS',
