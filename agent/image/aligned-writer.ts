@@ -43,6 +43,9 @@ export class AlignedWriter {
   private plain: fsp.FileHandle | null = null;
   /** Highest device offset written (for reporting and for the "larger than the disk" check). */
   written = 0;
+  /** Set when the target range is known to read as zeros already: all-zero buffers are then not written. */
+  skipZeros = false;
+  skippedBytes = 0;
 
   private constructor(
     readonly device: string,
@@ -143,6 +146,14 @@ export class AlignedWriter {
       );
       this.check();
     }
+    if (this.skipZeros && isZero(slot.mem, len)) {
+      this.skippedBytes += len;
+      if (pos + len > this.written) this.written = pos + len;
+      this.cur = (this.cur + 1) % this.slots.length;
+      this.base = pos + len;
+      this.fill = 0;
+      return;
+    }
     const fh = this.direct && len % SECTOR === 0 ? this.direct : this.plain!;
     slot.busy = writeAll(fh, slot.mem, len, pos).then(
       () => {
@@ -214,4 +225,15 @@ async function writeAll(fh: fsp.FileHandle, buf: Buffer, len: number, pos: numbe
     if (bytesWritten <= 0) throw new Error(`short write at ${pos + done}`);
     done += bytesWritten;
   }
+}
+
+const ZERO = Buffer.alloc(256 * 1024);
+
+/** memcmp against a zero block, 256 KiB at a time (native; far cheaper than the hash over the same bytes). */
+function isZero(buf: Buffer, len: number): boolean {
+  for (let off = 0; off < len; off += ZERO.length) {
+    const n = Math.min(ZERO.length, len - off);
+    if (buf.compare(ZERO, 0, n, off, off + n) !== 0) return false;
+  }
+  return true;
 }

@@ -30,9 +30,25 @@ export async function fastZeroSupported(dev: string): Promise<boolean> {
   return false;
 }
 
-/** BLKZEROOUT over [start, start+len): offloaded where supported, else the kernel writes zero pages. */
+/**
+ * Make [start, start+len) read as zeros without writing it: fallocate --punch-hole on the block device is the
+ * kernel's zero-out with unmap allowed and no fallback (fails instead of writing zero pages where the device
+ * can't offload it; on a loop device it punches a hole in the backing file). Returns false when unsupported.
+ */
+export async function punchZeros(dev: string, start: number, len: number): Promise<boolean> {
+  if (len <= 0) return true;
+  try {
+    await run('fallocate', ['--punch-hole', '--keep-size', '-o', String(start), '-l', String(len), dev], { quiet: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Zero [start, start+len): offloaded where possible, else BLKZEROOUT (the kernel writes zero pages). */
 export async function zeroRange(dev: string, start: number, len: number): Promise<void> {
   if (len <= 0) return;
+  if (await punchZeros(dev, start, len)) return;
   await run('blkdiscard', ['-z', '-o', String(start), '-l', String(len), dev], { quiet: true });
 }
 

@@ -3,14 +3,14 @@
  * → format detection → optional decompression → raw or streaming-qcow2 writer (aligned O_DIRECT, fsync). The
  * checksum is verified after the last byte is on the device; the caller wipes the device when this throws.
  */
-import { createHash } from 'node:crypto';
 import { getLogger } from '../../common/logger.js';
 import { ImageDownloadError, InvalidImage } from '../protocol.js';
 import { AlignedWriter } from './aligned-writer.js';
 import { checksumMismatch, expectedChecksum, type ChecksumSource, type ExpectedChecksum } from './checksum.js';
-import { fastZeroSupported, zeroRange } from './disk.js';
+import { fastZeroSupported, punchZeros, zeroRange } from './disk.js';
 import { downloadImage, fetchRange, type DownloadAuth } from './download.js';
 import type { ImageFormat } from './format.js';
+import { imageHasher } from './hasher.js';
 import { Progress } from './progress.js';
 import { parseQcowHeader, QcowSink } from './qcow2.js';
 import { imageSettings } from './settings.js';
@@ -45,7 +45,7 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
   const t0 = Date.now();
   const expected = o.expected ?? (await expectedChecksum(o.info, o.auth));
   const progress = o.progress ?? new Progress(undefined, o.info.id);
-  const hash = createHash(expected.algo);
+  const hash = imageHasher(expected.algo);
   const writer = await AlignedWriter.open(o.device, { limit: o.limit });
   let layers: ImageFormat[] = [];
   let qcow: QcowSink | null = null;
@@ -66,6 +66,11 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
             `Image size ${contentLength} bytes is larger than the target ${o.device} (${o.limit} bytes)`,
           );
         }
+        // Sparse raw images: where the device zeroes a range cheaply (hole punch, deallocate), zero the image's
+        // range once and skip writing all-zero blocks.
+        if (layers.length === 1 && contentLength !== null && (await fastZeroSupported(o.device))) {
+          writer.skipZeros = await punchZeros(o.device, 0, contentLength - (contentLength % 512));
+        }
         return new RawSink(writer);
       }
       const header = parseQcowHeader(head);
@@ -75,10 +80,7 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
         );
       }
       // Unallocated clusters must read back as zeros: zero the range now if the device does it cheaply.
-      if (await fastZeroSupported(o.device)) {
-        await zeroRange(o.device, 0, header.virtualSize);
-        preZeroed = true;
-      }
+      if (await fastZeroSupported(o.device)) preZeroed = await punchZeros(o.device, 0, header.virtualSize);
       const singleUrl = o.info.urls[0]!;
       qcow = new QcowSink(writer, header, {
         pendingLimitBytes: imageSettings().qcow2PendingLimitBytes,
@@ -104,16 +106,18 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
         },
       },
       (chunk) => {
-        hash.update(chunk);
+        const hp = hash.update(chunk);
         progress.downloaded += chunk.length;
         progress.written = writer.written;
         progress.tick();
-        return chain.push(chunk);
+        const sp = chain.push(chunk);
+        if (hp && sp) return Promise.all([hp, sp]).then(() => undefined);
+        return hp ?? sp;
       },
     );
     await chain.end();
     await writer.finish();
-    const actual = hash.digest('hex');
+    const actual = await hash.digest();
     progress.setPhase('verifying');
     if (actual !== expected.value.toLowerCase()) {
       throw checksumMismatch(o.device, o.info.id, expected.value, actual);
@@ -134,7 +138,7 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
     progress.setPhase('written');
     const seconds = (Date.now() - t0) / 1000;
     log.info(
-      { device: o.device, layers: layers.join('/'), bytes: dl.bytes, imageSize, seconds, requests: dl.requests },
+      { device: o.device, layers: layers.join('/'), bytes: dl.bytes, imageSize, seconds, requests: dl.requests, zeroSkipped: writer.skippedBytes },
       'image written and verified',
     );
     return {
@@ -153,6 +157,7 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
     }
     throw e;
   } finally {
+    hash.close();
     await writer.close();
   }
 }
