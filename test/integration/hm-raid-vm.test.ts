@@ -1,0 +1,334 @@
+/**
+ * Software RAID for real, in the deploy ramdisk: a QEMU VM (TCG) boots build/ramdisk with two sparse virtio disks,
+ * and the host drives its agent through the command API only:
+ *  1. clean.execute_clean_step create_configuration (RAID1, size MAX, root volume): md0 is raid1 over vda1+vdb1,
+ *     and poll.get_hardware_info lists it;
+ *  2. deploy.execute_deploy_step write_image puts a whole-disk image on the RAID root volume (md0); one member
+ *     is failed, removed and its data area zeroed; md0 still reads back the image, and so does the surviving
+ *     member at its md data offset;
+ *  3. deploy.execute_deploy_step apply_configuration replaces the degraded array with two volumes (RAID0 1 GiB,
+ *     RAID1 MAX as root volume; the removed member's stale superblock must not get in the way), write_image lands
+ *     on md1;
+ *  4. clean.execute_clean_step delete_configuration stops both arrays and zeroes every superblock; after the VM is
+ *     killed the host checks the disk files themselves (no md magic where the members were, no GPT).
+ * The md state, checksums and the member failure come from a test-only hardware manager
+ * (test/fixtures/raid-vm-plugin) appended to this VM's initramfs as a second cpio archive.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat, truncate, writeFile, appendFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { run } from '../../common/exec.js';
+import { REPO_ROOT } from '../../ramdisk-build/build.js';
+import { httpCall } from '../fixtures/agent-http.js';
+import { startConductorStub, type ConductorStub } from '../fixtures/conductor-stub.js';
+import { buildRawDiskImage, serveImages, type ImageServer } from '../fixtures/images.js';
+import { GUEST_HOST_ADDR } from '../fixtures/qemu.js';
+import { bootRamdiskVm, ensureRamdisk, type AgentVm } from '../fixtures/ramdisk.js';
+
+const MiB = 1024 * 1024;
+const MAC = '52:54:00:b3:7a:5d';
+/** Room for a 1 GiB RAID0 (512 MiB per member) plus a small RAID1, sparse on the host. */
+const DISK_MIB = 600;
+const IMAGE_MIB = 24;
+const PLUGIN_DIR_IN_VM = '/usr/lib/bmts-raid-vm-test';
+const MD_MAGIC = 0xa92b4efc;
+
+const RAID1 = { logical_disks: [{ size_gb: 'MAX', raid_level: '1', controller: 'software', is_root_volume: true }] };
+const TWO_VOLUMES = {
+  logical_disks: [
+    { size_gb: 1, raid_level: '0', controller: 'software', volume_name: 'scratch' },
+    { size_gb: 'MAX', raid_level: '1', controller: 'software', is_root_volume: true, volume_name: 'root' },
+  ],
+};
+
+interface MdArray {
+  md: string;
+  level: string | null;
+  array_state: string | null;
+  raid_disks: number;
+  degraded: number;
+  sync_action: string | null;
+  metadata_version: string | null;
+  size_bytes: number;
+  slaves: string[];
+  members: Record<string, { state: string | null; slot: string | null }>;
+}
+interface Status {
+  mdstat: string | null;
+  arrays: MdArray[];
+  detail: Record<string, string>;
+  superblocks: Record<string, boolean>;
+  partitions: Record<string, { start_bytes: number; size_bytes: number }>;
+  personalities: string | null;
+}
+interface CommandRecord {
+  command_status?: string;
+  command_result?: Record<string, unknown> | null;
+  command_error?: unknown;
+}
+
+/** The test plugin as a newc cpio archive to append to the initramfs (the kernel unpacks concatenated archives). */
+async function pluginArchive(dir: string): Promise<string> {
+  const stage = join(dir, 'plugin-stage');
+  const inVm = join(stage, PLUGIN_DIR_IN_VM.slice(1));
+  await mkdir(inVm, { recursive: true });
+  await copyFile(join(REPO_ROOT, 'test/fixtures/raid-vm-plugin/raid-vm-test-manager.mjs'), join(inVm, 'raid-vm-test-manager.mjs'));
+  const entries = ['usr', 'usr/lib', PLUGIN_DIR_IN_VM.slice(1), `${PLUGIN_DIR_IN_VM.slice(1)}/raid-vm-test-manager.mjs`];
+  const out = join(dir, 'plugin.cpio');
+  await run('cpio', ['-o', '-H', 'newc', '-R', '0:0', '--quiet', '-F', out], { cwd: stage, input: `${entries.join('\n')}\n`, timeoutMs: 30_000 });
+  return out;
+}
+
+/** Copy of the ramdisk's initramfs with the plugin archive appended (zero padding to 512 bytes is skipped). */
+async function initramfsWithPlugin(initramfs: string, dir: string): Promise<string> {
+  const combined = join(dir, 'initramfs+plugin');
+  await copyFile(initramfs, combined);
+  const size = (await stat(combined)).size;
+  const pad = (512 - (size % 512)) % 512;
+  await appendFile(combined, Buffer.alloc(pad));
+  await appendFile(combined, await readFile(await pluginArchive(dir)));
+  return combined;
+}
+
+async function readAt(file: string, offset: number, length: number): Promise<Buffer> {
+  const fh = await open(file, 'r');
+  try {
+    const b = Buffer.alloc(length);
+    const { bytesRead } = await fh.read(b, 0, length, offset);
+    return b.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+test('software RAID in the ramdisk VM: create, write, degrade, read back, apply two volumes, delete', { timeout: 20 * 60_000 }, async (t) => {
+  if (process.getuid?.() !== 0) {
+    t.skip('needs root (the ramdisk build makes device nodes)');
+    return;
+  }
+  if (!existsSync(join(REPO_ROOT, 'agent/main.ts'))) {
+    t.skip('agent/main.ts does not exist: the ramdisk would run the stand-in agent');
+    return;
+  }
+  const built = await ensureRamdisk();
+  if (!built.ok) {
+    t.skip(built.reason);
+    return;
+  }
+  const mods = built.manifest.kernel_modules as { requested?: string[]; missing?: string[] } | undefined;
+  for (const m of ['md_mod', 'raid0', 'raid1', 'raid10', 'raid456']) {
+    assert.ok(mods?.requested?.includes(m) && !mods.missing?.includes(m), `ramdisk carries kernel module ${m}`);
+  }
+
+  const dir = await mkdtemp(join(tmpdir(), 'bmts-raid-vm-'));
+  const disks = [join(dir, 'disk-a.img'), join(dir, 'disk-b.img')];
+  let stub: ConductorStub | null = null;
+  let images: ImageServer | null = null;
+  let avm: AgentVm | null = null;
+  let failed = true;
+  const timings: Record<string, number> = {};
+  let mark = Date.now();
+  const lap = (what: string): void => {
+    const now = Date.now();
+    timings[what] = (now - mark) / 1000;
+    mark = now;
+  };
+
+  try {
+    for (const d of disks) {
+      await writeFile(d, '');
+      await truncate(d, DISK_MIB * MiB);
+    }
+    const image = await buildRawDiskImage(dir, { sizeMiB: IMAGE_MIB, label: 'gpt', fs: 'ext4', name: 'image.raw' });
+    const imageBytes = await readFile(image.path);
+    // The partition area is what must survive: write_image rewrites the GPT headers (backup moved to the disk end).
+    const partRange = { offset: image.partitionOffset, length: (IMAGE_MIB - 2) * MiB };
+    const partSha = sha256(imageBytes.subarray(partRange.offset, partRange.offset + partRange.length));
+    images = await serveImages(dir);
+    const imagePort = Number(new URL(images.url('x')).port);
+    const imageInfo = {
+      id: 'raid-vm-image',
+      urls: [`http://${GUEST_HOST_ADDR}:${imagePort}/image.raw`],
+      disk_format: 'raw',
+      container_format: 'bare',
+      image_type: 'whole-disk',
+      os_hash_algo: 'sha256',
+      os_hash_value: sha256(imageBytes),
+    };
+
+    const initramfs = await initramfsWithPlugin(built.initramfs, dir);
+    stub = await startConductorStub({ heartbeatTimeout: 60 });
+    const conductor = stub;
+    lap('prepare');
+    avm = await bootRamdiskVm({
+      files: { ...built, initramfs },
+      conductorPort: conductor.port,
+      mac: MAC,
+      diskMiB: 0,
+      memoryMiB: 768,
+      append: ['ipa-lookup-interval=1', `ipa-hardware-manager-dir=${PLUGIN_DIR_IN_VM}`],
+      extraGuestPorts: [imagePort],
+      vm: { disks },
+    });
+    const agentVm = avm;
+    const vm = agentVm.vm;
+
+    const deadline = Date.now() + 240_000;
+    while (!conductor.heartbeats[0]) {
+      if (!vm.running()) throw new Error(`QEMU exited before the first heartbeat (serial log: ${vm.serialLog})`);
+      if (Date.now() > deadline) throw new Error(`no heartbeat within 240 s (serial log: ${vm.serialLog})`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    lap('boot_to_heartbeat');
+
+    const command = async (name: string, params: Record<string, unknown>, timeoutMs = 180_000): Promise<Record<string, unknown>> => {
+      const r = await httpCall(`${agentVm.agentUrl}/v1/commands/?wait=true&agent_token=${encodeURIComponent(conductor.token)}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: { name, params },
+        timeoutMs,
+      });
+      const rec = r.json as CommandRecord | undefined;
+      assert.equal(r.status, 200, `${name}: HTTP ${r.status} ${r.text}`);
+      assert.equal(rec?.command_status, 'SUCCEEDED', `${name} ${JSON.stringify(params).slice(0, 300)}: ${JSON.stringify(rec?.command_error)}`);
+      return rec?.command_result ?? {};
+    };
+    const node = (raid: unknown): Record<string, unknown> => ({
+      uuid: conductor.nodeUuid, properties: {}, instance_info: {}, driver_internal_info: {}, target_raid_config: raid,
+    });
+    const cleanStep = (step: string, raid: unknown, args: Record<string, unknown> = {}): Promise<Record<string, unknown>> =>
+      command('clean.execute_clean_step', {
+        step: { step, interface: step.startsWith('raid_vm_test') ? 'deploy' : 'raid', priority: 0, args },
+        node: node(raid), ports: [], clean_version: {},
+      });
+    const deployStep = (step: string, iface: string, raid: unknown, args: Record<string, unknown>): Promise<Record<string, unknown>> =>
+      command('deploy.execute_deploy_step', {
+        step: { step, interface: iface, priority: 0, args }, node: node(raid), ports: [], deploy_version: {},
+      }, 300_000);
+    const status = async (): Promise<Status> => (await cleanStep('raid_vm_test_status', {})).clean_result as Status;
+    const devSha = async (args: Record<string, unknown>): Promise<{ sha256: string; offset: number; length: number; data_offset: number }> =>
+      (await cleanStep('raid_vm_test_sha256', {}, args)).clean_result as { sha256: string; offset: number; length: number; data_offset: number };
+
+    // 0. Nothing there yet; the test manager is loaded (its step answers).
+    const before = await status();
+    assert.deepEqual(before.arrays, [], `no md arrays at boot: ${before.mdstat}`);
+    assert.ok(before.mdstat !== null, 'md_mod is loaded in the ramdisk (/proc/mdstat exists)');
+    assert.ok(Object.values(before.superblocks).every((s) => !s), JSON.stringify(before.superblocks));
+
+    // 1. create_configuration, RAID1 over both disks.
+    const created = await cleanStep('create_configuration', RAID1);
+    assert.deepEqual(created.clean_result, { logical_disks: RAID1.logical_disks });
+    lap('create_raid1');
+    const s1 = await status();
+    assert.equal(s1.arrays.length, 1, s1.mdstat ?? '');
+    const md0 = s1.arrays[0];
+    assert.ok(md0);
+    assert.equal(md0.md, '/dev/md0');
+    assert.equal(md0.level, 'raid1');
+    assert.equal(md0.raid_disks, 2);
+    assert.deepEqual(md0.slaves, ['/dev/vda1', '/dev/vdb1']);
+    assert.equal(md0.degraded, 0);
+    assert.equal(md0.metadata_version, '1.2');
+    assert.match(s1.personalities ?? '', /\[raid1\]/, 'raid1 personality loaded on demand');
+    assert.ok(md0.size_bytes > (DISK_MIB - 8) * MiB && md0.size_bytes < DISK_MIB * MiB, `md0 size ${md0.size_bytes}`);
+    assert.equal(s1.superblocks['/dev/vda1'], true);
+    assert.equal(s1.superblocks['/dev/vdb1'], true);
+    const memberParts = { ...s1.partitions };
+    const inv = await command('poll.get_hardware_info', {});
+    const invDisks = (inv.disks ?? []) as Array<{ name?: string; size?: number }>;
+    const invMd = invDisks.find((d) => d.name === '/dev/md0');
+    assert.ok(invMd, `poll.get_hardware_info lists /dev/md0: ${JSON.stringify(invDisks.map((d) => d.name))}`);
+    assert.equal(invMd.size, md0.size_bytes);
+
+    // 2. The RAID root volume receives the image; it reads back; it survives losing a member.
+    const written = await deployStep('write_image', 'deploy', RAID1, { image_info: imageInfo });
+    const wr = written.deploy_result as { device?: string };
+    assert.equal(wr.device, '/dev/md0', `write_image chose the RAID root volume: ${JSON.stringify(written)}`);
+    lap('write_image_md0');
+    const r0 = await devSha({ device: '/dev/md0', ...partRange });
+    assert.equal(r0.sha256, partSha, 'md0 reads back the image');
+
+    const degraded = (await cleanStep('raid_vm_test_degrade', {}, { md: '/dev/md0', member: '/dev/vdb1' })).clean_result as {
+      arrays: MdArray[]; zeroed_bytes: number; data_offset: number;
+    };
+    const dmd0 = degraded.arrays.find((a) => a.md === '/dev/md0');
+    assert.ok(dmd0);
+    assert.equal(dmd0.degraded, 1, 'md0 is degraded');
+    assert.deepEqual(dmd0.slaves, ['/dev/vda1']);
+    assert.ok(degraded.zeroed_bytes >= partRange.offset + partRange.length, `zeroed ${degraded.zeroed_bytes}`);
+    const r1 = await devSha({ device: '/dev/md0', ...partRange });
+    assert.equal(r1.sha256, partSha, 'degraded md0 still reads back the image');
+    const onA = await devSha({ device: '/dev/vda1', member: true, ...partRange });
+    assert.equal(onA.sha256, partSha, 'the surviving member holds the image at its md data offset');
+    const onB = await devSha({ device: '/dev/vdb1', member: true, ...partRange });
+    assert.notEqual(onB.sha256, partSha, 'the removed member no longer holds it (so md0 read it from vda1)');
+    const s2 = await status();
+    assert.equal(s2.superblocks['/dev/vdb1'], true, 'removed member keeps its (stale) superblock');
+    lap('degrade_and_verify');
+
+    // 3. apply_configuration (deploy step, delete_existing): degraded md0 and the stale superblock go, two volumes come.
+    const applied = await deployStep('apply_configuration', 'raid', TWO_VOLUMES, { raid_config: TWO_VOLUMES, delete_existing: true });
+    assert.deepEqual(applied.deploy_result, { logical_disks: TWO_VOLUMES.logical_disks });
+    lap('apply_two_volumes');
+    const s3 = await status();
+    assert.deepEqual(s3.arrays.map((a) => [a.md, a.level, a.raid_disks, a.slaves.join(' ')]), [
+      ['/dev/md0', 'raid0', 2, '/dev/vda1 /dev/vdb1'],
+      ['/dev/md1', 'raid1', 2, '/dev/vda2 /dev/vdb2'],
+    ]);
+    const [v0, v1] = s3.arrays;
+    assert.ok(v0 && v1);
+    assert.ok(Math.abs(v0.size_bytes - 1024 * MiB) <= 4 * MiB, `RAID0 volume is 1 GiB: ${v0.size_bytes}`);
+    assert.ok(v1.size_bytes > 40 * MiB, `RAID1 MAX volume takes the rest: ${v1.size_bytes}`);
+    assert.match(s3.detail['/dev/md1'] ?? '', /Name : .*root/, 'volume_name became the md name');
+    const written2 = await deployStep('write_image', 'deploy', TWO_VOLUMES, { image_info: { ...imageInfo, id: 'raid-vm-image-2' } });
+    assert.equal((written2.deploy_result as { device?: string }).device, '/dev/md1', 'the is_root_volume volume is the root device');
+    assert.equal((await devSha({ device: '/dev/md1', ...partRange })).sha256, partSha, 'md1 reads back the image');
+    lap('write_image_md1');
+    for (const p of ['/dev/vda1', '/dev/vda2', '/dev/vdb1', '/dev/vdb2']) {
+      const part = s3.partitions[p];
+      assert.ok(part, `${p} exists`);
+      memberParts[`${p}#2`] = part;
+    }
+
+    // 4. delete_configuration: arrays stopped, superblocks zeroed, member disks without partition table.
+    const deleted = await cleanStep('delete_configuration', TWO_VOLUMES);
+    const dr = deleted.clean_result as { deleted_arrays?: string[]; wiped_disks?: string[] };
+    assert.deepEqual([...(dr.deleted_arrays ?? [])].sort(), ['/dev/md0', '/dev/md1']);
+    assert.deepEqual(dr.wiped_disks, ['/dev/vda', '/dev/vdb']);
+    lap('delete');
+    const s4 = await status();
+    assert.deepEqual(s4.arrays, [], s4.mdstat ?? '');
+    assert.deepEqual(Object.keys(s4.superblocks).sort(), ['/dev/vda', '/dev/vdb'], 'no partitions left');
+    assert.ok(Object.values(s4.superblocks).every((s) => !s), JSON.stringify(s4.superblocks));
+
+    // The disk files themselves, with QEMU gone: no md magic where any member started, no GPT.
+    await agentVm.vm.stop();
+    for (const [p, part] of Object.entries(memberParts)) {
+      const file = p.startsWith('/dev/vda') ? disks[0] : p.startsWith('/dev/vdb') ? disks[1] : null;
+      if (!file) continue;
+      const magic = await readAt(file, part.start_bytes + 4096, 4);
+      assert.notEqual(magic.readUInt32LE(0), MD_MAGIC, `no md superblock left at ${p} (offset ${part.start_bytes + 4096})`);
+    }
+    for (const file of disks) {
+      assert.notEqual((await readAt(file, 512, 8)).toString('latin1'), 'EFI PART', `${file}: GPT zapped`);
+    }
+    t.diagnostic(`timings (s): ${JSON.stringify(timings)}`);
+    failed = false;
+  } finally {
+    if (failed && avm) {
+      t.diagnostic(`serial log kept: ${avm.vm.serialLog}`);
+      console.error(`hm-raid-vm: serial log kept at ${avm.vm.serialLog}`);
+      console.error(avm.vm.readSerial().split('\n').slice(-60).join('\n'));
+    }
+    await avm?.dispose(failed);
+    await stub?.close();
+    await images?.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
