@@ -91,11 +91,13 @@ async function main(): Promise<number> {
   try {
     await prerequisites();
     phase = 'building the instance image';
-    timer.start('total');
+    timer.start('setup (instance image, ramdisk, conductor)');
     const image = await buildWholeDiskImage({ dir: imageDir, sizeMiB: 32 });
     say(`instance image: ${image.path} (${image.sizeBytes / 2 ** 20} MiB raw, MBR + FAT + syslinux, sha256 ${image.sha256.slice(0, 12)}...)`);
     phase = 'finding the deploy ramdisk and starting the conductor';
     lab = await setUpLab({ workDir, imageDir, teardown, say, ...(args.apiPort ? { apiPort: args.apiPort } : {}) });
+    timer.end('setup (instance image, ramdisk, conductor)');
+    timer.start('enroll to instance booted');
     phase = 'enrolling the node (create, port, validate, manage)';
     node = await enrollNode(lab, 0, teardown, reporter);
     phase = 'provide (automated cleaning through the agent)';
@@ -118,7 +120,7 @@ async function main(): Promise<number> {
       reporter,
       timer,
     );
-    timer.end('total');
+    timer.end('enroll to instance booted');
     ok = true;
     reporter.close();
     console.log(`\nThe node booted its new OS from its own disk. Per-phase timings (TCG, no KVM):\n${timer.table()}`);
@@ -141,7 +143,7 @@ async function main(): Promise<number> {
     }
     if (node) console.error(`VM serial log: ${node.hw.serialLog}`);
     if (lab) console.error(`conductor log: ${lab.conductor.logFile}`);
-    if (timer.has('total')) console.error(`timings so far:\n${timer.table()}`);
+    if (timer.has('setup (instance image, ramdisk, conductor)')) console.error(`timings so far:\n${timer.table()}`);
     return 1;
   } finally {
     const failed = await teardown.run();

@@ -118,13 +118,13 @@ export async function enrollNode(lab: Lab, index: number, teardown: Teardown, re
     dir: lab.workDir,
     name,
     mac: demoMac(index),
-    diskMiB: 2048,
+    diskMiB: 8192,
     guestPorts: [lab.apiPort, lab.bootPort, lab.images.port],
     tftpRoot: lab.tftpRoot,
     bootfile: 'boot.ipxe',
   });
   teardown.add(`node ${name} (VM + BMC)`, () => hw.stop());
-  reporter.line(`node ${name}: QEMU VM (MAC ${hw.mac}, 2 GiB empty disk) behind ipmi_sim on 127.0.0.1:${hw.bmc.port}/udp`);
+  reporter.line(`node ${name}: QEMU VM (MAC ${hw.mac}, 8 GiB empty disk (sparse)) behind ipmi_sim on 127.0.0.1:${hw.bmc.port}/udp`);
   let node: NodeJson;
   try {
     node = await lab.api.createNode({
@@ -141,7 +141,7 @@ export async function enrollNode(lab: Lab, index: number, teardown: Teardown, re
         // The conductor never dials 10.0.2.x: the agent advertises the hostfwd port on loopback.
         kernel_append_params: `nofb nomodeset vga=normal console=ttyS0 quiet ipa-advertise-host=127.0.0.1 ipa-advertise-port=${hw.agentPort}`,
       },
-      properties: { cpu_arch: 'x86_64', cpus: 1, memory_mb: 1024, local_gb: 2, capabilities: 'boot_mode:bios' },
+      properties: { cpu_arch: 'x86_64', cpus: 1, memory_mb: 1024, local_gb: 8, capabilities: 'boot_mode:bios' },
     });
   } catch (e) {
     // Only a refusal naming one of the parts the demo needs counts as "not there yet"; anything else is a failure.

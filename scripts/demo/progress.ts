@@ -31,6 +31,7 @@ export function createReporter(opts: { tty?: boolean; out?: NodeJS.WriteStream }
   let bar: cliProgress.SingleBar | undefined;
   let lastKey = '';
   let lastPlain = 0;
+  let lastPlainBytes = -1;
   const print = (text: string): void => {
     const l = `${stamp()} ${text}`;
     if (multi) multi.log(`${l}\n`);
@@ -62,8 +63,9 @@ export function createReporter(opts: { tty?: boolean; out?: NodeJS.WriteStream }
         }
         if (total) bar?.setTotal(total);
         bar?.update(written, { written: mib(written), totalMiB: total ? mib(total) : '?' });
-      } else if (Date.now() - lastPlain >= 2000 || (total !== undefined && written >= total)) {
+      } else if (written !== lastPlainBytes && (Date.now() - lastPlain >= 2000 || (total !== undefined && written >= total))) {
         lastPlain = Date.now();
+        lastPlainBytes = written;
         print(`image write: ${mib(written)}${total ? ` of ${mib(total)}` : ''} MiB`);
       }
     },
@@ -71,6 +73,7 @@ export function createReporter(opts: { tty?: boolean; out?: NodeJS.WriteStream }
       multi?.stop();
       multi = undefined;
       bar = undefined;
+      lastPlainBytes = -1;
     },
     close() {
       multi?.stop();
