@@ -12,7 +12,8 @@ import { failCleaning, failDeploy, finishCleaning, finishDeploy } from '../servi
 import { AgentInProgress } from '../agent-client.js';
 import { agentClient, agentEndpoint } from './agent-node.js';
 import { cleanFlow, deployFlow, powerOffAfterFailure } from './direct.js';
-import { setHeartbeatHandler } from './hooks.js';
+import { setHeartbeatHandler, type HeartbeatFacts } from './hooks.js';
+import { recordHeartbeat } from '../services/agent.js';
 import { continueSteps, plan, refreshAgentSteps, runFrom, StepFailure, stepIndex } from './step-runner.js';
 import {
   applyPriorityOverrides, automatedSteps, deployStepsWithUser, DIRECT_DEPLOY_STEPS, manualSteps, mergeSteps,
@@ -22,10 +23,24 @@ import { collectLogsOnFailure } from './logs.js';
 
 /** Per node: is a run in progress, and did another heartbeat arrive meanwhile? */
 const inflight = new Map<string, { again: boolean }>();
+/** Heartbeat facts the API could not record (node reserved): the latest wins, recorded under our lock. */
+const pendingFacts = new Map<string, HeartbeatFacts>();
 const LOCK_RETRY_MS = 200;
-const LOCK_RETRY_LIMIT_MS = 30_000;
+/** A node reserved longer than this (a long power action, say) is retried on its next heartbeat instead. */
+const LOCK_RETRY_LIMIT_MS = 120_000;
 
-export async function handleHeartbeat(nodeUuid: string, ctx: ConductorContext): Promise<void> {
+/** Counters for tests and benchmarks: heartbeats handed over, deferred (node was busy), processing runs. */
+const stats = { received: 0, deferred: 0, runs: 0 };
+export function heartbeatStats(): Readonly<typeof stats> {
+  return { ...stats };
+}
+
+export async function handleHeartbeat(nodeUuid: string, ctx: ConductorContext, facts?: HeartbeatFacts): Promise<void> {
+  stats.received++;
+  if (facts) {
+    stats.deferred++;
+    pendingFacts.set(nodeUuid, { ...pendingFacts.get(nodeUuid), ...facts });
+  }
   const running = inflight.get(nodeUuid);
   if (running) {
     running.again = true;
@@ -36,6 +51,7 @@ export async function handleHeartbeat(nodeUuid: string, ctx: ConductorContext): 
   try {
     while (slot.again) {
       slot.again = false;
+      stats.runs++;
       await processWithLock(nodeUuid, ctx);
     }
   } finally {
@@ -53,7 +69,15 @@ async function processWithLock(nodeUuid: string, ctx: ConductorContext): Promise
   for (;;) {
     try {
       await ctx.tasks.withNodeTask(nodeUuid, { exclusive: true, retry: false, purpose: 'heartbeat processing' },
-        (task) => processHeartbeat(ctx, task));
+        async (task) => {
+          const facts = pendingFacts.get(nodeUuid);
+          if (facts) {
+            pendingFacts.delete(nodeUuid);
+            await recordHeartbeat(task, facts);
+            ctx.log.debug({ node: nodeUuid }, 'deferred heartbeat recorded');
+          }
+          await processHeartbeat(ctx, task);
+        });
       return;
     } catch (e) {
       if (e instanceof IronicError && e.code === 'NodeLocked' && Date.now() < deadline) {

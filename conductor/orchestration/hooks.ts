@@ -7,7 +7,14 @@
  */
 import type { ConductorContext } from '../context.js';
 
-export type HeartbeatHandler = (nodeUuid: string, ctx: ConductorContext) => Promise<void> | void;
+/**
+ * What a heartbeat asks to record in driver_internal_info (a value of undefined removes the key). Passed when the
+ * core could not record it itself because the node was reserved: the handler records it once it holds the lock,
+ * so no heartbeat is lost.
+ */
+export type HeartbeatFacts = Record<string, unknown>;
+
+export type HeartbeatHandler = (nodeUuid: string, ctx: ConductorContext, facts?: HeartbeatFacts) => Promise<void> | void;
 
 let heartbeatHandler: HeartbeatHandler | null = null;
 

@@ -9,6 +9,7 @@
  *   pending 'agent' — a command of ours runs on the agent; the next heartbeat reads the agent's command list;
  *   pending 'boot'  — the node is (re)booting into the ramdisk; the next heartbeat starts the following step.
  */
+import { isoTime } from '../time.js';
 import type { CommandResult } from '../../agent/protocol.js';
 import { errorMessage } from '../../common/errors.js';
 import { AgentClient, commandErrorText } from '../agent-client.js';
@@ -58,7 +59,7 @@ export async function refreshAgentSteps(ctx: ConductorContext, task: NodeTask, k
   const steps = agentSteps(result, kind);
   await task.updateInternalInfo({
     [`agent_cached_${kind}_steps`]: steps,
-    [`agent_cached_${kind}_steps_refreshed`]: new Date().toISOString(),
+    [`agent_cached_${kind}_steps_refreshed`]: isoTime(),
     hardware_manager_version: result.hardware_manager_version,
   });
   return steps;

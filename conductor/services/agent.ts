@@ -6,7 +6,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
 import { IncompleteLookup, InvalidParameterValue, NodeNotFound, NotFound } from '../errors.js';
-import { isUuid } from '../locks.js';
+import { isUuid, type NodeTask } from '../locks.js';
 import { getHeartbeatHandler } from '../orchestration/hooks.js';
 import { MASKED_TOKEN, type HeartbeatBody } from '../protocol.js';
 import { HEARTBEAT_RECORD_ONLY_STATES, HEARTBEAT_STATES, LOOKUP_STATES } from '../states.js';
@@ -68,6 +68,14 @@ export function checkHeartbeatVersion(body: HeartbeatBody, apiMinor: number): vo
   }
 }
 
+/** Stores a heartbeat's facts on the node (caller holds the exclusive lock). */
+export async function recordHeartbeat(task: NodeTask, changes: Record<string, unknown>): Promise<void> {
+  const dii = { ...task.node.driver_internal_info };
+  for (const [k, v] of Object.entries(changes)) if (v === undefined) delete dii[k]; else dii[k] = v;
+  await task.save({ driver_internal_info: dii,
+    ...(HEARTBEAT_STATES.has(task.node.provision_state) ? { provision_updated_at: isoTime() } : {}) });
+}
+
 /**
  * Validates and records a heartbeat, then hands the node to the orchestration's heartbeat handler (not
  * awaited: the agent gets its 202 at once). A node locked by a running operation skips the heartbeat.
@@ -105,38 +113,41 @@ export async function heartbeat(ctx: ConductorContext, ident: string, body: Hear
     ctx.log.debug({ node: node.uuid, state }, 'heartbeat ignored in this state');
     return;
   }
+  const changes: Record<string, unknown> = {
+    agent_url: body.callback_url,
+    agent_version: body.agent_version ?? undefined,
+    agent_last_heartbeat: isoTime(),
+  };
+  if (body.agent_verify_ca) changes.agent_verify_ca = body.agent_verify_ca;
+  if (body.agent_status) {
+    changes.agent_status = body.agent_status;
+    changes.agent_status_message = body.agent_status_message ?? undefined;
+  }
+  if (!body.agent_version) delete changes.agent_version;
   let recorded = false;
   try {
     await ctx.tasks.withNodeTask(node, { exclusive: true, retry: false, purpose: 'heartbeat' }, async (task) => {
-      const changes: Record<string, unknown> = {
-        agent_url: body.callback_url,
-        agent_version: body.agent_version ?? task.node.driver_internal_info.agent_version,
-        agent_last_heartbeat: isoTime(),
-      };
-      if (body.agent_verify_ca) changes.agent_verify_ca = body.agent_verify_ca;
-      if (body.agent_status) {
-        changes.agent_status = body.agent_status;
-        changes.agent_status_message = body.agent_status_message ?? undefined;
-      }
-      const dii2 = { ...task.node.driver_internal_info };
-      for (const [k, v] of Object.entries(changes)) if (v === undefined) delete dii2[k]; else dii2[k] = v;
-      await task.save({ driver_internal_info: dii2,
-        ...(HEARTBEAT_STATES.has(task.node.provision_state) ? { provision_updated_at: isoTime() } : {}) });
+      await recordHeartbeat(task, changes);
       recorded = true;
     });
   } catch (e) {
-    if ((e as { code?: string }).code === 'NodeLocked') {
-      ctx.log.debug({ node: node.uuid }, 'heartbeat skipped: node locked');
+    if ((e as { code?: string }).code !== 'NodeLocked') throw e;
+  }
+  const handler = getHeartbeatHandler();
+  if (!recorded) {
+    // Busy node: Ironic drops such heartbeats; we hand the facts to the handler, which records them (and does
+    // what the heartbeat asks for) as soon as the current work on the node releases it.
+    if (!handler) {
+      ctx.log.debug({ node: node.uuid }, 'heartbeat skipped: node locked and no handler to defer to');
       return;
     }
-    throw e;
+  } else if (!HEARTBEAT_STATES.has(state) || node.maintenance || !handler) {
+    return;
   }
-  if (!recorded || !HEARTBEAT_STATES.has(state) || node.maintenance) return;
-  const handler = getHeartbeatHandler();
-  if (!handler) return;
+  const facts = recorded ? undefined : changes;
   void (async () => {
     try {
-      await handler(node.uuid, ctx);
+      await handler(node.uuid, ctx, facts);
     } catch (e) {
       ctx.log.error({ node: node.uuid, err: errorMessage(e) }, 'heartbeat handler failed');
     }
