@@ -41,6 +41,7 @@ export class AlignedWriter {
   private failure: unknown = null;
   private direct: fsp.FileHandle | null = null;
   private plain: fsp.FileHandle | null = null;
+  private retired: fsp.FileHandle | null = null;
   /** Highest device offset written (for reporting and for the "larger than the disk" check). */
   written = 0;
   /** Set when the target range is known to read as zeros already: all-zero buffers are then not written. */
@@ -155,7 +156,20 @@ export class AlignedWriter {
       return;
     }
     const fh = this.direct && len % SECTOR === 0 ? this.direct : this.plain!;
-    slot.busy = writeAll(fh, slot.mem, len, pos).then(
+    const attempt =
+      fh === this.direct
+        ? writeAll(fh, slot.mem, len, pos).catch((e: NodeJS.ErrnoException) => {
+            // Stricter alignment than 512 (4Kn disks, some filesystems): continue buffered; fsync still decides.
+            if (e.code !== 'EINVAL') throw e;
+            if (this.direct) {
+              log.warn({ device: this.device }, 'O_DIRECT write refused (alignment); writing buffered');
+              this.retired = this.direct; // closed in close(): other writes may still be in flight on it
+            }
+            this.direct = null;
+            return writeAll(this.plain!, slot.mem, len, pos);
+          })
+        : writeAll(fh, slot.mem, len, pos);
+    slot.busy = attempt.then(
       () => {
         slot.busy = null;
         if (pos + len > this.written) this.written = pos + len;
@@ -213,6 +227,7 @@ export class AlignedWriter {
   async close(): Promise<void> {
     for (const s of this.slots) if (s.busy) await s.busy.catch(() => undefined);
     await this.direct?.close().catch(() => undefined);
+    await this.retired?.close().catch(() => undefined);
     await this.plain?.close().catch(() => undefined);
     this.direct = this.plain = null;
   }

@@ -345,22 +345,42 @@ export class QcowSink implements Sink {
   }
 
   async end(): Promise<void> {
+    // The file may end inside a cluster (compressed data is packed): complete that cluster with zeros.
+    if (this.pos % this.cs !== 0 && this.curBuf) {
+      this.curBuf.fill(0, this.curFill);
+      const p = this.endCluster(this.pos - (this.pos % this.cs));
+      if (p) await p;
+    }
     await this.chainTail;
     if (!this.l1Done()) throw new InvalidImage('qcow2 image truncated: the L1 table never arrived');
-    if (this.l2Wanted.size > 0) throw new InvalidImage(`qcow2 image truncated: ${this.l2Wanted.size} L2 table(s) never arrived`);
-    const missing = [...this.dataMap.keys()].filter((h) => h >= this.pos);
+    const lostTables = [...this.l2Wanted.keys()].filter((h) => !this.deferred.has(h)).length;
+    if (lostTables > 0) throw new InvalidImage(`qcow2 image truncated: ${lostTables} L2 table(s) never arrived`);
+    const missing = [...this.dataMap.keys()].filter((h) => h + this.cs > this.pos);
     if (missing.length > 0) throw new InvalidImage(`qcow2 image truncated: ${missing.length} data cluster(s) never arrived`);
   }
 
   /** After the whole-image checksum passed: fetch clusters that were only digested, verify, write. */
   async completeDeferred(): Promise<number> {
-    const needed = [...this.deferred.keys()].filter((h) => this.dataMap.has(h) || this.holdNeeds.has(h)).sort((a, b) => a - b);
-    for (const h of needed) {
+    let fetched = 0;
+    const fetchVerified = async (h: number): Promise<Buffer> => {
       const buf = await this.opts.refetch!(h, h + this.cs);
       const digest = createHash('sha256').update(buf).digest();
       if (buf.length !== this.cs || !digest.equals(this.deferred.get(h)!)) {
         throw new InvalidImage(`qcow2 cluster at ${h} changed on the server between the stream and its re-fetch`);
       }
+      fetched++;
+      return buf;
+    };
+    // Tables first: they say which of the other deferred clusters are data.
+    for (const [h, guest] of [...this.l2Wanted]) {
+      if (this.deferred.has(h)) {
+        const p = this.parseL2(h, guest, await fetchVerified(h));
+        if (p) await p;
+      }
+    }
+    const needed = [...this.deferred.keys()].filter((h) => this.dataMap.has(h) || this.holdNeeds.has(h)).sort((a, b) => a - b);
+    for (const h of needed) {
+      const buf = await fetchVerified(h);
       const guest = this.dataMap.get(h);
       if (guest !== undefined) await this.writeGuest(guest, buf, true);
       else {
@@ -368,8 +388,9 @@ export class QcowSink implements Sink {
         await this.resolveCompressed();
       }
     }
+    await this.chainTail;
     if (this.compressed.length > 0) throw new InvalidImage(`${this.compressed.length} compressed qcow2 cluster(s) incomplete`);
-    return needed.length;
+    return fetched;
   }
 
   /** Guest ranges never written (unallocated, zero or compressed-away): [start, end) pairs, coalesced. */
