@@ -4,10 +4,10 @@
  * skipped when the tree hashes the same as the last packed one.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
-import { copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { finished } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { run } from '../common/exec.js';
 import { listTree } from './rootfs.js';
 
@@ -45,42 +45,74 @@ async function sha256Stream(file: string): Promise<string> {
   return h.digest('hex');
 }
 
+/** Files packed in their own segment: they change with every agent edit, the rest almost never does. */
+const AGENT_SEGMENT = ['./usr/bin/baremetal-agent'];
+
+interface Segment {
+  name: string;
+  entries: TreeEntry[];
+}
+
+/** Compress one cpio segment, or reuse the cached one when its entries hash the same. */
+async function packSegment(seg: Segment, stage: string, dir: string, level: number): Promise<{ file: string; cached: boolean }> {
+  const h = createHash('sha256').update(`zstd -${level}`);
+  for (const e of seg.entries) h.update(`${e.path}\0${e.kind}\0${e.target ?? ''}\0${e.sha256 ?? ''}\n`);
+  const key = h.digest('hex');
+  // One cached archive per segment and level, so a --fast developer build doesn't evict the release one.
+  const file = join(dir, `${seg.name}-${level}.zst`);
+  const stampFile = join(dir, `${seg.name}-${level}.json`);
+  if (existsSync(file) && existsSync(stampFile)) {
+    const stamp = JSON.parse(await readFile(stampFile, 'utf8')) as { key: string; sha256: string };
+    if (stamp.key === key && (await sha256Stream(file)) === stamp.sha256) return { file, cached: true };
+  }
+  const cpioFile = join(dir, `${seg.name}-${level}.cpio`);
+  const list = `${seg.entries.map((e) => e.path).join('\0')}\0`;
+  await run('cpio', ['--null', '--create', '--format=newc', '--quiet', '--owner=0:0', '--reproducible', '-F', cpioFile], {
+    cwd: stage,
+    input: list,
+    quiet: true,
+  });
+  // The kernel's zstd decoder handles the default frame format; --long windows would need more RAM to unpack.
+  await run('zstd', [`-${level}`, '-T0', '-q', '-f', cpioFile, '-o', file], { quiet: true, timeoutMs: 15 * 60_000 });
+  await rm(cpioFile, { force: true });
+  await writeFile(stampFile, JSON.stringify({ key, sha256: await sha256Stream(file) }));
+  return { file, cached: false };
+}
+
+/**
+ * The kernel unpacks concatenated compressed cpio archives one after the other, so the initramfs is two
+ * segments: the base system and the agent executable, each compressed and cached on its own.
+ */
 export async function packInitramfs(opts: PackOptions): Promise<PackResult> {
   const level = opts.level ?? 19;
   const compression = `zstd -${level}`;
   const entries: TreeEntry[] = await listTree(opts.stage);
-  const treeHash = createHash('sha256').update(compression);
   for (const e of entries) {
     if (e.kind === 'file') e.sha256 = await sha256Stream(join(opts.stage, e.path));
-    treeHash.update(`${e.path}\0${e.kind}\0${e.target ?? ''}\0${e.sha256 ?? ''}\n`);
   }
-  const key = treeHash.digest('hex');
+  const agentFiles = entries.filter((e) => AGENT_SEGMENT.includes(e.path));
+  const agentDirs = entries.filter((e) => e.kind === 'dir' && AGENT_SEGMENT.some((a) => a.startsWith(`${e.path}/`)));
+  const segments: Segment[] = [
+    { name: 'base', entries: entries.filter((e) => !AGENT_SEGMENT.includes(e.path)) },
+    { name: 'agent', entries: [...agentDirs, ...agentFiles] },
+  ];
   const uncompressedBytes = entries.reduce((n, e) => n + e.bytes, 0);
   const dir = join(opts.cacheDir, 'initramfs');
   await mkdir(dir, { recursive: true });
-  // One cached archive per level, so a --fast developer build doesn't evict the release one.
-  const cachedFile = join(dir, `initramfs-${level}.zst`);
-  const stampFile = join(dir, `stamp-${level}.json`);
-
-  let cached = false;
-  if (existsSync(cachedFile) && existsSync(stampFile)) {
-    const stamp = JSON.parse(await readFile(stampFile, 'utf8')) as { key: string; sha256: string };
-    if (stamp.key === key && (await sha256Stream(cachedFile)) === stamp.sha256) cached = true;
+  let cached = true;
+  const parts: string[] = [];
+  for (const seg of segments) {
+    if (seg.entries.length === 0) continue;
+    const r = await packSegment(seg, opts.stage, dir, level);
+    cached &&= r.cached;
+    parts.push(r.file);
   }
-  if (!cached) {
-    const cpioFile = join(dir, `initramfs-${level}.cpio`);
-    const list = `${entries.map((e) => e.path).join('\0')}\0`;
-    await run('cpio', ['--null', '--create', '--format=newc', '--quiet', '--owner=0:0', '--reproducible', '-F', cpioFile], {
-      cwd: opts.stage,
-      input: list,
-      quiet: true,
-    });
-    // The kernel's zstd decoder handles the default frame format; --long windows would need more RAM to unpack.
-    await run('zstd', [`-${level}`, '-T0', '-q', '-f', cpioFile, '-o', cachedFile], { quiet: true, timeoutMs: 15 * 60_000 });
-    await rm(cpioFile, { force: true });
-    await writeFile(stampFile, JSON.stringify({ key, sha256: await sha256Stream(cachedFile) }));
+  const out = createWriteStream(opts.out);
+  for (const part of parts) {
+    await pipeline(createReadStream(part), out, { end: false });
   }
-  await copyFile(cachedFile, opts.out);
+  out.end();
+  await finished(out);
   const s = await stat(opts.out);
   return { file: opts.out, bytes: s.size, sha256: await sha256Stream(opts.out), uncompressedBytes, compression, entries, cached };
 }

@@ -154,7 +154,7 @@ async function addGrub(stage: string): Promise<void> {
   if (existsSync('/usr/share/grub')) await cp('/usr/share/grub', join(stage, '/usr/share/grub'), { recursive: true });
 }
 
-async function addManagers(stage: string, dirs: string[]): Promise<string[]> {
+export async function addManagers(stage: string, dirs: string[]): Promise<string[]> {
   const dest = join(stage, RAMDISK_MANAGER_DIR);
   await mkdir(dest, { recursive: true });
   const added: string[] = [];
