@@ -140,6 +140,40 @@ describe('conductor + agent: cleaning and deploys on a loop device', { skip: rea
     assert.equal(blk.exitCode, 2, `no signature left on ${dev}: ${blk.stdout}`);
   });
 
+  test('manual cleaning runs exactly the requested steps and ends in manageable', async () => {
+    await cli(['node', 'manage', uuid, '--wait', '60']);
+    await run('sgdisk', ['-o', '-n', '1:2048:+8M', dev]);
+    await cli(['node', 'clean', uuid, '--clean-steps', '[{"interface": "deploy", "step": "erase_devices_metadata"}]',
+      '--wait', '120']);
+    const n = await show();
+    assert.equal(n.provision_state, 'manageable', `last_error: ${n.last_error}`);
+    const blk = await run('blkid', ['-p', dev], { okCodes: [0, 2] });
+    assert.equal(blk.exitCode, 2, 'the requested erase_devices_metadata ran');
+    // A step the agent does not offer fails cleaning with a message naming it.
+    await cli(['node', 'clean', uuid, '--clean-steps', '[{"interface": "deploy", "step": "no_such_step"}]']);
+    const failed = await waitFor((x) => x.provision_state === 'clean failed', 'clean failed');
+    assert.match(failed.last_error ?? '', /no_such_step/);
+    await cli(['node', 'maintenance', 'unset', uuid]);
+    await cli(['node', 'manage', uuid, '--wait', '60']);
+  });
+
+  test('abort while waiting for the ramdisk ends cleaning in clean failed', async () => {
+    node.pause(true);
+    try {
+      await cli(['node', 'provide', uuid]);
+      await waitFor((x) => x.provision_state === 'clean wait', 'clean wait');
+      await cli(['node', 'abort', uuid]);
+      const n = await waitFor((x) => x.provision_state === 'clean failed', 'clean failed');
+      assert.match(n.last_error ?? '', /aborted/i);
+      assert.equal(n.power_state, 'power off', 'an aborted cleaning powers the node off');
+    } finally {
+      node.pause(false);
+    }
+    await cli(['node', 'manage', uuid, '--wait', '60']);
+    await cli(['node', 'provide', uuid, '--wait', '120']);
+    assert.equal((await show()).provision_state, 'available');
+  });
+
   test('deploy of a qcow2 image over an auto-TLS agent', async () => {
     node.setAgentFlags({ 'ipa-enable-auto-tls': '1' });
     await cli(['node', 'set', uuid, '--instance-info', `image_source=${images.url('q.qcow2')}`,
