@@ -1,16 +1,20 @@
 /**
- * `npm run bench -- conductor [--nodes 1000] [--rss-nodes 10000] [--concurrency 16]`
+ * `npm run bench -- conductor [--nodes 1000] [--rss-nodes 10000] [--concurrency 16] [--tsx]`
  *
- * The conductor runs in its own process (this file in `--serve` mode, so it can add a deploy interface that
- * parks nodes in `wait call-back` and a no-op heartbeat handler); the load comes from this process through an
- * undici Pool with bounded concurrency, 127.0.0.1 only. Figures: node creates/s, ms per detail list of 1,000
- * nodes, lookups/s and heartbeats/s for nodes in wait call-back, conductor RSS with 10,000 nodes.
+ * The conductor runs in its own process (support/conductor-server.ts: a deploy interface that parks nodes in
+ * `wait call-back` and a no-op heartbeat handler), bundled by esbuild and run by plain node the way production
+ * runs the compiled dist/ (`--tsx` runs it through the tsx loader instead, which costs a loader thread and
+ * ~30 MiB). The load comes from this process through an undici Pool with bounded concurrency, 127.0.0.1 only.
+ * Figures: node creates/s, ms per detail list of 1,000 nodes, lookups/s and heartbeats/s for nodes in wait
+ * call-back, conductor RSS with 10,000 nodes; each with the conductor's and the load generator's CPU time per
+ * request, since on a shared machine the wall-clock rates depend on what else runs.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { build } from 'esbuild';
 import { spawnLong } from '../../common/exec.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -24,29 +28,9 @@ function flag(args: string[], name: string, dflt: number): number {
   return v;
 }
 
-async function serve(port: number, dir: string): Promise<void> {
-  const { setLogLevel } = await import('../../common/logger.js');
-  setLogLevel('warn');
-  const drivers = await import('../../conductor/drivers/index.js');
-  const { fakeDeploy } = await import('../../conductor/drivers/fake.js');
-  const { startConductor } = await import('../../conductor/main.js');
-  const hooks = await import('../../conductor/orchestration/hooks.js');
-  drivers.registerInterface('deploy', { ...fakeDeploy, name: 'bench-wait', async deploy() { return 'wait'; } });
-  drivers.registerHardwareType({ name: 'bench-hw', supported: { power: ['fake'], management: ['fake'], boot: ['fake'],
-    deploy: ['bench-wait'], network: ['noop'], storage: ['noop'] } });
-  const c = await startConductor({ host: '127.0.0.1', port, data_dir: dir, require_tls: false,
-    enabled_hardware_types: ['fake-hardware', 'bench-hw'], automated_clean: false,
-    periodic: { sync_power_state_interval: 0, check_provision_state_interval: 0, reservation_cleanup_interval: 0 } });
-  hooks.setHeartbeatHandler(() => undefined);
-  process.stdout.write(`READY ${c.url}\n`);
-  const stop = (): void => { void c.close().then(() => process.exit(0)); };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-}
-
 interface Res { status: number; body: string }
 
-async function req(pool: Pool, method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown): Promise<Res> {
+async function req(pool: Pool, method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown): Promise<Res> {
   const r = await pool.request({ method, path, headers: V, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
   return { status: r.statusCode, body: await r.body.text() };
 }
@@ -78,8 +62,15 @@ async function rssMib(pid: number): Promise<number> {
   return kb / 1024;
 }
 
+/** Bundles the bench conductor into build/bench (inside the repo so bare imports resolve to node_modules). */
+async function bundleServer(): Promise<string> {
+  const out = join(ROOT, 'build/bench/conductor-server.mjs');
+  await build({ entryPoints: [join(ROOT, 'test/bench/support/conductor-server.ts')], outfile: out, bundle: true,
+    platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning' });
+  return out;
+}
+
 export default async function bench(args: string[]): Promise<void> {
-  if (args[0] === '--serve') return serve(Number(args[1]), String(args[2]));
   const nodes = flag(args, '--nodes', 1000);
   const rssNodes = flag(args, '--rss-nodes', 10_000);
   const conc = flag(args, '--concurrency', 16);
@@ -91,8 +82,15 @@ export default async function bench(args: string[]): Promise<void> {
   const port = await freePort();
   // BENCH_CHILD_NODE_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the conductor process.
   const nodeFlags = process.env.BENCH_CHILD_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
-  const child = spawnLong(process.execPath, [...nodeFlags, '--import', 'tsx', join(ROOT, 'test/bench/run.ts'), 'conductor', '--serve',
-    String(port), dir], { cwd: ROOT, env: { LOG_LEVEL: 'warn' } });
+  const useTsx = args.includes('--tsx');
+  const server = useTsx ? join(ROOT, 'test/bench/support/conductor-server.ts') : await bundleServer();
+  // Loaded from -e so that process.argv[1] is not the bundle (conductor/main.ts would run its CLI otherwise).
+  const entry = [...(useTsx ? ['--import', 'tsx'] : []), '--input-type=module', '-e',
+    `const m = await import(${JSON.stringify(server)}); await m.serveBenchConductor(${port}, ${JSON.stringify(dir)});`];
+  console.log(`conductor: own process (${useTsx ? 'tsx' : 'esbuild bundle, plain node'}); load: this process, undici ` +
+    `pool of ${conc} connections to 127.0.0.1, bounded request counts`);
+  const child = spawnLong(process.execPath, [...nodeFlags, ...entry],
+    { cwd: ROOT, env: { LOG_LEVEL: 'warn' } });
   child.catch(() => undefined);
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: conc });
   try {
@@ -105,12 +103,27 @@ export default async function bench(args: string[]): Promise<void> {
 
     // CPU ms the conductor spends per request: a load-independent view on a shared machine.
     let cpu0 = await cpuMs(pid);
+    let own0 = process.cpuUsage();
     const cpuPer = async (n: number): Promise<string> => {
       const now = await cpuMs(pid);
       const per = (now - cpu0) / n;
+      const own = process.cpuUsage(own0);
       cpu0 = now;
-      return `${per.toFixed(2)} conductor-CPU-ms/request`;
+      own0 = process.cpuUsage();
+      return `CPU ms/request: conductor ${per.toFixed(2)}, load generator ${((own.user + own.system) / 1000 / n).toFixed(2)}`;
     };
+    // 0. warm-up (JIT, statement caches), then the warm-up nodes are deleted again
+    const warm = 200;
+    const warmUuids: string[] = [];
+    await load(warm, conc, async (i) => {
+      const r = await req(pool, 'POST', '/v1/nodes', { driver: 'fake-hardware', name: `warm-${i}` });
+      expect(r, 201, 'warm-up create');
+      warmUuids.push((JSON.parse(r.body) as { uuid: string }).uuid);
+      expect(await req(pool, 'GET', `/v1/nodes/warm-${i}`), 200, 'warm-up show');
+    });
+    await load(warm, conc, async (i) => { expect(await req(pool, 'DELETE', `/v1/nodes/${warmUuids[i]}`), 204, 'warm-up delete'); });
+    await cpuPer(1);
+
     // 1. creates
     const createRps = await load(nodes, conc, async (i) => {
       expect(await req(pool, 'POST', '/v1/nodes', { driver: 'fake-hardware', name: `bench-${i}`,
@@ -180,7 +193,9 @@ export default async function bench(args: string[]): Promise<void> {
     expect(await req(pool, 'GET', '/v1/nodes?detail=True'), 200, 'detail at 10k');
     const rss = await rssMib(pid);
     console.log(`rss: ${rss.toFixed(0)} MiB with ${Math.max(rssNodes, have)} nodes`);
-    console.log(`reference (Debian Ironic, this kind of machine): ~90 creates/s, ~3 detail lists/s, ~190 lookups/s`);
+    const load2 = (await readFile('/proc/loadavg', 'utf8')).split(' ')[0];
+    console.log(`load average at the end ${load2}; reference (Debian Ironic, this kind of machine): ~90 creates/s, ` +
+      `~3 detail lists/s, ~190 lookups/s`);
     console.log(`conductor create_rps=${createRps.toFixed(0)} detail_ms=${detailMs.toFixed(1)} lookup_rps=${lookupRps.toFixed(0)} ` +
       `heartbeat_rps=${heartbeatRps.toFixed(0)} rss_mib_10k=${rss.toFixed(0)}`);
   } finally {
