@@ -1,16 +1,18 @@
 /**
- * The deploy ramdisk boots in QEMU (TCG, direct kernel boot, restricted user network) and its agent finds the
- * conductor on the host: lookup by the VM's MAC, heartbeats advertising the hostfwd'ed callback URL, and
- * `poll.get_hardware_info` from the host returns the VM's own inventory (its virtio disk, its MAC, its memory).
- * The serial log is kept (and its path printed) when anything fails.
+ * The deploy ramdisk boots in QEMU (TCG, direct kernel boot, restricted user network) and its agent finds our
+ * conductor on the host: the node is enrolled (fake-hardware, a port with the VM's MAC) and waits in `clean wait`;
+ * the agent looks it up by MAC, heartbeats with the hostfwd'ed callback URL (the conductor then starts cleaning),
+ * and `poll.get_hardware_info` from the host returns the VM's own inventory (its virtio disk, MAC and memory).
+ * A recording proxy between guest and conductor shows what crossed the wire. The serial log is kept (and its
+ * path printed) when anything fails.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { REPO_ROOT } from '../../ramdisk-build/build.js';
-import { startConductorStub, type ConductorStub } from '../fixtures/conductor-stub.js';
-import { bootRamdiskVm, ensureRamdisk, type AgentVm } from '../fixtures/ramdisk.js';
+import { startTestConductor, type TestConductor } from '../fixtures/conductor.js';
+import { bootRamdiskVm, ensureRamdisk, startRecordingProxy, type AgentVm, type RecordingProxy } from '../fixtures/ramdisk.js';
 
 const MAC = '52:54:00:b3:7a:42';
 const DISK_MIB = 64;
@@ -32,7 +34,7 @@ interface Inventory {
   memory?: { total?: number; physical_mb?: number };
 }
 
-test('ramdisk boots in QEMU, looks itself up, heartbeats and reports its inventory', { timeout: 15 * 60_000 }, async (t) => {
+test('ramdisk boots in QEMU, looks itself up at the conductor, heartbeats and reports its inventory', { timeout: 15 * 60_000 }, async (t) => {
   if (!existsSync(join(REPO_ROOT, 'agent/main.ts'))) {
     t.skip('agent/main.ts does not exist yet: the ramdisk would run the stand-in agent');
     return;
@@ -44,45 +46,70 @@ test('ramdisk boots in QEMU, looks itself up, heartbeats and reports its invento
   }
   assert.equal(built.manifest.agent.entry, 'agent/main.ts');
 
-  let stub: ConductorStub | null = null;
+  let conductor: TestConductor | null = null;
+  let proxy: RecordingProxy | null = null;
   let avm: AgentVm | null = null;
   let failed = true;
   try {
-    stub = await startConductorStub({ heartbeatTimeout: 30 });
-    const conductor = stub;
+    conductor = await startTestConductor({ config: { clean_callback_timeout: 900 } });
+    const c = conductor;
+    const node = async (): Promise<{ provision_state: string; last_error: string | null }> =>
+      (await c.api('GET', `/v1/nodes/${uuid}`)).body as { provision_state: string; last_error: string | null };
+    const created = await c.api('POST', '/v1/nodes', { driver: 'fake-hardware', deploy_interface: 'direct', name: 'ramdisk-vm' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const uuid = (created.body as { uuid: string }).uuid;
+    const port = await c.api('POST', '/v1/ports', { address: MAC, node_uuid: uuid });
+    assert.equal(port.status, 201, JSON.stringify(port.body));
+    for (const [target, state] of [['manage', 'manageable'], ['provide', 'clean wait']] as const) {
+      const r = await c.api('PUT', `/v1/nodes/${uuid}/states/provision`, { target });
+      assert.equal(r.status, 202, JSON.stringify(r.body));
+      await until(`node ${state}`, 60_000, async () => ((await node()).provision_state === state ? true : undefined));
+    }
+
+    proxy = await startRecordingProxy(c.url);
+    const wire = proxy;
     avm = await bootRamdiskVm({
       files: built,
-      conductorPort: conductor.port,
+      conductorPort: wire.port,
       mac: MAC,
       diskMiB: DISK_MIB,
       memoryMiB: MEMORY_MIB,
       append: ['ipa-lookup-interval=1'],
     });
     const vm = avm.vm;
-
     await vm.waitForSerial(/bmts-supervise: starting baremetal-agent/, 180_000);
     const lookup = await until('a successful lookup at the conductor', 180_000, () => {
       if (!vm.running()) throw new Error(`QEMU exited (serial log: ${vm.serialLog})`);
-      return conductor.lookups.find((l) => l.status === 200);
+      return wire.lookups().find((l) => l.status === 200);
     });
     const addresses = (lookup.query.addresses ?? '').split(',').map((a) => a.toLowerCase());
     assert.ok(addresses.includes(MAC), `lookup addresses ${lookup.query.addresses} include the VM's MAC ${MAC}`);
+    const answer = lookup.response as { node?: { uuid?: string }; config?: { agent_token?: string } } | null;
+    assert.equal(answer?.node?.uuid, uuid, 'the conductor found the enrolled node by MAC');
+    const token = answer?.config?.agent_token ?? '';
+    assert.ok(token.length > 10 && token !== '******', 'the first lookup hands out the agent token');
 
-    const hb = await until('a heartbeat', 120_000, () => conductor.heartbeats[0]);
-    assert.equal(hb.uuid, conductor.nodeUuid);
-    assert.equal(hb.body.callback_url, avm.agentUrl, 'callback_url is the hostfwd URL from ipa-advertise-*');
-    assert.equal(hb.body.agent_token, conductor.token);
+    const hb = await until('an accepted heartbeat', 120_000, () => wire.heartbeats().find((h) => h.status === 202));
+    assert.equal(hb.path, `/v1/heartbeat/${uuid}`);
+    assert.equal(hb.body?.callback_url, avm.agentUrl, 'callback_url is the hostfwd URL from ipa-advertise-*');
+    assert.equal(hb.body?.agent_token, token);
+    // The heartbeat drove the state machine: cleaning started (and may already be over).
+    await until('the conductor acting on the heartbeat', 120_000, async () => ((await node()).provision_state !== 'clean wait' ? true : undefined));
 
-    const res = await fetch(`${avm.agentUrl}/v1/commands/?wait=true&agent_token=${encodeURIComponent(conductor.token)}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'poll.get_hardware_info', params: {} }),
-      signal: AbortSignal.timeout(120_000),
+    // A clean step may be running on the agent (one command at a time): a busy agent answers 409, retry.
+    const inv = await until('poll.get_hardware_info', 180_000, async () => {
+      const res = await fetch(`${avm?.agentUrl}/v1/commands/?wait=true&agent_token=${encodeURIComponent(token)}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'poll.get_hardware_info', params: {} }),
+        signal: AbortSignal.timeout(120_000),
+      });
+      const body = (await res.json()) as { command_status?: string; command_result?: Inventory; command_error?: unknown };
+      if (res.status === 409) return undefined;
+      assert.equal(res.status, 200, JSON.stringify(body));
+      assert.equal(body.command_status, 'SUCCEEDED', JSON.stringify(body.command_error));
+      return body.command_result ?? {};
     });
-    const body = (await res.json()) as { command_status?: string; command_result?: Inventory; command_error?: unknown };
-    assert.equal(res.status, 200, JSON.stringify(body));
-    assert.equal(body.command_status, 'SUCCEEDED', JSON.stringify(body.command_error));
-    const inv = body.command_result ?? {};
     const nic = (inv.interfaces ?? []).find((i) => i.mac_address?.toLowerCase() === MAC);
     assert.ok(nic, `an interface with MAC ${MAC} in ${JSON.stringify(inv.interfaces)}`);
     const disk = (inv.disks ?? []).find((d) => d.size === DISK_MIB * 2 ** 20);
@@ -91,8 +118,9 @@ test('ramdisk boots in QEMU, looks itself up, heartbeats and reports its invento
     const total = inv.memory?.total ?? 0;
     assert.ok(total > (MEMORY_MIB / 2) * 2 ** 20 && total <= MEMORY_MIB * 2 ** 20, `memory.total ${total} fits -m ${MEMORY_MIB}`);
 
-    // The agent knows it runs in the ramdisk (marker written by the build) and logs to the supervisor's file.
-    assert.match(vm.readSerial(), /inRamdisk"?:true/);
+    // The agent knows it runs in the ramdisk (the marker file the build writes).
+    assert.match(vm.readSerial(), /"inRamdisk":true/);
+    t.diagnostic(`node after the heartbeat: ${JSON.stringify(await node())}`);
     failed = false;
   } finally {
     if (failed && avm) {
@@ -101,6 +129,7 @@ test('ramdisk boots in QEMU, looks itself up, heartbeats and reports its invento
       console.error(avm.vm.readSerial().split('\n').slice(-40).join('\n'));
     }
     await avm?.dispose(failed);
-    await stub?.close();
+    await proxy?.close();
+    await conductor?.close();
   }
 });
