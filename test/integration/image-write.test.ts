@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { run } from '../../common/exec.js';
+import { have, run } from '../../common/exec.js';
 import { CommandExecutor } from '../../agent/commands/executor.js';
 import { CommandRegistry } from '../../agent/commands/registry.js';
 import { registerBuiltinExtensions } from '../../agent/extensions/index.js';
@@ -31,6 +31,12 @@ import {
 } from '../fixtures/images.js';
 import { createLoopDevices, type LoopSet } from '../fixtures/loop.js';
 
+const TOOLS = ['losetup', 'parted', 'sgdisk', 'partprobe', 'blkid', 'mkfs.ext4', 'mkfs.vfat', 'mcopy', 'mkswap', 'qemu-img', 'gzip', 'xz', 'zstd', 'bzip2', 'genisoimage', 'isoinfo', 'fallocate', 'mount'];
+const missing: string[] = [];
+for (const t of TOOLS) if (!(await have(t))) missing.push(t);
+if (process.getuid?.() !== 0) missing.push('root');
+const skip = missing.length > 0 ? `needs ${missing.join(', ')}` : false;
+
 let dir: string;
 let loops: LoopSet;
 let dev: string;
@@ -40,6 +46,7 @@ let close: ImageServer;
 let exec: CommandExecutor;
 
 before(async () => {
+  if (skip) return;
   dir = await mkdtemp(join(tmpdir(), 'bmts-image-'));
   loops = await createLoopDevices(1, 128);
   dev = loops.devices[0]!.path;
@@ -52,6 +59,7 @@ before(async () => {
 });
 
 after(async () => {
+  if (skip) return;
   await keep?.close();
   await close?.close();
   setHardwareContext({ deviceAllowlist: null });
@@ -102,7 +110,7 @@ async function assertWiped(r: CommandResult, type: string): Promise<void> {
   assert.ok(first.every((b) => b === 0), 'first sectors zeroed');
 }
 
-describe('whole-disk images', () => {
+describe('whole-disk images', { skip }, () => {
   test('raw over keep-alive HTTP, sha256, readable after write; get_partition_uuids', async () => {
     const r = await writeImage(await info('disk-gpt-ext4.raw', keep.url('disk-gpt-ext4.raw')));
     await assertDeployed(r);
@@ -179,7 +187,7 @@ describe('whole-disk images', () => {
   });
 });
 
-describe('bad inputs fail clearly and leave no deployable disk', () => {
+describe('bad inputs fail clearly and leave no deployable disk', { skip }, () => {
   test('wrong checksum → ImageChecksumError, disk wiped', async () => {
     const r = await writeImage({ id: 'bad', urls: [keep.url('disk-gpt-ext4.raw')], os_hash_algo: 'sha256', os_hash_value: 'a'.repeat(64) });
     await assertWiped(r, 'ImageChecksumError');
@@ -223,9 +231,10 @@ describe('bad inputs fail clearly and leave no deployable disk', () => {
   });
 });
 
-describe('partition images', () => {
+describe('partition images', { skip }, () => {
   let rootImage: string;
   before(async () => {
+    if (skip) return;
     rootImage = await buildFilesystemImage(join(dir, 'root.img'), { sizeMiB: 16, fs: 'ext4' });
   });
 
