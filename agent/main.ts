@@ -12,6 +12,7 @@ import { ConfigError, errorMessage } from '../common/errors.js';
 import { addLogFile, getLogger, setLogLevel } from '../common/logger.js';
 import { inRamdisk } from '../common/ramdisk.js';
 import { setHardwareContext } from '../hardware-managers/context.js';
+import { setImageSettings } from './image/settings.js';
 import { dispatchToManagers, loadManagers } from '../hardware-managers/dispatch.js';
 import type { LookupConfig, LookupNode } from '../conductor/protocol.js';
 import { AGENT_VERIFY_CA_VERSION } from '../conductor/protocol.js';
@@ -116,6 +117,8 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
   log.info({ version: AGENT_VERSION, inRamdisk: inRamdisk(), logFile, apiUrls: config.apiUrls }, 'agent starting');
 
   setHardwareContext({ deviceAllowlist: config.deviceAllowlist, bootif: config.bootif });
+  // Image downloads trust what the agent's own TLS settings say (IPA shares them the same way).
+  setImageSettings({ insecure: config.insecure, cafile: config.cafile });
   try {
     await loadManagers({
       pluginDirs: config.hardwareManagerDir ? [config.hardwareManagerDir] : [],
@@ -154,6 +157,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     token = found.token;
     heartbeatTimeoutS = found.heartbeatTimeoutS;
     setHardwareContext({ node, ...(found.config.agent_skip_bmc_detect === true ? { skipBmcDetect: true } : {}) });
+    applyLookupImageSettings(found.config);
   } else if (config.apiUrls.length === 0 && !config.standalone) {
     log.warn('no ipa-api-url: no lookup and no heartbeats; commands need ipa-agent-token');
   }
@@ -330,4 +334,13 @@ if (isEntry()) {
       process.exit(1);
     },
   );
+}
+
+/** Lookup config keys that override local image settings (reference §2.2), when the conductor sends them. */
+function applyLookupImageSettings(cfg: LookupConfig): void {
+  const update: Parameters<typeof setImageSettings>[0] = {};
+  if (typeof cfg.agent_md5_checksum_enable === 'boolean') update.md5Enabled = cfg.agent_md5_checksum_enable;
+  if (Array.isArray(cfg.permitted_image_formats)) update.permittedFormats = cfg.permitted_image_formats.map(String);
+  if (typeof cfg.enable_bios_bootloader_install === 'boolean') update.enableBiosBootloaderInstall = cfg.enable_bios_bootloader_install;
+  if (Object.keys(update).length) setImageSettings(update);
 }
