@@ -120,7 +120,8 @@ test('ramdisk boots in QEMU, looks itself up at the conductor, heartbeats and re
 
     // The agent knows it runs in the ramdisk (the marker file the build writes).
     assert.match(vm.readSerial(), /"inRamdisk":true/);
-    t.diagnostic(`node after the heartbeat: ${JSON.stringify(await node())}`);
+    const after = (await c.api('GET', `/v1/nodes/${uuid}?fields=provision_state,clean_step,last_error`)).body;
+    t.diagnostic(`node after the heartbeat: ${JSON.stringify(after)}`);
     failed = false;
   } finally {
     if (failed && avm) {
