@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { have, run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
+import { inRamdisk } from '../../common/ramdisk.js';
 import { CommandExecutionError, DeviceNotFound, InvalidImage } from '../protocol.js';
 import { listPartitions, type PartitionInfo } from './disk.js';
 import { imageSettings } from './settings.js';
@@ -52,6 +53,10 @@ async function findLoaders(espRoot: string): Promise<string[]> {
 }
 
 async function registerUefiEntry(disk: string, esp: PartitionInfo): Promise<string> {
+  if (!inRamdisk()) {
+    // On someone's host, efibootmgr would rewrite that machine's own NVRAM boot entries.
+    throw new CommandExecutionError('Refusing to change UEFI boot entries outside the deploy ramdisk');
+  }
   if (!existsSync('/sys/firmware/efi')) {
     throw new CommandExecutionError('Cannot add a UEFI boot entry: the agent was not booted in UEFI mode (/sys/firmware/efi is missing)');
   }
@@ -119,6 +124,12 @@ export async function installBootloader(disk: string, p: BootloaderParams): Prom
     const parts = await listPartitions(disk);
     if (isWholeDisk(p.root_uuid)) {
       if (!uefi) return 'whole-disk image in BIOS mode: nothing to install';
+      if (!existsSync('/sys/firmware/efi') || !inRamdisk()) {
+        // As IPA: NVRAM entries can only be written from a UEFI-booted ramdisk; a whole-disk image carries its own
+        // boot loader, and Ironic 21.4 asks for this on every UEFI-mode deploy, BIOS-booted or not.
+        log.warn({ disk }, 'UEFI boot mode requested but the agent did not boot in UEFI mode: no boot entry written');
+        return 'whole-disk image: agent not booted in UEFI mode, boot entry left to the firmware';
+      }
       const esp = findEsp(parts, p.efi_system_part_uuid);
       if (!esp) throw new DeviceNotFound(`No EFI system partition found on ${disk}`);
       return `UEFI boot entry for ${await registerUefiEntry(disk, esp)}`;
