@@ -67,11 +67,15 @@ export const genericManager: HardwareManager = {
 
   evaluateHardwareSupport: () => HardwareSupport.GENERIC,
 
-  /** In the ramdisk, assemble existing md arrays so they can be listed, kept or deleted (as IPA does). */
+  /**
+   * In the ramdisk, assemble existing md arrays so they can be listed, kept, deleted or deployed to (as IPA does).
+   * --config=partitions: scan every partition whatever the ramdisk's mdadm.conf says (its "AUTO -all" forbids
+   * exactly this auto-assembly).
+   */
   async initialize(): Promise<void> {
     if (!hardwareContext().inRamdisk || !existsSync('/proc/mdstat') || !(await have('mdadm'))) return;
     try {
-      await run('mdadm', ['--assemble', '--scan'], { timeoutMs: 120_000, okCodes: [0, 1, 2] });
+      await run('mdadm', ['--assemble', '--scan', '--config=partitions'], { timeoutMs: 120_000, okCodes: [0, 1, 2] });
     } catch (e) {
       log.warn({ err: (e as Error).message }, 'mdadm --assemble --scan failed');
     }

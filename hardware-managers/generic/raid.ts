@@ -11,7 +11,7 @@ import { getLogger } from '../../common/logger.js';
 import type { NodeInfo, StepCall } from '../types.js';
 import { assertSafeToWrite, listBlockDevices, probeAllBlockDevices, probeSignatures, refreshPartitions, type BlockDevice } from './disks.js';
 import { findDevicesByHints } from './hints.js';
-import { listCandidateDisks, mdDeviceName, skipListVolumes } from './root-device.js';
+import { listCandidateDisks, mdArrayName, mdDeviceName, skipListVolumes } from './root-device.js';
 import { parentDisk, slavesOf } from './sysfs.js';
 
 const log = getLogger('raid');
@@ -166,56 +166,69 @@ export async function applyConfiguration(call: StepCall): Promise<Record<string,
   return buildRaid(call.node, config);
 }
 
-async function arrayName(md: string): Promise<string | null> {
-  try {
-    const r = await run('mdadm', ['--detail', '--export', md], { quiet: true, timeoutMs: 30_000 });
-    const m = /^MD_NAME=(.*)$/m.exec(r.stdout);
-    return m?.[1] ? m[1].replace(/^[^:]*:/, '') : null;
-  } catch {
-    return null;
-  }
-}
-
 /**
  * Stop every md array on the visible disks (except volumes the skip list keeps), zero the members' superblocks
- * (also stale ones on disks not assembled) and wipe the member disks' partition tables.
+ * (also stale ones on disks not assembled) and wipe the member disks' partition tables. A disk that holds a kept
+ * volume (assembled or not) keeps its partition table and that volume's superblocks.
  */
 export async function deleteConfiguration(call: StepCall): Promise<Record<string, unknown>> {
   const keep = new Set(skipListVolumes(call.node));
   const visible = await listBlockDevices();
   const holders = new Set<string>();
+  const keptMembers = new Set<string>();
+  const keptDisks = new Set<string>();
+  const diskOf = (member: string): string => `/dev/${parentDisk(member.slice(5)) ?? member.slice(5)}`;
   const deleted: string[] = [];
   for (const md of visible.filter((d) => d.type.startsWith('raid'))) {
-    const name = await arrayName(md.name);
+    const name = await mdArrayName(md.name);
+    const members = slavesOf(md.kname).map((k) => `/dev/${k}`);
     if (name && keep.has(name)) {
       log.info({ md: md.name, volume: name }, 'RAID volume in the skip list kept');
+      for (const m of members) {
+        keptMembers.add(m);
+        keptDisks.add(diskOf(m));
+      }
       continue;
     }
-    const members = slavesOf(md.kname).map((k) => `/dev/${k}`);
     await assertSafeToWrite(md.name);
     await run('mdadm', ['--stop', md.name], { timeoutMs: 60_000 });
     for (const m of members) {
       await run('mdadm', ['--zero-superblock', m], { timeoutMs: 60_000, okCodes: [0, 1] });
-      holders.add(`/dev/${parentDisk(m.slice(5)) ?? m.slice(5)}`);
+      holders.add(diskOf(m));
     }
     deleted.push(md.name);
   }
-  // Members of arrays that were never assembled still carry superblocks.
+  // Members of arrays that were never assembled (or were removed from one) still carry superblocks.
   const all = await probeAllBlockDevices();
   const candidates = new Set(visible.map((d) => d.name));
   for (const d of all.filter((x) => candidates.has(x.name))) {
     for (const p of [d, ...d.partitions]) {
-      if ((await probeSignatures(p.name)).TYPE !== 'linux_raid_member') continue;
+      if (keptMembers.has(p.name)) continue;
+      const sig = await probeSignatures(p.name);
+      if (sig.TYPE !== 'linux_raid_member') continue;
+      // blkid's LABEL of an md member is the array name ("homehost:name").
+      const name = sig.LABEL?.replace(/^[^:]*:/, '');
+      if (name && keep.has(name)) {
+        log.info({ dev: p.name, volume: name }, 'member of a RAID volume in the skip list kept');
+        keptDisks.add(d.name);
+        continue;
+      }
       await assertSafeToWrite(p.name);
       await run('mdadm', ['--zero-superblock', p.name], { timeoutMs: 60_000, okCodes: [0, 1] });
       holders.add(d.name);
     }
   }
-  for (const disk of holders) {
+  const wiped: string[] = [];
+  for (const disk of [...holders].sort()) {
+    if (keptDisks.has(disk)) {
+      log.info({ disk }, 'disk holds a RAID volume in the skip list: partition table kept');
+      continue;
+    }
     await assertSafeToWrite(disk);
     await run('wipefs', ['--force', '--all', disk], { timeoutMs: 120_000 });
     await run('sgdisk', ['--zap-all', disk], { timeoutMs: 120_000, okCodes: [0, 2] });
     await refreshPartitions(disk);
+    wiped.push(disk);
   }
-  return { deleted_arrays: deleted, wiped_disks: [...holders].sort() };
+  return { deleted_arrays: deleted, wiped_disks: wiped };
 }

@@ -5,6 +5,7 @@
  * node's skip list (properties.skip_block_devices) are never candidates.
  */
 import { DeviceNotFound } from '../../agent/protocol.js';
+import { run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
 import { hardwareContext } from '../context.js';
 import type { NodeInfo } from '../types.js';
@@ -75,16 +76,45 @@ export function softwareRaidRootIndex(node: NodeInfo | null | undefined): number
 }
 
 /**
- * Pure selection over already-listed disks (skip list applied here too): RAID root volume, else hints, else the
- * smallest disk of at least `minBytes`. DeviceNotFound (404) when nothing qualifies.
+ * The md array name the root volume carries: its volume_name, else the one mdadm derives from /dev/md<idx> ("<idx>").
+ * After a reboot the array keeps its name but not necessarily its device: mdadm assembles a named array as
+ * /dev/md/<name>, i.e. /dev/md127 and down.
  */
-export function selectRootDevice<D extends BlockDevice>(all: readonly D[], node: NodeInfo | null | undefined, minBytes: number): D {
+export function softwareRaidRootName(node: NodeInfo | null | undefined, idx: number): string {
+  const disks = asRecord(node?.target_raid_config)?.logical_disks;
+  const name = Array.isArray(disks) ? asRecord(disks[idx])?.volume_name : undefined;
+  return typeof name === 'string' && name !== '' ? name : String(idx);
+}
+
+/** An md array's name without mdadm's "homehost:" prefix (mdadm --detail --export MD_NAME), or null. */
+export async function mdArrayName(md: string): Promise<string | null> {
+  try {
+    const r = await run('mdadm', ['--detail', '--export', md], { quiet: true, timeoutMs: 30_000 });
+    const m = /^MD_NAME=(.*)$/m.exec(r.stdout);
+    return m?.[1] ? m[1].replace(/^[^:]*:/, '') : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Pure selection over already-listed disks (skip list applied here too): RAID root volume (by array name when
+ * `mdNames` maps md device → name, else by /dev/md<idx>), else hints, else the smallest disk of at least
+ * `minBytes`. DeviceNotFound (404) when nothing qualifies.
+ */
+export function selectRootDevice<D extends BlockDevice>(
+  all: readonly D[],
+  node: NodeInfo | null | undefined,
+  minBytes: number,
+  mdNames?: ReadonlyMap<string, string>,
+): D {
   const skip = skipListDevices(node, all);
   const disks = all.filter((d) => !skip.has(d.name));
 
   const raidIdx = softwareRaidRootIndex(node);
   if (raidIdx !== null) {
-    const md = disks.find((d) => d.name === mdDeviceName(raidIdx));
+    const wanted = softwareRaidRootName(node, raidIdx);
+    const md = (mdNames && disks.find((d) => mdNames.get(d.name) === wanted)) ?? disks.find((d) => d.name === mdDeviceName(raidIdx));
     if (md) return md;
   }
 
@@ -118,7 +148,16 @@ export function selectRootDevice<D extends BlockDevice>(all: readonly D[], node:
 /** The chosen BlockDevice among the disks visible now (node: the given one, else the last the conductor sent). */
 export async function getOsInstallBlockDevice(node?: NodeInfo | null): Promise<BlockDevice> {
   const n = node === undefined ? hardwareContext().node : node;
-  return selectRootDevice(await listBlockDevices(), n, hardwareContext().minRootDeviceBytes);
+  const all = await listBlockDevices();
+  let names: Map<string, string> | undefined;
+  if (softwareRaidRootIndex(n) !== null) {
+    names = new Map();
+    for (const d of all.filter((x) => x.type.startsWith('raid'))) {
+      const name = await mdArrayName(d.name);
+      if (name !== null) names.set(d.name, name);
+    }
+  }
+  return selectRootDevice(all, n, hardwareContext().minRootDeviceBytes, names);
 }
 
 /** IPA's get_os_install_device: the chosen device's path (/dev/...). */

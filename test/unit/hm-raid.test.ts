@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { IncompatibleHardwareMethodError, SoftwareRAIDError } from '../../agent/protocol.js';
 import type { BlockDevice } from '../../hardware-managers/generic/disks.js';
 import { partitionPath, planSoftwareRaid, validateRaidConfig } from '../../hardware-managers/generic/raid.js';
+import { selectRootDevice, softwareRaidRootName } from '../../hardware-managers/generic/root-device.js';
 
 const GiB = 1024 ** 3;
 const disk = (name: string, serial: string): BlockDevice => ({
@@ -81,4 +82,26 @@ test('planSoftwareRaid: too few disks or unknown physical disk is a SoftwareRAID
   assert.throws(() => planSoftwareRaid(validateRaidConfig({ logical_disks: [
     { size_gb: 1, raid_level: '1', controller: 'software', physical_disks: [{ name: '/dev/sdz' }, { name: '/dev/sda' }] }] }), DISKS),
   SoftwareRAIDError);
+});
+
+test('the RAID root volume is found by its array name after a reboot renumbered it (md127...)', () => {
+  const md = (name: string, size: number, type: string): BlockDevice => ({ ...disk(name, ''), size, type });
+  const config = (rootName: string | null) => ({
+    target_raid_config: {
+      logical_disks: [
+        { size_gb: 1, raid_level: '0', controller: 'software', volume_name: 'scratch' },
+        { size_gb: 'MAX', raid_level: '1', controller: 'software', is_root_volume: true, ...(rootName ? { volume_name: rootName } : {}) },
+      ],
+    },
+  });
+  assert.equal(softwareRaidRootName(config('root'), 1), 'root');
+  assert.equal(softwareRaidRootName(config(null), 1), '1');
+  // As assembled at start-up: named arrays land on md127 and down; an unrelated md1 must not be taken for "root".
+  const after = [...DISKS, md('/dev/md127', GiB, 'raid1'), md('/dev/md126', GiB, 'raid0'), md('/dev/md1', GiB, 'raid1')];
+  const names = new Map([['/dev/md127', 'root'], ['/dev/md126', 'scratch'], ['/dev/md1', 'other']]);
+  assert.equal(selectRootDevice(after, config('root'), 4 * GiB, names).name, '/dev/md127');
+  // Unnamed volumes carry "<index>" (mdadm derives it from /dev/md<index>) and come back under that number.
+  assert.equal(selectRootDevice(after, config(null), 4 * GiB, new Map([['/dev/md1', '1']])).name, '/dev/md1');
+  // Without names (or no match) the /dev/md<index> convention of the same boot still applies.
+  assert.equal(selectRootDevice(after, config('root'), 4 * GiB).name, '/dev/md1');
 });
