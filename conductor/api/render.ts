@@ -3,7 +3,7 @@
  * masked, links built from the public base URL.
  */
 import { InvalidParameterValue, NotAcceptable } from '../errors.js';
-import type { NodeRecord, PortRecord, RawNodeTable } from '../store/types.js';
+import { JSON_FIELDS, type NodeJsonSpec, type NodeRecord, type PortRecord } from '../store/types.js';
 
 type Obj = Record<string, unknown>;
 export const MASK = '******';
@@ -34,7 +34,8 @@ export const NODE_FIELDS: readonly string[] = [
 const NODE_FIELD_SET = new Set(NODE_FIELDS);
 export const NODE_LIST_FIELDS = ['uuid', 'name', 'instance_uuid', 'power_state', 'provision_state', 'maintenance'];
 
-const SECRET_RE = /pass|secret|token|private_key|kg_key|credential|configdrive|fernet/i;
+const SECRET_WORDS = ['pass', 'secret', 'token', 'private_key', 'kg_key', 'credential', 'configdrive', 'fernet'];
+const SECRET_RE = new RegExp(SECRET_WORDS.join('|'), 'i');
 
 function maskDict(d: Obj): Obj {
   let out: Obj | undefined;
@@ -101,77 +102,62 @@ export function renderNode(node: NodeRecord, o: NodeRenderOptions): Obj {
 }
 
 const BOOL_FIELDS = new Set(['maintenance', 'console_enabled', 'automated_clean', 'protected', 'retired', 'secure_boot']);
-const RAW_JSON_FIELDS = new Set(['traits', 'extra', 'properties', 'clean_step', 'deploy_step', 'raid_config',
-  'target_raid_config', 'network_data']);
+const JSON_TEXT_FIELDS = new Set(['traits', ...JSON_FIELDS]);
 
+/** Recent maskedJson results: driver_info rarely changes, and nearly every one holds a password. */
+const maskMemo = new Map<string, string>();
+
+/** maskDict on stored JSON text; the text itself when nothing is masked. */
 function maskedJson(raw: string): string {
-  return SECRET_RE.test(raw) ? JSON.stringify(maskDict(JSON.parse(raw) as Obj)) : raw;
+  if (!SECRET_RE.test(raw)) return raw;
+  const hit = maskMemo.get(raw);
+  if (hit !== undefined) return hit;
+  const d = JSON.parse(raw) as Obj;
+  const m = maskDict(d);
+  const out = m === d ? raw : JSON.stringify(m);
+  if (raw.length <= 2048) {
+    if (maskMemo.size >= 4096) maskMemo.clear();
+    maskMemo.set(raw, out);
+  }
+  return out;
 }
 
 function maskedInternal(raw: string): string {
-  return raw.includes('"agent_secret_token"')
-    ? JSON.stringify({ ...(JSON.parse(raw) as Obj), agent_secret_token: MASK }) : raw;
+  const d = JSON.parse(raw) as Obj;
+  return 'agent_secret_token' in d ? JSON.stringify({ ...d, agent_secret_token: MASK }) : raw;
 }
 
-function scalarJson(v: unknown): string {
-  if (v === null || v === undefined) return 'null';
-  return typeof v === 'string' ? JSON.stringify(v) : String(v);
-}
+const MASKERS: NodeJsonSpec['maskers'] = {
+  driver_info: { hints: SECRET_WORDS, mask: maskedJson },
+  instance_info: { hints: SECRET_WORDS, mask: maskedJson },
+  driver_internal_info: { hints: ['agent_secret_token'], mask: maskedInternal },
+};
 
 /**
- * renderNode's output as JSON text for each row of a raw table: no per-row objects, stored JSON columns
- * spliced in as they are (parsed only when a secret must be masked). Must stay equivalent to renderNode (the
- * API test compares detail lists with per-node shows).
+ * What the store renders for each item of a node list: renderNode's output (detail, or `fields`), or
+ * renderNodeBrief's (`brief`), as JSON text. The API tests compare detail lists with per-node shows.
  */
-export function renderNodeRowsJson(table: RawNodeTable, o: Omit<NodeRenderOptions, 'conductor'> &
-  { conductor: (driver: string, group: string) => string | null }): string[] {
-  const col = (name: string): number => {
-    const i = table.columns.indexOf(name);
-    if (i < 0) throw new Error(`column ${name} missing from node rows`);
-    return i;
-  };
-  const iUuid = col('uuid');
-  const iDriver = col('driver');
-  const iGroup = col('conductor_group');
-  const plan = (o.fields ?? NODE_FIELDS).filter((f) => (NODE_FIELD_VERSIONS[f] ?? 0) <= o.minor).map((f) => {
-    const prefix = `"${f}":`;
-    if (f === 'conductor') return { prefix, idx: -1, fmt: 'conductor' as const };
-    const idx = col(f);
-    if (f === 'driver_info' || f === 'instance_info') return { prefix, idx, fmt: 'masked' as const };
-    if (f === 'driver_internal_info') return { prefix, idx, fmt: 'internal' as const };
-    if (RAW_JSON_FIELDS.has(f)) return { prefix, idx, fmt: 'raw' as const };
-    if (BOOL_FIELDS.has(f)) return { prefix, idx, fmt: 'bool' as const };
-    return { prefix, idx, fmt: 'scalar' as const };
-  });
-  const b = JSON.stringify(o.base).slice(1, -1);
-  const link = (sub: string): string =>
-    `[{"href":"${b}/v1/nodes/${sub}","rel":"self"},{"href":"${b}/nodes/${sub}","rel":"bookmark"}]`;
-  return table.rows.map((row) => {
-    let out = '{';
-    let first = true;
-    for (const p of plan) {
-      const v = p.idx >= 0 ? row[p.idx] : undefined;
-      let j: string;
-      switch (p.fmt) {
-        case 'conductor': j = scalarJson(o.conductor(row[iDriver] as string, row[iGroup] as string)); break;
-        case 'masked': j = maskedJson(v as string); break;
-        case 'internal': j = maskedInternal(v as string); break;
-        case 'raw': j = v as string; break;
-        case 'bool': j = v === null ? 'null' : v ? 'true' : 'false'; break;
-        default: j = scalarJson(v);
-      }
-      out += (first ? '' : ',') + p.prefix + j;
-      first = false;
-    }
-    if (o.fields === undefined) {
-      const u = row[iUuid] as string;
-      out += `,"links":${link(u)},"ports":${link(`${u}/ports`)}`;
-      if (o.minor >= 14) out += `,"states":${link(`${u}/states`)}`;
-      if (o.minor >= 24) out += `,"portgroups":${link(`${u}/portgroups`)}`;
-      if (o.minor >= 32) out += `,"volume":${link(`${u}/volume`)}`;
-    }
-    return `${out}}`;
-  });
+export function nodeListSpec(o: { minor: number; base: string; fields?: readonly string[]; brief?: boolean;
+  conductor: NodeJsonSpec['conductor'] }): NodeJsonSpec {
+  const common = { base: o.base, conductor: o.conductor, maskers: MASKERS };
+  if (o.brief) {
+    const names = ['uuid', ...(o.minor >= 5 ? ['name'] : []), 'instance_uuid', 'power_state', 'provision_state'];
+    return { ...common, fields: [...names.map((name) => ({ name, fmt: 'scalar' as const })),
+      { name: 'maintenance', fmt: 'bool' }], links: [['links', '']] };
+  }
+  const fields = (o.fields ?? NODE_FIELDS).filter((f) => (NODE_FIELD_VERSIONS[f] ?? 0) <= o.minor).map((name) => ({
+    name,
+    fmt: name === 'conductor' ? 'conductor' as const : BOOL_FIELDS.has(name) ? 'bool' as const
+      : JSON_TEXT_FIELDS.has(name) ? 'json' as const : 'scalar' as const,
+  }));
+  const links: [string, string][] = [];
+  if (o.fields === undefined) {
+    links.push(['links', ''], ['ports', '/ports']);
+    if (o.minor >= 14) links.push(['states', '/states']);
+    if (o.minor >= 24) links.push(['portgroups', '/portgroups']);
+    if (o.minor >= 32) links.push(['volume', '/volume']);
+  }
+  return { ...common, fields, links };
 }
 
 /** The short list form (no `fields`, no `detail`). */

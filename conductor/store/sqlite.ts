@@ -7,10 +7,11 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { MIGRATIONS } from './migrations.js';
+import { nodeJsonExpr, registerMaskFunction } from './sqlite-json.js';
 import {
   DuplicateError, INTERFACE_FIELDS, JSON_FIELDS, JsonObjectSchema, TraitsSchema,
   type ConductorRecord, type HistoryRecord, type NewHistory, type NewNode, type NewPort, type NodeQuery,
-  type NodeRecord, type NodeUpdate, type RawNodeTable, type PortFields, type PortQuery, type PortRecord, type ReserveResult, type Store,
+  type NodeJsonList, type NodeJsonRow, type NodeJsonSpec, type NodeRecord, type NodeUpdate, type PortFields, type PortQuery, type PortRecord, type ReserveResult, type Store,
 } from './types.js';
 import { InvalidParameterValue, NotFound } from '../errors.js';
 import { isoTime } from '../time.js';
@@ -101,6 +102,8 @@ export class SqliteStore implements Store {
   readonly kind = 'sqlite';
   readonly db: Database.Database;
   private readonly stmts = new Map<string, Database.Statement>();
+  /** Maskers of the listNodesJson statement running right now (read by the bm_mask SQL function). */
+  private maskers: NodeJsonSpec['maskers'];
 
   constructor(opts: SqliteOptions) {
     this.db = new Database(opts.file);
@@ -109,6 +112,7 @@ export class SqliteStore implements Store {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
+    registerMaskFunction(this.db, () => this.maskers);
   }
 
   static open(dataDir: string, fileName = 'conductor.sqlite'): SqliteStore {
@@ -130,13 +134,21 @@ export class SqliteStore implements Store {
     }
   }
 
-  private stmt(sql: string): Database.Statement {
-    let s = this.stmts.get(sql);
+  /** Prepared once per SQL text; the cache is bounded because list filters make the text vary. */
+  private stmt(sql: string, raw = false): Database.Statement {
+    const key = raw ? `raw:${sql}` : sql;
+    let s = this.stmts.get(key);
     if (!s) {
       s = this.db.prepare(sql);
-      this.stmts.set(sql, s);
+      if (raw) s.raw(true);
+      if (this.stmts.size >= 500) this.stmts.delete(this.stmts.keys().next().value as string);
+      this.stmts.set(key, s);
     }
     return s;
+  }
+
+  private rawStmt(sql: string): Database.Statement {
+    return this.stmt(sql, true);
   }
 
   async close(): Promise<void> {
@@ -200,18 +212,37 @@ export class SqliteStore implements Store {
     return (this.stmt(sql).all(...args) as Row[]).map(nodeFromRow);
   }
 
-  async listNodesRaw(q: NodeQuery): Promise<RawNodeTable> {
-    const { sql, args } = this.nodeListQuery(q);
-    const key = `raw:${sql}`;
-    let st = this.stmts.get(key);
-    if (!st) {
-      st = this.db.prepare(sql).raw(true);
-      this.stmts.set(key, st);
-    }
-    return { columns: st.columns().map((c) => c.name), rows: st.all(...args) as unknown[][] };
+  async listNodesJson(q: NodeQuery, spec: NodeJsonSpec): Promise<NodeJsonRow[]> {
+    const item = nodeJsonExpr(spec);
+    const { sql, args } = this.nodeListQuery(q, `${item.sql}, uuid, driver, conductor_group`);
+    const rows = this.withMaskers(spec, () => this.rawStmt(sql).all(...item.params, ...args)) as string[][];
+    return rows.map((r) => ({ json: r[0] as string, uuid: r[1] as string, driver: r[2] as string,
+      conductor_group: r[3] as string }));
   }
 
-  private nodeListQuery(q: NodeQuery): { sql: string; args: unknown[] } {
+  async renderNodeList(q: NodeQuery, spec: NodeJsonSpec): Promise<NodeJsonList> {
+    const item = nodeJsonExpr(spec);
+    const inner = this.nodeListQuery(q, `${item.sql} AS j, uuid AS u`);
+    // The subquery (ORDER BY + LIMIT) is not flattened into the aggregate: it runs as a co-routine whose rows
+    // group_concat takes in order (asking for that order again in the aggregate would re-sort the big rows).
+    const sql = `SELECT CAST(group_concat(j, ',') AS BLOB), count(*), group_concat(u, ',') FROM (${inner.sql})`;
+    const row = this.withMaskers(spec, () => this.rawStmt(sql).get(...item.params, ...inner.args)) as
+      [Buffer | null, number, string | null];
+    const uuids = row[2];
+    return { items: row[0] ?? Buffer.alloc(0), count: row[1],
+      ...(uuids ? { lastUuid: uuids.slice(uuids.lastIndexOf(',') + 1) } : {}) };
+  }
+
+  private withMaskers<T>(spec: NodeJsonSpec, fn: () => T): T {
+    this.maskers = spec.maskers;
+    try {
+      return fn();
+    } finally {
+      this.maskers = undefined;
+    }
+  }
+
+  private nodeListQuery(q: NodeQuery, select = '*'): { sql: string; args: unknown[] } {
     const where: string[] = [];
     const args: unknown[] = [];
     const eq = (col: string, v: unknown): void => { where.push(`${col} = ?`); args.push(v); };
@@ -237,7 +268,7 @@ export class SqliteStore implements Store {
     if (q.sharded !== undefined) where.push(`shard IS ${q.sharded ? 'NOT ' : ''}NULL`);
     if (q.provision_updated_before !== undefined) { where.push('provision_updated_at < ?'); args.push(q.provision_updated_before); }
     const order = this.pageClause('nodes', NODE_SORT_KEYS, q, where, args);
-    const sql = `SELECT * FROM nodes${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ${order}`;
+    const sql = `SELECT ${select} FROM nodes${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ${order}`;
     return { sql, args };
   }
 

@@ -146,13 +146,39 @@ export interface PortQuery {
 
 export type ReserveResult = { ok: true; node: NodeRecord } | { ok: false; holder: string | null; missing?: boolean };
 
+/** How one key of a rendered node is produced from its column. */
+export type NodeJsonFormat = 'scalar' | 'bool' | 'json' | 'conductor';
+
 /**
- * Node rows as positional arrays, for list rendering without per-row objects or a JSON parse/serialise trip:
- * JSON columns (and traits) are the stored JSON text, booleans are 0/1 (or null), the rest plain values.
+ * A node list item rendered by the store as JSON text: `fields` in order (each a node column, or `conductor`),
+ * then link arrays. Must render exactly what the API's renderNode would (the API tests compare them).
  */
-export interface RawNodeTable {
-  columns: readonly string[];
-  rows: unknown[][];
+export interface NodeJsonSpec {
+  fields: readonly { name: string; fmt: NodeJsonFormat }[];
+  /** [key, suffix]: `key: [{href: base/v1/nodes/<uuid><suffix>, rel: self}, {href: base/nodes/..., rel: bookmark}]` */
+  links: readonly (readonly [string, string])[];
+  base: string;
+  /** `conductor` is `host` for nodes in `group` whose driver is one of `drivers`, else null. */
+  conductor: { host: string; group: string; drivers: readonly string[] };
+  /**
+   * JSON fields whose stored text may need masking: `mask` gets the stored text of values containing any of
+   * `hints` (case-insensitive) and returns the JSON text to render.
+   */
+  maskers?: Readonly<Record<string, { hints: readonly string[]; mask(raw: string): string }>>;
+}
+
+/** A rendered page of nodes: the items joined by commas (UTF-8), their count and the last one's UUID. */
+export interface NodeJsonList {
+  items: Buffer;
+  count: number;
+  lastUuid?: string;
+}
+
+export interface NodeJsonRow {
+  json: string;
+  uuid: string;
+  driver: string;
+  conductor_group: string;
 }
 
 export interface Store {
@@ -166,8 +192,10 @@ export interface Store {
   /** Node owning any of these MACs (lower-case). */
   getNodeByMacs(macs: readonly string[]): Promise<NodeRecord | undefined>;
   listNodes(query: NodeQuery): Promise<NodeRecord[]>;
-  /** Same rows as listNodes, JSON columns unparsed. */
-  listNodesRaw(query: NodeQuery): Promise<RawNodeTable>;
+  /** Same rows as listNodes, each rendered to JSON text as `spec` says. */
+  listNodesJson(query: NodeQuery, spec: NodeJsonSpec): Promise<NodeJsonRow[]>;
+  /** listNodesJson's items as one buffer, for whole responses. */
+  renderNodeList(query: NodeQuery, spec: NodeJsonSpec): Promise<NodeJsonList>;
   countNodes(): Promise<number>;
   /** Updates and returns the row; `expect.reservation` makes it conditional (fails with undefined). */
   updateNode(uuid: string, patch: NodeUpdate): Promise<NodeRecord>;

@@ -9,11 +9,11 @@ import { enabledHardwareTypes } from '../../drivers/index.js';
 import { InvalidParameterValue, NotAcceptable } from '../../errors.js';
 import { createNode, deleteNode, updateNode } from '../../services/nodes.js';
 import { parsePatch } from '../../services/jsonpatch.js';
-import type { NodeQuery, NodeRecord } from '../../store/types.js';
+import type { NodeQuery } from '../../store/types.js';
 import {
   ident, noContent, parseBool, parseLimit, parseSortDir, queryParams, readJson, readObject, rejectUnknownKeys, state,
 } from '../http.js';
-import { parseNodeFields, renderNode, renderNodeBrief, renderNodeRowsJson } from '../render.js';
+import { nodeListSpec, parseNodeFields, renderNode } from '../render.js';
 
 const CREATE_KEYS = new Set(['automated_clean', 'bios_interface', 'boot_interface', 'boot_mode', 'chassis_uuid',
   'conductor_group', 'console_enabled', 'console_interface', 'deploy_interface', 'description', 'driver', 'driver_info',
@@ -33,6 +33,7 @@ const CREATE_KEY_VERSIONS: Record<string, number> = {
 const LIST_PARAMS = ['associated', 'maintenance', 'retired', 'fault', 'provision_state', 'driver', 'resource_class',
   'chassis_uuid', 'conductor_group', 'conductor', 'owner', 'lessee', 'project', 'instance_uuid',
   'description_contains', 'shard', 'sharded', 'fields', 'detail', 'marker', 'limit', 'sort_key', 'sort_dir'];
+const LIST_HEAD = Buffer.from('{"nodes":[');
 /** Filters and options echoed into `next` links. */
 const ECHOED = LIST_PARAMS.filter((p) => p !== 'marker' && p !== 'limit');
 
@@ -77,29 +78,22 @@ async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean
       next = `${base}/v1/nodes${forceDetail ? '/detail' : ''}?${args}limit=${limit}&marker=${lastUuid}`;
     }
   };
-  if (fields || detail) {
-    // Detail lists are the heavy ones: rendered straight from the stored JSON text.
-    const table = wrongConductor ? { columns: [], rows: [] } : await c.store.listNodesRaw(query);
-    const uuidAt = table.columns.indexOf('uuid');
-    const lastRow = table.rows[table.rows.length - 1];
-    pageNext(table.rows.length, lastRow ? String(lastRow[uuidAt]) : undefined);
-    const conductorName = (driver: string, group: string): string | null => conductorOf({ driver, conductor_group: group });
-    if (q.conductor !== undefined) {
-      const di = table.columns.indexOf('driver');
-      const gi = table.columns.indexOf('conductor_group');
-      table.rows = table.rows.filter((r) => conductorName(r[di] as string, r[gi] as string) === q.conductor);
-    }
-    const items = renderNodeRowsJson(table, { minor, base, ...(fields ? { fields } : {}), conductor: conductorName });
-    ctx.type = 'application/json';
-    ctx.body = `{"nodes":[${items.join(',')}]${next ? `,"next":${JSON.stringify(next)}` : ''}}`;
-    return;
+  const spec = nodeListSpec({ minor, base, ...(fields ? { fields } : {}), brief: !fields && !detail,
+    conductor: { host: c.host, group: c.config.conductor_group, drivers: enabledHardwareTypes(c.config).map((t) => t.name) } });
+  let items: Buffer | string;
+  if (q.conductor === undefined) {
+    const list = await c.store.renderNodeList(query, spec);
+    pageNext(list.count, list.lastUuid);
+    items = list.items;
+  } else {
+    // Like Ironic, the conductor filter applies to the page after paging.
+    const rows = wrongConductor ? [] : await c.store.listNodesJson(query, spec);
+    pageNext(rows.length, rows[rows.length - 1]?.uuid);
+    items = rows.filter((r) => conductorOf(r) === q.conductor).map((r) => r.json).join(',');
   }
-  let nodes = wrongConductor ? [] : await c.store.listNodes(query);
-  pageNext(nodes.length, nodes[nodes.length - 1]?.uuid);
-  if (q.conductor !== undefined) nodes = nodes.filter((n) => conductorOf(n) === q.conductor);
-  const body: Record<string, unknown> = { nodes: nodes.map((n) => renderNodeBrief(n, { minor, base })) };
-  if (next) body.next = next;
-  ctx.body = body;
+  ctx.type = 'application/json';
+  ctx.body = Buffer.concat([LIST_HEAD, typeof items === 'string' ? Buffer.from(items) : items,
+    Buffer.from(`]${next ? `,"next":${JSON.stringify(next)}` : ''}}`)]);
 }
 
 export function nodeRoutes(router: Router, c: ConductorContext): void {

@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { NODE_FIELDS, nodeListSpec, renderNode, renderNodeBrief } from '../../conductor/api/render.js';
+import { initialState } from '../../conductor/states.js';
+import { SqliteStore } from '../../conductor/store/sqlite.js';
+import type { NodeRecord } from '../../conductor/store/types.js';
+
+const ODD = 'q"uote\\back\u0001\u001f\u007f\n\t é € 😀 \u2028 </script>';
+
+test('node lists rendered by SQLite equal renderNode / renderNodeBrief, byte for byte', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'bmts-render-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const store = SqliteStore.open(dir);
+  t.after(() => store.close());
+  const mk = (extra: Record<string, unknown>): Promise<NodeRecord> => store.createNode({ uuid: randomUUID(),
+    driver: 'fake-hardware', ...initialState(82), ...extra });
+  await mk({ name: 'plain' });
+  await mk({ name: 'secrets', driver_info: { ipmi_address: '10.0.0.1', ipmi_password: 'pw', redfish_PASSWORD: '',
+    nested: { password: 'x' }, ipmi_kg_key: null, n: 0.1, big: 12345678901234, neg: -0, f: 1e21 },
+    instance_info: { configdrive: 'abc', image_source: 'http://x/y', image_os_hash_value: 'h' },
+    driver_internal_info: { agent_secret_token: 'tok', agent_url: 'http://127.0.0.1:9999', z: [1, { a: null }] },
+    properties: { cpus: 8, memory_mb: 16384, cpu_arch: 'x86_64', capabilities: 'boot_mode:uefi' },
+    traits: ['CUSTOM_A', 'CUSTOM_B'], extra: { [ODD]: ODD } });
+  await mk({ name: 'nested-token', driver_internal_info: { x: { agent_secret_token: 'n' } },
+    instance_info: { note: 'no secret here' } });
+  await mk({ name: 'odd', description: ODD, owner: ODD, automated_clean: true, secure_boot: false, maintenance: true,
+    maintenance_reason: ODD, conductor_group: 'other', resource_class: 'baremetal' });
+  await mk({ name: null, driver: 'ipmi', automated_clean: false, retired: true, protected: true });
+
+  const conductor = { host: 'cond-1', group: '', drivers: ['fake-hardware', 'redfish'] };
+  const conductorOf = (n: NodeRecord): string | null =>
+    n.conductor_group === conductor.group && conductor.drivers.includes(n.driver) ? conductor.host : null;
+  const records = await store.listNodes({});
+  assert.equal(records.length, 5);
+  const fieldSets: (readonly string[] | undefined)[] = [undefined, ['uuid'], ['name', 'conductor', 'driver_info',
+    'traits', 'name', 'maintenance', 'driver_internal_info'], NODE_FIELDS];
+  for (const base of ['http://127.0.0.1:6385', 'https://[::1]:6385/prefix"x']) {
+    for (const minor of [1, 5, 14, 24, 31, 32, 37, 46, 52, 61, 65, 75, 81, 82]) {
+      for (const fields of fieldSets) {
+        const spec = nodeListSpec({ minor, base, ...(fields ? { fields } : {}), conductor });
+        const rows = await store.listNodesJson({}, spec);
+        assert.equal(rows.length, records.length);
+        rows.forEach((row, i) => {
+          const rec = records[i] as NodeRecord;
+          const want = JSON.stringify(renderNode(rec, { minor, base, ...(fields ? { fields } : {}),
+            conductor: conductorOf(rec) }));
+          assert.equal(row.json, want, `${rec.name ?? 'null'} at 1.${minor} fields=${String(fields)}`);
+          assert.equal(row.uuid, rec.uuid);
+        });
+      }
+      const brief = await store.listNodesJson({}, nodeListSpec({ minor, base, brief: true, conductor }));
+      brief.forEach((row, i) => {
+        assert.equal(row.json, JSON.stringify(renderNodeBrief(records[i] as NodeRecord, { minor, base })));
+      });
+    }
+  }
+  // Whole pages: the same items, in the query's order, with the count and the last UUID for `next` links.
+  for (let i = 0; i < 40; i++) await mk({ name: `p${String(i * 7 % 40).padStart(2, '0')}`, owner: i % 3 ? 'x' : null });
+  const spec = nodeListSpec({ minor: 82, base: 'http://h', conductor });
+  for (const q of [{}, { sort_key: 'name', sort_dir: 'desc' as const, limit: 17 }, { sort_key: 'owner', limit: 30 },
+    { owner: 'nobody' }]) {
+    const rows = await store.listNodesJson(q, spec);
+    const page = await store.renderNodeList(q, spec);
+    assert.equal(page.items.toString('utf8'), rows.map((r) => r.json).join(','), JSON.stringify(q));
+    assert.equal(page.count, rows.length);
+    assert.equal(page.lastUuid, rows[rows.length - 1]?.uuid);
+  }
+  const desc = await store.listNodesJson({ sort_key: 'name', sort_dir: 'desc', limit: 17 }, spec);
+  const names = desc.map((r) => JSON.parse(r.json).name as string);
+  assert.deepEqual(names, [...names].sort().reverse());
+  assert.equal(names[0], 'secrets');
+
+  // The secrets really are masked (not merely equal to a wrong reference).
+  const secretive = await store.listNodesJson({ limit: 5 }, nodeListSpec({ minor: 82, base: 'http://h', conductor }));
+  const s = JSON.parse(secretive[1]?.json ?? '{}') as Record<string, Record<string, unknown>>;
+  assert.equal(s.driver_info?.ipmi_password, '******');
+  assert.equal(s.driver_info?.redfish_PASSWORD, '');
+  assert.deepEqual(s.driver_info?.nested, { password: 'x' });
+  assert.equal(s.instance_info?.configdrive, '******');
+  assert.equal(s.driver_internal_info?.agent_secret_token, '******');
+  assert.equal(s.conductor, 'cond-1' as unknown);
+  // Filters and paging apply to the rendered form too.
+  const maint = await store.listNodesJson({ maintenance: true }, nodeListSpec({ minor: 82, base: 'http://h', brief: true,
+    conductor }));
+  assert.deepEqual(maint.map((r) => JSON.parse(r.json).name as string), ['odd']);
+});
