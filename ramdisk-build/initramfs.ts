@@ -45,8 +45,14 @@ async function sha256Stream(file: string): Promise<string> {
   return h.digest('hex');
 }
 
-/** Files packed in their own segment: they change with every agent edit, the rest almost never does. */
-const AGENT_SEGMENT = ['./usr/bin/baremetal-agent'];
+/**
+ * Parts packed as their own segments (entries under these paths, with their parent directories repeated): the
+ * agent changes with every agent edit and plugins with every --add-manager; the base system almost never does.
+ */
+const OWN_SEGMENTS: Array<{ name: string; prefix: string }> = [
+  { name: 'agent', prefix: './usr/bin/baremetal-agent' },
+  { name: 'managers', prefix: './usr/lib/baremetal-agent/managers/' },
+];
 
 interface Segment {
   name: string;
@@ -80,8 +86,8 @@ async function packSegment(seg: Segment, stage: string, dir: string, level: numb
 }
 
 /**
- * The kernel unpacks concatenated compressed cpio archives one after the other, so the initramfs is two
- * segments: the base system and the agent executable, each compressed and cached on its own.
+ * The kernel unpacks concatenated compressed cpio archives one after the other, so the initramfs is a few
+ * segments (base system, agent executable, vendor plugins), each compressed and cached on its own.
  */
 export async function packInitramfs(opts: PackOptions): Promise<PackResult> {
   const level = opts.level ?? 19;
@@ -90,12 +96,16 @@ export async function packInitramfs(opts: PackOptions): Promise<PackResult> {
   for (const e of entries) {
     if (e.kind === 'file') e.sha256 = await sha256Stream(join(opts.stage, e.path));
   }
-  const agentFiles = entries.filter((e) => AGENT_SEGMENT.includes(e.path));
-  const agentDirs = entries.filter((e) => e.kind === 'dir' && AGENT_SEGMENT.some((a) => a.startsWith(`${e.path}/`)));
+  const inSegment = (e: TreeEntry, prefix: string): boolean => e.path === prefix || (prefix.endsWith('/') && e.path.startsWith(prefix));
   const segments: Segment[] = [
-    { name: 'base', entries: entries.filter((e) => !AGENT_SEGMENT.includes(e.path)) },
-    { name: 'agent', entries: [...agentDirs, ...agentFiles] },
+    { name: 'base', entries: entries.filter((e) => !OWN_SEGMENTS.some((o) => inSegment(e, o.prefix))) },
   ];
+  for (const o of OWN_SEGMENTS) {
+    const own = entries.filter((e) => inSegment(e, o.prefix));
+    if (own.length === 0) continue;
+    const parents = entries.filter((e) => e.kind === 'dir' && o.prefix.startsWith(`${e.path}/`));
+    segments.push({ name: o.name, entries: [...parents, ...own] });
+  }
   const uncompressedBytes = entries.reduce((n, e) => n + e.bytes, 0);
   const dir = join(opts.cacheDir, 'initramfs');
   await mkdir(dir, { recursive: true });

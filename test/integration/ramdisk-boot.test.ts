@@ -3,18 +3,34 @@
  * conductor on the host: the node is enrolled (fake-hardware, a port with the VM's MAC) and waits in `clean wait`;
  * the agent looks it up by MAC, heartbeats with the hostfwd'ed callback URL (the conductor then starts cleaning),
  * and `poll.get_hardware_info` from the host returns the VM's own inventory (its virtio disk, MAC and memory).
+ * A vendor plugin baked in with --add-manager is imported by the agent executable and its clean step reported.
  * A recording proxy between guest and conductor shows what crossed the wire. The serial log is kept (and its
  * path printed) when anything fails.
  */
 import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { REPO_ROOT } from '../../ramdisk-build/build.js';
+import { buildRamdisk, REPO_ROOT } from '../../ramdisk-build/build.js';
 import { startTestConductor, type TestConductor } from '../fixtures/conductor.js';
 import { bootRamdiskVm, ensureRamdisk, startRecordingProxy, type AgentVm, type RecordingProxy } from '../fixtures/ramdisk.js';
 
 const MAC = '52:54:00:b3:7a:42';
+/** A vendor plugin as a vendor would ship it: a plain ES module in a directory given to --add-manager. */
+const PLUGIN = `
+export default {
+  name: 'RamdiskTestHardwareManager',
+  versionName: 'ramdisk_test_hardware_manager',
+  version: '1.0',
+  evaluateHardwareSupport() { return 3; },
+  getCleanSteps() {
+    return [{ step: 'ramdisk_test_step', priority: 0, interface: 'deploy', reboot_requested: false, abortable: true }];
+  },
+  async ramdisk_test_step() { return { ok: true }; },
+};
+`;
 const DISK_MIB = 64;
 const MEMORY_MIB = 512;
 
@@ -45,6 +61,14 @@ test('ramdisk boots in QEMU, looks itself up at the conductor, heartbeats and re
     return;
   }
   assert.equal(built.manifest.agent.entry, 'agent/main.ts');
+  // The same ramdisk plus a vendor plugin baked in with --add-manager (its own small initramfs segment).
+  const work = await mkdtemp(join(tmpdir(), 'bmts-ramdisk-boot-'));
+  t.after(() => rm(work, { recursive: true, force: true }));
+  await mkdir(join(work, 'vendor'));
+  await writeFile(join(work, 'vendor', 'ramdisk-test-manager.mjs'), PLUGIN);
+  const withPlugin = await buildRamdisk({ out: join(work, 'ramdisk'), addManagers: [join(work, 'vendor')], say: () => undefined });
+  assert.deepEqual(withPlugin.manifest.hardware_managers_added, ['/usr/lib/baremetal-agent/managers/ramdisk-test-manager.mjs']);
+  const files = { kernel: withPlugin.kernel, initramfs: withPlugin.initramfs, manifest: withPlugin.manifest };
 
   let conductor: TestConductor | null = null;
   let proxy: RecordingProxy | null = null;
@@ -69,7 +93,7 @@ test('ramdisk boots in QEMU, looks itself up at the conductor, heartbeats and re
     proxy = await startRecordingProxy(c.url);
     const wire = proxy;
     avm = await bootRamdiskVm({
-      files: built,
+      files,
       conductorPort: wire.port,
       mac: MAC,
       diskMiB: DISK_MIB,
@@ -93,8 +117,16 @@ test('ramdisk boots in QEMU, looks itself up at the conductor, heartbeats and re
     assert.equal(hb.path, `/v1/heartbeat/${uuid}`);
     assert.equal(hb.body?.callback_url, avm.agentUrl, 'callback_url is the hostfwd URL from ipa-advertise-*');
     assert.equal(hb.body?.agent_token, token);
-    // The heartbeat drove the state machine: cleaning started (and may already be over).
-    await until('the conductor acting on the heartbeat', 120_000, async () => ((await node()).provision_state !== 'clean wait' ? true : undefined));
+    // The heartbeat drove the state machine: cleaning started (and may already be over), with the clean steps
+    // the agent reported, the baked-in vendor plugin's among them.
+    const dii = await until('the conductor acting on the heartbeat (clean steps fetched)', 120_000, async () => {
+      const n = (await c.api('GET', `/v1/nodes/${uuid}`)).body as { provision_state: string; driver_internal_info?: Record<string, unknown> };
+      const d = n.driver_internal_info ?? {};
+      return n.provision_state !== 'clean wait' && Array.isArray(d.agent_cached_clean_steps) ? d : undefined;
+    });
+    const steps = dii.agent_cached_clean_steps as Array<{ step?: string }>;
+    assert.ok(steps.some((x) => x.step === 'ramdisk_test_step'), `plugin step among the agent's clean steps: ${JSON.stringify(steps.map((x) => x.step))}`);
+    assert.equal((dii.hardware_manager_version as Record<string, string> | undefined)?.ramdisk_test_hardware_manager, '1.0');
 
     // A clean step may be running on the agent (one command at a time): a busy agent answers 409, retry.
     const inv = await until('poll.get_hardware_info', 180_000, async () => {
