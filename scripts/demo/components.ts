@@ -57,7 +57,8 @@ export async function startConductorProcess(
   const log = createWriteStream(logFile);
   const child = spawnLong(process.execPath, ['--import', 'tsx', main, '--config', configFile], {
     cwd: REPO_ROOT,
-    env: { LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' },
+    // The log file is for diagnosis: info even when the caller quietened its own output.
+    env: { LOG_LEVEL: process.env.BMTS_CONDUCTOR_LOG_LEVEL ?? 'info' },
   });
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);

@@ -50,6 +50,10 @@ export async function createLabNode(opts: LabNodeOptions): Promise<LabNode> {
   const serialLog = join(opts.dir, `${opts.name}-serial.log`);
   await writeFile(serialLog, '');
   const agentPort = await freePort();
+  // SeaBIOS mirrors its console (and iPXE's, and "Boot failed"/"No bootable device") to the serial port only
+  // when fw_cfg etc/sercon-port names it; QEMU sets that for -nographic, which can't be combined with -daemonize.
+  const sercon = join(opts.dir, 'sercon-port.bin');
+  await writeFile(sercon, Buffer.from([0xf8, 0x03, 0, 0, 0, 0, 0, 0]));
   const base = buildQemuArgs(
     {
       boot: 'disk',
@@ -62,6 +66,7 @@ export async function createLabNode(opts: LabNodeOptions): Promise<LabNode> {
       hostfwd: [{ hostPort: agentPort, guestPort: 9999 }],
       ...(opts.tftpRoot ? { tftp: opts.tftpRoot } : {}),
       bootfile: opts.bootfile,
+      extraArgs: ['-fw_cfg', `name=etc/sercon-port,file=${sercon}`],
     },
     serialLog,
   );
