@@ -25,7 +25,8 @@ export const TOOLS = [
   'mke2fs', 'e2fsck', 'resize2fs', 'tune2fs', 'mkfs.xfs', 'mdadm', 'qemu-img', 'ipmitool', 'ip', 'efibootmgr',
   'zstd', 'xz', 'gzip', 'tar', 'blockdev', 'blkdiscard', 'hdparm', 'nvme', 'sync', 'kmod', 'modprobe', 'insmod',
   'rmmod', 'lsmod', 'modinfo', 'losetup', 'findmnt', 'mount', 'umount', 'dmidecode', 'lspci', 'ethtool',
-  'lshw', 'smartctl', 'dd', 'sha256sum', 'md5sum', 'sha512sum', 'chroot',
+  'lshw', 'smartctl', 'dd', 'sha256sum', 'md5sum', 'sha512sum', 'chroot', 'mkswap', 'fallocate', 'partx', 'dmsetup',
+  'shred',
 ];
 /** Missing grub tools are reported, not fatal (grub is optional: --no-grub). */
 export const GRUB_TOOLS = ['grub-install', 'grub-probe', 'grub-mkimage', 'grub-editenv'];

@@ -9,6 +9,8 @@ PKGS=(
   # tools the agent drives (also baked into the ramdisk)
   util-linux gdisk parted mdadm dosfstools e2fsprogs xfsprogs zstd xz-utils gzip efibootmgr
   grub-pc-bin grub-efi-amd64-bin grub2-common genisoimage iproute2 kmod nvme-cli hdparm
+  # ramdisk build: strip (node is stripped before the SEA blob is injected)
+  binutils
   # test fixtures: bootable disk images, BMCs, image server, openssl for TLS fixtures
   syslinux syslinux-common extlinux mtools openipmi ipmitool redfishtool nginx-light curl openssl
   # compatibility peers: the real baremetal CLI and Debian's Ironic
