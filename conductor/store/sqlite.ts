@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { MIGRATIONS } from './migrations.js';
+import { GroupCommit } from './group-commit.js';
 import { nodeJsonExpr, registerMaskFunction } from './sqlite-json.js';
 import {
   DuplicateError, INTERFACE_FIELDS, JSON_FIELDS, JsonObjectSchema, TraitsSchema,
@@ -104,6 +105,8 @@ export class SqliteStore implements Store {
   private readonly stmts = new Map<string, Database.Statement>();
   /** Maskers of the listNodesJson statement running right now (read by the bm_mask SQL function). */
   private maskers: NodeJsonSpec['maskers'];
+  /** Every write goes through here (one transaction per event-loop turn). */
+  private readonly writes: GroupCommit;
 
   constructor(opts: SqliteOptions) {
     this.db = new Database(opts.file);
@@ -113,6 +116,7 @@ export class SqliteStore implements Store {
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
     registerMaskFunction(this.db, () => this.maskers);
+    this.writes = new GroupCommit(this.db);
   }
 
   static open(dataDir: string, fileName = 'conductor.sqlite'): SqliteStore {
@@ -152,6 +156,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.writes.flush();
     this.db.close();
   }
 
@@ -163,21 +168,16 @@ export class SqliteStore implements Store {
     for (const c of NODE_JSON_COLS) if (!(c in values)) values[c] = undefined;
     const cols = Object.keys(values).filter((c) => c !== 'id');
     const params = cols.map((c) => toDb(c, NODE_COLS[c], values[c]));
-    const sql = `INSERT INTO nodes (${cols.join(',')}) VALUES (${cols.map(() => '?').join(',')})`;
-    try {
-      this.stmt(sql).run(...params);
-    } catch (e) {
-      const field = uniqueViolation(e);
-      if (field) throw new DuplicateError(field, String(values[field]));
-      throw e;
-    }
-    return this.mustGet(node.uuid);
-  }
-
-  private mustGet(uuid: string): NodeRecord {
-    const row = this.stmt('SELECT * FROM nodes WHERE uuid = ?').get(uuid) as Row | undefined;
-    if (!row) throw new NotFound(`Node ${uuid} could not be found.`);
-    return nodeFromRow(row);
+    const sql = `INSERT INTO nodes (${cols.join(',')}) VALUES (${cols.map(() => '?').join(',')}) RETURNING *`;
+    return this.writes.run(() => {
+      try {
+        return nodeFromRow(this.stmt(sql).get(...params) as Row);
+      } catch (e) {
+        const field = uniqueViolation(e);
+        if (field) throw new DuplicateError(field, String(values[field]));
+        throw e;
+      }
+    });
   }
 
   async getNodeByUuid(uuid: string): Promise<NodeRecord | undefined> {
@@ -301,39 +301,44 @@ export class SqliteStore implements Store {
     delete values.id; delete values.uuid; delete values.created_at;
     const cols = Object.keys(values).filter((c) => values[c] !== undefined);
     const params = cols.map((c) => toDb(c, NODE_COLS[c], values[c]));
-    const sql = `UPDATE nodes SET ${cols.map((c) => `${c} = ?`).join(', ')} WHERE uuid = ?`;
-    let changes: number;
-    try {
-      changes = this.stmt(sql).run(...params, uuid).changes;
-    } catch (e) {
-      const field = uniqueViolation(e);
-      if (field) throw new DuplicateError(field, String(values[field]));
-      throw e;
-    }
-    if (changes === 0) throw new NotFound(`Node ${uuid} could not be found.`);
-    return this.mustGet(uuid);
+    const sql = `UPDATE nodes SET ${cols.map((c) => `${c} = ?`).join(', ')} WHERE uuid = ? RETURNING *`;
+    return this.writes.run(() => {
+      let row: Row | undefined;
+      try {
+        row = this.stmt(sql).get(...params, uuid) as Row | undefined;
+      } catch (e) {
+        const field = uniqueViolation(e);
+        if (field) throw new DuplicateError(field, String(values[field]));
+        throw e;
+      }
+      if (!row) throw new NotFound(`Node ${uuid} could not be found.`);
+      return nodeFromRow(row);
+    });
   }
 
   async deleteNode(uuid: string): Promise<void> {
-    this.db.transaction(() => {
+    return this.writes.run(() => {
       this.stmt('DELETE FROM ports WHERE node_uuid = ?').run(uuid);
       this.stmt('DELETE FROM node_history WHERE node_uuid = ?').run(uuid);
       this.stmt('DELETE FROM nodes WHERE uuid = ?').run(uuid);
-    })();
+    });
   }
 
   async reserveNode(uuid: string, host: string): Promise<ReserveResult> {
-    const r = this.stmt('UPDATE nodes SET reservation = ? WHERE uuid = ? AND reservation IS NULL').run(host, uuid);
-    if (r.changes === 1) return { ok: true, node: this.mustGet(uuid) };
-    const row = this.stmt('SELECT reservation FROM nodes WHERE uuid = ?').get(uuid) as { reservation: string | null } |
-      undefined;
-    if (!row) return { ok: false, holder: null, missing: true };
-    return { ok: false, holder: row.reservation };
+    return this.writes.run((): ReserveResult => {
+      const row = this.stmt('UPDATE nodes SET reservation = ? WHERE uuid = ? AND reservation IS NULL RETURNING *')
+        .get(host, uuid) as Row | undefined;
+      if (row) return { ok: true, node: nodeFromRow(row) };
+      const held = this.stmt('SELECT reservation FROM nodes WHERE uuid = ?').get(uuid) as
+        { reservation: string | null } | undefined;
+      if (!held) return { ok: false, holder: null, missing: true };
+      return { ok: false, holder: held.reservation };
+    });
   }
 
   async releaseNode(uuid: string, host: string): Promise<boolean> {
-    return this.stmt('UPDATE nodes SET reservation = NULL WHERE uuid = ? AND reservation = ?').run(uuid, host)
-      .changes === 1;
+    return this.writes.run(() => this.stmt('UPDATE nodes SET reservation = NULL WHERE uuid = ? AND reservation = ?')
+      .run(uuid, host).changes === 1);
   }
 
   async clearReservations(host: string): Promise<string[]> {
@@ -351,19 +356,19 @@ export class SqliteStore implements Store {
       is_smartnic: false, ...port, created_at: isoTime() };
     const cols = Object.keys(values).filter((c) => c !== 'id');
     const params = cols.map((c) => toDb(c, PORT_COLS[c], values[c]));
-    try {
-      this.stmt(`INSERT INTO ports (${cols.join(',')}) VALUES (${cols.map(() => '?').join(',')})`).run(...params);
-    } catch (e) {
-      const field = uniqueViolation(e);
-      if (field) throw new DuplicateError(field, String(values[field]));
-      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
-        throw new NotFound(`Node ${port.node_uuid} could not be found.`);
+    const sql = `INSERT INTO ports (${cols.join(',')}) VALUES (${cols.map(() => '?').join(',')}) RETURNING *`;
+    return this.writes.run(() => {
+      try {
+        return portFromRow(this.stmt(sql).get(...params) as Row);
+      } catch (e) {
+        const field = uniqueViolation(e);
+        if (field) throw new DuplicateError(field, String(values[field]));
+        if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+          throw new NotFound(`Node ${port.node_uuid} could not be found.`);
+        }
+        throw e;
       }
-      throw e;
-    }
-    const p = await this.getPortByUuid(port.uuid);
-    if (!p) throw new NotFound(`Port ${port.uuid} could not be found.`);
-    return p;
+    });
   }
 
   async getPortByUuid(uuid: string): Promise<PortRecord | undefined> {
@@ -391,30 +396,32 @@ export class SqliteStore implements Store {
     const values: Row = { ...(patch as Row), updated_at: isoTime() };
     const cols = Object.keys(values).filter((c) => values[c] !== undefined && c !== 'id' && c !== 'uuid');
     const params = cols.map((c) => toDb(c, PORT_COLS[c], values[c]));
-    try {
-      const r = this.stmt(`UPDATE ports SET ${cols.map((c) => `${c} = ?`).join(', ')} WHERE uuid = ?`).run(...params, uuid);
-      if (r.changes === 0) throw new NotFound(`Port ${uuid} could not be found.`);
-    } catch (e) {
-      const field = uniqueViolation(e);
-      if (field) throw new DuplicateError(field, String(values[field]));
-      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
-        throw new InvalidParameterValue(`Node ${String(values.node_uuid)} could not be found.`);
+    const sql = `UPDATE ports SET ${cols.map((c) => `${c} = ?`).join(', ')} WHERE uuid = ? RETURNING *`;
+    return this.writes.run(() => {
+      let row: Row | undefined;
+      try {
+        row = this.stmt(sql).get(...params, uuid) as Row | undefined;
+      } catch (e) {
+        const field = uniqueViolation(e);
+        if (field) throw new DuplicateError(field, String(values[field]));
+        if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+          throw new InvalidParameterValue(`Node ${String(values.node_uuid)} could not be found.`);
+        }
+        throw e;
       }
-      throw e;
-    }
-    const p = await this.getPortByUuid(uuid);
-    if (!p) throw new NotFound(`Port ${uuid} could not be found.`);
-    return p;
+      if (!row) throw new NotFound(`Port ${uuid} could not be found.`);
+      return portFromRow(row);
+    });
   }
 
   async deletePort(uuid: string): Promise<void> {
-    this.stmt('DELETE FROM ports WHERE uuid = ?').run(uuid);
+    return this.writes.run(() => { this.stmt('DELETE FROM ports WHERE uuid = ?').run(uuid); });
   }
 
   // ---- history, conductors ----------------------------------------------------------------------------------
 
   async addHistory(rec: NewHistory, maxEntries?: number): Promise<void> {
-    this.db.transaction(() => {
+    return this.writes.run(() => {
       this.stmt(`INSERT INTO node_history (uuid, node_uuid, created_at, severity, event_type, event, conductor, user)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(rec.uuid || randomUUID(), rec.node_uuid, isoTime(),
         rec.severity, rec.event_type, rec.event.slice(0, 255), rec.conductor, rec.user);
@@ -423,7 +430,7 @@ export class SqliteStore implements Store {
           (SELECT id FROM node_history WHERE node_uuid = ? ORDER BY id DESC LIMIT ?)`)
           .run(rec.node_uuid, rec.node_uuid, maxEntries);
       }
-    })();
+    });
   }
 
   async listHistory(nodeUuid: string): Promise<HistoryRecord[]> {
