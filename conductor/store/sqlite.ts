@@ -57,6 +57,9 @@ function toDb(col: string, type: ColType | undefined, v: unknown): unknown {
   switch (type) {
     case 'bool': return v ? 1 : 0;
     case 'json': {
+      // A plain object needs no schema pass (the hot path); zod decides the rest, as it always did.
+      const proto = typeof v === 'object' ? Object.getPrototypeOf(v) as unknown : undefined;
+      if ((proto === Object.prototype || proto === null) && !Object.hasOwn(v as object, '__proto__')) return JSON.stringify(v);
       const r = JsonObjectSchema.safeParse(v);
       if (!r.success) throw new InvalidParameterValue(`Field "${col}" must be a JSON object.`);
       return JSON.stringify(r.data);
@@ -72,16 +75,21 @@ function toDb(col: string, type: ColType | undefined, v: unknown): unknown {
   }
 }
 
+/** JSON column text to a value; most columns hold an empty object, which needs no parser. */
+function parseJsonCol(text: string): unknown {
+  return text === '{}' ? {} : text === '[]' ? [] : JSON.parse(text);
+}
+
 function nodeFromRow(row: Row): NodeRecord {
-  for (const c of NODE_JSON_COLS) row[c] = JSON.parse(row[c] as string);
+  for (const c of NODE_JSON_COLS) row[c] = parseJsonCol(row[c] as string);
   for (const c of NODE_BOOL_COLS) if (row[c] !== null) row[c] = row[c] === 1;
   return row as unknown as NodeRecord;
 }
 
 function portFromRow(row: Row): PortRecord {
-  row.extra = JSON.parse(row.extra as string);
-  row.internal_info = JSON.parse(row.internal_info as string);
-  row.local_link_connection = JSON.parse(row.local_link_connection as string);
+  row.extra = parseJsonCol(row.extra as string);
+  row.internal_info = parseJsonCol(row.internal_info as string);
+  row.local_link_connection = parseJsonCol(row.local_link_connection as string);
   row.pxe_enabled = row.pxe_enabled === 1;
   row.is_smartnic = row.is_smartnic === 1;
   return row as unknown as PortRecord;
