@@ -104,4 +104,16 @@ CREATE TABLE node_history (
 CREATE INDEX node_history_node ON node_history(node_uuid);
 `,
   },
+  {
+    version: 2,
+    description: 'nodes.version, bumped by every update (cache validation for rendered list items)',
+    sql: `
+ALTER TABLE nodes ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+-- The store bumps it in its own UPDATEs; this catches any statement that does not.
+CREATE TRIGGER nodes_version_bump AFTER UPDATE ON nodes FOR EACH ROW WHEN NEW.version = OLD.version
+BEGIN
+  UPDATE nodes SET version = OLD.version + 1 WHERE id = OLD.id;
+END;
+`,
+  },
 ];

@@ -1,6 +1,7 @@
 /**
  * The embedded store: better-sqlite3 in WAL mode, prepared statements cached per column set, every write in a
- * transaction. Synchronous underneath; the async Store surface is for the PostgreSQL implementation to come.
+ * transaction (group-commit.ts), node lists rendered to JSON by SQLite (sqlite-json.ts). Synchronous
+ * underneath; the async Store surface is for the PostgreSQL implementation to come.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
@@ -8,111 +9,35 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { MIGRATIONS } from './migrations.js';
 import { GroupCommit } from './group-commit.js';
-import { nodeJsonExpr, registerMaskFunction } from './sqlite-json.js';
+import { NodeListRenderer } from './sqlite-json.js';
 import {
-  DuplicateError, INTERFACE_FIELDS, JSON_FIELDS, JsonObjectSchema, TraitsSchema,
-  type ConductorRecord, type HistoryRecord, type NewHistory, type NewNode, type NewPort, type NodeQuery,
-  type NodeJsonList, type NodeJsonRow, type NodeJsonSpec, type NodeRecord, type NodeUpdate, type PortFields, type PortQuery, type PortRecord, type ReserveResult, type Store,
+  NODE_COLS, NODE_JSON_COLS, NODE_SORT_KEYS, nodeFromRow, PORT_COLS, PORT_SORT_KEYS, portFromRow, toDb,
+  uniqueViolation, type Row,
+} from './sqlite-rows.js';
+import {
+  DuplicateError,
+  type ConductorRecord, type HistoryRecord, type NewHistory, type NewNode, type NewPort, type NodeJsonList,
+  type NodeJsonRow, type NodeJsonSpec, type NodeQuery, type NodeRecord, type NodeUpdate, type PortFields,
+  type PortQuery, type PortRecord, type ReserveResult, type Store,
 } from './types.js';
 import { InvalidParameterValue, NotFound } from '../errors.js';
 import { isoTime } from '../time.js';
 
-type ColType = 'text' | 'bool' | 'json' | 'traits' | 'int';
-type Row = Record<string, unknown>;
-
-const NODE_COLS: Record<string, ColType> = {
-  id: 'int', uuid: 'text', name: 'text', created_at: 'text', updated_at: 'text', driver: 'text',
-  instance_uuid: 'text', chassis_uuid: 'text', power_state: 'text', target_power_state: 'text',
-  provision_state: 'text', target_provision_state: 'text', provision_updated_at: 'text', last_error: 'text',
-  maintenance: 'bool', maintenance_reason: 'text', fault: 'text', reservation: 'text', console_enabled: 'bool',
-  inspection_started_at: 'text', inspection_finished_at: 'text', resource_class: 'text', traits: 'traits',
-  conductor_group: 'text', allocation_uuid: 'text', automated_clean: 'bool', protected: 'bool',
-  protected_reason: 'text', owner: 'text', lessee: 'text', description: 'text', retired: 'bool',
-  retired_reason: 'text', boot_mode: 'text', secure_boot: 'bool', shard: 'text',
-  ...Object.fromEntries(INTERFACE_FIELDS.map((f) => [f, 'text' as const])),
-  ...Object.fromEntries(JSON_FIELDS.map((f) => [f, 'json' as const])),
-};
-const PORT_COLS: Record<string, ColType> = {
-  id: 'int', uuid: 'text', address: 'text', node_uuid: 'text', extra: 'json', internal_info: 'json',
-  local_link_connection: 'json', pxe_enabled: 'bool', physical_network: 'text', portgroup_uuid: 'text',
-  is_smartnic: 'bool', created_at: 'text', updated_at: 'text',
-};
-const NODE_COL_NAMES = Object.keys(NODE_COLS);
-const NODE_JSON_COLS = NODE_COL_NAMES.filter((c) => NODE_COLS[c] === 'json' || NODE_COLS[c] === 'traits');
-const NODE_BOOL_COLS = NODE_COL_NAMES.filter((c) => NODE_COLS[c] === 'bool');
-
-/** Columns a list may be sorted by (JSON columns are refused, as Ironic does). */
-export const NODE_SORT_KEYS: ReadonlySet<string> = new Set(NODE_COL_NAMES.filter((c) => NODE_COLS[c] !== 'json' &&
-  NODE_COLS[c] !== 'traits'));
-export const PORT_SORT_KEYS: ReadonlySet<string> = new Set(['id', 'uuid', 'address', 'node_uuid', 'pxe_enabled',
-  'physical_network', 'created_at', 'updated_at']);
-
-function toDb(col: string, type: ColType | undefined, v: unknown): unknown {
-  if (type === undefined) throw new InvalidParameterValue(`Unknown attribute: ${col}`);
-  if (v === undefined || v === null) {
-    if (type === 'json') return '{}';
-    if (type === 'traits') return '[]';
-    return null;
-  }
-  switch (type) {
-    case 'bool': return v ? 1 : 0;
-    case 'json': {
-      // A plain object needs no schema pass (the hot path); zod decides the rest, as it always did.
-      const proto = typeof v === 'object' ? Object.getPrototypeOf(v) as unknown : undefined;
-      if ((proto === Object.prototype || proto === null) && !Object.hasOwn(v as object, '__proto__')) return JSON.stringify(v);
-      const r = JsonObjectSchema.safeParse(v);
-      if (!r.success) throw new InvalidParameterValue(`Field "${col}" must be a JSON object.`);
-      return JSON.stringify(r.data);
-    }
-    case 'traits': {
-      const r = TraitsSchema.safeParse(v);
-      if (!r.success) throw new InvalidParameterValue(`Field "${col}" must be a list of strings.`);
-      return JSON.stringify(r.data);
-    }
-    default:
-      if (typeof v === 'object') throw new InvalidParameterValue(`Field "${col}" must be a scalar.`);
-      return v;
-  }
-}
-
-/** JSON column text to a value; most columns hold an empty object, which needs no parser. */
-function parseJsonCol(text: string): unknown {
-  return text === '{}' ? {} : text === '[]' ? [] : JSON.parse(text);
-}
-
-function nodeFromRow(row: Row): NodeRecord {
-  for (const c of NODE_JSON_COLS) row[c] = parseJsonCol(row[c] as string);
-  for (const c of NODE_BOOL_COLS) if (row[c] !== null) row[c] = row[c] === 1;
-  return row as unknown as NodeRecord;
-}
-
-function portFromRow(row: Row): PortRecord {
-  row.extra = parseJsonCol(row.extra as string);
-  row.internal_info = parseJsonCol(row.internal_info as string);
-  row.local_link_connection = parseJsonCol(row.local_link_connection as string);
-  row.pxe_enabled = row.pxe_enabled === 1;
-  row.is_smartnic = row.is_smartnic === 1;
-  return row as unknown as PortRecord;
-}
-
-function uniqueViolation(e: unknown): string | undefined {
-  const msg = (e as { code?: string; message?: string });
-  if (msg.code !== 'SQLITE_CONSTRAINT_UNIQUE') return undefined;
-  const m = /UNIQUE constraint failed: \w+\.(\w+)/.exec(msg.message ?? '');
-  return m?.[1] ?? 'unknown';
-}
+export { NODE_SORT_KEYS, PORT_SORT_KEYS } from './sqlite-rows.js';
 
 export interface SqliteOptions {
   /** Path to the database file, or ':memory:'. */
   file: string;
+  /** Budget for rendered node list items (default 8 MiB; 0 turns the cache off). */
+  renderCacheBytes?: number;
 }
 
 export class SqliteStore implements Store {
   readonly kind = 'sqlite';
   readonly db: Database.Database;
   private readonly stmts = new Map<string, Database.Statement>();
-  /** Maskers of the listNodesJson statement running right now (read by the bm_mask SQL function). */
-  private maskers: NodeJsonSpec['maskers'];
+  /** Node lists rendered to JSON (see sqlite-json.ts). */
+  private readonly lists: NodeListRenderer;
   /** Every write goes through here (one transaction per event-loop turn). */
   private readonly writes: GroupCommit;
 
@@ -123,8 +48,8 @@ export class SqliteStore implements Store {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
-    registerMaskFunction(this.db, () => this.maskers);
     this.writes = new GroupCommit(this.db);
+    this.lists = new NodeListRenderer(this.db, (sql) => this.rawStmt(sql), opts.renderCacheBytes ?? 8 * 2 ** 20);
   }
 
   static open(dataDir: string, fileName = 'conductor.sqlite'): SqliteStore {
@@ -221,33 +146,11 @@ export class SqliteStore implements Store {
   }
 
   async listNodesJson(q: NodeQuery, spec: NodeJsonSpec): Promise<NodeJsonRow[]> {
-    const item = nodeJsonExpr(spec);
-    const { sql, args } = this.nodeListQuery(q, `${item.sql}, uuid, driver, conductor_group`);
-    const rows = this.withMaskers(spec, () => this.rawStmt(sql).all(...item.params, ...args)) as string[][];
-    return rows.map((r) => ({ json: r[0] as string, uuid: r[1] as string, driver: r[2] as string,
-      conductor_group: r[3] as string }));
+    return this.lists.rows((select) => this.nodeListQuery(q, select), spec);
   }
 
   async renderNodeList(q: NodeQuery, spec: NodeJsonSpec): Promise<NodeJsonList> {
-    const item = nodeJsonExpr(spec);
-    const inner = this.nodeListQuery(q, `${item.sql} AS j, uuid AS u`);
-    // The subquery (ORDER BY + LIMIT) is not flattened into the aggregate: it runs as a co-routine whose rows
-    // group_concat takes in order (asking for that order again in the aggregate would re-sort the big rows).
-    const sql = `SELECT CAST(group_concat(j, ',') AS BLOB), count(*), group_concat(u, ',') FROM (${inner.sql})`;
-    const row = this.withMaskers(spec, () => this.rawStmt(sql).get(...item.params, ...inner.args)) as
-      [Buffer | null, number, string | null];
-    const uuids = row[2];
-    return { items: row[0] ?? Buffer.alloc(0), count: row[1],
-      ...(uuids ? { lastUuid: uuids.slice(uuids.lastIndexOf(',') + 1) } : {}) };
-  }
-
-  private withMaskers<T>(spec: NodeJsonSpec, fn: () => T): T {
-    this.maskers = spec.maskers;
-    try {
-      return fn();
-    } finally {
-      this.maskers = undefined;
-    }
+    return this.lists.page((select) => this.nodeListQuery(q, select), spec);
   }
 
   private nodeListQuery(q: NodeQuery, select = '*'): { sql: string; args: unknown[] } {
@@ -306,10 +209,10 @@ export class SqliteStore implements Store {
 
   async updateNode(uuid: string, patch: NodeUpdate): Promise<NodeRecord> {
     const values: Row = { ...(patch as Row), updated_at: isoTime() };
-    delete values.id; delete values.uuid; delete values.created_at;
+    delete values.id; delete values.uuid; delete values.created_at; delete values.version;
     const cols = Object.keys(values).filter((c) => values[c] !== undefined);
     const params = cols.map((c) => toDb(c, NODE_COLS[c], values[c]));
-    const sql = `UPDATE nodes SET ${cols.map((c) => `${c} = ?`).join(', ')} WHERE uuid = ? RETURNING *`;
+    const sql = `UPDATE nodes SET ${cols.map((c) => `${c} = ?`).join(', ')}, version = version + 1 WHERE uuid = ? RETURNING *`;
     return this.writes.run(() => {
       let row: Row | undefined;
       try {
@@ -334,7 +237,8 @@ export class SqliteStore implements Store {
 
   async reserveNode(uuid: string, host: string): Promise<ReserveResult> {
     return this.writes.run((): ReserveResult => {
-      const row = this.stmt('UPDATE nodes SET reservation = ? WHERE uuid = ? AND reservation IS NULL RETURNING *')
+      const row = this.stmt('UPDATE nodes SET reservation = ?, version = version + 1 WHERE uuid = ? AND reservation IS NULL ' +
+        'RETURNING *')
         .get(host, uuid) as Row | undefined;
       if (row) return { ok: true, node: nodeFromRow(row) };
       const held = this.stmt('SELECT reservation FROM nodes WHERE uuid = ?').get(uuid) as
@@ -345,14 +249,15 @@ export class SqliteStore implements Store {
   }
 
   async releaseNode(uuid: string, host: string): Promise<boolean> {
-    return this.writes.run(() => this.stmt('UPDATE nodes SET reservation = NULL WHERE uuid = ? AND reservation = ?')
+    return this.writes.run(() => this.stmt('UPDATE nodes SET reservation = NULL, version = version + 1 WHERE uuid = ? AND ' +
+      'reservation = ?')
       .run(uuid, host).changes === 1);
   }
 
   async clearReservations(host: string): Promise<string[]> {
     return this.db.transaction(() => {
       const rows = this.stmt('SELECT uuid FROM nodes WHERE reservation = ?').all(host) as { uuid: string }[];
-      this.stmt('UPDATE nodes SET reservation = NULL WHERE reservation = ?').run(host);
+      this.stmt('UPDATE nodes SET reservation = NULL, version = version + 1 WHERE reservation = ?').run(host);
       return rows.map((r) => r.uuid);
     })();
   }

@@ -65,7 +65,7 @@ test('node lists rendered by SQLite equal renderNode / renderNodeBrief, byte for
     { owner: 'nobody' }]) {
     const rows = await store.listNodesJson(q, spec);
     const page = await store.renderNodeList(q, spec);
-    assert.equal(page.items.toString('utf8'), rows.map((r) => r.json).join(','), JSON.stringify(q));
+    assert.deepEqual(page.items.map((b) => b.toString('utf8')), rows.map((r) => r.json), JSON.stringify(q));
     assert.equal(page.count, rows.length);
     assert.equal(page.lastUuid, rows[rows.length - 1]?.uuid);
   }
@@ -87,4 +87,48 @@ test('node lists rendered by SQLite equal renderNode / renderNodeBrief, byte for
   const maint = await store.listNodesJson({ maintenance: true }, nodeListSpec({ minor: 82, base: 'http://h', brief: true,
     conductor }));
   assert.deepEqual(maint.map((r) => JSON.parse(r.json).name as string), ['odd']);
+});
+
+test('rendered list items are cached per row version: updates, raw SQL updates, re-created UUIDs', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'bmts-render-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const store = SqliteStore.open(dir);
+  t.after(() => store.close());
+  const conductor = { host: 'cond-1', group: '', drivers: ['fake-hardware'] };
+  const spec = nodeListSpec({ minor: 82, base: 'http://h', conductor });
+  const uuid = randomUUID();
+  const mk = (extra: Record<string, unknown> = {}): Promise<NodeRecord> => store.createNode({ uuid,
+    driver: 'fake-hardware', ...initialState(82), ...extra });
+  const items = async (): Promise<Record<string, unknown>[]> =>
+    (await store.renderNodeList({}, spec)).items.map((b) => JSON.parse(b.toString('utf8')) as Record<string, unknown>);
+  const fresh = async (): Promise<Record<string, unknown>[]> =>
+    (await store.listNodesJson({}, spec)).map((r) => JSON.parse(r.json) as Record<string, unknown>);
+  await mk({ name: 'one' });
+  assert.deepEqual(await items(), await fresh());
+  assert.equal((await items())[0]?.name, 'one');
+  await store.updateNode(uuid, { name: 'two' });
+  assert.equal((await items())[0]?.name, 'two');
+  await store.reserveNode(uuid, 'me');
+  assert.equal((await items())[0]?.reservation, 'me');
+  await store.releaseNode(uuid, 'me');
+  assert.equal((await items())[0]?.reservation, null);
+  // A statement outside the store's own UPDATEs still invalidates (the trigger bumps the version).
+  store.db.prepare("UPDATE nodes SET description = 'raw' WHERE uuid = ?").run(uuid);
+  assert.equal((await items())[0]?.description, 'raw');
+  // Same UUID, new row: never served the old row's rendering.
+  await store.deleteNode(uuid);
+  assert.deepEqual(await items(), []);
+  await mk({ name: 'three' });
+  assert.equal((await items())[0]?.name, 'three');
+  assert.deepEqual(await items(), await fresh());
+  // Stored JSON with a raw newline (written around the store) still renders, item by item.
+  await store.createNode({ uuid: randomUUID(), driver: 'fake-hardware', ...initialState(82), name: 'four' });
+  store.db.prepare(`UPDATE nodes SET extra = '{"a":\n1}' WHERE name = 'three'`).run();
+  const two = await items();
+  assert.deepEqual(two.map((n) => [n.name, n.extra]), [['three', { a: 1 }], ['four', {}]]);
+  // Another base URL is another rendering.
+  const other = nodeListSpec({ minor: 82, base: 'http://other', conductor });
+  const o = JSON.parse((await store.renderNodeList({}, other)).items[0]?.toString('utf8') ?? '{}') as
+    { links: { href: string }[] };
+  assert.match(o.links[0]?.href ?? '', /^http:\/\/other\/v1\/nodes\//);
 });
