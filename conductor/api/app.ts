@@ -19,21 +19,24 @@ export function createApp(c: ConductorContext): Koa {
 
   app.use(errorMiddleware);
 
+  const publicBase = c.config.public_endpoint?.replace(/\/+$/, '');
   app.use(async (ctx: Context, next: Next) => {
-    const base = (c.config.public_endpoint ?? `${ctx.protocol}://${ctx.host}`).replace(/\/+$/, '');
+    const base = publicBase ?? `${ctx.protocol}://${ctx.host}`.replace(/\/+$/, '');
     // Ironic routes anything that does not start with /v1 into the v1 controller.
-    if (ctx.path !== '/' && ctx.path !== '/v1' && !ctx.path.startsWith('/v1/')) ctx.path = `/v1${ctx.path}`;
-    if (ctx.path.length > 1 && ctx.path.endsWith('/')) ctx.path = ctx.path.replace(/\/+$/, '');
-    if (ctx.path === '/') {
+    let path = ctx.path;
+    if (path !== '/' && path !== '/v1' && !path.startsWith('/v1/')) path = ctx.path = `/v1${path}`;
+    if (path.length > 1 && path.endsWith('/')) path = ctx.path = path.replace(/\/+$/, '');
+    if (path === '/') {
       if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new MethodNotAllowed();
       ctx.body = rootDocument(base);
       return;
     }
     const header = ctx.get('x-openstack-ironic-api-version') ||
       /^baremetal\s+(\S+)$/i.exec(ctx.get('openstack-api-version'))?.[1];
+    // Min/max first, so that a 406 for the version itself carries them too.
     setVersionHeaders(ctx);
     const minor = parseVersion(header || undefined);
-    setVersionHeaders(ctx, minor);
+    ctx.set('X-OpenStack-Ironic-API-Version', `1.${minor}`);
     const st: ApiState = { minor, base };
     Object.assign(ctx.state, st);
     await next();

@@ -80,6 +80,44 @@ export function noContent(ctx: Context, status: 202 | 204, location?: string): v
   if (location) ctx.set('Location', location);
 }
 
+/** The request body, at most `limit` bytes (413). Events, not `for await`: its iterator costs ~30 µs a request. */
+function readBody(req: Context['req'], limit: number): Promise<Buffer> {
+  if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) {
+        done();
+        req.resume();
+        reject(new RequestEntityTooLarge(limit));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      done();
+      resolve(chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks));
+    };
+    const onError = (e: Error): void => {
+      done();
+      reject(e);
+    };
+    const done = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('aborted', onAborted);
+    };
+    const onAborted = (): void => onError(new Error('request aborted'));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('aborted', onAborted);
+  });
+}
+
 /** Reads and parses a JSON body, refusing more than `limit` bytes (413) and malformed JSON (400). */
 export async function readJson(ctx: Context, limit: number): Promise<unknown> {
   const declared = Number(ctx.get('content-length') || 0);
@@ -87,14 +125,7 @@ export async function readJson(ctx: Context, limit: number): Promise<unknown> {
     ctx.req.resume();
     throw new RequestEntityTooLarge(limit);
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new RequestEntityTooLarge(limit);
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
+  const text = (await readBody(ctx.req, limit)).toString('utf8');
   if (text.trim() === '') return undefined;
   try {
     return JSON.parse(text) as unknown;
