@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- conductor [--nodes 1000] [--rss-nodes 10000] [--concurrency 16] [--tsx]`
+ * `npm run bench -- conductor [--nodes 1000] [--rss-nodes 10000] [--concurrency 16] [--tsx] [--vs-ironic]`
  *
  * The conductor runs in its own process (support/conductor-server.ts: a deploy interface that parks nodes in
  * `wait call-back` and a no-op heartbeat handler), bundled by esbuild and run by plain node the way production
@@ -7,7 +7,9 @@
  * ~30 MiB). The load comes from this process through an undici Pool with bounded concurrency, 127.0.0.1 only.
  * Figures: node creates/s, ms per detail list of 1,000 nodes, lookups/s and heartbeats/s for nodes in wait
  * call-back, conductor RSS with 10,000 nodes; each with the conductor's and the load generator's CPU time per
- * request, since on a shared machine the wall-clock rates depend on what else runs.
+ * request, since on a shared machine the wall-clock rates depend on what else runs. `--vs-ironic` then runs the
+ * same creates, detail lists and lookups against Debian's Ironic 21.4 (support/ironic-compare.ts) for ratios
+ * measured under the same conditions.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
@@ -16,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { build } from 'esbuild';
 import { spawnLong } from '../../common/exec.js';
+import { benchIronic, ironicUnavailable } from './support/ironic-compare.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const V = { 'x-openstack-ironic-api-version': '1.82', 'content-type': 'application/json' };
@@ -29,6 +32,12 @@ function flag(args: string[], name: string, dflt: number): number {
 }
 
 interface Res { status: number; body: string }
+
+function createBody(i: number): Record<string, unknown> {
+  return { driver: 'fake-hardware', name: `bench-${i}`,
+    driver_info: { ipmi_address: `10.0.${i >> 8}.${i & 255}`, ipmi_username: 'admin', ipmi_password: 'pw' },
+    properties: { cpus: 8, memory_mb: 16384, local_gb: 100, cpu_arch: 'x86_64' } };
+}
 
 async function req(pool: Pool, method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown): Promise<Res> {
   const r = await pool.request({ method, path, headers: V, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
@@ -126,9 +135,7 @@ export default async function bench(args: string[]): Promise<void> {
 
     // 1. creates
     const createRps = await load(nodes, conc, async (i) => {
-      expect(await req(pool, 'POST', '/v1/nodes', { driver: 'fake-hardware', name: `bench-${i}`,
-        driver_info: { ipmi_address: `10.0.${i >> 8}.${i & 255}`, ipmi_username: 'admin', ipmi_password: 'pw' },
-        properties: { cpus: 8, memory_mb: 16384, local_gb: 100, cpu_arch: 'x86_64' } }), 201, 'create');
+      expect(await req(pool, 'POST', '/v1/nodes', createBody(i)), 201, 'create');
     });
     console.log(`create: ${nodes} nodes, ${createRps.toFixed(0)} req/s (concurrency ${conc}), ${await cpuPer(nodes)}`);
 
@@ -210,9 +217,27 @@ export default async function bench(args: string[]): Promise<void> {
     const load2 = (await readFile('/proc/loadavg', 'utf8')).split(' ')[0];
     console.log(`load average at the end ${load2}; reference (Debian Ironic, this kind of machine): ~90 creates/s, ` +
       `~3 detail lists/s, ~190 lookups/s`);
+    let vs = '';
+    if (args.includes('--vs-ironic')) {
+      // The same load against the real Ironic, now, on this machine (our conductor sits idle meanwhile).
+      const why = ironicUnavailable();
+      if (why) console.log(`ironic comparison skipped: ${why}`);
+      else {
+        const ir = await benchIronic({ nodes: Math.min(nodes, 1000), conc, lists: 5, lookups: 1000, createBody });
+        const load3 = (await readFile('/proc/loadavg', 'utf8')).split(' ')[0];
+        console.log(`ironic 21.4 (same load generator, load average ${load3}): create ${ir.createRps.toFixed(0)} req/s ` +
+          `(${ir.createCpuMs.toFixed(2)} CPU ms), detail list ${ir.detailMs.toFixed(0)} ms (${ir.detailCpuMs.toFixed(0)} ` +
+          `CPU ms), lookup ${ir.lookupRps.toFixed(0)} req/s (${ir.lookupCpuMs.toFixed(2)} CPU ms)`);
+        const x = (a: number, b: number): string => (a / b).toFixed(1);
+        console.log(`ours / ironic: create ${x(createRps, ir.createRps)}x, detail ${x(ir.detailMs, detailMs)}x ` +
+          `(every item rendered: ${x(ir.detailMs, coldMs)}x), lookup ${x(lookupRps, ir.lookupRps)}x`);
+        vs = ` vs_ironic_create=${x(createRps, ir.createRps)} vs_ironic_detail=${x(ir.detailMs, detailMs)} ` +
+          `vs_ironic_detail_cold=${x(ir.detailMs, coldMs)} vs_ironic_lookup=${x(lookupRps, ir.lookupRps)}`;
+      }
+    }
     console.log(`conductor create_rps=${createRps.toFixed(0)} detail_ms=${detailMs.toFixed(1)} ` +
       `detail_cold_ms=${coldMs.toFixed(1)} lookup_rps=${lookupRps.toFixed(0)} ` +
-      `heartbeat_rps=${heartbeatRps.toFixed(0)} rss_mib_10k=${rss.toFixed(0)}`);
+      `heartbeat_rps=${heartbeatRps.toFixed(0)} rss_mib_10k=${rss.toFixed(0)}${vs}`);
   } finally {
     await pool.close();
     child.kill('SIGTERM');
