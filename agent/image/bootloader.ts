@@ -2,6 +2,7 @@
  * image.install_bootloader (reference/ipa-protocol.md §4.5). Partition images: GRUB into the deployed OS through
  * a chroot (i386-pc for BIOS, x86_64-efi with the ESP mounted for UEFI). Whole-disk images (root uuid null or a
  * 0x... disk identifier): only a UEFI NVRAM entry for the loader found on the ESP, nothing in BIOS mode.
+ * BIOS-mode partition images without GRUB but with a syslinux VBR get syslinux's MBR code instead (syslinux.ts).
  */
 import { existsSync, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,8 +11,9 @@ import { have, run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
 import { inRamdisk } from '../../common/ramdisk.js';
 import { CommandExecutionError, DeviceNotFound, InvalidImage } from '../protocol.js';
-import { listPartitions, type PartitionInfo } from './disk.js';
+import { listPartitions, partitionTableType, type PartitionInfo } from './disk.js';
 import { imageSettings } from './settings.js';
+import { inspectRoot, installSyslinuxMbr, type RootInspection } from './syslinux.js';
 
 const log = getLogger('image-bootloader');
 const ESP_TYPES = new Set(['c12a7328-f81f-11d2-ba4b-00a0c93ec93b', '0xef']);
@@ -117,6 +119,22 @@ async function installGrub(disk: string, parts: PartitionInfo[], p: BootloaderPa
   }
 }
 
+/** The syslinux path when the root filesystem has ldlinux.sys and no grub-install; undefined to go on with GRUB. */
+async function trySyslinux(disk: string, parts: PartitionInfo[], p: BootloaderParams): Promise<string | undefined> {
+  const root = parts.find((x) => x.uuid === p.root_uuid || x.partuuid === p.root_uuid);
+  if (!root || !imageSettings().enableBiosBootloaderInstall) return undefined; // installGrub reports both
+  let found: RootInspection;
+  try {
+    found = await inspectRoot(root);
+  } catch (e) {
+    log.warn({ root: root.path, err: (e as Error).message }, 'could not inspect the root filesystem for syslinux; trying GRUB');
+    return undefined;
+  }
+  log.info({ root: root.path, ...found }, 'root filesystem boot loaders');
+  if (found.grub || !found.ldlinux) return undefined;
+  return installSyslinuxMbr(disk, root, await partitionTableType(disk));
+}
+
 /** Returns what was done (for the log); throws unless ignore_bootloader_failure. */
 export async function installBootloader(disk: string, p: BootloaderParams): Promise<string> {
   const uefi = (p.target_boot_mode ?? 'bios') === 'uefi';
@@ -133,6 +151,10 @@ export async function installBootloader(disk: string, p: BootloaderParams): Prom
       const esp = findEsp(parts, p.efi_system_part_uuid);
       if (!esp) throw new DeviceNotFound(`No EFI system partition found on ${disk}`);
       return `UEFI boot entry for ${await registerUefiEntry(disk, esp)}`;
+    }
+    if (!uefi) {
+      const done = await trySyslinux(disk, parts, p);
+      if (done) return done;
     }
     await installGrub(disk, parts, p, uefi);
     if (uefi && existsSync('/sys/firmware/efi')) {
