@@ -26,8 +26,10 @@ export const TOOLS = [
   'zstd', 'xz', 'gzip', 'tar', 'blockdev', 'blkdiscard', 'hdparm', 'nvme', 'sync', 'kmod', 'modprobe', 'insmod',
   'rmmod', 'lsmod', 'modinfo', 'losetup', 'findmnt', 'mount', 'umount', 'dmidecode', 'lspci', 'ethtool',
   'lshw', 'smartctl', 'dd', 'sha256sum', 'md5sum', 'sha512sum', 'chroot', 'mkswap', 'fallocate', 'partx', 'dmsetup',
-  'shred',
+  'shred', 'mdir',
 ];
+/** syslinux's MBR boot code, for install_bootloader on GRUB-less BIOS partition images (agent/image/syslinux.ts). */
+export const SYSLINUX_MBR_FILES = ['/usr/lib/syslinux/mbr/mbr.bin', '/usr/lib/syslinux/mbr/gptmbr.bin'];
 /** Missing grub tools are reported, not fatal (grub is optional: --no-grub). */
 export const GRUB_TOOLS = ['grub-install', 'grub-probe', 'grub-mkimage', 'grub-editenv'];
 
@@ -222,6 +224,10 @@ export async function buildRootfs(opts: RootfsOptions): Promise<RootfsResult> {
     await addGrub(stage);
     const bs = '/usr/lib/grub/i386-pc/grub-bios-setup';
     if (existsSync(bs)) for (const l of await lddLibs(bs)) libs.add(l);
+  }
+  for (const f of SYSLINUX_MBR_FILES) {
+    if (existsSync(f)) await place(stage, f);
+    else missing.push(f);
   }
   await place(stage, opts.agentExe, RAMDISK_AGENT_PATH);
   await chmod(join(stage, RAMDISK_AGENT_PATH), 0o755);

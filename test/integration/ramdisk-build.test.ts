@@ -18,7 +18,7 @@ import { freePort } from '../fixtures/qemu.js';
 import { ensureRamdisk, type RamdiskFiles } from '../fixtures/ramdisk.js';
 
 const REQUIRED_TOOLS = ['lsblk', 'blkid', 'wipefs', 'sgdisk', 'parted', 'mkfs.vfat', 'mkfs.ext4', 'mdadm', 'qemu-img',
-  'ipmitool', 'ip', 'efibootmgr', 'zstd', 'xz', 'gzip', 'tar', 'blockdev', 'blkdiscard', 'hdparm', 'nvme', 'kmod'];
+  'ipmitool', 'ip', 'efibootmgr', 'zstd', 'xz', 'gzip', 'tar', 'blockdev', 'blkdiscard', 'hdparm', 'nvme', 'kmod', 'mdir'];
 
 const PLUGIN = `
 export default {
@@ -60,6 +60,8 @@ test('manifest describes the kernel and initramfs that were written', async (t) 
     '/usr/libexec/baremetal-agent-supervise', '/usr/share/udhcpc/default.script', `/lib/modules/${m.kernel.version}/modules.dep`]) {
     assert.ok(paths.has(p), `${p} in the initramfs`);
   }
+  // install_bootloader's syslinux path (agent/image/syslinux.ts) writes these to the disk.
+  for (const p of ['/usr/lib/syslinux/mbr/mbr.bin', '/usr/lib/syslinux/mbr/gptmbr.bin']) assert.ok(paths.has(p), `${p} in the initramfs`);
   const tools = new Set(m.tools.map((x) => x.name));
   for (const name of REQUIRED_TOOLS) assert.ok(tools.has(name), `tool ${name} in the ramdisk (missing: ${m.tools_missing.join(' ')})`);
   for (const mod of ['virtio_net', 'virtio_blk', 'ahci', 'nvme', 'sd_mod', 'e1000e', 'raid1', 'loop', 'ext4']) {
