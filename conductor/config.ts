@@ -22,7 +22,9 @@ export const ConfigSchema = z.object({
     backend: z.enum(['sqlite']).default('sqlite'),
     /** File name inside data_dir, or ':memory:'. */
     sqlite_file: z.string().default('conductor.sqlite'),
-  }).default({ backend: 'sqlite', sqlite_file: 'conductor.sqlite' }),
+    /** Memory for rendered node list items, reused while their node is unchanged (0: no cache). */
+    render_cache_mib: z.number().min(0).max(1024).default(8),
+  }).default({ backend: 'sqlite', sqlite_file: 'conductor.sqlite', render_cache_mib: 8 }),
   auth: z.object({
     strategy: z.enum(['noauth', 'http_basic']).default('noauth'),
     /** htpasswd-style file `user:$2b$...` (bcrypt) for http_basic. */

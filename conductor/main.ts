@@ -46,7 +46,8 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}):
   const config = buildConfig(input);
   registerBuiltinDrivers();
   const log = getLogger('conductor', { host: config.conductor_host });
-  const store = SqliteStore.open(config.data_dir, config.database.sqlite_file);
+  const store = SqliteStore.open(config.data_dir, config.database.sqlite_file,
+    { renderCacheBytes: config.database.render_cache_mib * 2 ** 20 });
   const tasks = new TaskManager(store, config.conductor_host, {
     retryAttempts: config.locks.node_locked_retry_attempts,
     retryIntervalMs: config.locks.node_locked_retry_interval * 1000,

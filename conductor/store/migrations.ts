@@ -106,7 +106,7 @@ CREATE INDEX node_history_node ON node_history(node_uuid);
   },
   {
     version: 2,
-    description: 'nodes.version, bumped by every update (cache validation for rendered list items)',
+    description: 'nodes.version, bumped by every update (validates cached node list pages)',
     sql: `
 ALTER TABLE nodes ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
 -- The store bumps it in its own UPDATEs; this catches any statement that does not.

@@ -1,91 +1,68 @@
 /**
- * Rendered node list items, kept per (render spec, node row id) and valid for one row version: nodes.version
- * is bumped by every UPDATE (explicitly, and by a trigger for any statement that forgets), and row ids are
- * never reused, so a hit is exactly what rendering the row again would produce. Clients poll node lists
- * (nova's ironic driver, operators' `node list --long`) while most nodes do not change; a hit costs a map
- * lookup instead of rendering ~60 fields. Least recently used out first.
- *
- * Items are views into the buffer they were rendered in (one per render, not one per item: a thousand small
- * buffers cost more in GC than the rendering); the budget counts those whole buffers while any view of
- * theirs is cached, so the memory held is what is counted.
+ * Rendered node list pages, reused while the page would render the same: a request for the same list (same
+ * render spec, filters, order and page) first reads only (id, version) of its rows, and when those equal the
+ * cached page's, the cached items are the answer. nodes.version is bumped by every UPDATE (explicitly, and by a
+ * trigger for any statement that forgets) and row ids are never reused, so equal (id, version) lists render
+ * equal bytes. Clients poll node lists (nova's ironic driver, `baremetal node list --long`) while most nodes do
+ * not change; any change in a page renders the whole page again, which costs what it costs without a cache.
+ * Bounded by bytes, least recently used out first. A page is kept from its second request on: lists asked for
+ * once (paging through everything, one-off filters) would only churn the cache and leave garbage behind.
  */
-interface Slab {
-  bytes: number;
-  live: number;
-}
-
-interface Entry {
-  version: number;
-  buf: Buffer;
-  slab: Slab;
+export interface CachedPage {
+  /** id, version, id, version, ... of the page's rows, in order. */
+  rows: Float64Array;
+  items: Buffer;
 }
 
 export class RenderCache {
-  private readonly specs = new Map<string, number>();
-  private readonly items = new Map<number, Entry>();
+  private readonly pages = new Map<string, CachedPage>();
+  /** Keys rendered once (not kept yet). */
+  private readonly seen = new Set<string>();
   private bytes = 0;
 
   constructor(readonly maxBytes: number) {}
 
-  /** A small number for a spec's key; specs past 64 distinct ones start the cache afresh. */
-  specId(key: string): number {
-    let id = this.specs.get(key);
-    if (id === undefined) {
-      if (this.specs.size >= 64) this.clear();
-      id = this.specs.size;
-      this.specs.set(key, id);
+  /** The cached page for `key` if its rows are exactly `rows` ([id, version, ...][]). */
+  get(key: string, rows: readonly (readonly [number, number, ...unknown[]])[]): Buffer | undefined {
+    const p = this.pages.get(key);
+    if (!p || p.rows.length !== rows.length * 2) return undefined;
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i] as readonly [number, number];
+      if (p.rows[2 * i] !== r[0] || p.rows[2 * i + 1] !== r[1]) return undefined;
     }
-    return id;
+    this.pages.delete(key);
+    this.pages.set(key, p);
+    return p.items;
   }
 
-  /** Cache key of row `rowId` rendered by spec `specId`. */
-  static key(specId: number, rowId: number): number {
-    return specId * 2 ** 40 + rowId;
-  }
-
-  get(key: number, version: number): Buffer | undefined {
-    const e = this.items.get(key);
-    if (!e) return undefined;
-    this.items.delete(key);
-    if (e.version !== version) {
-      this.unref(e.slab);
-      return undefined;
+  set(key: string, rows: readonly (readonly [number, number, ...unknown[]])[], items: Buffer): void {
+    const size = items.length + rows.length * 16 + key.length;
+    if (size > this.maxBytes / 2) return;
+    if (!this.pages.has(key) && !this.seen.has(key)) {
+      if (this.seen.size >= 256) this.seen.delete(this.seen.values().next().value as string);
+      this.seen.add(key);
+      return;
     }
-    this.items.set(key, e);
-    return e.buf;
-  }
-
-  /** Caches the views `items` ([key, version, view]) of one rendered `slab`. */
-  setAll(slab: Buffer, items: readonly (readonly [number, number, Buffer])[]): void {
-    if (this.maxBytes <= 0 || slab.length > this.maxBytes / 2) return;
-    const s: Slab = { bytes: slab.length, live: 0 };
-    for (const [key, version, buf] of items) {
-      const old = this.items.get(key);
-      if (old) {
-        this.items.delete(key);
-        this.unref(old.slab);
-      }
-      this.items.set(key, { version, buf, slab: s });
-      if (s.live++ === 0) this.bytes += s.bytes;
-    }
-    for (const [k, e] of this.items) {
+    this.seen.delete(key);
+    this.delete(key);
+    const ids = new Float64Array(rows.length * 2);
+    rows.forEach((r, i) => { ids[2 * i] = r[0]; ids[2 * i + 1] = r[1]; });
+    this.pages.set(key, { rows: ids, items });
+    this.bytes += size;
+    for (const k of this.pages.keys()) {
       if (this.bytes <= this.maxBytes) break;
-      this.items.delete(k);
-      this.unref(e.slab);
+      this.delete(k);
     }
   }
 
-  private unref(s: Slab): void {
-    if (--s.live === 0) this.bytes -= s.bytes;
+  private delete(key: string): void {
+    const p = this.pages.get(key);
+    if (!p) return;
+    this.pages.delete(key);
+    this.bytes -= p.items.length + p.rows.length * 8 + key.length;
   }
 
-  clear(): void {
-    this.specs.clear();
-    this.items.clear();
-    this.bytes = 0;
-  }
-
-  get size(): { entries: number; bytes: number } {
-    return { entries: this.items.size, bytes: this.bytes };
+  get size(): { pages: number; bytes: number } {
+    return { pages: this.pages.size, bytes: this.bytes };
   }
 }

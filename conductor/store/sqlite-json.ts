@@ -97,58 +97,30 @@ export class NodeListRenderer {
       conductor_group: r[3] as string }));
   }
 
-  /** A page of items: cached renderings of unchanged rows, the others rendered in one statement. */
-  page(query: ListQuery, spec: NodeJsonSpec): NodeJsonList {
-    const page = query('id, version, uuid');
-    const rows = this.stmt(page.sql).all(...page.args) as [number, number, string][];
-    const { maskers: _fns, ...keyed } = spec;
-    const specId = this.cache.specId(JSON.stringify(keyed));
-    const items = new Array<Buffer>(rows.length);
-    const missing = new Map<number, number>();
-    rows.forEach(([id, version], i) => {
-      const hit = this.cache.get(RenderCache.key(specId, id), version);
-      if (hit) items[i] = hit;
-      else missing.set(id, i);
-    });
-    // Rendered in the same synchronous turn as the page query: no write can come in between.
-    if (missing.size > 0) this.renderMissing(spec, specId, missing, items);
-    const last = rows[rows.length - 1];
-    return { items, count: rows.length, ...(last ? { lastUuid: last[2] } : {}) };
-  }
-
   /**
-   * Renders the rows `missing` (row id -> index in `items`) in one statement: the items come back as one buffer,
-   * separated by newlines (which rendered JSON never holds raw: strings are escaped, stored JSON is
-   * JSON.stringify output), and are cached as views into it.
+   * A page of items joined by commas: the cached page when its rows are unchanged, else rendered in one
+   * statement (the page query is a co-routine whose rows group_concat takes in order; asking for that order again
+   * in the aggregate would re-sort the big rows).
    */
-  private renderMissing(spec: NodeJsonSpec, specId: number, missing: Map<number, number>, items: Buffer[]): void {
+  page(query: ListQuery, spec: NodeJsonSpec): NodeJsonList {
+    const ids = query('id, version, uuid');
+    const rows = this.stmt(ids.sql).all(...ids.args) as [number, number, string][];
+    const last = rows[rows.length - 1];
+    const tail = { count: rows.length, ...(last ? { lastUuid: last[2] } : {}) };
+    const { maskers: _fns, ...keyed } = spec;
+    const key = `${JSON.stringify(keyed)}\n${ids.sql}\n${JSON.stringify(ids.args)}`;
+    const hit = this.cache.get(key, rows);
+    if (hit) return { items: hit, ...tail };
+    // Same synchronous turn as the page query above: no write can come in between.
     const item = nodeJsonExpr(spec);
-    const sql = `SELECT CAST(group_concat(j, char(10)) AS BLOB), group_concat(id || '.' || version, ',') FROM ` +
-      `(SELECT ${item.sql} AS j, id, version FROM nodes WHERE id IN (SELECT value FROM json_each(?)))`;
-    const [slab, keys] = this.withMaskers(spec, () => this.stmt(sql).get(...item.params,
-      JSON.stringify([...missing.keys()]))) as [Buffer | null, string | null];
-    const rows = keys ? keys.split(',') : [];
-    const fresh: [number, number, Buffer][] = [];
-    let at = 0;
-    rows.forEach((r, i) => {
-      const dot = r.indexOf('.');
-      if (!slab) return;
-      const next = slab.indexOf(10, at);
-      const end = i < rows.length - 1 ? next : next < 0 ? slab.length : -1;
-      if (end < 0) return;
-      fresh.push([Number(r.slice(0, dot)), Number(r.slice(dot + 1)), slab.subarray(at, end)]);
-      at = end + 1;
-    });
-    if (!slab || fresh.length !== missing.size) {
-      // Only a raw newline inside stored JSON (written around the store) gets here: render row by row.
-      const one = `SELECT id, ${item.sql} FROM nodes WHERE id IN (SELECT value FROM json_each(?))`;
-      const texts = this.withMaskers(spec, () => this.stmt(one).all(...item.params,
-        JSON.stringify([...missing.keys()]))) as [number, string][];
-      for (const [id, json] of texts) items[missing.get(id) as number] = Buffer.from(json);
-      return;
-    }
-    for (const [id, , view] of fresh) items[missing.get(id) as number] = view;
-    this.cache.setAll(slab, fresh.map(([id, version, view]) => [RenderCache.key(specId, id), version, view]));
+    const page = query(`${item.sql} AS j`);
+    const sql = `SELECT CAST(group_concat(j, ',') AS BLOB), count(*) FROM (${page.sql})`;
+    const [items, count] = this.withMaskers(spec, () => this.stmt(sql).get(...item.params, ...page.args)) as
+      [Buffer | null, number];
+    if (count !== rows.length) throw new Error(`node list changed while rendering (${rows.length} -> ${count} rows)`);
+    const out = items ?? Buffer.alloc(0);
+    this.cache.set(key, rows, out);
+    return { items: out, ...tail };
   }
 
   private withMaskers<T>(spec: NodeJsonSpec, fn: () => T): T {

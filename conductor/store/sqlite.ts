@@ -52,10 +52,10 @@ export class SqliteStore implements Store {
     this.lists = new NodeListRenderer(this.db, (sql) => this.rawStmt(sql), opts.renderCacheBytes ?? 8 * 2 ** 20);
   }
 
-  static open(dataDir: string, fileName = 'conductor.sqlite'): SqliteStore {
-    if (fileName === ':memory:') return new SqliteStore({ file: ':memory:' });
+  static open(dataDir: string, fileName = 'conductor.sqlite', opts: Omit<SqliteOptions, 'file'> = {}): SqliteStore {
+    if (fileName === ':memory:') return new SqliteStore({ ...opts, file: ':memory:' });
     mkdirSync(dataDir, { recursive: true });
-    return new SqliteStore({ file: join(dataDir, fileName) });
+    return new SqliteStore({ ...opts, file: join(dataDir, fileName) });
   }
 
   private migrate(): void {

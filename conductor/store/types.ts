@@ -167,9 +167,9 @@ export interface NodeJsonSpec {
   maskers?: Readonly<Record<string, { hints: readonly string[]; mask(raw: string): string }>>;
 }
 
-/** A rendered page of nodes: the items (UTF-8 JSON, in order), their count and the last one's UUID. */
+/** A rendered page of nodes: the items (UTF-8 JSON) joined by commas, their count and the last one's UUID. */
 export interface NodeJsonList {
-  items: Buffer[];
+  items: Buffer;
   count: number;
   lastUuid?: string;
 }
@@ -194,7 +194,7 @@ export interface Store {
   listNodes(query: NodeQuery): Promise<NodeRecord[]>;
   /** Same rows as listNodes, each rendered to JSON text as `spec` says. */
   listNodesJson(query: NodeQuery, spec: NodeJsonSpec): Promise<NodeJsonRow[]>;
-  /** listNodesJson's items as buffers, for whole responses. */
+  /** listNodesJson's items as one buffer, for whole responses. */
   renderNodeList(query: NodeQuery, spec: NodeJsonSpec): Promise<NodeJsonList>;
   countNodes(): Promise<number>;
   /** Updates and returns the row; `expect.reservation` makes it conditional (fails with undefined). */

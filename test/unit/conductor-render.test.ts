@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { NODE_FIELDS, nodeListSpec, renderNode, renderNodeBrief } from '../../conductor/api/render.js';
 import { initialState } from '../../conductor/states.js';
+import { RenderCache } from '../../conductor/store/render-cache.js';
 import { SqliteStore } from '../../conductor/store/sqlite.js';
 import type { NodeRecord } from '../../conductor/store/types.js';
 
@@ -65,7 +66,7 @@ test('node lists rendered by SQLite equal renderNode / renderNodeBrief, byte for
     { owner: 'nobody' }]) {
     const rows = await store.listNodesJson(q, spec);
     const page = await store.renderNodeList(q, spec);
-    assert.deepEqual(page.items.map((b) => b.toString('utf8')), rows.map((r) => r.json), JSON.stringify(q));
+    assert.equal(page.items.toString('utf8'), rows.map((r) => r.json).join(','), JSON.stringify(q));
     assert.equal(page.count, rows.length);
     assert.equal(page.lastUuid, rows[rows.length - 1]?.uuid);
   }
@@ -89,7 +90,7 @@ test('node lists rendered by SQLite equal renderNode / renderNodeBrief, byte for
   assert.deepEqual(maint.map((r) => JSON.parse(r.json).name as string), ['odd']);
 });
 
-test('rendered list items are cached per row version: updates, raw SQL updates, re-created UUIDs', async (t) => {
+test('rendered list pages are reused only while their rows are unchanged: updates, raw SQL updates, re-created UUIDs', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'bmts-render-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const store = SqliteStore.open(dir);
@@ -100,7 +101,7 @@ test('rendered list items are cached per row version: updates, raw SQL updates, 
   const mk = (extra: Record<string, unknown> = {}): Promise<NodeRecord> => store.createNode({ uuid,
     driver: 'fake-hardware', ...initialState(82), ...extra });
   const items = async (): Promise<Record<string, unknown>[]> =>
-    (await store.renderNodeList({}, spec)).items.map((b) => JSON.parse(b.toString('utf8')) as Record<string, unknown>);
+    JSON.parse(`[${(await store.renderNodeList({}, spec)).items.toString('utf8')}]`) as Record<string, unknown>[];
   const fresh = async (): Promise<Record<string, unknown>[]> =>
     (await store.listNodesJson({}, spec)).map((r) => JSON.parse(r.json) as Record<string, unknown>);
   await mk({ name: 'one' });
@@ -121,14 +122,32 @@ test('rendered list items are cached per row version: updates, raw SQL updates, 
   await mk({ name: 'three' });
   assert.equal((await items())[0]?.name, 'three');
   assert.deepEqual(await items(), await fresh());
-  // Stored JSON with a raw newline (written around the store) still renders, item by item.
+  // Stored JSON with a raw newline (written around the store) renders too.
   await store.createNode({ uuid: randomUUID(), driver: 'fake-hardware', ...initialState(82), name: 'four' });
   store.db.prepare(`UPDATE nodes SET extra = '{"a":\n1}' WHERE name = 'three'`).run();
   const two = await items();
   assert.deepEqual(two.map((n) => [n.name, n.extra]), [['three', { a: 1 }], ['four', {}]]);
   // Another base URL is another rendering.
   const other = nodeListSpec({ minor: 82, base: 'http://other', conductor });
-  const o = JSON.parse((await store.renderNodeList({}, other)).items[0]?.toString('utf8') ?? '{}') as
-    { links: { href: string }[] };
-  assert.match(o.links[0]?.href ?? '', /^http:\/\/other\/v1\/nodes\//);
+  const o = (JSON.parse(`[${(await store.renderNodeList({}, other)).items.toString('utf8')}]`) as
+    { links: { href: string }[] }[])[0];
+  assert.match(o?.links[0]?.href ?? '', /^http:\/\/other\/v1\/nodes\//);
+});
+
+test('render cache: kept from the second render on, hit only for identical (id, version) rows, bounded', () => {
+  const c = new RenderCache(64 * 1024);
+  const rows: [number, number][] = [[1, 0], [2, 3]];
+  const page = Buffer.from('{"a":1},{"b":2}');
+  c.set('k', rows, page);
+  assert.equal(c.get('k', rows), undefined);
+  c.set('k', rows, page);
+  assert.equal(c.get('k', rows), page);
+  assert.equal(c.get('k', [[1, 0], [2, 4]]), undefined);
+  assert.equal(c.get('k', [[1, 0]]), undefined);
+  assert.equal(c.get('other', rows), undefined);
+  const big = Buffer.alloc(20 * 1024);
+  for (const k of ['p1', 'p2', 'p3', 'p4']) { c.set(k, rows, big); c.set(k, rows, big); }
+  assert.ok(c.size.bytes <= 64 * 1024);
+  assert.equal(c.get('p1', rows), undefined);
+  assert.equal(c.get('p4', rows), big);
 });

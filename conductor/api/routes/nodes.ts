@@ -34,7 +34,6 @@ const LIST_PARAMS = ['associated', 'maintenance', 'retired', 'fault', 'provision
   'chassis_uuid', 'conductor_group', 'conductor', 'owner', 'lessee', 'project', 'instance_uuid',
   'description_contains', 'shard', 'sharded', 'fields', 'detail', 'marker', 'limit', 'sort_key', 'sort_dir'];
 const LIST_HEAD = Buffer.from('{"nodes":[');
-const COMMA = Buffer.from(',');
 /** Filters and options echoed into `next` links. */
 const ECHOED = LIST_PARAMS.filter((p) => p !== 'marker' && p !== 'limit');
 
@@ -81,7 +80,7 @@ async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean
   };
   const spec = nodeListSpec({ minor, base, ...(fields ? { fields } : {}), brief: !fields && !detail,
     conductor: { host: c.host, group: c.config.conductor_group, drivers: enabledHardwareTypes(c.config).map((t) => t.name) } });
-  let items: Buffer[];
+  let items: Buffer;
   if (q.conductor === undefined) {
     const list = await c.store.renderNodeList(query, spec);
     pageNext(list.count, list.lastUuid);
@@ -90,13 +89,10 @@ async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean
     // Like Ironic, the conductor filter applies to the page after paging.
     const rows = wrongConductor ? [] : await c.store.listNodesJson(query, spec);
     pageNext(rows.length, rows[rows.length - 1]?.uuid);
-    items = rows.filter((r) => conductorOf(r) === q.conductor).map((r) => Buffer.from(r.json));
+    items = Buffer.from(rows.filter((r) => conductorOf(r) === q.conductor).map((r) => r.json).join(','));
   }
-  const parts: Buffer[] = [LIST_HEAD];
-  items.forEach((b, i) => { if (i > 0) parts.push(COMMA); parts.push(b); });
-  parts.push(Buffer.from(`]${next ? `,"next":${JSON.stringify(next)}` : ''}}`));
   ctx.type = 'application/json';
-  ctx.body = Buffer.concat(parts);
+  ctx.body = Buffer.concat([LIST_HEAD, items, Buffer.from(`]${next ? `,"next":${JSON.stringify(next)}` : ''}}`)]);
 }
 
 export function nodeRoutes(router: Router, c: ConductorContext): void {

@@ -17,6 +17,9 @@ export async function serveBenchConductor(port: number, dir: string): Promise<vo
     deploy: ['bench-wait'], network: ['noop'], storage: ['noop'] } });
   const c = await startConductor({ host: '127.0.0.1', port, data_dir: dir, require_tls: false,
     enabled_hardware_types: ['fake-hardware', 'bench-hw'], automated_clean: false,
+    ...(process.env.BENCH_RENDER_CACHE_MIB !== undefined
+      ? { database: { backend: 'sqlite', sqlite_file: 'conductor.sqlite', render_cache_mib: Number(process.env.BENCH_RENDER_CACHE_MIB) } }
+      : {}),
     periodic: { sync_power_state_interval: 0, check_provision_state_interval: 0, reservation_cleanup_interval: 0 } });
   setHeartbeatHandler(() => undefined);
   process.stdout.write(`READY ${c.url}\n`);
