@@ -106,6 +106,7 @@ const JSON_TEXT_FIELDS = new Set(['traits', ...JSON_FIELDS]);
 
 /** Recent maskedJson results: driver_info rarely changes, and nearly every one holds a password. */
 const maskMemo = new Map<string, string>();
+let maskMemoChars = 0;
 
 /** maskDict on stored JSON text; the text itself when nothing is masked. */
 function maskedJson(raw: string): string {
@@ -116,8 +117,13 @@ function maskedJson(raw: string): string {
   const m = maskDict(d);
   const out = m === d ? raw : JSON.stringify(m);
   if (raw.length <= 2048) {
-    if (maskMemo.size >= 4096) maskMemo.clear();
+    // ~4 MiB at most (two-byte chars); starting afresh is cheap, entries are re-made on the next list.
+    if (maskMemoChars > 2 ** 20) {
+      maskMemo.clear();
+      maskMemoChars = 0;
+    }
     maskMemo.set(raw, out);
+    maskMemoChars += raw.length + out.length;
   }
   return out;
 }
