@@ -2,8 +2,6 @@
 # `npm test`: the type check, then every test file under test/ (unit, integration, e2e) with Node's runner.
 # Node 20's --test has no glob support, so the file list is expanded here; a run of zero tests is a failure.
 set -uo pipefail
-# Quiet in-process loggers (tests that need logs set LOG_LEVEL for their children themselves).
-export LOG_LEVEL=${LOG_LEVEL:-warn}
 cd "$(dirname "$0")/.."
 npx tsc --noEmit -p . || { echo "typecheck failed"; exit 1; }
 if [ $# -gt 0 ]; then files=("$@"); else mapfile -t files < <(find test -name '*.test.ts' -not -path '*/node_modules/*' | sort); fi
