@@ -78,20 +78,32 @@ test('initramfs unpacks; every program inside finds its libraries; the agent run
   await run('zstd', ['-d', '-q', '-f', files.initramfs, '-o', cpio]);
   const root = join(dir, 'root');
   await mkdir(root);
-  // The initramfs is several cpio archives back to back (the kernel unpacks them in turn); GNU cpio stops at
-  // each trailer and reports the 512-byte blocks it read, which gives the next archive's offset.
+  // The initramfs is several newc cpio archives back to back (the kernel unpacks them in turn, skipping the zero
+  // padding between them). Walk the headers to find where each archive ends, and extract each one with cpio.
   const whole = readFileSync(cpio);
-  const total = whole.length;
+  const archiveEnd = (start: number): number => {
+    let p = start;
+    for (;;) {
+      assert.equal(whole.toString('latin1', p, p + 6), '070701', `newc header at offset ${p}`);
+      const field = (i: number): number => parseInt(whole.toString('latin1', p + 6 + i * 8, p + 14 + i * 8), 16);
+      const fileSize = field(6);
+      const nameSize = field(11);
+      const name = whole.toString('latin1', p + 110, p + 110 + nameSize - 1);
+      p = (p + 110 + nameSize + 3) & ~3;
+      p = (p + fileSize + 3) & ~3;
+      if (name === 'TRAILER!!!') return p;
+    }
+  };
   let offset = 0;
   let archives = 0;
-  while (offset < total) {
+  while (offset < whole.length) {
+    const end = archiveEnd(offset);
     // A Buffer, not a file stream: the child would read a stream's fd from offset 0 whatever `start` says.
-    const input = whole.subarray(offset);
-    const r = await run('cpio', ['-i', '-d', '-m', '--no-absolute-filenames'], { cwd: root, input });
-    const blocks = Number(/(\d+) blocks?/.exec(r.stderr)?.[1] ?? 'NaN');
-    assert.ok(blocks > 0, `cpio read an archive at offset ${offset}: ${r.stderr}`);
-    offset += blocks * 512;
+    const r = await run('cpio', ['-i', '-d', '-m', '--no-absolute-filenames'], { cwd: root, input: whole.subarray(offset, end) });
+    assert.ok(/\d+ blocks?/.test(r.stderr), `cpio read the archive at offset ${offset}: ${r.stderr}`);
     archives++;
+    offset = end;
+    while (offset < whole.length && whole[offset] === 0) offset++;
   }
   await rm(cpio);
   assert.ok(archives >= 1);
