@@ -1,11 +1,12 @@
 /**
  * install_bootloader's syslinux path: the e2e partition image (FAT + syslinux VBR, no GRUB) is laid out by
  * prepareImage on the test's own loop device (BIOS, config drive before the root partition so the VBR must learn
- * its offset from the MBR handoff), installBootloader writes syslinux's MBR code and the boot flag, and a copy of
- * the loop's backing file then boots in QEMU to the instance marker.
+ * its offset from the MBR handoff; GPT: behind the BIOS boot partition), installBootloader writes syslinux's MBR
+ * code and the boot flag, and a copy of the loop's backing file then boots in QEMU to the instance marker.
  */
 import assert from 'node:assert/strict';
-import { copyFile, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { copyFile, mkdir, mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -21,6 +22,7 @@ import {
   buildConfigDrive,
   buildInstanceInitramfs,
   buildPartitionImage,
+  CONFIG_DRIVE_NONE,
   missingImageTools,
   parseConfigDriveOutput,
   type BuiltImage,
@@ -61,12 +63,12 @@ after(async () => {
   if (!keepDir) await rm(dir, { recursive: true, force: true });
 });
 
-const imageInfo = (label: 'msdos' | 'gpt'): Record<string, unknown> => ({
-  id: 'partition.img',
-  urls: [server.url('partition.img')],
+const imageInfo = (label: 'msdos' | 'gpt', file = 'partition.img', sha256 = image.sha256): Record<string, unknown> => ({
+  id: file,
+  urls: [server.url(file)],
   disk_format: 'raw',
   os_hash_algo: 'sha256',
-  os_hash_value: image.sha256,
+  os_hash_value: sha256,
   image_type: 'partition',
   root_mb: IMAGE_MIB,
   swap_mb: 0,
@@ -91,6 +93,23 @@ async function deploy(label: 'msdos' | 'gpt', configdrive: string | null, then: 
   } finally {
     setHardwareContext({ deviceAllowlist: null });
     await loops.dispose();
+  }
+}
+
+/** Boot a deployed disk copy until the instance's done line; its serial log is returned (kept on failure). */
+async function bootUntilDone(disk: string, name: string): Promise<string> {
+  await mkdir(join(dir, name), { recursive: true });
+  const vm = await startVm({ dir: join(dir, name), name: `syslinux-${name}`, boot: 'disk', noReboot: true, disks: [{ file: disk, format: 'raw' }] });
+  try {
+    await vm.waitForSerial(new RegExp(`BAREMETAL-TS-INSTANCE-DONE ${image.markerId}`), BOOT_TIMEOUT_MS);
+    const serial = vm.readSerial();
+    assert.match(serial, new RegExp(`^${image.markerLine} variant=partition`, 'm'));
+    return serial;
+  } catch (e) {
+    keepDir = true;
+    throw new Error(`${(e as Error).message}\nserial log: ${vm.serialLog}`);
+  } finally {
+    await vm.stop();
   }
 }
 
@@ -126,23 +145,14 @@ describe('install_bootloader: syslinux for BIOS partition images without GRUB', 
       // dispose() detaches the loop and deletes its backing file: boot a copy of it instead.
       await copyFile(loops.devices[0]!.backingFile, disk);
     });
-    const vm = await startVm({ dir, name: 'syslinux', boot: 'disk', noReboot: true, disks: [{ file: disk, format: 'raw' }] });
-    try {
-      await vm.waitForSerial(new RegExp(`BAREMETAL-TS-INSTANCE-DONE ${image.markerId}`), BOOT_TIMEOUT_MS);
-      const serial = vm.readSerial();
-      assert.match(serial, new RegExp(`^${image.markerLine} variant=partition`, 'm'));
-      assert.match(serial, /^CONFIG-DRIVE-FOUND \/dev\/vda1$/m);
-      assert.equal(parseConfigDriveOutput(serial)?.uuid, cd.metaData.uuid);
-    } catch (e) {
-      keepDir = true;
-      throw new Error(`${(e as Error).message}\nserial log: ${vm.serialLog}`);
-    } finally {
-      await vm.stop();
-    }
+    const serial = await bootUntilDone(disk, 'msdos');
+    assert.match(serial, /^CONFIG-DRIVE-FOUND \/dev\/vda1$/m);
+    assert.equal(parseConfigDriveOutput(serial)?.uuid, cd.metaData.uuid);
   });
 
-  test('gpt: gptmbr.bin and legacy_boot on the root partition, protective MBR kept', async () => {
-    await deploy('gpt', null, async (dev) => {
+  test('gpt: gptmbr.bin and legacy_boot on the root partition, protective MBR kept; the disk boots', async () => {
+    const disk = join(dir, 'deployed-gpt.raw');
+    await deploy('gpt', null, async (dev, loops) => {
       assert.equal(await partitionTableType(dev), 'gpt');
       const sector = await firstBytes(dev, 512);
       const mbr = (await readFile(syslinuxMbrFile('gpt')!)).subarray(0, 440);
@@ -152,6 +162,36 @@ describe('install_bootloader: syslinux for BIOS partition images without GRUB', 
       assert.ok(root, 'root partition found');
       const info = await run('sgdisk', ['-A', `${root.number}:show`, dev]);
       assert.match(info.stdout, /legacy BIOS bootable/);
+      await run('sync', []);
+      await run('blockdev', ['--flushbufs', dev]);
+      await copyFile(loops.devices[0]!.backingFile, disk);
     });
+    assert.match(await bootUntilDone(disk, 'gpt'), new RegExp(`^${CONFIG_DRIVE_NONE}$`, 'm'));
+  });
+
+  test('a FAT root without ldlinux.sys (and no GRUB) is not given the syslinux MBR: the GRUB path fails', async () => {
+    const plain = join(dir, 'plain-fat.img');
+    await writeFile(plain, '');
+    await truncate(plain, IMAGE_MIB * 1024 * 1024);
+    await run('mformat', ['-i', plain, '-v', 'PLAIN', '::']);
+    const loops = await createLoopDevices(1, 64);
+    try {
+      const dev = loops.devices[0]!.path;
+      setHardwareContext({ deviceAllowlist: [dev], minRootDeviceBytes: 1024 * 1024 });
+      resetImageState();
+      const sha = createHash('sha256').update(await readFile(plain)).digest('hex');
+      const prep = await prepareImage(imageInfo('msdos', 'plain-fat.img', sha), null, { device: dev });
+      await assert.rejects(
+        installBootloader(dev, { root_uuid: prep.uuids['root uuid'], target_boot_mode: 'bios' }),
+        // The GRUB path mounts the root: "no grub-install" where vfat mounts, a mount error where it doesn't.
+        (e: Error) => /no grub-install or grub2-install|mount/.test(e.message) && !/syslinux/i.test(e.message),
+      );
+      const code = (await firstBytes(dev, 440)).toString('hex');
+      const mbr = (await readFile(syslinuxMbrFile('dos')!)).subarray(0, 440).toString('hex');
+      assert.notEqual(code, mbr, 'syslinux MBR written although the image has no ldlinux.sys');
+    } finally {
+      setHardwareContext({ deviceAllowlist: null });
+      await loops.dispose();
+    }
   });
 });
