@@ -30,6 +30,9 @@ export const TOOLS = [
 ];
 /** syslinux's MBR boot code, for install_bootloader on GRUB-less BIOS partition images (agent/image/syslinux.ts). */
 export const SYSLINUX_MBR_FILES = ['/usr/lib/syslinux/mbr/mbr.bin', '/usr/lib/syslinux/mbr/gptmbr.bin'];
+/** mtools converts FAT names through iconv (codepage 850): without these, mdir fails "Error setting code page". */
+const GCONV_DIR = '/usr/lib/x86_64-linux-gnu/gconv';
+export const MTOOLS_GCONV_FILES = ['IBM850.so', 'gconv-modules', 'gconv-modules.cache', 'gconv-modules.d'].map((f) => `${GCONV_DIR}/${f}`);
 /** Missing grub tools are reported, not fatal (grub is optional: --no-grub). */
 export const GRUB_TOOLS = ['grub-install', 'grub-probe', 'grub-mkimage', 'grub-editenv'];
 
@@ -228,6 +231,9 @@ export async function buildRootfs(opts: RootfsOptions): Promise<RootfsResult> {
   for (const f of SYSLINUX_MBR_FILES) {
     if (existsSync(f)) await place(stage, f);
     else missing.push(f);
+  }
+  for (const f of MTOOLS_GCONV_FILES) {
+    if (existsSync(f)) await cp(f, join(stage, f), { recursive: true, dereference: true });
   }
   await place(stage, opts.agentExe, RAMDISK_AGENT_PATH);
   await chmod(join(stage, RAMDISK_AGENT_PATH), 0o755);

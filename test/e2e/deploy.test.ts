@@ -2,8 +2,9 @@
  * The whole mission as a test (issue 10): a QEMU node behind ipmi_sim is enrolled at our conductor, PXE-boots
  * our ramdisk, is cleaned and deployed by our agent, and boots its new OS from its own disk. Then: undeploy
  * (cleaning wipes the disk, so the VM no longer boots from it), a deploy with a config drive (the booted OS
- * prints it; partition images are skipped, see below), and a deploy with a bad checksum that ends in `deploy failed` with the
- * VM powered off. Skips, naming the missing part, until every part has landed — it never passes vacuously.
+ * prints it), a partition image with a config drive (the agent's syslinux install_bootloader path), and a deploy
+ * with a bad checksum that ends in `deploy failed` with the VM powered off. Skips, naming the missing part, until
+ * every part has landed — it never passes vacuously.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +18,7 @@ import { freePort } from '../fixtures/qemu.js';
 import {
   buildConfigDrive,
   buildInstanceInitramfs,
+  buildPartitionImage,
   buildWholeDiskImage,
   missingImageTools,
   parseConfigDriveOutput,
@@ -179,13 +181,32 @@ test('e2e: enroll, clean, deploy, boot from disk, undeploy, config drive, bad ch
     await undeployNode(l, n, reporter, timer);
   });
 
-  // Partition images boot through the agent's install_bootloader, which (as IPA's) runs grub-install from inside
-  // the deployed root filesystem. The test's partition image is FAT + syslinux + busybox (buildPartitionImage):
-  // no grub-install in it, so that deploy ends in "deploy failed" by design. Booting it needs either a
-  // grub-capable root filesystem image or a syslinux path in install_bootloader (MBR code + active flag).
-  await t.test('partition image + config drive', {
-    skip: 'partition image bootloader: install_bootloader needs grub-install inside the image; the test image is FAT+syslinux (see comment)',
-  }, () => undefined);
+  // Partition images boot through the agent's install_bootloader: the test image (buildPartitionImage) is FAT with a
+  // syslinux VBR and no grub-install, so the agent takes its syslinux path (MBR code + active root partition).
+  await scenario('partition image + config drive: install_bootloader (syslinux), the booted OS prints the config drive', async () => {
+    const part = await buildPartitionImage({ dir: imageDir, initramfs, sizeMiB: 32 });
+    const cd = await buildConfigDrive({ dir: imageDir, metaData: { name: 'e2e-partition' } });
+    const serial = await deployNode(
+      l,
+      n,
+      {
+        instanceInfo: instanceInfo(l, 'partition.img', part, { image_type: 'partition', root_mb: 32, swap_mb: 0, ephemeral_mb: 0 }),
+        configdrive: cd.gzipBase64,
+        imageBytes: part.sizeBytes,
+        markerLine: part.markerLine,
+      },
+      reporter,
+      timer,
+    );
+    assert.match(serial, new RegExp(`^${part.markerLine} variant=partition`, 'm'));
+    assert.match(serial, /^CONFIG-DRIVE-FOUND \/dev\/vda\d+$/m);
+    const meta = parseConfigDriveOutput(serial);
+    assert.ok(meta, `config drive not printed by the instance (serial: ${n.hw.serialLog})`);
+    assert.equal(meta.uuid, cd.metaData.uuid);
+    const node2 = await l.api.getNode(n.uuid);
+    assert.equal(node2.last_error, null);
+    await undeployNode(l, n, reporter, timer);
+  });
 
   await scenario('bad checksum: deploy failed, last_error names the checksum, VM powered off', async () => {
     const info = instanceInfo(l, 'whole-disk.img', whole, { image_checksum: '0'.repeat(32), image_os_hash_value: '0'.repeat(64) });
