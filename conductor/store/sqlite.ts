@@ -14,6 +14,7 @@ import {
   NODE_COLS, NODE_JSON_COLS, NODE_SORT_KEYS, nodeFromRow, PORT_COLS, PORT_SORT_KEYS, portFromRow, toDb,
   uniqueViolation, type Row,
 } from './sqlite-rows.js';
+import type { ColType } from './sqlite-rows.js';
 import {
   DuplicateError,
   type ConductorRecord, type HistoryRecord, type NewHistory, type NewNode, type NewPort, type NodeJsonList,
@@ -99,15 +100,22 @@ export class SqliteStore implements Store {
     const now = isoTime();
     const values: Row = { ...node, created_at: now, updated_at: null };
     for (const c of NODE_JSON_COLS) if (!(c in values)) values[c] = undefined;
+    return this.insertRow('nodes', NODE_COLS, values, nodeFromRow);
+  }
+
+  /** INSERT ... RETURNING in the group commit; a unique violation becomes DuplicateError naming the field. */
+  private insertRow<T>(table: string, types: Record<string, ColType>, values: Row, fromRow: (r: Row) => T,
+    onError?: (e: unknown) => void): Promise<T> {
     const cols = Object.keys(values).filter((c) => c !== 'id');
-    const params = cols.map((c) => toDb(c, NODE_COLS[c], values[c]));
-    const sql = `INSERT INTO nodes (${cols.join(',')}) VALUES (${cols.map(() => '?').join(',')}) RETURNING *`;
+    const params = cols.map((c) => toDb(c, types[c], values[c]));
+    const sql = `INSERT INTO ${table} (${cols.join(',')}) VALUES (${cols.map(() => '?').join(',')}) RETURNING *`;
     return this.writes.run(() => {
       try {
-        return nodeFromRow(this.stmt(sql).get(...params) as Row);
+        return fromRow(this.stmt(sql).get(...params) as Row);
       } catch (e) {
         const field = uniqueViolation(e);
         if (field) throw new DuplicateError(field, String(values[field]));
+        onError?.(e);
         throw e;
       }
     });
@@ -267,19 +275,9 @@ export class SqliteStore implements Store {
   async createPort(port: NewPort): Promise<PortRecord> {
     const values: Row = { extra: {}, internal_info: {}, local_link_connection: {}, pxe_enabled: true,
       is_smartnic: false, ...port, created_at: isoTime() };
-    const cols = Object.keys(values).filter((c) => c !== 'id');
-    const params = cols.map((c) => toDb(c, PORT_COLS[c], values[c]));
-    const sql = `INSERT INTO ports (${cols.join(',')}) VALUES (${cols.map(() => '?').join(',')}) RETURNING *`;
-    return this.writes.run(() => {
-      try {
-        return portFromRow(this.stmt(sql).get(...params) as Row);
-      } catch (e) {
-        const field = uniqueViolation(e);
-        if (field) throw new DuplicateError(field, String(values[field]));
-        if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
-          throw new NotFound(`Node ${port.node_uuid} could not be found.`);
-        }
-        throw e;
+    return this.insertRow('ports', PORT_COLS, values, portFromRow, (e) => {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+        throw new NotFound(`Node ${port.node_uuid} could not be found.`);
       }
     });
   }
