@@ -17,7 +17,7 @@ import {
   HeartbeatError,
   LookupAgentIPError,
   LookupNodeError,
-} from './protocol.js';
+} from '../protocol/agent-api.js';
 import {
   AGENT_STATUS_VERSION,
   AGENT_TOKEN_VERSION,
@@ -25,7 +25,7 @@ import {
   MASKED_TOKEN,
   type LookupConfig,
   type LookupNode,
-} from '../conductor/protocol.js';
+} from '../protocol/lookup.js';
 
 /** IPA assumes this when GET / fails. */
 export const FALLBACK_API_VERSION = '1.31';

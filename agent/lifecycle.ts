@@ -2,7 +2,7 @@
  * What extensions may ask of the running agent: its node (from lookup), and to stop serving (power-off, reboot,
  * lockdown). Set by main.ts when the agent starts; extensions read it at call time, so they hold no agent state.
  */
-import type { LookupConfig, LookupNode } from '../conductor/protocol.js';
+import type { LookupConfig, LookupNode } from '../protocol/lookup.js';
 
 export type EndReason = 'power_off' | 'reboot' | 'lockdown';
 

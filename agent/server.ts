@@ -15,7 +15,7 @@ import {
   CommandRequestSchema,
   TokenInvalid,
   faultBody,
-} from './protocol.js';
+} from '../protocol/agent-api.js';
 import type { CommandExecutor } from './commands/executor.js';
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024 * 1024;

@@ -5,7 +5,7 @@
  * AgentInProgress so the caller waits for the next heartbeat.
  */
 import { Agent, request, type Dispatcher } from 'undici';
-import type { CommandList, CommandResult, StepsResult } from '../agent/protocol.js';
+import type { CommandList, CommandResult, StepsResult } from '../protocol/agent-api.js';
 import { getLogger } from '../common/logger.js';
 import { AgentConnectionFailed, IronicError } from './errors.js';
 

@@ -11,7 +11,7 @@ import {
   VersionMismatch,
   type AgentStep,
   type CommandStatus,
-} from '../agent/protocol.js';
+} from '../protocol/agent-api.js';
 import { getLogger } from '../common/logger.js';
 import type { CommandContext, CommandDef } from '../agent/commands/types.js';
 import { setHardwareContext } from './context.js';

@@ -2,7 +2,7 @@
  * The hardware-manager plugin interface (IPA semantics, reference/ipa-protocol.md §5). A vendor plugin is a plain
  * ES module whose default export (or `manager` export) is a HardwareManager object.
  */
-import type { AgentStep } from '../agent/protocol.js';
+import type { AgentStep } from '../protocol/agent-api.js';
 
 export const HardwareSupport = {
   NONE: 0,

@@ -11,7 +11,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { AGENT_VERSION } from '../agent/protocol.js';
+import { AGENT_VERSION } from '../protocol/agent-api.js';
 import { bundleAgent } from './bundle.js';
 import { packInitramfs } from './initramfs.js';
 import { withBuildLock } from './lock.js';

@@ -48,7 +48,7 @@ async function sha256File(file: string): Promise<string> {
  * the executable without config or hardware), then imports the agent lazily.
  */
 function entrySource(root: string, agentMain: string): string {
-  const protocol = JSON.stringify(join(root, 'agent/protocol.ts'));
+  const protocol = JSON.stringify(join(root, 'protocol/agent-api.ts'));
   return [
     `import { AGENT_VERSION } from ${protocol};`,
     `if (process.argv.slice(2).some((a) => a === '--version' || a === '-V')) {`,

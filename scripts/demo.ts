@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { have } from '../common/exec.js';
 import { setLogLevel } from '../common/logger.js';
-import { buildWholeDiskImage, missingImageTools } from '../test/fixtures/instance-image.js';
+import { buildWholeDiskImage, missingImageTools } from '../lab/instance-image.js';
 import type { NodeJson } from './demo/api.js';
 import { ComponentMissing } from './demo/components.js';
 import { deployNode, enrollNode, imageUrl, provideNode, setUpLab, type EnrolledNode, type Lab } from './demo/flow.js';

@@ -14,7 +14,7 @@ import {
   type CommandResult,
   type CommandStatus,
   type SerializedError,
-} from '../protocol.js';
+} from '../../protocol/agent-api.js';
 import { CommandRegistry } from './registry.js';
 import type { CommandContext } from './types.js';
 

@@ -8,7 +8,7 @@ import {
   InvalidCommandError,
   InvalidCommandParamsError,
   RequestedObjectNotFoundError,
-} from '../protocol.js';
+} from '../../protocol/agent-api.js';
 import type { CommandDef, ExtensionCommands } from './types.js';
 
 export interface ResolvedCommand {

@@ -3,8 +3,8 @@ import { z } from 'zod';
 import { hardwareContext } from '../../hardware-managers/context.js';
 import { defineCommand } from '../commands/registry.js';
 import type { ExtensionCommands } from '../commands/types.js';
-import { installBootloader } from '../image/bootloader.js';
-import { rootDevice } from '../image/hw.js';
+import { installBootloader } from '../../hardware-managers/deploy/bootloader.js';
+import { rootDevice } from '../../hardware-managers/deploy/hw.js';
 
 export const extension = 'image';
 

@@ -4,7 +4,7 @@
  */
 import { CommandRegistry, registry as defaultRegistry } from '../commands/registry.js';
 import type { ExtensionCommands } from '../commands/types.js';
-import { NotImplementedCommand } from '../protocol.js';
+import { NotImplementedCommand } from '../../protocol/agent-api.js';
 import * as clean from './clean.js';
 import * as deploy from './deploy.js';
 import * as image from './image.js';

@@ -8,8 +8,8 @@ import { setHardwareContext } from '../../hardware-managers/context.js';
 import { defineCommand } from '../commands/registry.js';
 import type { ExtensionCommands } from '../commands/types.js';
 import { lifecycle } from '../lifecycle.js';
-import { InvalidCommandError } from '../protocol.js';
-import type { LookupConfig, LookupNode } from '../../conductor/protocol.js';
+import { InvalidCommandError } from '../../protocol/agent-api.js';
+import type { LookupConfig, LookupNode } from '../../protocol/lookup.js';
 
 export const extension = 'poll';
 

@@ -6,8 +6,8 @@ import { z } from 'zod';
 import { hardwareContext } from '../../hardware-managers/context.js';
 import { defineCommand } from '../commands/registry.js';
 import type { ExtensionCommands } from '../commands/types.js';
-import { AgentError } from '../protocol.js';
-import { getPartitionUuids, ImageInfoSchema, prepareImage, PrepareImageParams, validateImageInfo } from '../image/prepare.js';
+import { AgentError } from '../../protocol/agent-api.js';
+import { getPartitionUuids, ImageInfoSchema, prepareImage, PrepareImageParams, validateImageInfo } from '../../hardware-managers/deploy/prepare.js';
 
 export const extension = 'standby';
 

@@ -12,7 +12,7 @@ import { inRamdisk } from '../../common/ramdisk.js';
 import { defineCommand } from '../commands/registry.js';
 import type { CommandContext, ExtensionCommands } from '../commands/types.js';
 import { lifecycle } from '../lifecycle.js';
-import { SystemRebootError } from '../protocol.js';
+import { SystemRebootError } from '../../protocol/agent-api.js';
 
 export const extension = 'standby';
 

@@ -10,7 +10,7 @@
  *   pending 'boot'  — the node is (re)booting into the ramdisk; the next heartbeat starts the following step.
  */
 import { isoTime } from '../time.js';
-import type { CommandResult } from '../../agent/protocol.js';
+import type { CommandResult } from '../../protocol/agent-api.js';
 import { errorMessage } from '../../common/errors.js';
 import { AgentClient, commandErrorText } from '../agent-client.js';
 import type { ConductorContext } from '../context.js';

@@ -3,7 +3,7 @@
  * agent's in-band steps, priorities overridden by config or the user, sorted by priority then interface priority.
  * Pure functions: no I/O, no state.
  */
-import type { AgentStep, StepsResult } from '../../agent/protocol.js';
+import type { AgentStep, StepsResult } from '../../protocol/agent-api.js';
 import { InvalidParameterValue } from '../errors.js';
 
 export type StepKind = 'clean' | 'deploy' | 'service';

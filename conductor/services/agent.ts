@@ -8,7 +8,7 @@ import type { ConductorContext } from '../context.js';
 import { IncompleteLookup, InvalidParameterValue, NodeNotFound, NotFound } from '../errors.js';
 import { isUuid, type NodeTask } from '../locks.js';
 import { getHeartbeatHandler } from '../orchestration/hooks.js';
-import { MASKED_TOKEN, type HeartbeatBody } from '../protocol.js';
+import { MASKED_TOKEN, type HeartbeatBody } from '../../protocol/lookup.js';
 import { HEARTBEAT_RECORD_ONLY_STATES, HEARTBEAT_STATES, LOOKUP_STATES } from '../states.js';
 import type { NodeRecord } from '../store/types.js';
 import { isoTime } from '../time.js';

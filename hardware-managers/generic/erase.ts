@@ -4,18 +4,18 @@
  * erase_devices_express (prio 0). Skip-listed and protected disks are skipped with a log line; per-disk failures
  * are collected into one BlockDeviceEraseError.
  */
-import { AgentError, BlockDeviceEraseError } from '../../agent/protocol.js';
+import { AgentError, BlockDeviceEraseError } from '../../protocol/agent-api.js';
 import { errorMessage } from '../../common/errors.js';
 import { run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
 import { dispatchToManagers } from '../dispatch.js';
 import type { NodeInfo, StepCall } from '../types.js';
-import { assertSafeToWrite, probeSignatures, refreshPartitions, type BlockDevice } from './disks.js';
+import { assertSafeToWrite, probeSignatures, refreshPartitions, type BlockDevice } from '../../block/devices.js';
 import { listCandidateDisks } from './root-device.js';
-import { holdersOf } from './sysfs.js';
+import { holdersOf } from '../../block/sysfs.js';
 import {
   ataSecureErase, destroyMetadata, nvmeSecureErase, overwriteDevice, supportsDiscard, supportsZeroOut, zeroOut,
-} from './wipe.js';
+} from '../../block/wipe.js';
 
 const log = getLogger('erase');
 

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import {
   AgentError, HardwareManagerMethodNotFound, ImageChecksumError, ImageDownloadError, IncompatibleHardwareMethodError,
   InvalidCommandParamsError,
-} from '../../agent/protocol.js';
+} from '../../protocol/agent-api.js';
 import { getLogger } from '../../common/logger.js';
 import { dispatchToManagers } from '../dispatch.js';
 import type { StepCall } from '../types.js';

@@ -4,13 +4,13 @@
  * (listHardwareInfo, getOsInstallDevice, listBlockDevices, ...) are camelCase.
  */
 import { existsSync } from 'node:fs';
-import type { AgentStep } from '../../agent/protocol.js';
-import { writeImageStep } from '../../agent/image/deploy-step.js';
+import type { AgentStep } from '../../protocol/agent-api.js';
+import { writeImageStep } from '../deploy/deploy-step.js';
 import { have, run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
 import { hardwareContext } from '../context.js';
 import { HardwareSupport, type HardwareManager, type StepCall } from '../types.js';
-import { listBlockDevices } from './disks.js';
+import { listBlockDevices } from '../../block/devices.js';
 import { eraseBlockDevice, eraseDevices, eraseDevicesExpress, eraseDevicesMetadata } from './erase.js';
 import { genericFlashFirmware, updateFirmware } from './firmware.js';
 import {

@@ -11,8 +11,8 @@ import { run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
 import { hardwareContext } from '../context.js';
 import { dispatchToManagers } from '../dispatch.js';
-import { listBlockDevices, type BlockDevice } from './disks.js';
-import { linkTarget, listDir, readSys, readSysInt, readText, realPath } from './sysfs.js';
+import { listBlockDevices, type BlockDevice } from '../../block/devices.js';
+import { linkTarget, listDir, readSys, readSysInt, readText, realPath } from '../../block/sysfs.js';
 
 const log = getLogger('inventory');
 

@@ -5,14 +5,14 @@
  * The plan (validation, partition sizes, mdadm arguments) is pure so it is unit-tested without md in the kernel.
  */
 import { existsSync } from 'node:fs';
-import { IncompatibleHardwareMethodError, SoftwareRAIDError } from '../../agent/protocol.js';
+import { IncompatibleHardwareMethodError, SoftwareRAIDError } from '../../protocol/agent-api.js';
 import { run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
 import type { NodeInfo, StepCall } from '../types.js';
-import { assertSafeToWrite, listBlockDevices, probeAllBlockDevices, probeSignatures, refreshPartitions, type BlockDevice } from './disks.js';
+import { assertSafeToWrite, listBlockDevices, probeAllBlockDevices, probeSignatures, refreshPartitions, type BlockDevice } from '../../block/devices.js';
 import { findDevicesByHints } from './hints.js';
 import { listCandidateDisks, mdArrayName, mdDeviceName, skipListVolumes } from './root-device.js';
-import { parentDisk, slavesOf } from './sysfs.js';
+import { parentDisk, slavesOf } from '../../block/sysfs.js';
 
 const log = getLogger('raid');
 

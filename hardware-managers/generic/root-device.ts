@@ -4,12 +4,12 @@
  * minimum is hardwareContext().minRootDeviceBytes so tests can use small loop devices). Disks matched by the
  * node's skip list (properties.skip_block_devices) are never candidates.
  */
-import { DeviceNotFound } from '../../agent/protocol.js';
+import { DeviceNotFound } from '../../protocol/agent-api.js';
 import { run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
 import { hardwareContext } from '../context.js';
 import type { NodeInfo } from '../types.js';
-import { listBlockDevices, type BlockDevice } from './disks.js';
+import { listBlockDevices, type BlockDevice } from '../../block/devices.js';
 import { HintError, findDevicesByHints, matchRootDeviceHints } from './hints.js';
 
 const log = getLogger('root-device');

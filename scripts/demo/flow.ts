@@ -6,7 +6,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, GUEST_HOST_ADDR } from '../../test/fixtures/qemu.js';
+import { freePort, GUEST_HOST_ADDR } from '../../lab/qemu.js';
 import { ApiError, IronicApi, waitForProvisionState, type NodeJson } from './api.js';
 import { watchAgentWrite } from './agent-progress.js';
 import {

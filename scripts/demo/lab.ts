@@ -9,8 +9,8 @@ import { stat, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { basename, join, resolve, sep } from 'node:path';
-import { buildQemuArgs, freePort, GUEST_HOST_ADDR, stripAnsi } from '../../test/fixtures/qemu.js';
-import { daemonizableQemuArgs, startIpmiSim, type IpmiSim } from '../../test/fixtures/ipmi-sim.js';
+import { buildQemuArgs, freePort, GUEST_HOST_ADDR, stripAnsi } from '../../lab/qemu.js';
+import { daemonizableQemuArgs, startIpmiSim, type IpmiSim } from '../../lab/ipmi-sim.js';
 import { readFileSync, existsSync } from 'node:fs';
 
 export interface LabNodeOptions {

@@ -8,7 +8,7 @@
 import { run } from '../../common/exec.js';
 import { setHardwareContext } from '../../hardware-managers/context.js';
 import { dispatchToManagers, loadManagers, resetManagers } from '../../hardware-managers/dispatch.js';
-import { overwriteDevice } from '../../hardware-managers/generic/wipe.js';
+import { overwriteDevice } from '../../block/wipe.js';
 import type { StepCall } from '../../hardware-managers/types.js';
 import { createLoopDevices } from '../fixtures/loop.js';
 

@@ -27,9 +27,9 @@ async function child(json: string): Promise<void> {
   const a = JSON.parse(json) as { url: string; sha256: string; dev: string; limit: number };
   const { setHardwareContext } = await import('../../hardware-managers/context.js');
   setHardwareContext({ deviceAllowlist: [a.dev] });
-  const { assertSafeToWrite } = await import('../../agent/image/hw.js');
+  const { assertSafeToWrite } = await import('../../hardware-managers/deploy/hw.js');
   await assertSafeToWrite(a.dev);
-  const { streamImageToDevice } = await import('../../agent/image/write.js');
+  const { streamImageToDevice } = await import('../../image/write.js');
   const t = process.hrtime.bigint();
   const r = await streamImageToDevice({
     info: { id: 'bench', urls: [a.url], os_hash_algo: 'sha256', os_hash_value: a.sha256 },

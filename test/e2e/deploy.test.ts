@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { have } from '../../common/exec.js';
-import { freePort } from '../fixtures/qemu.js';
+import { freePort } from '../../lab/qemu.js';
 import {
   buildConfigDrive,
   buildInstanceInitramfs,
@@ -23,7 +23,7 @@ import {
   missingImageTools,
   parseConfigDriveOutput,
   type BuiltImage,
-} from '../fixtures/instance-image.js';
+} from '../../lab/instance-image.js';
 import { UnexpectedState, waitForProvisionState } from '../../scripts/demo/api.js';
 import { ComponentMissing, REPO_ROOT } from '../../scripts/demo/components.js';
 import {

@@ -14,7 +14,7 @@ import {
   InvalidCommandParamsError,
   VersionMismatch,
   type CommandResult,
-} from '../../agent/protocol.js';
+} from '../../protocol/agent-api.js';
 import { httpCall, eventually, type TestResponse } from '../fixtures/agent-http.js';
 
 const TOKEN = 'x'.repeat(40);

@@ -15,7 +15,7 @@ import {
   minVersion,
 } from '../../agent/conductor-client.js';
 import { Heartbeater, failureIntervalS, successIntervalS } from '../../agent/heartbeat.js';
-import { LookupNodeError } from '../../agent/protocol.js';
+import { LookupNodeError } from '../../protocol/agent-api.js';
 import { startConductorStub, freePort } from '../fixtures/conductor-stub.js';
 import { eventually } from '../fixtures/agent-http.js';
 

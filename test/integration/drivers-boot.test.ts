@@ -17,9 +17,9 @@ import { startBootServer, type BootServer } from '../../conductor/boot-server.js
 import { IpxeBoot, hasNodeConfig, macHexhyp } from '../../conductor/drivers/ipxe.js';
 import { IpmitoolManagement, IpmitoolPower } from '../../conductor/drivers/ipmitool.js';
 import type { DriverNode } from '../../conductor/drivers/types.js';
-import { GUEST_HOST_ADDR, buildQemuArgs, freePort, startVm, stripAnsi, type Vm } from '../fixtures/qemu.js';
-import { daemonizableQemuArgs, startIpmiSim, type IpmiSim } from '../fixtures/ipmi-sim.js';
-import { INSTANCE_MARKER, buildWholeDiskImage, findHostKernel } from '../fixtures/instance-image.js';
+import { GUEST_HOST_ADDR, buildQemuArgs, freePort, startVm, stripAnsi, type Vm } from '../../lab/qemu.js';
+import { daemonizableQemuArgs, startIpmiSim, type IpmiSim } from '../../lab/ipmi-sim.js';
+import { INSTANCE_MARKER, buildWholeDiskImage, findHostKernel } from '../../lab/instance-image.js';
 
 const need = ['qemu-system-x86_64', 'busybox', 'cpio', 'ipmi_sim', 'ipmitool'];
 const missing: string[] = [];

@@ -7,7 +7,7 @@ import { have } from '../../common/exec.js';
 import { DriverOperationError, PowerStateFailure } from '../../conductor/errors.js';
 import { IpmiCommandFailure, IpmitoolManagement, IpmitoolPower, type IpmitoolOptions } from '../../conductor/drivers/ipmitool.js';
 import type { DriverNode } from '../../conductor/drivers/types.js';
-import { freeUdpPort, startIpmiSim, type IpmiSim } from '../fixtures/ipmi-sim.js';
+import { freeUdpPort, startIpmiSim, type IpmiSim } from '../../lab/ipmi-sim.js';
 
 const fast: Partial<IpmitoolOptions> = {
   commandRetryTimeoutS: 10, minCommandIntervalS: 0, attemptIntervalS: 1, retryBackoffS: 0.2,

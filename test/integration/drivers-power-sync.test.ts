@@ -4,7 +4,7 @@ import { have } from '../../common/exec.js';
 import { IpmitoolPower } from '../../conductor/drivers/ipmitool.js';
 import { syncPowerState } from '../../conductor/drivers/power-sync.js';
 import type { DriverNode } from '../../conductor/drivers/types.js';
-import { freeUdpPort, startIpmiSim, type IpmiSim } from '../fixtures/ipmi-sim.js';
+import { freeUdpPort, startIpmiSim, type IpmiSim } from '../../lab/ipmi-sim.js';
 
 const skip = (await have('ipmi_sim')) && (await have('ipmitool')) ? false : 'ipmi_sim/ipmitool not installed';
 let sim: IpmiSim | undefined;

@@ -6,7 +6,7 @@ import { RedfishManagement, RedfishPower, type RedfishOptions } from '../../cond
 import { RedfishError, closeRedfishClients } from '../../conductor/drivers/redfish-client.js';
 import type { DriverNode } from '../../conductor/drivers/types.js';
 import { startRedfishEmulator, type RedfishEmulator } from '../fixtures/redfish-emulator.js';
-import { freePort } from '../fixtures/qemu.js';
+import { freePort } from '../../lab/qemu.js';
 
 const fast: Partial<RedfishOptions> = {
   requestTimeoutS: 5, connectionAttempts: 3, connectionRetryIntervalS: 0.1, powerStateChangeTimeoutS: 5, pollIntervalS: 0.05,

@@ -12,7 +12,7 @@ import { DEFAULT_MIN_ROOT_DEVICE_BYTES, hardwareContext, setHardwareContext } fr
 import { dispatchToManagers, resetManagers } from '../../hardware-managers/dispatch.js';
 import {
   UnsafeDeviceError, assertSafeToWrite, listBlockDevices, refreshPartitions,
-} from '../../hardware-managers/generic/disks.js';
+} from '../../block/devices.js';
 import { createLoopDevices, type LoopSet } from '../fixtures/loop.js';
 
 const MiB = 1024 * 1024;

@@ -8,12 +8,12 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { BlockDeviceEraseError } from '../../agent/protocol.js';
+import { BlockDeviceEraseError } from '../../protocol/agent-api.js';
 import { commands } from '../../agent/extensions/clean.js';
 import { run } from '../../common/exec.js';
 import { setHardwareContext } from '../../hardware-managers/context.js';
 import { loadManagers, resetManagers } from '../../hardware-managers/dispatch.js';
-import { refreshPartitions } from '../../hardware-managers/generic/disks.js';
+import { refreshPartitions } from '../../block/devices.js';
 import type { NodeInfo } from '../../hardware-managers/types.js';
 import { createLoopDevices, type LoopSet } from '../fixtures/loop.js';
 

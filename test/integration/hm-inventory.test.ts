@@ -8,7 +8,7 @@ import os from 'node:os';
 import { setHardwareContext } from '../../hardware-managers/context.js';
 import { dispatchToManagers, loadManagers, resetManagers } from '../../hardware-managers/dispatch.js';
 import type { HardwareInventory } from '../../hardware-managers/generic/inventory.js';
-import { parseHdparmSecurity } from '../../hardware-managers/generic/wipe.js';
+import { parseHdparmSecurity } from '../../block/wipe.js';
 import { createLoopDevices, type LoopSet } from '../fixtures/loop.js';
 
 const isRoot = process.getuid?.() === 0;

@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HardwareManagerMethodNotFound, ImageChecksumError } from '../../agent/protocol.js';
+import { HardwareManagerMethodNotFound, ImageChecksumError } from '../../protocol/agent-api.js';
 import { commands } from '../../agent/extensions/clean.js';
 import { run } from '../../common/exec.js';
 import { setHardwareContext } from '../../hardware-managers/context.js';

@@ -31,7 +31,7 @@ import { REPO_ROOT } from '../../ramdisk-build/build.js';
 import { httpCall } from '../fixtures/agent-http.js';
 import { startConductorStub, type ConductorStub } from '../fixtures/conductor-stub.js';
 import { buildRawDiskImage, serveImages, type ImageServer } from '../fixtures/images.js';
-import { GUEST_HOST_ADDR } from '../fixtures/qemu.js';
+import { GUEST_HOST_ADDR } from '../../lab/qemu.js';
 import { bootRamdiskVm, ensureRamdisk, type AgentVm, type RamdiskFiles } from '../fixtures/ramdisk.js';
 
 const MiB = 1024 * 1024;

@@ -11,11 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { have, run } from '../../common/exec.js';
-import { installBootloader } from '../../agent/image/bootloader.js';
-import { listPartitions, partitionTableType } from '../../agent/image/disk.js';
-import { prepareImage, resetImageState } from '../../agent/image/prepare.js';
-import { resetImageSettings, setImageSettings } from '../../agent/image/settings.js';
-import { syslinuxMbrFile } from '../../agent/image/syslinux.js';
+import { installBootloader } from '../../hardware-managers/deploy/bootloader.js';
+import { listPartitions, partitionTableType } from '../../block/disk.js';
+import { prepareImage, resetImageState } from '../../hardware-managers/deploy/prepare.js';
+import { resetImageSettings, setImageSettings } from '../../image/settings.js';
+import { syslinuxMbrFile } from '../../hardware-managers/deploy/syslinux.js';
 import { setHardwareContext } from '../../hardware-managers/context.js';
 import { serveImages, type ImageServer } from '../fixtures/images.js';
 import {
@@ -26,9 +26,9 @@ import {
   missingImageTools,
   parseConfigDriveOutput,
   type BuiltImage,
-} from '../fixtures/instance-image.js';
+} from '../../lab/instance-image.js';
 import { createLoopDevices, type LoopSet } from '../fixtures/loop.js';
-import { startVm } from '../fixtures/qemu.js';
+import { startVm } from '../../lab/qemu.js';
 
 const IMAGE_MIB = 24;
 const BOOT_TIMEOUT_MS = 150_000;

@@ -8,8 +8,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { downloadImage, fetchRange } from '../../agent/image/download.js';
-import { resetImageSettings, setImageSettings } from '../../agent/image/settings.js';
+import { downloadImage, fetchRange } from '../../image/download.js';
+import { resetImageSettings, setImageSettings } from '../../image/settings.js';
 import { generateSelfSigned } from '../../agent/tls.js';
 
 const body = randomBytes(3 * 1024 * 1024 + 17);

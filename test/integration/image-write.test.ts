@@ -12,10 +12,10 @@ import { have, run } from '../../common/exec.js';
 import { CommandExecutor } from '../../agent/commands/executor.js';
 import { CommandRegistry } from '../../agent/commands/registry.js';
 import { registerBuiltinExtensions } from '../../agent/extensions/index.js';
-import { listPartitions, partitionTableType, probe } from '../../agent/image/disk.js';
-import { resetImageState } from '../../agent/image/prepare.js';
-import { resetImageSettings, setImageSettings } from '../../agent/image/settings.js';
-import type { CommandResult } from '../../agent/protocol.js';
+import { listPartitions, partitionTableType, probe } from '../../block/disk.js';
+import { resetImageState } from '../../hardware-managers/deploy/prepare.js';
+import { resetImageSettings, setImageSettings } from '../../image/settings.js';
+import type { CommandResult } from '../../protocol/agent-api.js';
 import { setHardwareContext } from '../../hardware-managers/context.js';
 import {
   buildConfigDrive,

@@ -24,8 +24,8 @@ import {
   missingImageTools,
   parseConfigDriveOutput,
   writeChecksumFile,
-} from '../fixtures/instance-image.js';
-import { startVm, type Vm } from '../fixtures/qemu.js';
+} from '../../lab/instance-image.js';
+import { startVm, type Vm } from '../../lab/qemu.js';
 
 const BOOT_TIMEOUT_MS = 120_000;
 

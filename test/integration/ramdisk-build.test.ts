@@ -14,7 +14,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { run, spawnLong } from '../../common/exec.js';
 import { addManagers, RAMDISK_MANAGER_DIR } from '../../ramdisk-build/rootfs.js';
-import { freePort } from '../fixtures/qemu.js';
+import { freePort } from '../../lab/qemu.js';
 import { ensureRamdisk, type RamdiskFiles } from '../fixtures/ramdisk.js';
 
 const REQUIRED_TOOLS = ['lsblk', 'blkid', 'wipefs', 'sgdisk', 'parted', 'mkfs.vfat', 'mkfs.ext4', 'mdadm', 'qemu-img',

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {
   CleaningError, DeploymentError, HardwareManagerMethodNotFound, HardwareManagerNotFound,
   IncompatibleHardwareMethodError, VersionMismatch, type AgentStep,
-} from '../../agent/protocol.js';
+} from '../../protocol/agent-api.js';
 import { commands as cleanCommands } from '../../agent/extensions/clean.js';
 import { commands as deployCommands } from '../../agent/extensions/deploy.js';
 import { hardwareContext } from '../../hardware-managers/context.js';

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { IncompatibleHardwareMethodError, SoftwareRAIDError } from '../../agent/protocol.js';
-import type { BlockDevice } from '../../hardware-managers/generic/disks.js';
+import { IncompatibleHardwareMethodError, SoftwareRAIDError } from '../../protocol/agent-api.js';
+import type { BlockDevice } from '../../block/devices.js';
 import { partitionPath, planSoftwareRaid, validateRaidConfig } from '../../hardware-managers/generic/raid.js';
 import { selectRootDevice, softwareRaidRootName } from '../../hardware-managers/generic/root-device.js';
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DeviceNotFound } from '../../agent/protocol.js';
-import type { BlockDevice } from '../../hardware-managers/generic/disks.js';
+import { DeviceNotFound } from '../../protocol/agent-api.js';
+import type { BlockDevice } from '../../block/devices.js';
 import {
   HintError, findDevicesByHints, parseRootDeviceHints, parseSpec, pyQuote, specMatch,
 } from '../../hardware-managers/generic/hints.js';

@@ -1,9 +1,9 @@
 /** Checksum selection and checksums-file parsing (IPA §6.3), format detection, layout planning. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { checksumPresenceError, expectedChecksum, parseChecksumFile } from '../../agent/image/checksum.js';
-import { declaredMatches, detectFormat } from '../../agent/image/format.js';
-import { planLayout } from '../../agent/image/partition.js';
+import { checksumPresenceError, expectedChecksum, parseChecksumFile } from '../../image/checksum.js';
+import { declaredMatches, detectFormat } from '../../image/format.js';
+import { planLayout } from '../../block/partition.js';
 
 const h64 = 'ab'.repeat(32);
 const h128 = 'cd'.repeat(64);

@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { have, run } from '../../common/exec.js';
-import { AlignedWriter } from '../../agent/image/aligned-writer.js';
-import { parseQcowHeader, QcowSink } from '../../agent/image/qcow2.js';
-import { detectFormat } from '../../agent/image/format.js';
+import { AlignedWriter } from '../../image/aligned-writer.js';
+import { parseQcowHeader, QcowSink } from '../../image/qcow2.js';
+import { detectFormat } from '../../image/format.js';
 
 const MiB = 1024 * 1024;
 const skip = (await have('qemu-img')) ? false : 'needs qemu-img';

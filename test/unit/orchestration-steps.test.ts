@@ -4,7 +4,7 @@ import {
   agentSteps, applyPriorityOverrides, automatedSteps, deployStepsWithUser, DIRECT_DEPLOY_STEPS, manualSteps,
   mergeSteps, sortSteps, type Step,
 } from '../../conductor/orchestration/steps.js';
-import type { StepsResult } from '../../agent/protocol.js';
+import type { StepsResult } from '../../protocol/agent-api.js';
 
 const agentClean: StepsResult = {
   clean_steps: {

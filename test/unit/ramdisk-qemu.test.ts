@@ -1,7 +1,7 @@
 /** The QEMU argument builder of test/fixtures/qemu.ts: the network-safety and boot rules every VM test relies on. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bootifFor, buildQemuArgs, stripAnsi } from '../fixtures/qemu.js';
+import { bootifFor, buildQemuArgs, stripAnsi } from '../../lab/qemu.js';
 
 const after = (args: string[], flag: string): string[] => args.flatMap((a, i) => (a === flag ? [args[i + 1] ?? ''] : []));
 

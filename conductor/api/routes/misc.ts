@@ -7,7 +7,7 @@ import {
   supportedInterfaces, type HardwareType,
 } from '../../drivers/index.js';
 import { InvalidParameterValue, NotAcceptable, NotFound } from '../../errors.js';
-import { HeartbeatBodySchema, type LookupResponse } from '../../protocol.js';
+import { HeartbeatBodySchema, type LookupResponse } from '../../../protocol/lookup.js';
 import { checkHeartbeatVersion, heartbeat, lookup } from '../../services/agent.js';
 import { ident, MAX_VERSION_STRING, MIN_VERSION_STRING, noContent, parseBool, queryParams, readObject, state } from '../http.js';
 import { links, renderNode } from '../render.js';

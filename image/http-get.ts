@@ -6,7 +6,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
-import { getLogger } from '../../common/logger.js';
+import { getLogger } from '../common/logger.js';
 import { imageSettings } from './settings.js';
 
 const log = getLogger('image-download');

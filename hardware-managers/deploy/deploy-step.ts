@@ -2,7 +2,7 @@
  * The generic hardware manager's `write_image` deploy step: Ironic sends image_info and configdrive as step
  * args (deploy.execute_deploy_step), and the agent does what standby.prepare_image does.
  */
-import type { StepCall } from '../../hardware-managers/types.js';
+import type { StepCall } from '../types.js';
 import { prepareImage } from './prepare.js';
 
 export async function writeImageStep(call: StepCall): Promise<Record<string, unknown>> {

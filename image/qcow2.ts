@@ -19,7 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import { inflateRawSync } from 'node:zlib';
-import { InvalidImage } from '../protocol.js';
+import { InvalidImage } from '../protocol/agent-api.js';
 import type { AlignedWriter } from './aligned-writer.js';
 import type { Sink } from './sinks.js';
 

@@ -3,7 +3,7 @@
  * then the legacy `checksum` (algorithm by digest length); either value may be the URL of a checksums file.
  */
 import { basename } from 'node:path';
-import { ImageChecksumError, ImageDownloadError, AgentError } from '../protocol.js';
+import { ImageChecksumError, ImageDownloadError, AgentError } from '../protocol/agent-api.js';
 import { fetchSmall, type DownloadAuth } from './download.js';
 import { imageSettings } from './settings.js';
 

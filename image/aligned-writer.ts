@@ -13,8 +13,8 @@
  * final fsync makes both durable.
  */
 import { constants, promises as fsp } from 'node:fs';
-import { getLogger } from '../../common/logger.js';
-import { ImageWriteError } from '../protocol.js';
+import { getLogger } from '../common/logger.js';
+import { ImageWriteError } from '../protocol/agent-api.js';
 
 const log = getLogger('image-writer');
 const SECTOR = 512;

@@ -6,9 +6,9 @@ import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { randomFillSync } from 'node:crypto';
 import { basename, join } from 'node:path';
-import { run } from '../../common/exec.js';
-import { getLogger } from '../../common/logger.js';
-import { refreshPartitions } from './disks.js';
+import { run } from '../common/exec.js';
+import { getLogger } from '../common/logger.js';
+import { refreshPartitions } from './devices.js';
 import { SYS_BLOCK, readSysInt } from './sysfs.js';
 
 const log = getLogger('wipe');

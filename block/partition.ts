@@ -2,9 +2,9 @@
  * Partition-image layout (reference/ipa-protocol.md §6.4): [ESP (uefi) | BIOS boot (bios+gpt)] [ephemeral]
  * [swap] [configdrive] root-last, on a GPT or MBR table; then the filesystems that are not the image's.
  */
-import { run } from '../../common/exec.js';
-import { getLogger } from '../../common/logger.js';
-import { DeploymentError, InvalidCommandParamsError } from '../protocol.js';
+import { run } from '../common/exec.js';
+import { getLogger } from '../common/logger.js';
+import { DeploymentError, InvalidCommandParamsError } from '../protocol/agent-api.js';
 import { listPartitions, partitionTableType, probe, rereadPartitions, wipeEnds } from './disk.js';
 
 const log = getLogger('image-partition');

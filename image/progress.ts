@@ -1,5 +1,5 @@
 /** Progress of a long image operation: into the running command's result and the log, at most once a second. */
-import { getLogger } from '../../common/logger.js';
+import { getLogger } from '../common/logger.js';
 
 const log = getLogger('image-progress');
 

@@ -3,11 +3,11 @@
  * → format detection → optional decompression → raw or streaming-qcow2 writer (aligned O_DIRECT, fsync). The
  * checksum is verified after the last byte is on the device; the caller wipes the device when this throws.
  */
-import { getLogger } from '../../common/logger.js';
-import { ImageDownloadError, InvalidImage } from '../protocol.js';
+import { getLogger } from '../common/logger.js';
+import { ImageDownloadError, InvalidImage } from '../protocol/agent-api.js';
 import { AlignedWriter } from './aligned-writer.js';
 import { checksumMismatch, expectedChecksum, type ChecksumSource, type ExpectedChecksum } from './checksum.js';
-import { fastZeroSupported, punchZeros, zeroRange } from './disk.js';
+import { fastZeroSupported, punchZeros, zeroRange } from '../block/disk.js';
 import { downloadImage, fetchRange, type DownloadAuth } from './download.js';
 import type { ImageFormat } from './format.js';
 import { imageHasher } from './hasher.js';

@@ -5,10 +5,10 @@
  */
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { BlockDeviceError } from '../../agent/protocol.js';
-import { run } from '../../common/exec.js';
-import { getLogger } from '../../common/logger.js';
-import { hardwareContext } from '../context.js';
+import { BlockDeviceError } from '../protocol/agent-api.js';
+import { run } from '../common/exec.js';
+import { getLogger } from '../common/logger.js';
+import { hardwareContext } from '../hardware-managers/context.js';
 import {
   SYS_BLOCK, devNumber, devNumberOfPath, holdersOf, kernelName, listDir, parentDisk, partitionsOf,
   readSys, readSysInt, readText, realPath, slavesOf, unescapeMount,

@@ -2,10 +2,10 @@
  * The image writer's only doors into the hardware managers: the root device (dispatch, so a vendor manager can
  * choose it), the write-safety guard and the partition-table refresh (generic/disks.ts owns both).
  */
-import { dispatchToManagers } from '../../hardware-managers/dispatch.js';
-import { assertSafeToWrite as guard, refreshPartitions as refresh } from '../../hardware-managers/generic/disks.js';
-import type { NodeInfo } from '../../hardware-managers/types.js';
-import { DeviceNotFound } from '../protocol.js';
+import { dispatchToManagers } from '../dispatch.js';
+import { assertSafeToWrite as guard, refreshPartitions as refresh } from '../../block/devices.js';
+import type { NodeInfo } from '../types.js';
+import { DeviceNotFound } from '../../protocol/agent-api.js';
 
 export async function rootDevice(node: NodeInfo | null | undefined): Promise<string> {
   const dev = await dispatchToManagers<string>('getOsInstallDevice', node ?? null);

@@ -6,9 +6,9 @@ import { constants, promises as fsp } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
-import { DeploymentError } from '../protocol.js';
-import { fixGptBackup, listPartitions, partitionTableType, rereadPartitions, type PartitionInfo } from './disk.js';
-import { fetchSmall } from './download.js';
+import { DeploymentError } from '../../protocol/agent-api.js';
+import { fixGptBackup, listPartitions, partitionTableType, rereadPartitions, type PartitionInfo } from '../../block/disk.js';
+import { fetchSmall } from '../../image/download.js';
 
 const log = getLogger('image-configdrive');
 export const MAX_CONFIG_DRIVE_BYTES = 64 * 1024 * 1024;

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { have, run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
 import { inRamdisk } from '../../common/ramdisk.js';
-import { CommandExecutionError, DeviceNotFound, InvalidImage } from '../protocol.js';
-import { listPartitions, partitionTableType, type PartitionInfo } from './disk.js';
-import { imageSettings } from './settings.js';
+import { CommandExecutionError, DeviceNotFound, InvalidImage } from '../../protocol/agent-api.js';
+import { listPartitions, partitionTableType, type PartitionInfo } from '../../block/disk.js';
+import { imageSettings } from '../../image/settings.js';
 import { inspectRoot, installSyslinuxMbr, type RootInspection } from './syslinux.js';
 
 const log = getLogger('image-bootloader');

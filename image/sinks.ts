@@ -5,8 +5,8 @@
  */
 import { createGunzip } from 'node:zlib';
 import type { Readable, Writable } from 'node:stream';
-import { spawnFilter } from '../../common/exec.js';
-import { AgentError, InvalidImage } from '../protocol.js';
+import { spawnFilter } from '../common/exec.js';
+import { AgentError, InvalidImage } from '../protocol/agent-api.js';
 import type { AlignedWriter } from './aligned-writer.js';
 import { COMPRESSIONS, declaredMatches, detectFormat, type ImageFormat } from './format.js';
 

@@ -5,17 +5,17 @@
  */
 import { z } from 'zod';
 import { getLogger } from '../../common/logger.js';
-import type { NodeInfo } from '../../hardware-managers/types.js';
-import { DeploymentError, InvalidCommandParamsError } from '../protocol.js';
-import { checksumPresenceError, expectedChecksum } from './checksum.js';
+import type { NodeInfo } from '../types.js';
+import { DeploymentError, InvalidCommandParamsError } from '../../protocol/agent-api.js';
+import { checksumPresenceError, expectedChecksum } from '../../image/checksum.js';
 import { decodeConfigDrive, writeBytes, writeConfigDriveToDisk } from './configdrive.js';
-import { deviceSize, diskIdentifier, fixGptBackup, listPartitions, partitionTableType, probe, rereadPartitions, wipeEnds } from './disk.js';
-import type { DownloadAuth } from './download.js';
+import { deviceSize, diskIdentifier, fixGptBackup, listPartitions, partitionTableType, probe, rereadPartitions, wipeEnds } from '../../block/disk.js';
+import type { DownloadAuth } from '../../image/download.js';
 import { assertSafeToWrite, rootDevice } from './hw.js';
-import { createLayout, formatAuxiliary, type LayoutRequest } from './partition.js';
-import { Progress, type ProgressFn } from './progress.js';
-import { imageSettings } from './settings.js';
-import { streamImageToDevice } from './write.js';
+import { createLayout, formatAuxiliary, type LayoutRequest } from '../../block/partition.js';
+import { Progress, type ProgressFn } from '../../image/progress.js';
+import { imageSettings } from '../../image/settings.js';
+import { streamImageToDevice } from '../../image/write.js';
 
 const log = getLogger('image-prepare');
 

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { have, run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
-import { CommandExecutionError } from '../protocol.js';
-import type { PartitionInfo } from './disk.js';
+import { CommandExecutionError } from '../../protocol/agent-api.js';
+import type { PartitionInfo } from '../../block/disk.js';
 import { assertSafeToWrite } from './hw.js';
 
 const log = getLogger('image-syslinux');

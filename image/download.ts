@@ -5,8 +5,8 @@
  * server that ignores Range has the already-seen prefix skipped. Chunks go to `onChunk` in order; when it returns
  * a promise the socket is paused until it settles (backpressure without per-chunk pause/resume).
  */
-import { getLogger } from '../../common/logger.js';
-import { AgentError, ImageDownloadError, ImageDownloadFatalError, ImageDownloadTimeoutError } from '../protocol.js';
+import { getLogger } from '../common/logger.js';
+import { AgentError, ImageDownloadError, ImageDownloadFatalError, ImageDownloadTimeoutError } from '../protocol/agent-api.js';
 import {
   getOnceFast,
   getOnceNode,
