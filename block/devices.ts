@@ -8,7 +8,7 @@ import { basename, join } from 'node:path';
 import { BlockDeviceError } from '../protocol/agent-api.js';
 import { run } from '../common/exec.js';
 import { getLogger } from '../common/logger.js';
-import { hardwareContext } from '../hardware-managers/context.js';
+import { blockContext } from './context.js';
 import {
   SYS_BLOCK, devNumber, devNumberOfPath, holdersOf, kernelName, listDir, parentDisk, partitionsOf,
   readSys, readSysInt, readText, realPath, slavesOf, unescapeMount,
@@ -163,7 +163,7 @@ export async function probeAllBlockDevices(): Promise<BlockDevice[]> {
 }
 
 function allowedKnames(): Set<string> | null {
-  const list = hardwareContext().deviceAllowlist;
+  const list = blockContext().deviceAllowlist;
   if (!list) return null;
   return new Set(list.map((d) => d.trim()).filter((d) => d !== '').map(kernelName));
 }
@@ -247,7 +247,7 @@ export async function assertSafeToWrite(devPath: string): Promise<void> {
   if (allowed && !allowedWhole(parentDisk(kname) ?? kname, allowed)) {
     throw new UnsafeDeviceError(`Refusing to write to ${devPath}: not in the device allow-list`);
   }
-  if (hardwareContext().inRamdisk) return;
+  if (blockContext().inRamdisk) return;
   const busy = busyDevices();
   const problems: string[] = [];
   for (const k of stackOf(kname)) {

@@ -6,7 +6,7 @@ import { constants, promises as fsp } from 'node:fs';
 import { basename, join } from 'node:path';
 import { run } from '../common/exec.js';
 import { getLogger } from '../common/logger.js';
-import { refreshPartitions } from '../hardware-managers/deploy/hw.js';
+import { refreshPartitions } from './devices.js';
 
 const log = getLogger('image-disk');
 const MiB = 1024 * 1024;

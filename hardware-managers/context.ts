@@ -3,13 +3,11 @@
  * the device allow-list (tests: exactly their loop devices), whether we run inside the ramdisk, and the node
  * last sent by the conductor (root device hints, skip lists).
  */
-import { inRamdisk } from '../common/ramdisk.js';
+import { blockContext, setBlockContext, type BlockContext } from '../block/context.js';
 import type { NodeInfo } from './types.js';
 
-export interface HardwareContext {
-  /** When set, the only block devices the managers list or touch. */
-  deviceAllowlist: string[] | null;
-  inRamdisk: boolean;
+/** deviceAllowlist and inRamdisk live in block/context.ts (the write guard reads them there). */
+export interface HardwareContext extends BlockContext {
   node: NodeInfo | null;
   /** Without root device hints the smallest disk at least this big is chosen (IPA: 4 GiB; tests with small loop
    * devices lower it). */
@@ -22,9 +20,7 @@ export interface HardwareContext {
 
 export const DEFAULT_MIN_ROOT_DEVICE_BYTES = 4 * 1024 ** 3;
 
-const ctx: HardwareContext = {
-  deviceAllowlist: null,
-  inRamdisk: inRamdisk(),
+const ctx: Omit<HardwareContext, keyof BlockContext> = {
   node: null,
   minRootDeviceBytes: DEFAULT_MIN_ROOT_DEVICE_BYTES,
   skipBmcDetect: false,
@@ -32,9 +28,15 @@ const ctx: HardwareContext = {
 };
 
 export function setHardwareContext(update: Partial<HardwareContext>): void {
-  Object.assign(ctx, update);
+  const { deviceAllowlist, inRamdisk, ...rest } = update;
+  setBlockContext({
+    ...(deviceAllowlist !== undefined ? { deviceAllowlist } : {}),
+    ...(inRamdisk !== undefined ? { inRamdisk } : {}),
+  });
+  Object.assign(ctx, rest);
 }
 
+/** A snapshot: read it again after setHardwareContext(). */
 export function hardwareContext(): Readonly<HardwareContext> {
-  return ctx;
+  return { ...blockContext(), ...ctx };
 }

@@ -14,6 +14,8 @@ import { assertSafeToWrite, listBlockDevices, type BlockDevice } from '../block/
 import { listCandidateDisks } from './generic/root-device.js';
 import { loadPluginDirs, loadPluginPackages, toManager, type ManagerSource } from './loader.js';
 import { HardwareSupport, type HardwareManager, type NodeInfo } from './types.js';
+import { genericManager } from './generic/index.js';
+import { setDispatcher } from './redispatch.js';
 
 const log = getLogger('hardware-managers');
 
@@ -67,8 +69,6 @@ export function pluginApi(): PluginApi {
 }
 
 async function defaultBuiltins(): Promise<HardwareManager[]> {
-  // Imported lazily: the generic manager itself dispatches, so a static import would be a load-order cycle.
-  const { genericManager } = await import('./generic/index.js');
   return [genericManager];
 }
 
@@ -227,3 +227,6 @@ export async function dispatchToAll<T = unknown>(method: string, ...args: unknow
   }
   return out;
 }
+
+// The generic manager's own code dispatches through redispatch.ts (no import of this module, hence no circle).
+setDispatcher(dispatchToManagers);

@@ -1,9 +1,9 @@
 /**
  * Clean/deploy/service steps as the conductor sees them (reference/ipa-protocol.md §4.1-4.3, §5.4): collection from
  * every manager, de-duplication, per-node priority overrides, the hardware_manager_version check, and execution of
- * one step through dispatch. The clean/deploy (and service) extensions are thin wrappers around this module.
+ * one step through dispatch. The clean/deploy (and service) extensions wrap this module
+ * (agent/extensions/step-commands.ts).
  */
-import { z } from 'zod';
 import {
   AgentError,
   CleaningError,
@@ -13,7 +13,6 @@ import {
   type CommandStatus,
 } from '../protocol/agent-api.js';
 import { getLogger } from '../common/logger.js';
-import type { CommandContext, CommandDef } from '../agent/commands/types.js';
 import { setHardwareContext } from './context.js';
 import { dispatchToAll, dispatchToManagers, getCurrentVersions, getManagerSupport } from './dispatch.js';
 import type { NodeInfo, PortInfo, StepCall } from './types.js';
@@ -158,7 +157,7 @@ export async function checkVersions(provided: unknown): Promise<void> {
 const ERROR_FOR: Record<StepKind, (details: string, cause?: unknown) => AgentError> = {
   clean: (d, c) => new CleaningError(d, c),
   deploy: (d, c) => new DeploymentError(d, c),
-  // ServicingError is not in agent/protocol.ts; same four-key shape built here.
+  // ServicingError is not in protocol/agent-api.ts; same four-key shape built here.
   service: (d, c) => new AgentError('ServicingError', 500, 'Service step failed', d, c),
 };
 
@@ -177,7 +176,7 @@ export interface ExecuteParams {
 export async function executeStep(
   kind: StepKind,
   params: ExecuteParams,
-  ctx: Pick<CommandContext, 'progress' | 'signal'>,
+  ctx: Pick<StepCall, 'progress' | 'signal'>,
 ): Promise<Record<string, unknown>> {
   const { step, node: rawNode, ports: rawPorts, [`${kind}_version`]: version, ...extra } = params;
   const node: NodeInfo = rawNode ?? {};
@@ -201,38 +200,4 @@ export async function executeStep(
     throw ERROR_FOR[kind](`Unexpected exception performing ${kind} step ${name}. ${cls}: ${msg}`, e);
   }
   return { [`${kind}_result`]: result === undefined ? null : result, [`${kind}_step`]: step };
-}
-
-const nodeSchema = z.record(z.string(), z.unknown());
-const portsSchema = z.array(z.record(z.string(), z.unknown()));
-
-const GetStepsParams = z.looseObject({ node: nodeSchema.optional(), ports: portsSchema.optional() });
-const ExecuteStepParams = z.looseObject({
-  step: z.record(z.string(), z.unknown()),
-  node: nodeSchema.optional(),
-  ports: portsSchema.optional(),
-});
-
-/** `get_<kind>_steps` (sync) and `execute_<kind>_step` (async) in the extension command shape. */
-export function stepCommands(kind: StepKind): Record<string, CommandDef<never>> {
-  const get: CommandDef<z.infer<typeof GetStepsParams>> = {
-    async: false,
-    params: GetStepsParams,
-    async run(p) {
-      const node = (p.node ?? {}) as NodeInfo;
-      setHardwareContext({ node });
-      return (await collectSteps(kind, node, (p.ports ?? []) as PortInfo[])) as unknown as Record<string, unknown>;
-    },
-  };
-  const exec: CommandDef<z.infer<typeof ExecuteStepParams>> = {
-    async: true,
-    params: ExecuteStepParams,
-    async run(p, ctx) {
-      return executeStep(kind, p as ExecuteParams, ctx);
-    },
-  };
-  return {
-    [`get_${kind}_steps`]: get as unknown as CommandDef<never>,
-    [`execute_${kind}_step`]: exec as unknown as CommandDef<never>,
-  };
 }

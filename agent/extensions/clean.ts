@@ -3,7 +3,7 @@
  * both over the hardware managers (hardware-managers/steps.ts).
  */
 import type { ExtensionCommands } from '../commands/types.js';
-import { stepCommands } from '../../hardware-managers/steps.js';
+import { stepCommands } from './step-commands.js';
 
 export const extension = 'clean';
 export const commands: ExtensionCommands = stepCommands('clean');

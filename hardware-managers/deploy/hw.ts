@@ -1,8 +1,8 @@
 /**
- * The image writer's only doors into the hardware managers: the root device (dispatch, so a vendor manager can
- * choose it), the write-safety guard and the partition-table refresh (generic/disks.ts owns both).
+ * The deploy steps' doors into the managers and the block layer: the root device (dispatch, so a vendor manager
+ * can choose it), the write-safety guard and the partition-table refresh (block/devices.ts owns both).
  */
-import { dispatchToManagers } from '../dispatch.js';
+import { dispatchToManagers } from '../redispatch.js';
 import { assertSafeToWrite as guard, refreshPartitions as refresh } from '../../block/devices.js';
 import type { NodeInfo } from '../types.js';
 import { DeviceNotFound } from '../../protocol/agent-api.js';

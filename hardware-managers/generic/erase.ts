@@ -8,7 +8,7 @@ import { AgentError, BlockDeviceEraseError } from '../../protocol/agent-api.js';
 import { errorMessage } from '../../common/errors.js';
 import { run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
-import { dispatchToManagers } from '../dispatch.js';
+import { dispatchToManagers } from '../redispatch.js';
 import type { NodeInfo, StepCall } from '../types.js';
 import { assertSafeToWrite, probeSignatures, refreshPartitions, type BlockDevice } from '../../block/devices.js';
 import { listCandidateDisks } from './root-device.js';

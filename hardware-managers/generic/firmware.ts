@@ -19,7 +19,7 @@ import {
   InvalidCommandParamsError,
 } from '../../protocol/agent-api.js';
 import { getLogger } from '../../common/logger.js';
-import { dispatchToManagers } from '../dispatch.js';
+import { dispatchToManagers } from '../redispatch.js';
 import type { StepCall } from '../types.js';
 
 const log = getLogger('firmware');

@@ -10,7 +10,7 @@ import si from 'systeminformation';
 import { run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
 import { hardwareContext } from '../context.js';
-import { dispatchToManagers } from '../dispatch.js';
+import { dispatchToManagers } from '../redispatch.js';
 import { listBlockDevices, type BlockDevice } from '../../block/devices.js';
 import { linkTarget, listDir, readSys, readSysInt, readText, realPath } from '../../block/sysfs.js';
 

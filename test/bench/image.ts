@@ -27,7 +27,7 @@ async function child(json: string): Promise<void> {
   const a = JSON.parse(json) as { url: string; sha256: string; dev: string; limit: number };
   const { setHardwareContext } = await import('../../hardware-managers/context.js');
   setHardwareContext({ deviceAllowlist: [a.dev] });
-  const { assertSafeToWrite } = await import('../../hardware-managers/deploy/hw.js');
+  const { assertSafeToWrite } = await import('../../block/devices.js');
   await assertSafeToWrite(a.dev);
   const { streamImageToDevice } = await import('../../image/write.js');
   const t = process.hrtime.bigint();
