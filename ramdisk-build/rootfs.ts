@@ -28,7 +28,7 @@ export const TOOLS = [
   'lshw', 'smartctl', 'dd', 'sha256sum', 'md5sum', 'sha512sum', 'chroot', 'mkswap', 'fallocate', 'partx', 'dmsetup',
   'shred', 'mdir',
 ];
-/** syslinux's MBR boot code, for install_bootloader on GRUB-less BIOS partition images (agent/image/syslinux.ts). */
+/** syslinux's MBR boot code, for install_bootloader on GRUB-less BIOS partition images (hardware-managers/deploy/syslinux.ts). */
 export const SYSLINUX_MBR_FILES = ['/usr/lib/syslinux/mbr/mbr.bin', '/usr/lib/syslinux/mbr/gptmbr.bin'];
 /** mtools converts FAT names through iconv (codepage 850): without these, mdir fails "Error setting code page". */
 const GCONV_DIR = '/usr/lib/x86_64-linux-gnu/gconv';

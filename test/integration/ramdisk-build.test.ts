@@ -60,7 +60,7 @@ test('manifest describes the kernel and initramfs that were written', async (t) 
     '/usr/libexec/baremetal-agent-supervise', '/usr/share/udhcpc/default.script', `/lib/modules/${m.kernel.version}/modules.dep`]) {
     assert.ok(paths.has(p), `${p} in the initramfs`);
   }
-  // install_bootloader's syslinux path (agent/image/syslinux.ts) writes these to the disk.
+  // install_bootloader's syslinux path (hardware-managers/deploy/syslinux.ts) writes these to the disk.
   for (const p of ['/usr/lib/syslinux/mbr/mbr.bin', '/usr/lib/syslinux/mbr/gptmbr.bin']) assert.ok(paths.has(p), `${p} in the initramfs`);
   const tools = new Set(m.tools.map((x) => x.name));
   for (const name of REQUIRED_TOOLS) assert.ok(tools.has(name), `tool ${name} in the ramdisk (missing: ${m.tools_missing.join(' ')})`);

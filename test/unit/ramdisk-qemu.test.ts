@@ -1,4 +1,4 @@
-/** The QEMU argument builder of test/fixtures/qemu.ts: the network-safety and boot rules every VM test relies on. */
+/** The QEMU argument builder of lab/qemu.ts: the network-safety and boot rules every VM test relies on. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { bootifFor, buildQemuArgs, stripAnsi } from '../../lab/qemu.js';
