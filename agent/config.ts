@@ -43,6 +43,10 @@ export interface AgentConfig {
   heartbeatMinIntervalS: number;
   /** Ironic 21.4 lists commands without a token, so reads are open unless this is set. */
   requireTokenForReads: boolean;
+  /** Largest POST /v1/commands body accepted (413 above). */
+  commandBodyLimitBytes: number;
+  /** Largest firmware image update_firmware downloads. */
+  firmwareMaxBytes: number;
   /** MACs sent on lookup instead of the inventory's (tests on hosts whose MACs no conductor knows). */
   lookupMacs: string[] | null;
   nodeUuid: string | null;
@@ -185,6 +189,8 @@ const KEYS = {
   'ipa-log-file': nonEmpty,
   'ipa-heartbeat-min-interval': num(0),
   'ipa-require-token-for-reads': bool,
+  'ipa-command-body-limit': num(1024),
+  'ipa-firmware-max-bytes': num(1),
   'ipa-lookup-macs': macList,
   'ipa-node-uuid': uuid,
 } as const;
@@ -336,6 +342,8 @@ export function buildConfig(sources: Map<string, string>[]): AgentConfig {
     logFile: get<string | null>('ipa-log-file', null),
     heartbeatMinIntervalS: get('ipa-heartbeat-min-interval', 5),
     requireTokenForReads: get('ipa-require-token-for-reads', false),
+    commandBodyLimitBytes: get('ipa-command-body-limit', 1024 * 1024),
+    firmwareMaxBytes: get('ipa-firmware-max-bytes', 1024 * 1024 * 1024),
     lookupMacs: get<string[] | null>('ipa-lookup-macs', null),
     nodeUuid: get<string | null>('ipa-node-uuid', null),
   };

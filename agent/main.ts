@@ -118,7 +118,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
 
   setHardwareContext({ deviceAllowlist: config.deviceAllowlist, bootif: config.bootif });
   // Image downloads trust what the agent's own TLS settings say (IPA shares them the same way).
-  setImageSettings({ insecure: config.insecure, cafile: config.cafile });
+  setImageSettings({ insecure: config.insecure, cafile: config.cafile, firmwareMaxBytes: config.firmwareMaxBytes });
   try {
     await loadManagers({
       pluginDirs: config.hardwareManagerDir ? [config.hardwareManagerDir] : [],
@@ -188,6 +188,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     token: () => token,
     standalone: config.standalone,
     requireTokenForReads: config.requireTokenForReads,
+    bodyLimitBytes: config.commandBodyLimitBytes,
     startedAt,
   });
   const server: AgentHttpServer = await startServer(app, { host: config.listenHost, port: config.listenPort, tls });

@@ -17,8 +17,13 @@ import {
   faultBody,
 } from '../protocol/agent-api.js';
 import type { CommandExecutor } from './commands/executor.js';
+import { tokensEqual } from './token-check.js';
 
-export const DEFAULT_BODY_LIMIT = 64 * 1024 * 1024;
+/** Command bodies are small JSON; config drives arrive gzip+base64 and stay far below this (ipa-command-body-limit). */
+export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+/** Whole request (headers + body) must arrive within this; a trickled body is cut off (408). */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+export const DEFAULT_HEADERS_TIMEOUT_MS = 30_000;
 const DOCS_URL = 'https://docs.openstack.org/ironic-python-agent';
 const MEDIA_TYPE = 'application/vnd.openstack.ironic-python-agent.v1+json';
 
@@ -44,7 +49,10 @@ export interface ServerOptions {
   /** The token the agent holds now (it arrives with the lookup, after the app exists). */
   token: () => string | null;
   standalone: boolean;
-  /** Ironic 21.4 lists commands without a token; set to insist on it anyway. */
+  /**
+   * Ironic 21.4 lists commands without a token; set to insist on it anyway. Results of confidential commands
+   * (system logs) are never in a token-less list, and GET of one command needs the token once one is held.
+   */
   requireTokenForReads: boolean;
   /** Unix seconds (float) for /v1/status. */
   startedAt: number;
@@ -74,14 +82,23 @@ function version(root: string): Record<string, unknown> {
   return { id: 'v1', links: [link(root, 'self', 'v1', true), link(root, 'describedby')] };
 }
 
+/**
+ * A refusal that leaves (part of) the body unread: close the connection after answering, otherwise node:http
+ * would keep draining whatever the client still sends (possibly forever) to reuse the connection.
+ */
+function refuseUnread<E extends Error>(ctx: Context, err: E): E {
+  ctx.set('Connection', 'close');
+  return err;
+}
+
 async function readBody(ctx: Context, limit: number): Promise<Buffer> {
   const declared = Number(ctx.get('content-length') || '0');
-  if (declared > limit) throw new HttpFault(413, TOO_LARGE);
+  if (declared > limit) throw refuseUnread(ctx, new HttpFault(413, TOO_LARGE));
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > limit) throw new HttpFault(413, TOO_LARGE);
+    if (size > limit) throw refuseUnread(ctx, new HttpFault(413, TOO_LARGE));
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
@@ -107,21 +124,31 @@ export function createApp(opts: ServerOptions): Koa {
   const limit = opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT;
   const app = new Koa();
   app.proxy = false;
-  // IPA latches: once a read carried a token, reads without one are refused.
+  // IPA latches: once a read carried a token, reads without one are refused. Only a *valid* token latches, so a
+  // stranger's bogus read cannot lock a token-less (Ironic 21.4) conductor out of the list.
   let readsCarryToken = opts.requireTokenForReads;
 
-  const checkToken = (ctx: Context, read: boolean): void => {
+  /**
+   * 'list': Ironic 21.4 polls GET /v1/commands/ without a token; allowed until reads are latched, but the answer
+   * is then redacted. 'one' (a result by id, e.g. collect_system_logs' logs) and 'run' need the token once the
+   * agent holds one. Returns whether the caller proved the token (or none is needed: standalone).
+   */
+  const checkToken = (ctx: Context, kind: 'list' | 'one' | 'run'): boolean => {
     const given = queryToken(ctx);
     const held = opts.token();
-    if (read) {
-      if (given !== null) readsCarryToken = true;
-      if (given === null && !readsCarryToken) return;
-    }
     if (held === null) {
-      if (opts.standalone) return;
+      if (opts.standalone) return true;
+      // No token issued yet (conductor older than API 1.62): reads stay open as in IPA, commands never run.
+      if (kind !== 'run' && given === null && !readsCarryToken) return false;
       throw new TokenInvalid('Token invalid.');
     }
-    if (given !== held) throw new TokenInvalid('Token invalid.');
+    if (given === null) {
+      if (kind === 'list' && !readsCarryToken) return false;
+      throw new TokenInvalid('Token invalid.');
+    }
+    if (!tokensEqual(given, held)) throw new TokenInvalid('Token invalid.');
+    if (kind !== 'run') readsCarryToken = true;
+    return true;
   };
 
   app.use(async (ctx, next) => {
@@ -178,19 +205,24 @@ export function createApp(opts: ServerOptions): Koa {
     });
 
     router.get(`${prefix}/commands`, (ctx) => {
-      checkToken(ctx, true);
-      ctx.body = { commands: opts.executor.list() };
+      const proven = checkToken(ctx, 'list');
+      ctx.body = { commands: opts.executor.list({ redactConfidential: !proven }) };
     });
 
     router.get(`${prefix}/commands/:id`, async (ctx) => {
-      checkToken(ctx, true);
+      checkToken(ctx, 'one');
       const id = ctx.params.id ?? '';
       ctx.body = wantWait(ctx) ? await opts.executor.wait(id) : opts.executor.get(id);
     });
 
     router.post(`${prefix}/commands`, async (ctx) => {
+      // Token first: a caller without it never gets its body read (IPA parses first and answers 400 before 401).
+      try {
+        checkToken(ctx, 'run');
+      } catch (e) {
+        throw refuseUnread(ctx, e as Error);
+      }
       const { name, params } = parseCommand(await readBody(ctx, limit));
-      checkToken(ctx, false);
       log.info({ command: name }, 'command requested');
       ctx.body = await opts.executor.execute(name, params, { wait: wantWait(ctx) });
     });
@@ -212,6 +244,14 @@ export interface TlsMaterial {
   cert: string;
 }
 
+export interface ServerTimeouts {
+  /** Whole request, headers and body (node:http requestTimeout). */
+  requestMs?: number;
+  headersMs?: number;
+  /** How often node:http checks the two above (default 30 s would let a slow request live that much longer). */
+  checkIntervalMs?: number;
+}
+
 export interface AgentHttpServer {
   server: Server;
   port: number;
@@ -222,15 +262,19 @@ export interface AgentHttpServer {
 /** Listen on host:port (port 0 = any free port), over TLS when key/cert are given. */
 export async function startServer(
   app: Koa,
-  listen: { host: string; port: number; tls?: TlsMaterial | null },
+  listen: { host: string; port: number; tls?: TlsMaterial | null; timeouts?: ServerTimeouts },
 ): Promise<AgentHttpServer> {
   const handler = app.callback();
+  const t = listen.timeouts ?? {};
+  const requestMs = t.requestMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const limits = {
+    requestTimeout: requestMs,
+    headersTimeout: Math.min(t.headersMs ?? DEFAULT_HEADERS_TIMEOUT_MS, requestMs),
+    connectionsCheckingInterval: t.checkIntervalMs ?? Math.min(1000, requestMs),
+  };
   const server: Server = listen.tls
-    ? createHttpsServer({ key: listen.tls.key, cert: listen.tls.cert, minVersion: 'TLSv1.2' }, handler)
-    : createHttpServer(handler);
-  // Large configdrives arrive slowly over TCG guest networking; keep requests alive long enough.
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
+    ? createHttpsServer({ key: listen.tls.key, cert: listen.tls.cert, minVersion: 'TLSv1.2', ...limits }, handler)
+    : createHttpServer(limits, handler);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(listen.port, listen.host, () => {

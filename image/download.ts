@@ -12,6 +12,7 @@ import {
   getOnceNode,
   HttpStatusError,
   NeedsNodeHttp,
+  RedirectRefused,
   SinkFailure,
   type Attempt,
   type ChunkSink,
@@ -84,10 +85,10 @@ export async function downloadImage(req: DownloadRequest, onChunk: ChunkSink): P
           );
         }
         const msg = (e as Error).message;
-        if (e instanceof HttpStatusError && e.status >= 400 && e.status < 500) {
-          // 4xx: no point retrying this URL; the next one may still have the image.
+        if ((e instanceof HttpStatusError && e.status >= 400 && e.status < 500) || e instanceof RedirectRefused) {
+          // 4xx or a refused redirect: no point retrying this URL; the next one may still have the image.
           failures.push(`${url}: ${msg}`);
-          log.warn({ url, status: e.status }, 'image URL refused');
+          log.warn({ url, reason: msg }, 'image URL refused');
           break;
         }
         allFatal = false;
@@ -141,7 +142,7 @@ export async function fetchRange(
       return out;
     } catch (e) {
       if (e instanceof SinkFailure) throw e.inner;
-      if (e instanceof HttpStatusError && e.status >= 400 && e.status < 500) {
+      if ((e instanceof HttpStatusError && e.status >= 400 && e.status < 500) || e instanceof RedirectRefused) {
         throw new ImageDownloadFatalError(`Download of image ${req.imageId} failed: ${e.message}`);
       }
       if (attempt >= s.connectionRetries) {

@@ -7,6 +7,7 @@ import https from 'node:https';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { getLogger } from '../common/logger.js';
+import { nextRedirect, RedirectRefused } from '../common/http-redirect.js';
 import { imageSettings } from './settings.js';
 
 const log = getLogger('image-download');
@@ -33,6 +34,8 @@ export interface DownloadResult {
 }
 
 export type ChunkSink = (chunk: Buffer) => Promise<void> | undefined | void;
+
+export { RedirectRefused };
 
 export class HttpStatusError extends Error {
   constructor(
@@ -76,6 +79,7 @@ export function getOnceNode(
   onChunk: ChunkSink,
   end?: number,
   redirects = 0,
+  sendAuth = true,
 ): Promise<void> {
   const s = imageSettings();
   const u = new URL(url);
@@ -84,7 +88,8 @@ export function getOnceNode(
   const headers: Record<string, string> = { 'user-agent': 'baremetal-ts-agent', accept: '*/*' };
   if (end !== undefined) headers.range = `bytes=${offset}-${end - 1}`;
   else if (offset > 0) headers.range = `bytes=${offset}-`;
-  if (req.auth?.authorization) headers.authorization = req.auth.authorization;
+  // image_request_authorization belongs to the image server it was given for, never to where it redirects.
+  if (req.auth?.authorization && sendAuth) headers.authorization = req.auth.authorization;
   return new Promise<void>((resolve, reject) => {
     let settled = false;
     const done = (err?: unknown): void => {
@@ -103,14 +108,21 @@ export function getOnceNode(
       clearTimeout(connectTimer);
       const status = res.statusCode ?? 0;
       const location = res.headers.location;
-      if (status >= 300 && status < 400 && location && redirects < 5) {
+      if (status >= 300 && status < 400 && location) {
         res.resume();
+        let hop;
+        try {
+          hop = nextRedirect(u, location, redirects, s.maxRedirects);
+        } catch (e) {
+          done(e);
+          return;
+        }
         clearTimeout(connectTimer);
         settled = true;
         req.signal?.removeEventListener('abort', onAbort);
-        const next = new URL(location, u).href;
-        log.info({ from: url, to: next }, 'following redirect');
-        getOnceNode(next, offset, req, state, onChunk, end, redirects + 1).then(resolve, reject);
+        const keepAuth = sendAuth && hop.sameOrigin;
+        log.info({ from: url, to: hop.url.href, authorization: keepAuth }, 'following redirect');
+        getOnceNode(hop.url.href, offset, req, state, onChunk, end, redirects + 1, keepAuth).then(resolve, reject);
         return;
       }
       if (status !== 200 && status !== 206) {

@@ -24,6 +24,10 @@ export interface ImageSettings {
   enableBiosBootloaderInstall: boolean;
   /** ESP size for partition images in UEFI mode (IPA efi_system_partition_size). */
   efiSystemPartitionMb: number;
+  /** Largest firmware image update_firmware downloads (ipa-firmware-max-bytes). */
+  firmwareMaxBytes: number;
+  /** Redirects followed per request (image, checksum file, firmware). */
+  maxRedirects: number;
 }
 
 const defaults: ImageSettings = {
@@ -40,6 +44,8 @@ const defaults: ImageSettings = {
   qcow2PendingLimitBytes: 64 * 1024 * 1024,
   enableBiosBootloaderInstall: true,
   efiSystemPartitionMb: 550,
+  firmwareMaxBytes: 1024 * 1024 * 1024,
+  maxRedirects: 5,
 };
 
 let current: ImageSettings = { ...defaults };

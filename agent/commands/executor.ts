@@ -37,6 +37,7 @@ class CommandRecord {
   constructor(
     readonly name: string,
     readonly async: boolean,
+    readonly confidential = false,
   ) {
     this.done = new Promise((r) => (this.resolveDone = r));
   }
@@ -95,9 +96,12 @@ export class CommandExecutor {
     this.progressIntervalMs = opts.progressIntervalMs ?? 1000;
   }
 
-  /** All results, oldest first. */
-  list(): CommandResult[] {
-    return this.records.map((r) => r.toJSON());
+  /** All results, oldest first; `redactConfidential` nulls the results of confidentialResult commands. */
+  list(opts: { redactConfidential?: boolean } = {}): CommandResult[] {
+    return this.records.map((r) => {
+      const json = r.toJSON();
+      return opts.redactConfidential && r.confidential ? { ...json, command_result: null } : json;
+    });
   }
 
   get(id: string): CommandResult {
@@ -138,7 +142,7 @@ export class CommandExecutor {
       if (last && last.status === 'RUNNING') throw new AgentIsBusy(`executing command ${last.name}`);
       const resolved = this.registry.resolve(name);
       const parsed = CommandRegistry.validate(resolved, params);
-      rec = new CommandRecord(resolved.command, resolved.def.async);
+      rec = new CommandRecord(resolved.command, resolved.def.async, resolved.def.confidentialResult === true);
       const ctx = this.context(rec);
       if (!resolved.def.async) {
         await this.runSync(rec, () => resolved.def.run(parsed as never, ctx));

@@ -19,6 +19,11 @@ export interface CommandDef<P = Record<string, unknown>> {
   /** Validated before anything runs: a failure is a 400 InvalidCommandParamsError, never a started command. */
   params?: ZodType<P>;
   run(params: P, ctx: CommandContext): Promise<unknown>;
+  /**
+   * The result carries data only the token holder may see (system logs): a token-less command list (Ironic 21.4)
+   * shows it as null. Ironic fetches such results from the POST answer (`wait=true`), which needs the token.
+   */
+  confidentialResult?: boolean;
 }
 
 export type ExtensionCommands = Record<string, CommandDef<never>>;

@@ -85,6 +85,7 @@ export const commands: ExtensionCommands = {
   collect_system_logs: defineCommand({
     async: false,
     params: z.object({}).loose(),
+    confidentialResult: true,
     run: async () => ({ system_logs: await collectSystemLogs() }),
   }),
 };
