@@ -105,6 +105,25 @@ export async function createLayout(dev: string, r: LayoutRequest): Promise<Layou
   return { partitions, root: partitions.root!, rootBytes };
 }
 
+/**
+ * Filesystems an ephemeral partition may get (Ironic's [pxe]default_ephemeral_format / instance_info
+ * ephemeral_format); the name becomes part of a program name, so nothing outside this list ever reaches exec.
+ */
+export const EPHEMERAL_FORMATS: readonly string[] = ['ext2', 'ext3', 'ext4', 'xfs', 'vfat', 'fat', 'msdos'];
+
+/** The mkfs program and arguments for an ephemeral filesystem; DeploymentError for a format not allowed. */
+export function ephemeralMkfs(format: string | null, partition: string): { program: string; args: string[] } {
+  const fmt = format ?? 'ext4';
+  if (!EPHEMERAL_FORMATS.includes(fmt)) {
+    throw new DeploymentError(
+      `Unsupported ephemeral_format ${JSON.stringify(fmt.slice(0, 64))}: expected one of ${EPHEMERAL_FORMATS.join(', ')}`,
+    );
+  }
+  if (fmt === 'vfat' || fmt === 'fat' || fmt === 'msdos') return { program: `mkfs.${fmt}`, args: ['-n', 'EPHEMERAL0', partition] };
+  const force = fmt === 'xfs' ? ['-f'] : ['-F'];
+  return { program: `mkfs.${fmt}`, args: [...force, '-L', 'ephemeral0', partition] };
+}
+
 /** Filesystems of the non-image partitions (IPA: ESP vfat efi-part, swap1, ephemeral0). */
 export async function formatAuxiliary(layout: Layout, r: LayoutRequest): Promise<void> {
   const esp = layout.partitions['efi system partition'];
@@ -113,10 +132,9 @@ export async function formatAuxiliary(layout: Layout, r: LayoutRequest): Promise
   if (swap) await run('mkswap', ['-L', 'swap1', swap]);
   const eph = layout.partitions.ephemeral;
   if (eph && !(r.preserveEphemeral && (await probe(eph)).TYPE)) {
-    const fmt = r.ephemeralFormat ?? 'ext4';
-    const force = fmt.startsWith('ext') ? ['-F'] : fmt === 'xfs' ? ['-f'] : [];
-    await run(`mkfs.${fmt}`, [...force, '-L', 'ephemeral0', eph]).catch((e: unknown) => {
-      throw new DeploymentError(`Failed to create the ${fmt} ephemeral filesystem: ${(e as Error).message}`, e);
+    const mkfs = ephemeralMkfs(r.ephemeralFormat, eph);
+    await run(mkfs.program, mkfs.args).catch((e: unknown) => {
+      throw new DeploymentError(`Failed to create the ${mkfs.program} ephemeral filesystem: ${(e as Error).message}`, e);
     });
   }
 }

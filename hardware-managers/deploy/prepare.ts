@@ -12,7 +12,7 @@ import { decodeConfigDrive, writeBytes, writeConfigDriveToDisk } from './configd
 import { deviceSize, diskIdentifier, fixGptBackup, listPartitions, partitionTableType, probe, rereadPartitions, wipeEnds } from '../../block/disk.js';
 import type { DownloadAuth } from '../../image/download.js';
 import { assertSafeToWrite, rootDevice } from './hw.js';
-import { createLayout, formatAuxiliary, type LayoutRequest } from '../../block/partition.js';
+import { createLayout, ephemeralMkfs, formatAuxiliary, type LayoutRequest } from '../../block/partition.js';
 import { Progress, type ProgressFn } from '../../image/progress.js';
 import { imageSettings } from '../../image/settings.js';
 import { streamImageToDevice } from '../../image/write.js';
@@ -154,6 +154,8 @@ export async function prepareImage(rawInfo: unknown, configdriveParam: string | 
         preserveEphemeral: info.preserve_ephemeral ?? false,
         diskBytes,
       };
+      // Refuse a format outside the allow-list before the disk is touched (the command fails with the reason).
+      if (req.ephemeralMb > 0) ephemeralMkfs(req.ephemeralFormat, '');
       progress.setPhase('partitioning');
       touched = true;
       const layout = await createLayout(device, req);

@@ -5,19 +5,21 @@
  * generic manager flashes nothing (its flash_firmware says IncompatibleHardwareMethodError); vendor plugins do.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Transform } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
 import {
   AgentError, HardwareManagerMethodNotFound, ImageChecksumError, ImageDownloadError, IncompatibleHardwareMethodError,
   InvalidCommandParamsError,
 } from '../../protocol/agent-api.js';
+import { imageSettings } from '../../image/settings.js';
+import { nextRedirect, RedirectRefused } from '../../common/http-redirect.js';
 import { getLogger } from '../../common/logger.js';
 import { dispatchToManagers } from '../redispatch.js';
 import type { StepCall } from '../types.js';
@@ -43,19 +45,31 @@ export function parseChecksum(spec: string): { algo: string; hex: string } {
   return { algo, hex: s.toLowerCase() };
 }
 
-function get(url: string, signal: AbortSignal | undefined, redirects = 5): Promise<Readable> {
+/** GET over http(s) only; redirects by common/http-redirect.ts (no downgrade, bounded, scheme-checked). */
+function get(url: string, signal: AbortSignal | undefined, hop = 0): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const u = new URL(url);
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      reject(new ImageDownloadError(`Invalid firmware URL ${url}`));
+      return;
+    }
     const mod = u.protocol === 'https:' ? https : u.protocol === 'http:' ? http : null;
     if (!mod) {
-      reject(new ImageDownloadError(`Unsupported firmware URL scheme ${u.protocol} in ${url}`));
+      reject(new ImageDownloadError(`Unsupported firmware URL scheme ${u.protocol} in ${url} (only http and https)`));
       return;
     }
     const req = mod.get(u, { timeout: 60_000, ...(signal ? { signal } : {}) }, (res) => {
       const status = res.statusCode ?? 0;
-      if (status >= 300 && status < 400 && res.headers.location && redirects > 0) {
+      if (status >= 300 && status < 400 && res.headers.location) {
         res.resume();
-        resolve(get(new URL(res.headers.location, u).href, signal, redirects - 1));
+        try {
+          const next = nextRedirect(u, res.headers.location, hop, imageSettings().maxRedirects);
+          resolve(get(next.url.href, signal, hop + 1));
+        } catch (e) {
+          reject(new ImageDownloadError(`Download of firmware ${url} failed: ${(e as RedirectRefused).message}`));
+        }
         return;
       }
       if (status !== 200) {
@@ -81,12 +95,22 @@ export async function downloadVerified(
   } catch {
     throw new InvalidCommandParamsError(`Unsupported checksum algorithm ${want.algo}`);
   }
-  const source = url.startsWith('file:') ? createReadStream(fileURLToPath(url)) : await get(url, signal);
+  const max = imageSettings().firmwareMaxBytes;
+  const source = await get(url, signal);
+  const declared = Number(source.headers['content-length'] ?? NaN);
+  if (declared > max) {
+    source.destroy();
+    throw new ImageDownloadError(`Download of firmware ${url} failed: ${declared} bytes is more than the ${max} bytes allowed`);
+  }
   let bytes = 0;
   const tap = new Transform({
     transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
       bytes += chunk.length;
+      if (bytes > max) {
+        cb(new ImageDownloadError(`Download of firmware ${url} failed: more than the ${max} bytes allowed`));
+        return;
+      }
+      hash.update(chunk);
       cb(null, chunk);
     },
   });
