@@ -27,24 +27,82 @@ export interface ChecksumSource {
 
 const isUrl = (v: string): boolean => /^https?:\/\//i.test(v);
 
+/** Longest line a checksums file may have: a 128-hex digest plus a path of PATH_MAX (4096) fits easily. */
+export const MAX_CHECKSUM_LINE = 8192;
+
+const isHexDigit = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
+
+function isHex(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) if (!isHexDigit(s.charCodeAt(i))) return false;
+  return true;
+}
+
+const isDigest = (s: string): boolean => (s.length === 32 || s.length === 64 || s.length === 128) && isHex(s);
+
+const isSpace = (c: number): boolean => c === 32 || c === 9 || c === 11 || c === 12 || c === 13;
+
+/**
+ * Split into trimmed non-empty lines, refusing any line over MAX_CHECKSUM_LINE before anything else looks at it.
+ * Plain scans only (no regular expressions): time is linear in the file size whatever the content.
+ */
+function checksumLines(text: string): string[] {
+  const lines: string[] = [];
+  let start = 0;
+  let n = 0;
+  while (start < text.length) {
+    let nl = text.indexOf('\n', start);
+    if (nl < 0) nl = text.length;
+    n++;
+    if (nl - start > MAX_CHECKSUM_LINE) {
+      throw new ImageDownloadError(`Invalid checksum file: line ${n} is longer than ${MAX_CHECKSUM_LINE} characters`);
+    }
+    const line = text.slice(start, nl).trim();
+    if (line.length > 0) lines.push(line);
+    start = nl + 1;
+  }
+  return lines;
+}
+
+/** GNU coreutils: `<hex> [*]<file>` (whitespace between; `*` marks binary mode). */
+function gnuLine(line: string): { hex: string; file: string } | null {
+  let i = 0;
+  while (i < line.length && isHexDigit(line.charCodeAt(i))) i++;
+  if (i === 0 || i >= line.length || !isSpace(line.charCodeAt(i))) return null;
+  const hex = line.slice(0, i);
+  while (i < line.length && isSpace(line.charCodeAt(i))) i++;
+  if (line[i] === '*') i++;
+  const file = line.slice(i).trim();
+  return file.length > 0 ? { hex, file } : null;
+}
+
+/** BSD: `ALGO (<file>) = <hex>`; the file name holds no ')'. */
+function bsdLine(line: string): { hex: string; file: string } | null {
+  const eq = line.lastIndexOf('=');
+  if (eq < 0) return null;
+  const hex = line.slice(eq + 1).trim();
+  const left = line.slice(0, eq).trimEnd();
+  if (!left.endsWith(')')) return null;
+  const close = left.length - 1;
+  const open = left.indexOf('(', left.lastIndexOf(')', close - 1) + 1);
+  if (open < 0 || open >= close - 1) return null;
+  return { hex, file: left.slice(open + 1, close) };
+}
+
 /** Parse a checksums file: a bare digest, GNU `<hash> [*]<file>` lines or BSD `ALGO (<file>) = <hash>` lines. */
 export function parseChecksumFile(text: string, imageUrl: string): string {
-  const lines = text
-    .split(/\r?\n/)
-    .map((l) => l.trim())
-    .filter((l) => l.length > 0);
-  const hexRe = /^([0-9a-fA-F]{32}|[0-9a-fA-F]{64}|[0-9a-fA-F]{128})$/;
+  const lines = checksumLines(text);
   if (lines.length === 1 && !/\s/.test(lines[0]!)) {
-    if (hexRe.test(lines[0]!)) return lines[0]!;
+    if (isDigest(lines[0]!)) return lines[0]!;
     throw new ImageDownloadError(`Invalid checksum file (not a hex digest): ${lines[0]!.slice(0, 80)}`);
   }
   const name = basename(new URL(imageUrl).pathname);
   for (const line of lines) {
     if (line.startsWith('#')) continue;
-    const gnu = /^([0-9a-fA-F]+)\s+\*?(.+)$/.exec(line);
-    if (gnu && basename(gnu[2]!.trim()) === name && hexRe.test(gnu[1]!)) return gnu[1]!;
-    const bsd = /\(([^)]+)\)\s*=\s*([0-9a-fA-F]+)$/.exec(line);
-    if (bsd && basename(bsd[1]!) === name && hexRe.test(bsd[2]!)) return bsd[2]!;
+    const gnu = gnuLine(line);
+    if (gnu && basename(gnu.file) === name && isDigest(gnu.hex)) return gnu.hex;
+    const bsd = bsdLine(line);
+    if (bsd && basename(bsd.file) === name && isDigest(bsd.hex)) return bsd.hex;
   }
   throw new ImageDownloadError(`Checksum file does not contain name ${name}`);
 }
