@@ -96,10 +96,16 @@ async function readBody(ctx: Context, limit: number): Promise<Buffer> {
   if (declared > limit) throw refuseUnread(ctx, new HttpFault(413, TOO_LARGE));
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw refuseUnread(ctx, new HttpFault(413, TOO_LARGE));
-    chunks.push(chunk);
+  try {
+    for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > limit) throw refuseUnread(ctx, new HttpFault(413, TOO_LARGE));
+      chunks.push(chunk);
+    }
+  } catch (e) {
+    if (e instanceof HttpFault) throw e;
+    // The client went away (or node:http cut a request that outlived requestTimeout): not a server error.
+    throw new HttpFault(400, '400 Bad Request: The request body was not received completely.');
   }
   return Buffer.concat(chunks);
 }
