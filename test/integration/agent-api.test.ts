@@ -257,7 +257,7 @@ test('unknown command id is 404 with IPA wording', async () => {
   assert.deepEqual(r.json, { faultcode: 'Client', faultstring: 'Not found: Command Result with id nope not found.' });
 });
 
-test('token: POST without or with a wrong token is 401; reads accept no token (Ironic 21.4) until one is seen', async () => {
+test('token: POST without or with a wrong token is 401; reads accept no token (Ironic 21.4) until a valid one is seen', async () => {
   const unauth = { faultcode: 'Client', faultstring: '401 Unauthorized: Token invalid.' };
   for (const q of ['', 'agent_token=wrong', `agent_token=${TOKEN}x`]) {
     const r = await post({ name: 'fake.echo', params: { value: 'x' } }, q);
@@ -266,7 +266,8 @@ test('token: POST without or with a wrong token is 401; reads accept no token (I
   }
   const wrongRead = await httpCall(`${base}/v1/commands/?agent_token=wrong`);
   assert.equal(wrongRead.status, 401);
-  // a read with the wrong token latched "reads carry tokens" (as IPA): now a token-less read is refused too
+  // earlier reads carried the valid token, which latched "reads carry tokens" (as IPA): token-less reads are refused
+  // (a wrong token alone never latches: see test/integration/security-agent-api.test.ts)
   const tokenless = await httpCall(`${base}/v1/commands/`);
   assert.equal(tokenless.status, 401);
   assert.equal((await httpCall(`${base}/v1/commands/?agent_token=${TOKEN}`)).status, 200);
