@@ -41,6 +41,15 @@ export interface StreamImageResult {
   seconds: number;
 }
 
+/**
+ * Most bytes one image download may bring for a target of `limit` bytes: the image itself plus room for qcow2
+ * metadata (L2 and refcount tables stay under 2 % even with 512-byte clusters) and headers. Without it a server
+ * could stream clusters the qcow2 writer only defers (see qcow2.ts) for ever.
+ */
+export function downloadCap(limit: number): number {
+  return limit + Math.ceil(limit / 16) + 1024 * 1024;
+}
+
 export async function streamImageToDevice(o: StreamImageOptions): Promise<StreamImageResult> {
   const t0 = Date.now();
   const expected = o.expected ?? (await expectedChecksum(o.info, o.auth));
@@ -106,8 +115,14 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
         },
       },
       (chunk) => {
-        const hp = hash.update(chunk);
         progress.downloaded += chunk.length;
+        const cap = downloadCap(o.limit);
+        if (progress.downloaded > cap || (contentLength !== null && contentLength > cap)) {
+          throw new InvalidImage(
+            `Image ${o.info.id} is larger than ${o.device} can take: more than ${cap} bytes to download for ${o.limit} bytes`,
+          );
+        }
+        const hp = hash.update(chunk);
         progress.written = writer.written;
         progress.tick();
         const sp = chain.push(chunk);

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import crypto, { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
@@ -21,6 +21,8 @@ import { ConductorClient } from '../../agent/conductor-client.js';
 import { downloadImage } from '../../agent/image/download.js';
 import { formatAuxiliary } from '../../agent/image/partition.js';
 import { resetImageSettings, setImageSettings } from '../../agent/image/settings.js';
+import { downloadCap, streamImageToDevice } from '../../agent/image/write.js';
+import { have, run } from '../../common/exec.js';
 import { AgentError, DeploymentError, HeartbeatError, ImageDownloadError } from '../../agent/protocol.js';
 import { createApp, startServer, type AgentHttpServer, type ServerTimeouts } from '../../agent/server.js';
 import { generateSelfSigned } from '../../agent/tls.js';
@@ -273,7 +275,7 @@ test('firmware downloads: http(s) only (no file://), size-capped', async (t) => 
   });
   const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
   const local = join(dir, 'local.bin');
-  await import('node:fs/promises').then((f) => f.writeFile(local, fw));
+  await writeFile(local, fw);
 
   await assert.rejects(downloadVerified(`file://${local}`, sha(fw), join(dir, 'out1')), (e: unknown) =>
     e instanceof ImageDownloadError && /Unsupported firmware URL scheme file:/.test(e.details));
@@ -284,6 +286,49 @@ test('firmware downloads: http(s) only (no file://), size-capped', async (t) => 
   setImageSettings({ firmwareMaxBytes: 1000 });
   await assert.rejects(downloadVerified(`http://127.0.0.1:${port}/fw`, sha(fw), join(dir, 'out4')), (e: unknown) =>
     e instanceof ImageDownloadError && /1000 bytes allowed/.test(e.details));
+});
+
+test('image downloads are capped by the target size: an endless qcow2 stream is refused', HANG_GUARD, async (t) => {
+  if (!(await have('qemu-img'))) return t.skip('qemu-img missing');
+  const dir = await mkdtemp(join(tmpdir(), 'bmts-sec-img-'));
+  const device = join(dir, 'device');
+  const limit = 4 * 1024 * 1024;
+  await writeFile(device, '');
+  await truncate(device, limit);
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', join(dir, 'img.qcow2'), '2M']);
+  const qcow = await readFile(join(dir, 'img.qcow2'));
+  let sent = 0;
+  // The qcow2 file, then clusters no mapping table names, without end (close-delimited, no Content-Length).
+  const srv = http.createServer((_req, res) => {
+    res.write(qcow);
+    const filler = Buffer.alloc(256 * 1024, 1);
+    const more = (): void => {
+      while (!res.destroyed && sent < 200 * 1024 * 1024) {
+        sent += filler.length;
+        if (!res.write(filler)) return void res.once('drain', more);
+      }
+    };
+    more();
+  });
+  const port = await listen(srv);
+  t.after(async () => {
+    srv.closeAllConnections();
+    srv.close();
+    resetImageSettings();
+    await rm(dir, { recursive: true, force: true });
+  });
+  setImageSettings({ connectionRetries: 0, retryIntervalMs: 1 });
+  await assert.rejects(
+    streamImageToDevice({
+      info: { id: 'endless', urls: [`http://127.0.0.1:${port}/img.qcow2`] },
+      device,
+      limit,
+      expected: { algo: 'sha256', value: 'ab'.repeat(32) },
+    }),
+    (e: unknown) => e instanceof AgentError && /larger than .* can take/.test(e.details),
+  );
+  assert.ok(sent < 200 * 1024 * 1024, 'the download stopped before the server ran out');
+  assert.ok(downloadCap(limit) < 2 * limit);
 });
 
 test('ephemeral_format outside the allow-list fails with a reason and is never run', async () => {
