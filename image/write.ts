@@ -116,10 +116,11 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
       },
       (chunk) => {
         progress.downloaded += chunk.length;
+        // Counted on the bytes received (a declared Content-Length is judged by the format sinks, see above).
         const cap = downloadCap(o.limit);
-        if (progress.downloaded > cap || (contentLength !== null && contentLength > cap)) {
+        if (progress.downloaded > cap) {
           throw new InvalidImage(
-            `Image ${o.info.id} is larger than ${o.device} can take: more than ${cap} bytes to download for ${o.limit} bytes`,
+            `Image ${o.info.id} does not fit on ${o.device}: more than ${cap} bytes downloaded for a ${o.limit}-byte target`,
           );
         }
         const hp = hash.update(chunk);

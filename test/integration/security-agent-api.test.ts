@@ -325,7 +325,7 @@ test('image downloads are capped by the target size: an endless qcow2 stream is 
       limit,
       expected: { algo: 'sha256', value: 'ab'.repeat(32) },
     }),
-    (e: unknown) => e instanceof AgentError && /larger than .* can take/.test(e.details),
+    (e: unknown) => e instanceof AgentError && /does not fit on .*bytes downloaded for a/.test(e.details),
   );
   assert.ok(sent < 200 * 1024 * 1024, 'the download stopped before the server ran out');
   assert.ok(downloadCap(limit) < 2 * limit);
