@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseChecksumFile } from '../../agent/image/checksum.js';
-import { ImageDownloadError } from '../../agent/protocol.js';
+import { parseChecksumFile } from '../../image/checksum.js';
+import { ImageDownloadError } from '../../protocol/agent-api.js';
 
 class RegexOnLongInput extends Error {}
 

@@ -1,8 +1,8 @@
 /** ephemeral_format allow-list (issue 13): only known filesystems become an mkfs program, each with its own label flag. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { EPHEMERAL_FORMATS, ephemeralMkfs } from '../../agent/image/partition.js';
-import { DeploymentError } from '../../agent/protocol.js';
+import { EPHEMERAL_FORMATS, ephemeralMkfs } from '../../block/partition.js';
+import { DeploymentError } from '../../protocol/agent-api.js';
 
 test('allowed formats map to their mkfs with the right label flag; default ext4', () => {
   assert.deepEqual(ephemeralMkfs(null, '/dev/x3'), { program: 'mkfs.ext4', args: ['-F', '-L', 'ephemeral0', '/dev/x3'] });
