@@ -82,12 +82,34 @@ function version(root: string): Record<string, unknown> {
   return { id: 'v1', links: [link(root, 'self', 'v1', true), link(root, 'describedby')] };
 }
 
+/** How much of an unread body node:http may still discard after a refusal before the connection is dropped. */
+const LINGER_BYTES = 1024 * 1024;
+const LINGER_MS = 2000;
+
 /**
- * A refusal that leaves (part of) the body unread: close the connection after answering, otherwise node:http
- * would keep draining whatever the client still sends (possibly forever) to reuse the connection.
+ * A refusal that leaves the body unread. node:http discards the rest after the answer so the connection can be
+ * reused (a normal client, its small body already sent, keeps its connection and reads the 401 cleanly); that
+ * discarding is bounded here, so a never-ending body costs at most LINGER_BYTES / LINGER_MS before the
+ * connection is dropped. Closing at once instead would reset the connection under a client still sending, and
+ * it could lose the answer.
  */
 function refuseUnread<E extends Error>(ctx: Context, err: E): E {
-  ctx.set('Connection', 'close');
+  const req = ctx.req;
+  ctx.res.once('finish', () => {
+    if (req.complete) return;
+    let discarded = 0;
+    const drop = (): void => {
+      clearTimeout(timer);
+      req.socket.destroy();
+    };
+    const timer = setTimeout(drop, LINGER_MS);
+    timer.unref();
+    req.on('data', (c: Buffer) => {
+      discarded += c.length;
+      if (discarded > LINGER_BYTES) drop();
+    });
+    req.once('end', () => clearTimeout(timer));
+  });
   return err;
 }
 

@@ -82,7 +82,7 @@ function rawExchange(port: number, head: string, body: (sock: net.Socket) => voi
   });
 }
 
-test('token before body: a wrong or missing token and a never-ending body are answered 401 at once, connection closed', HANG_GUARD, async () => {
+test('token before body: a wrong or missing token and a never-ending body are answered 401 at once, then the connection is dropped', HANG_GUARD, async () => {
   const a = await startAgent();
   for (const q of ['agent_token=wrong', '']) {
     let writes = 0;
@@ -103,7 +103,6 @@ test('token before body: a wrong or missing token and a never-ending body are an
       },
     );
     assert.match(answer, /^HTTP\/1\.1 401 /, q);
-    assert.match(answer, /\r\nconnection: close\r\n/i);
     const body = answer.slice(answer.indexOf('\r\n\r\n') + 4);
     assert.deepEqual(JSON.parse(body), { faultcode: 'Client', faultstring: '401 Unauthorized: Token invalid.' });
   }
