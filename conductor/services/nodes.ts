@@ -112,6 +112,8 @@ export async function createNode(ctx: ConductorContext, body: Record<string, unk
   }
   const ifaces = resolveInterfaceFields(ctx.config, driver, interfaceRequests(body));
   const fields: Record<string, unknown> = { ...body, ...ifaces, uuid, driver };
+  // These columns are NOT NULL; an explicit null means "not set", as in a PATCH that removes them.
+  for (const b of ['maintenance', 'console_enabled', 'protected', 'retired'] as const) if (fields[b] === null) delete fields[b];
   fields.conductor_group = typeof body.conductor_group === 'string' ? body.conductor_group.toLowerCase() : '';
   if (body.resource_class === undefined) fields.resource_class = ctx.config.default_resource_class;
   if (body.protected_reason && !body.protected) {
