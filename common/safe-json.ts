@@ -19,6 +19,12 @@ export interface JsonLimits {
   maxStringLength: number;
 }
 
+/**
+ * Answers from peers (an agent, a BMC, the conductor): they are not trusted either, but their size is capped
+ * where they are read, so only the nesting is bounded here.
+ */
+export const PEER_JSON_LIMITS: JsonLimits = { maxDepth: 64, maxStringLength: Number.MAX_SAFE_INTEGER };
+
 /** A body over the limits, or malformed: the message says which (for a 400). */
 export class JsonInputError extends Error {}
 
