@@ -219,3 +219,11 @@ test('agent POST /v1/commands: pollution payloads leave Object.prototype clean; 
   assert.equal(deep.status, 400, deep.text);
   assert.match((JSON.parse(deep.text) as { faultstring: string }).faultstring, /nested deeper/);
 });
+
+test('found by the fuzzer: node create with null for a NOT NULL boolean is taken as unset (was a 500)', async () => {
+  for (const k of ['protected', 'maintenance', 'retired', 'console_enabled']) {
+    const r = await c.api('POST', '/v1/nodes', { driver: 'fake-hardware', [k]: null });
+    assert.equal(r.status, 201, `${k}: ${JSON.stringify(r.body)}`);
+    assert.equal((r.body as Record<string, unknown>)[k], false, k);
+  }
+});
