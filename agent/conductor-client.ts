@@ -10,6 +10,7 @@ import { createSocket } from 'node:dgram';
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { getLogger, type Logger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
+import { parseJsonSafe, PEER_JSON_LIMITS } from '../common/safe-json.js';
 import {
   AGENT_VERSION,
   HeartbeatConflictError,
@@ -58,11 +59,11 @@ export function backoffSeconds(attempt: number, minS: number, maxS = LOOKUP_MAX_
 /** Ironic wraps its errors as {"error_message": "<json string or object with faultstring>"}. */
 export function ironicFaultstring(body: string): string {
   try {
-    const outer = JSON.parse(body) as Record<string, unknown>;
+    const outer = parseJsonSafe(body, PEER_JSON_LIMITS) as Record<string, unknown>;
     let inner: unknown = outer.error_message ?? outer;
     if (typeof inner === 'string') {
       try {
-        inner = JSON.parse(inner);
+        inner = parseJsonSafe(inner as string, PEER_JSON_LIMITS);
       } catch {
         return inner as string;
       }
@@ -248,7 +249,7 @@ export class ConductorClient {
     if (r.status !== 200) return { ok: false, status: r.status, reason: `${r.status}: ${ironicFaultstring(r.body)}` };
     let data: { node?: LookupNode; config?: LookupConfig; heartbeat_timeout?: unknown };
     try {
-      data = JSON.parse(r.body) as typeof data;
+      data = parseJsonSafe(r.body, PEER_JSON_LIMITS) as typeof data;
     } catch {
       return { ok: false, status: r.status, reason: 'lookup answer is not JSON' };
     }

@@ -287,7 +287,8 @@ function fromEnv(env: NodeJS.ProcessEnv): Map<string, string> {
 }
 
 function validate(raw: Map<string, string>): Partial<Record<Key, unknown>> {
-  const out: Partial<Record<Key, unknown>> = {};
+  // Null prototype: a key not given stays undefined, whatever Object.prototype holds.
+  const out: Partial<Record<Key, unknown>> = Object.create(null) as Partial<Record<Key, unknown>>;
   for (const [key, value] of raw) {
     if (!isKey(key)) continue;
     const r = KEYS[key].safeParse(value);

@@ -9,6 +9,7 @@ import Koa, { type Context } from 'koa';
 import Router from '@koa/router';
 import { z } from 'zod';
 import { getLogger, type Logger } from '../common/logger.js';
+import { JsonInputError, parseJsonSafe, type JsonLimits } from '../common/safe-json.js';
 import {
   AGENT_VERSION,
   AgentError,
@@ -132,12 +133,19 @@ async function readBody(ctx: Context, limit: number): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/**
+ * Command bodies: params nest a few levels (image_info, RAID configs); strings may be as long as the body
+ * (a config drive). `__proto__`/`constructor`/`prototype` keys are dropped (common/safe-json.ts).
+ */
+const COMMAND_JSON_LIMITS: JsonLimits = { maxDepth: 32, maxStringLength: Number.MAX_SAFE_INTEGER };
+
 /** Ironic sends the JSON with Content-Type application/json, but IPA parses whatever arrives (force=True). */
 function parseCommand(raw: Buffer): { name: string; params: Record<string, unknown> } {
   let body: unknown;
   try {
-    body = JSON.parse(raw.toString('utf8'));
+    body = parseJsonSafe(raw.toString('utf8'), COMMAND_JSON_LIMITS);
   } catch (e) {
+    if (e instanceof JsonInputError) throw new HttpFault(400, `400 Bad Request: ${e.message}`);
     throw new HttpFault(400, `400 Bad Request: Failed to decode JSON object: ${(e as Error).message}`);
   }
   const r = CommandRequestSchema.safeParse(body);

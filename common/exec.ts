@@ -49,6 +49,27 @@ export interface RunResult {
   exitCode: number;
 }
 
+/**
+ * Every option execa or child_process.spawn reads, as an own property of the object handed over. execa reads
+ * options as plain property lookups (`options.shell`, destructuring defaults), so a property missing here would
+ * come from Object.prototype if anything ever wrote there; with each one set, nothing inherited can turn on a
+ * shell, another uid or a different program. `over` sets what a call needs.
+ */
+function spawnOptions(over: Record<string, unknown>): Record<string, unknown> {
+  const base: Record<string, unknown> = {
+    shell: false, node: false, nodePath: process.execPath, nodeOptions: [], preferLocal: false,
+    localDir: process.cwd(), cwd: process.cwd(), env: {}, extendEnv: true, argv0: undefined, uid: undefined,
+    gid: undefined, detached: false, windowsHide: true, windowsVerbatimArguments: false, cleanup: true,
+    reject: false, stripFinalNewline: false, encoding: 'utf8', buffer: true, maxBuffer: 100_000_000, lines: false,
+    all: false, input: undefined, inputFile: undefined, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe',
+    stdio: undefined, timeout: 0, killSignal: 'SIGTERM', forceKillAfterDelay: true, cancelSignal: undefined,
+    gracefulCancel: false, ipc: false, ipcInput: undefined, serialization: 'advanced', verbose: 'none',
+  };
+  for (const [k, v] of Object.entries(over)) if (v !== undefined) base[k] = v;
+  if (over.cwd !== undefined) base.localDir = over.cwd;
+  return base;
+}
+
 function printable(file: string, args: readonly string[], redact: readonly number[] = []): string {
   return [file, ...args.map((a, i) => (redact.includes(i) ? '***' : /[\s'"]/.test(a) ? JSON.stringify(a) : a))].join(' ');
 }
@@ -61,19 +82,17 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   const line = printable(file, args, opts.redactArgs);
   if (opts.quiet) log.debug({ cmd: line }, 'exec');
   else log.info({ cmd: line }, 'exec');
-  const child: ResultPromise = execa(file, args, {
-    reject: false,
-    stripFinalNewline: false,
+  const child: ResultPromise = execa(file, args, spawnOptions({
     ...(opts.timeoutMs !== undefined ? { timeout: opts.timeoutMs, forceKillAfterDelay: 2000 } : {}),
-    ...(opts.env ? { env: opts.env, extendEnv: true } : {}),
+    ...(opts.env ? { env: opts.env } : {}),
     ...(opts.cwd ? { cwd: opts.cwd } : {}),
     ...(opts.input !== undefined
       ? typeof opts.input === 'string' || Buffer.isBuffer(opts.input)
-        ? { input: opts.input }
+        ? { input: opts.input, stdin: 'pipe' as const }
         : { stdin: opts.input }
       : { stdin: 'ignore' as const }),
     ...(opts.stdoutTo ? { stdout: ['pipe'] as const } : {}),
-  });
+  }));
   if (opts.stdoutTo && child.stdout) child.stdout.pipe(opts.stdoutTo);
   const r = await child;
   const stdout = typeof r.stdout === 'string' ? r.stdout : '';
@@ -94,18 +113,17 @@ export function spawnLong(
   opts: { env?: Record<string, string>; cwd?: string; redactArgs?: number[] } = {},
 ): ResultPromise {
   log.info({ cmd: printable(file, args, opts.redactArgs) }, 'spawn');
-  return execa(file, args, {
-    reject: false,
+  return execa(file, args, spawnOptions({
     stdin: 'ignore',
     buffer: false,
-    ...(opts.env ? { env: opts.env, extendEnv: true } : {}),
+    ...(opts.env ? { env: opts.env } : {}),
     ...(opts.cwd ? { cwd: opts.cwd } : {}),
-  });
+  }));
 }
 
 /** True when the program is on PATH (for tests that skip with a visible reason). */
 export async function have(program: string): Promise<boolean> {
-  const r = await execa('sh', ['-c', 'command -v "$1"', 'sh', program], { reject: false });
+  const r = await execa('sh', ['-c', 'command -v "$1"', 'sh', program], spawnOptions({}));
   return r.exitCode === 0;
 }
 
@@ -125,7 +143,7 @@ export function spawnFilter(file: string, args: readonly string[], opts: { quiet
   const line = printable(file, args);
   if (opts.quiet) log.debug({ cmd: line }, 'exec filter');
   else log.info({ cmd: line }, 'exec filter');
-  const child = execa(file, args, { reject: false, stdin: 'pipe', stdout: 'pipe', buffer: { stdout: false, stderr: true } });
+  const child = execa(file, args, spawnOptions({ stdin: 'pipe', stdout: 'pipe', buffer: { stdout: false, stderr: true } }));
   const done = child.then((r) => {
     const stderr = typeof r.stderr === 'string' ? r.stderr : '';
     if (r.failed && r.exitCode === undefined && !r.isTerminated) {

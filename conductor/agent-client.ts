@@ -7,6 +7,7 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import type { CommandList, CommandResult, StepsResult } from '../protocol/agent-api.js';
 import { getLogger } from '../common/logger.js';
+import { parseJsonSafe, PEER_JSON_LIMITS } from '../common/safe-json.js';
 import { AgentConnectionFailed, IronicError } from './errors.js';
 
 const log = getLogger('agent-client');
@@ -112,7 +113,7 @@ export class AgentClient {
     const text = await res.body.text();
     let json: unknown = text;
     try {
-      json = text ? JSON.parse(text) : null;
+      json = text ? parseJsonSafe(text, PEER_JSON_LIMITS) : null;
     } catch {
       if (res.statusCode < 400) throw new AgentAPIError(`Agent returned a non-JSON body: ${text.slice(0, 200)}`, res.statusCode);
     }

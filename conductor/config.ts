@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../common/errors.js';
+import { isForbiddenKey, parseJsonSafe } from '../common/safe-json.js';
 
 const seconds = z.number().nonnegative();
 
@@ -164,7 +165,8 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
 function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...a };
   for (const [k, v] of Object.entries(b)) {
-    const prev = out[k];
+    if (isForbiddenKey(k)) continue;
+    const prev = Object.hasOwn(out, k) ? out[k] : undefined;
     if (v && typeof v === 'object' && !Array.isArray(v) && prev && typeof prev === 'object' && !Array.isArray(prev)) {
       out[k] = deepMerge(prev as Record<string, unknown>, v as Record<string, unknown>);
     } else if (v !== undefined) {
@@ -196,7 +198,7 @@ export function loadConfig(argv: readonly string[] = [], env: NodeJS.ProcessEnv 
       throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
     }
     try {
-      const parsed: unknown = JSON.parse(text);
+      const parsed: unknown = parseJsonSafe(text, { maxDepth: 32, maxStringLength: text.length });
       if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object');
       fromFile = parsed as Record<string, unknown>;
     } catch (e) {

@@ -5,6 +5,7 @@
 import type { Context, Next } from 'koa';
 import { BaremetalError, errorMessage } from '../../common/errors.js';
 import { getLogger } from '../../common/logger.js';
+import { JsonInputError, parseJsonSafe, type JsonLimits } from '../../common/safe-json.js';
 import { InvalidParameterValue, NotAcceptable, RequestEntityTooLarge } from '../errors.js';
 
 const log = getLogger('api');
@@ -118,7 +119,17 @@ function readBody(req: Context['req'], limit: number): Promise<Buffer> {
   });
 }
 
-/** Reads and parses a JSON body, refusing more than `limit` bytes (413) and malformed JSON (400). */
+/**
+ * Request bodies: Ironic's documents nest a few levels (RAID configs, network_data); 32 leaves room and keeps
+ * recursive walkers (structuredClone, JSON.stringify, zod) far from the stack limit. One string may fill a
+ * 1 MiB body (a config drive), so strings are bounded by the body limit and the per-field checks in services.
+ */
+export const BODY_JSON_LIMITS: JsonLimits = { maxDepth: 32, maxStringLength: 1024 * 1024 };
+
+/**
+ * Reads and parses a JSON body, refusing more than `limit` bytes (413), malformed JSON and bodies deeper than
+ * BODY_JSON_LIMITS (400). `__proto__`/`constructor`/`prototype` keys are dropped (common/safe-json.ts).
+ */
 export async function readJson(ctx: Context, limit: number): Promise<unknown> {
   const declared = Number(ctx.get('content-length') || 0);
   if (declared > limit) {
@@ -128,8 +139,9 @@ export async function readJson(ctx: Context, limit: number): Promise<unknown> {
   const text = (await readBody(ctx.req, limit)).toString('utf8');
   if (text.trim() === '') return undefined;
   try {
-    return JSON.parse(text) as unknown;
+    return parseJsonSafe(text, BODY_JSON_LIMITS);
   } catch (e) {
+    if (e instanceof JsonInputError) throw new InvalidParameterValue(`The request body is refused: ${e.message}.`);
     throw new InvalidParameterValue(`The request body is not valid JSON: ${errorMessage(e)}`);
   }
 }
@@ -165,7 +177,8 @@ export function parseBool(name: string, v: string | undefined): boolean | undefi
 
 /** Single-valued query parameters; repeated ones are an error, unknown ones too. */
 export function queryParams(ctx: Context, allowed: readonly string[]): Record<string, string | undefined> {
-  const out: Record<string, string | undefined> = {};
+  // Null prototype: a parameter the request did not give is undefined, whatever Object.prototype holds.
+  const out: Record<string, string | undefined> = Object.create(null) as Record<string, string | undefined>;
   for (const [k, v] of Object.entries(ctx.query)) {
     if (!allowed.includes(k)) throw new InvalidParameterValue(`Unknown argument: "${k}"`);
     if (Array.isArray(v)) throw new InvalidParameterValue(`Argument "${k}" was given more than once.`);

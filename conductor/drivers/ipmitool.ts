@@ -314,7 +314,7 @@ export class IpmitoolManagement implements ManagementInterface {
   }
 
   async setBootDevice(node: DriverNode, device: BootDevice, persistent: boolean): Promise<void> {
-    if (!(device in BOOTDEV_ARG)) throw new InvalidParameterValue(`Invalid boot device ${String(device)} specified.`);
+    if (!Object.hasOwn(BOOTDEV_ARG, device)) throw new InvalidParameterValue(`Invalid boot device ${String(device)} specified.`);
     const info = parseIpmiInfo(node);
     try {
       if (info.disableBootTimeout) await runIpmitool(info, ['raw', '0x00', '0x08', '0x03', '0x08'], this.opts);

@@ -11,6 +11,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getLogger } from '../../common/logger.js';
+import { parseJsonSafe, PEER_JSON_LIMITS } from '../../common/safe-json.js';
 
 const log = getLogger('redfish');
 
@@ -109,7 +110,7 @@ export class RedfishClient {
           let json: Record<string, unknown> | undefined;
           if (text.trim()) {
             try {
-              const v: unknown = JSON.parse(text);
+              const v: unknown = parseJsonSafe(text, PEER_JSON_LIMITS);
               if (v && typeof v === 'object' && !Array.isArray(v)) json = v as Record<string, unknown>;
             } catch { /* non-JSON error pages are reported by status */ }
           }

@@ -6,13 +6,14 @@
 import type { ConductorContext } from '../context.js';
 import { AgentClient, type AgentEndpoint } from '../agent-client.js';
 import type { NodeTask } from '../locks.js';
+import { isForbiddenKey } from '../../common/safe-json.js';
 
 const SECRET_KEY = /password|secret|token|private|_key$|credential/i;
 const MASK = '******';
 
 function masked(obj: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(obj)) out[k] = SECRET_KEY.test(k) && v !== null && v !== undefined ? MASK : v;
+  for (const [k, v] of Object.entries(obj)) if (!isForbiddenKey(k)) out[k] = SECRET_KEY.test(k) && v !== null && v !== undefined ? MASK : v;
   return out;
 }
 

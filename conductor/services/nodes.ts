@@ -11,6 +11,7 @@ import {
 import { isUuid } from '../locks.js';
 import { DELETE_ALLOWED_STATES, initialState, INTERFACE_UPDATE_STATES, UPDATE_ALLOWED_STATES } from '../states.js';
 import { DuplicateError, type NodeFields, type NodeRecord } from '../store/types.js';
+import { checkDictField, checkStringField } from './field-limits.js';
 import { applyJsonPatch, type PatchOp } from './jsonpatch.js';
 import { strBool } from './ports.js';
 
@@ -46,10 +47,12 @@ function checkTypes(fields: Record<string, unknown>): void {
       if (v === null || typeof v !== 'object' || Array.isArray(v)) {
         throw new InvalidParameterValue(`Invalid value for field "${k}": expected a dict, got ${JSON.stringify(v)}.`);
       }
+      checkDictField(k, v);
     } else if ((STRING_FIELDS as readonly string[]).includes(k)) {
       if (v !== null && typeof v !== 'string') {
         throw new InvalidParameterValue(`Invalid value for field "${k}": expected a string, got ${JSON.stringify(v)}.`);
       }
+      if (k !== 'description') checkStringField(k, v);
     } else if ((BOOL_FIELDS as readonly string[]).includes(k)) {
       if (typeof v === 'string' && strBool(v) !== undefined) fields[k] = strBool(v);
       else if (v !== null && typeof v !== 'boolean') {
@@ -112,6 +115,8 @@ export async function createNode(ctx: ConductorContext, body: Record<string, unk
   }
   const ifaces = resolveInterfaceFields(ctx.config, driver, interfaceRequests(body));
   const fields: Record<string, unknown> = { ...body, ...ifaces, uuid, driver };
+  // These columns are NOT NULL; an explicit null means "not set", as in a PATCH that removes them.
+  for (const b of ['maintenance', 'console_enabled', 'protected', 'retired'] as const) if (fields[b] === null) delete fields[b];
   fields.conductor_group = typeof body.conductor_group === 'string' ? body.conductor_group.toLowerCase() : '';
   if (body.resource_class === undefined) fields.resource_class = ctx.config.default_resource_class;
   if (body.protected_reason && !body.protected) {

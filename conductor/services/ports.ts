@@ -7,6 +7,7 @@ import type { ConductorContext } from '../context.js';
 import { InvalidParameterValue, IronicError, MACAlreadyExists, NodeNotFound, PortAlreadyExists, PortNotFound } from '../errors.js';
 import { isUuid } from '../locks.js';
 import { DuplicateError, type PortFields, type PortRecord } from '../store/types.js';
+import { checkDictField } from './field-limits.js';
 import { applyJsonPatch, type PatchOp } from './jsonpatch.js';
 
 const MAC_RE = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i;
@@ -58,6 +59,7 @@ function checkFields(f: Record<string, unknown>): void {
     if (typeof f[k] === 'string') f[k] = strBool(f[k] as string) ?? f[k];
     if (f[k] !== undefined && typeof f[k] !== 'boolean') throw new InvalidParameterValue(`Invalid value for ${k}: expected a boolean.`);
   }
+  for (const k of ['extra', 'local_link_connection'] as const) checkDictField(k, f[k]);
   if (f.physical_network !== undefined && f.physical_network !== null &&
     (typeof f.physical_network !== 'string' || f.physical_network.length > 64)) {
     throw new InvalidParameterValue('Invalid physical_network: expected a string of at most 64 characters.');

@@ -33,6 +33,10 @@ export interface SqliteOptions {
   renderCacheBytes?: number;
 }
 
+function ownOnly<T extends object>(o: T): T {
+  return Object.assign(Object.create(null) as T, o);
+}
+
 export class SqliteStore implements Store {
   readonly kind = 'sqlite';
   readonly db: Database.Database;
@@ -161,7 +165,10 @@ export class SqliteStore implements Store {
     return this.lists.page((select) => this.nodeListQuery(q, select), spec);
   }
 
-  private nodeListQuery(q: NodeQuery, select = '*'): { sql: string; args: unknown[] } {
+  private nodeListQuery(query: NodeQuery, select = '*'): { sql: string; args: unknown[] } {
+    // Own properties only: a filter the caller did not set must not come from Object.prototype (bound values
+    // that are not strings or numbers make every list throw).
+    const q = ownOnly(query);
     const where: string[] = [];
     const args: unknown[] = [];
     const eq = (col: string, v: unknown): void => { where.push(`${col} = ?`); args.push(v); };
@@ -292,7 +299,8 @@ export class SqliteStore implements Store {
     return row ? portFromRow(row) : undefined;
   }
 
-  async listPorts(q: PortQuery): Promise<PortRecord[]> {
+  async listPorts(query: PortQuery): Promise<PortRecord[]> {
+    const q = ownOnly(query);
     const where: string[] = [];
     const args: unknown[] = [];
     if (q.node_uuid !== undefined) { where.push('node_uuid = ?'); args.push(q.node_uuid); }

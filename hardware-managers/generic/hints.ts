@@ -170,7 +170,7 @@ export function strictBool(v: unknown): boolean {
 /** Validates and normalises a root_device dict; unknown keys or bad values throw HintError. Null when empty. */
 export function parseRootDeviceHints(hints: Record<string, unknown> | null | undefined): ParsedHints | null {
   if (!hints || Object.keys(hints).length === 0) return null;
-  const invalid = Object.keys(hints).filter((k) => !(k in HINT_TYPES));
+  const invalid = Object.keys(hints).filter((k) => !Object.hasOwn(HINT_TYPES, k));
   if (invalid.length > 0) {
     throw new HintError(`The hints "${invalid.join(', ')}" are invalid. Valid hints are: "${Object.keys(HINT_TYPES).join(', ')}"`);
   }

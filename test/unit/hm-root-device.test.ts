@@ -161,3 +161,10 @@ test('a built software RAID root volume is the root device', () => {
   // md arrays are never picked by size alone
   assert.equal(selectRootDevice(withMd, {}, 4 * GiB).name, '/dev/nvme0n1');
 });
+
+test('hint names are own keys of the hint table: constructor, toString and __proto__ are invalid hints', () => {
+  for (const k of ['constructor', 'toString', 'hasOwnProperty', '__proto__']) {
+    const hints = JSON.parse(`{${JSON.stringify(k)}: true}`) as Record<string, unknown>;
+    assert.throws(() => parseRootDeviceHints(hints), HintError, k);
+  }
+});

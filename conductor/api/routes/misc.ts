@@ -76,7 +76,7 @@ export function miscRoutes(router: Router, c: ConductorContext): void {
     if (fields && minor < 77) throw new NotAcceptable();
     ctx.body = { drivers: types.map((t) => {
       const d = renderDriver(c, t, base, minor, detail || !!fields);
-      return fields ? Object.fromEntries(fields.filter((f) => f in d).map((f) => [f, d[f]])) : d;
+      return fields ? Object.fromEntries(fields.filter((f) => Object.hasOwn(d, f)).map((f) => [f, d[f]])) : d;
     }) };
   });
 
