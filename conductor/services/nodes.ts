@@ -1,6 +1,7 @@
 /**
  * Node create / update (JSON patch) / delete: Ironic's API-level and conductor-level rules in one place.
  */
+import { allowedFileDirs, checkNodeFileRefs } from '../file-access.js';
 import { randomUUID } from 'node:crypto';
 import type { ConductorContext } from '../context.js';
 import { getHardwareType, NODE_INTERFACE_KINDS, resolveInterfaceFields, type NodeInterfaceKind } from '../drivers/index.js';
@@ -99,6 +100,7 @@ function noValidHost(driver: string): IronicError {
 /** POST /v1/nodes: `body` has passed the API's key check (no unknown keys). */
 export async function createNode(ctx: ConductorContext, body: Record<string, unknown>, apiMinor: number): Promise<NodeRecord> {
   checkTypes(body);
+  checkNodeFileRefs(allowedFileDirs(ctx.config), body);
   const driver = body.driver;
   if (typeof driver !== 'string' || !driver) throw new InvalidParameterValue('Mandatory field missing: driver');
   try {
@@ -171,6 +173,7 @@ export async function updateNode(ctx: ConductorContext, ident: string, ops: Patc
     for (const b of ['maintenance', 'protected', 'retired'] as const) if (b in changed && changed[b] === null) changed[b] = false;
     if ('conductor_group' in changed) changed.conductor_group = String(changed.conductor_group ?? '').toLowerCase();
     checkTypes(changed);
+    checkNodeFileRefs(allowedFileDirs(ctx.config), changed);
 
     const driver = (changed.driver ?? node.driver) as string;
     const ifaceChanged = NODE_INTERFACE_KINDS.filter((k) => `${k}_interface` in changed);
