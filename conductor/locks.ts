@@ -90,6 +90,11 @@ export class NodeTask {
     return this.node;
   }
 
+  /** The agent that pinned `verifyCa` is gone (token wiped, node powered off). */
+  agentGone(verifyCa: unknown): void {
+    if (typeof verifyCa === 'string' && verifyCa) this.manager.onAgentGone?.(verifyCa);
+  }
+
   /** Merges into driver_internal_info; a key set to undefined is removed. */
   async updateInternalInfo(changes: Record<string, unknown>): Promise<NodeRecord> {
     const dii: Record<string, unknown> = { ...this.node.driver_internal_info };
@@ -174,6 +179,8 @@ export class TaskManager {
   readonly held = new Set<string>();
   historyEnabled = true;
   historyMax = 300;
+  /** Called with an agent's pinned CA when that agent's life ends (the agent client drops its HTTP client). */
+  onAgentGone: ((verifyCa: string) => void) | undefined;
 
   constructor(readonly store: Store, readonly host: string, private readonly settings: LockSettings) {}
 
