@@ -61,7 +61,10 @@ export interface BootServer {
   readonly requests: RequestRecord[];
   /** Guest-facing URL for a path relative to http_root. */
   urlFor(relPath: string): string;
-  /** Download a loopback URL once (checksummed; concurrent callers share one download) and return its guest-facing URL. */
+  /**
+   * Download an http(s) URL once (checksummed; concurrent callers share one download) and return its guest-facing
+   * URL. Loopback/link-local sources only with `allowLoopback`; redirects are not followed.
+   */
   cacheImage(sourceUrl: string, opts?: { checksum?: string }): Promise<string>;
   cacheImageDetailed(sourceUrl: string, opts?: { checksum?: string }): Promise<CachedImage>;
   close(): Promise<void>;

@@ -20,7 +20,7 @@ import type { BootInterface, DriverNode, RamdiskBootParams } from './types.js';
 const log = getLogger('ipxe');
 
 export const IPXE_PROPERTIES: Record<string, string> = {
-  deploy_kernel: 'Deploy ramdisk kernel: a local path (served by the conductor\'s boot server), a loopback http URL (cached by the conductor) or a node-facing URL (used as is). Required.',
+  deploy_kernel: 'Deploy ramdisk kernel: a local path under file_url_allowed_paths (served by the conductor\'s boot server), a loopback http URL (cached by the conductor when deploy.image_cache_allow_loopback is set) or a node-facing URL (used as is). Required.',
   deploy_ramdisk: 'Deploy ramdisk initramfs, same forms as deploy_kernel. Required.',
   kernel_append_params: 'Kernel parameters replacing the configured default for this node (e.g. console=ttyS0). Optional.',
 };
