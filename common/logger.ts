@@ -1,4 +1,5 @@
 import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { maskSecrets, maskText } from './secrets.js';
 
 export type { Logger };
 
@@ -9,7 +10,17 @@ export type { Logger };
 const level = (process.env.LOG_LEVEL as LevelWithSilent | undefined) ?? 'info';
 // A multistream so a process can add a log file later (the agent's ipa-log-file); levels filter in the logger.
 const streams = pino.multistream([{ level: 'trace', stream: pino.destination(2) }]);
-export const rootLogger: Logger = pino({ level, base: { pid: process.pid } }, streams);
+// Secrets never reach a log line: password/token-like keys at any depth, URL userinfo and `token=...` in messages.
+export const rootLogger: Logger = pino({
+  level, base: { pid: process.pid },
+  formatters: { log: (obj) => maskSecrets(obj) },
+  hooks: {
+    logMethod(args, method) {
+      const masked = args.map((a) => (typeof a === 'string' ? maskText(a) : a)) as typeof args;
+      method.apply(this, masked);
+    },
+  },
+}, streams);
 
 /** Also write every log line to this file (created with its directory if needed). */
 export function addLogFile(path: string): void {

@@ -40,6 +40,10 @@ export interface AgentClientOptions {
   /** Polling of async commands ([agent]command_wait_interval 6 s × command_wait_attempts 100). */
   pollIntervalMs?: number;
   pollAttempts?: number;
+  /** Largest response body read for a command (a hostile or broken agent must not fill the conductor's memory). */
+  maxResponseBytes?: number;
+  /** Largest response body for log.collect_system_logs (a base64 tarball). */
+  maxLogBytes?: number;
 }
 
 type Json = Record<string, unknown>;
@@ -70,16 +74,43 @@ export class AgentClient {
   private readonly pollIntervalMs: number;
   private readonly pollAttempts: number;
   private readonly dispatchers = new Map<string, Dispatcher>();
+  private readonly maxResponseBytes: number;
+  private readonly maxLogBytes: number;
 
   constructor(opts: AgentClientOptions = {}) {
+    this.maxResponseBytes = opts.maxResponseBytes ?? 8 * 2 ** 20;
+    this.maxLogBytes = opts.maxLogBytes ?? 64 * 2 ** 20;
     this.timeoutMs = opts.commandTimeoutMs ?? 60_000;
     this.attempts = opts.maxAttempts ?? 3;
     this.pollIntervalMs = opts.pollIntervalMs ?? 6_000;
     this.pollAttempts = opts.pollAttempts ?? 100;
   }
 
+  private static key(ep: AgentEndpoint): string {
+    return `${ep.verifyCa ?? ''}|${String(ep.verify ?? true)}`;
+  }
+
+  /** Number of per-CA HTTP clients held (tests check they are released). */
+  get clientCount(): number {
+    return this.dispatchers.size;
+  }
+
+  /**
+   * Drops the HTTP client for an agent's pinned CA once that agent is gone (power off, token wiped): each
+   * ramdisk boot brings a new self-signed CA, and clients kept per CA would pile up with their sockets.
+   */
+  async release(verifyCa: string | null | undefined): Promise<void> {
+    if (!verifyCa) return;
+    for (const [k, d] of [...this.dispatchers]) {
+      if (k.startsWith(`${verifyCa}|`)) {
+        this.dispatchers.delete(k);
+        await d.close().catch(() => undefined);
+      }
+    }
+  }
+
   private dispatcher(ep: AgentEndpoint): Dispatcher {
-    const key = `${ep.verifyCa ?? ''}|${String(ep.verify ?? true)}`;
+    const key = AgentClient.key(ep);
     let d = this.dispatchers.get(key);
     if (!d) {
       const connect: Record<string, unknown> = {};
@@ -101,7 +132,8 @@ export class AgentClient {
     return u.toString();
   }
 
-  private async http(ep: AgentEndpoint, method: 'GET' | 'POST', url: string, body?: Json): Promise<{ status: number; json: unknown }> {
+  private async http(ep: AgentEndpoint, method: 'GET' | 'POST', url: string, body?: Json,
+    maxBytes = this.maxResponseBytes): Promise<{ status: number; json: unknown }> {
     const res = await request(url, {
       method,
       dispatcher: this.dispatcher(ep),
@@ -110,7 +142,22 @@ export class AgentClient {
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,
     });
-    const text = await res.body.text();
+    const declared = Number(res.headers['content-length']);
+    if (Number.isFinite(declared) && declared > maxBytes) {
+      res.body.destroy();
+      throw new AgentAPIError(`Agent response too large: ${declared} bytes (limit ${maxBytes})`, res.statusCode);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length;
+      if (size > maxBytes) {
+        res.body.destroy();
+        throw new AgentAPIError(`Agent response too large: more than ${maxBytes} bytes`, res.statusCode);
+      }
+      chunks.push(chunk as Buffer);
+    }
+    const text = Buffer.concat(chunks).toString('utf8');
     let json: unknown = text;
     try {
       json = text ? parseJsonSafe(text, PEER_JSON_LIMITS) : null;
@@ -139,13 +186,13 @@ export class AgentClient {
   }
 
   /** POST a command; with wait=true the agent answers with the final result. */
-  async command(ep: AgentEndpoint, method: string, params: Json, opts: { wait?: boolean } = {}): Promise<CommandResult> {
+  async command(ep: AgentEndpoint, method: string, params: Json, opts: { wait?: boolean; maxBytes?: number } = {}): Promise<CommandResult> {
     const url = this.commandsUrl(ep, { wait: opts.wait ? 'true' : 'false' });
     let lastErr: unknown;
     for (let i = 0; i < this.attempts; i++) {
       let res: { status: number; json: unknown };
       try {
-        res = await this.http(ep, 'POST', url, { name: method, params });
+        res = await this.http(ep, 'POST', url, { name: method, params }, opts.maxBytes);
       } catch (e) {
         if (e instanceof IronicError) throw e;
         lastErr = e;
@@ -221,7 +268,7 @@ export class AgentClient {
     return this.command(ep, 'standby.sync', {}, { wait: true });
   }
   collectSystemLogs(ep: AgentEndpoint): Promise<CommandResult> {
-    return this.command(ep, 'log.collect_system_logs', {}, { wait: true });
+    return this.command(ep, 'log.collect_system_logs', {}, { wait: true, maxBytes: this.maxLogBytes });
   }
 
   /** Steps from a get_*_steps result, validated as Ironic's refresh_steps does. */

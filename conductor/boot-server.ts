@@ -9,12 +9,15 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { get as httpGet, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { get as httpsGet } from 'node:https';
+import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import type { AddressInfo, LookupFunction } from 'node:net';
 import { basename, join, sep } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BaremetalError } from '../common/errors.js';
 import { getLogger } from '../common/logger.js';
+import { isInternalAddress } from './file-access.js';
 
 const log = getLogger('boot-server');
 
@@ -30,6 +33,11 @@ export interface BootServerOptions {
   cacheDir?: string;
   /** Per-download limit for cacheImage. */
   downloadTimeoutS?: number;
+  /**
+   * Let cacheImage fetch loopback/link-local addresses (deploy.image_cache_allow_loopback; labs and tests serve
+   * images on 127.0.0.1). Off by default: the cache must not become a way to read the conductor host's services.
+   */
+  allowLoopback?: boolean;
 }
 
 export interface RequestRecord { method: string; path: string; status: number; bytes: number; range?: string }
@@ -53,7 +61,10 @@ export interface BootServer {
   readonly requests: RequestRecord[];
   /** Guest-facing URL for a path relative to http_root. */
   urlFor(relPath: string): string;
-  /** Download a loopback URL once (checksummed; concurrent callers share one download) and return its guest-facing URL. */
+  /**
+   * Download an http(s) URL once (checksummed; concurrent callers share one download) and return its guest-facing
+   * URL. Loopback/link-local sources only with `allowLoopback`; redirects are not followed.
+   */
   cacheImage(sourceUrl: string, opts?: { checksum?: string }): Promise<string>;
   cacheImageDetailed(sourceUrl: string, opts?: { checksum?: string }): Promise<CachedImage>;
   close(): Promise<void>;
@@ -102,6 +113,37 @@ export function parseRange(header: string | undefined, size: number): { start: n
   }
   if (start >= size || start > end) return null;
   return { start, end };
+}
+
+/** The URL cacheImage may fetch, or ImageCacheError: http(s) only, no loopback/link-local unless allowed. */
+export function checkCacheSource(sourceUrl: string, allowLoopback: boolean): URL {
+  if (/[\s\x00-\x1f\x7f]/.test(sourceUrl)) throw new ImageCacheError(`cannot cache ${JSON.stringify(sourceUrl)}: whitespace or control characters in the URL`);
+  let u: URL;
+  try { u = new URL(sourceUrl); } catch { throw new ImageCacheError(`cannot cache ${JSON.stringify(sourceUrl)}: not a URL`); }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new ImageCacheError(`cannot cache ${sourceUrl}: only http(s) URLs are fetched by the conductor`);
+  }
+  if (!allowLoopback && (isLoopbackHost(u.hostname) || isInternalAddress(u.hostname))) {
+    throw new ImageCacheError(`refusing to fetch ${u.origin}${u.pathname} from the conductor: loopback and link-local ` +
+      'addresses are not allowed (deploy.image_cache_allow_loopback)');
+  }
+  return u;
+}
+
+/** dns.lookup that fails for loopback/link-local results unless they are allowed. */
+function guardedLookup(allowLoopback: boolean): LookupFunction {
+  return ((hostname: string, options: LookupOptions, cb: (e: NodeJS.ErrnoException | null, a: string | LookupAddress[], f?: number) => void) => {
+    dnsLookup(hostname, { ...options, all: true }, (err, addrs) => {
+      if (err) return cb(err, '', 0);
+      const list = addrs as LookupAddress[];
+      if (!allowLoopback && list.some((a) => isInternalAddress(a.address))) {
+        return cb(Object.assign(new Error(`${hostname} resolves to a loopback or link-local address`), { code: 'EACCES' }), '', 0);
+      }
+      if (options.all) return cb(null, list);
+      const first = list[0];
+      return first ? cb(null, first.address, first.family) : cb(Object.assign(new Error(`${hostname}: no address`), { code: 'ENOTFOUND' }), '', 0);
+    });
+  }) as LookupFunction;
 }
 
 export async function startBootServer(opts: BootServerOptions): Promise<BootServer> {
@@ -176,12 +218,7 @@ export async function startBootServer(opts: BootServerOptions): Promise<BootServ
   log.info({ localUrl, httpUrl, root }, 'boot server listening');
 
   const download = async (sourceUrl: string, checksum: string | undefined): Promise<CachedImage> => {
-    const u = new URL(sourceUrl);
-    if (u.protocol !== 'http:') throw new ImageCacheError(`cannot cache ${sourceUrl}: only http:// loopback sources are fetched by the conductor`);
-    if (!isLoopbackHost(u.hostname)) {
-      throw new ImageCacheError(`refusing to fetch ${sourceUrl} from the conductor: not a loopback address ` +
-        '(guest-facing URLs are handed to nodes unchanged)');
-    }
+    const u = checkCacheSource(sourceUrl, opts.allowLoopback ?? false);
     const key = createHash('sha256').update(sourceUrl).digest('hex').slice(0, 24);
     const name = basename(u.pathname) || 'image';
     const dir = join(cacheReal, key);
@@ -198,11 +235,14 @@ export async function startBootServer(opts: BootServerOptions): Promise<BootServ
     const hashes = { md5: createHash('md5'), sha256: createHash('sha256'), sha512: createHash('sha512') };
     let size = 0;
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = httpGet(u, { timeout: (opts.downloadTimeoutS ?? 600) * 1000 }, resolve);
+      const get = u.protocol === 'https:' ? httpsGet : httpGet;
+      // The address is checked after DNS too: a name that resolves to 127.0.0.1 is still the conductor host.
+      const req = get(u, { timeout: (opts.downloadTimeoutS ?? 600) * 1000, lookup: guardedLookup(opts.allowLoopback ?? false) }, resolve);
       req.on('timeout', () => req.destroy(new Error('timed out')));
       req.on('error', reject);
     }).catch((e: unknown) => { throw new ImageCacheError(`download of ${sourceUrl} failed: ${String(e)}`); });
     if (res.statusCode !== 200) {
+      // Redirects are not followed (they could point anywhere the checks above refused).
       res.resume();
       throw new ImageCacheError(`download of ${sourceUrl} failed: HTTP ${res.statusCode}`);
     }

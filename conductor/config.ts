@@ -19,6 +19,11 @@ export const ConfigSchema = z.object({
   /** Conductor hostname recorded in `reservation` and `conductors`. */
   conductor_host: z.string().min(1).default(hostname()),
   conductor_group: z.string().default(''),
+  /**
+   * Directories local files (driver_info deploy_kernel/ramdisk, file:// image_source ...) may come from, checked
+   * after realpath (Ironic's [conductor]file_url_allowed_paths). Absent: <data_dir>/images. See conductor/file-access.ts.
+   */
+  file_url_allowed_paths: z.array(z.string().min(1)).optional(),
   database: z.object({
     backend: z.enum(['sqlite']).default('sqlite'),
     /** File name inside data_dir, or ':memory:'. */
@@ -95,8 +100,15 @@ export const ConfigSchema = z.object({
     power_off_poll_interval: seconds.default(5),
     /** Ask the agent for its logs: on_failure | always | never (kept under data_dir/agent-logs). */
     deploy_logs_collect: z.enum(['on_failure', 'always', 'never']).default('on_failure'),
+    /** Accept md5 image checksums and tell agents so at lookup (agent_md5_checksum_enable), as newer Ironic. */
+    allow_md5_checksum: z.boolean().default(false),
+    /** Largest agent command response body read (JSON results); bigger is an error, never buffered whole. */
+    max_response_bytes: z.number().int().positive().default(8 * 2 ** 20),
+    /** Largest log.collect_system_logs response (base64 tarball) accepted and stored. */
+    max_log_bytes: z.number().int().positive().default(64 * 2 ** 20),
   }).default({ command_timeout: 60, max_command_attempts: 3, command_wait_interval: 6, command_wait_attempts: 100,
-    power_off_poll_attempts: 6, power_off_poll_interval: 5, deploy_logs_collect: 'on_failure' }),
+    power_off_poll_attempts: 6, power_off_poll_interval: 5, deploy_logs_collect: 'on_failure', allow_md5_checksum: false,
+    max_response_bytes: 8 * 2 ** 20, max_log_bytes: 64 * 2 ** 20 }),
   /** Deploy and cleaning ([deploy] in Ironic). erase_devices 0 = automated cleaning wipes metadata only. */
   deploy: z.object({
     erase_devices_priority: z.number().int().nonnegative().nullable().default(0),
@@ -107,8 +119,14 @@ export const ConfigSchema = z.object({
     power_off_on_deploy_failure: z.boolean().default(true),
     /** direct: agents download image_source themselves; http: the conductor caches it on its boot server. */
     image_download_source: z.enum(['direct', 'http']).default('direct'),
+    /**
+     * Let the boot server's image cache (and iPXE deploy_kernel/ramdisk URLs it caches) fetch from loopback
+     * addresses. Off: only http(s) URLs that resolve to neither loopback nor link-local addresses are fetched,
+     * so an API user cannot make the conductor read services bound to 127.0.0.1 or 169.254.169.254.
+     */
+    image_cache_allow_loopback: z.boolean().default(false),
   }).default({ erase_devices_priority: 0, erase_devices_metadata_priority: null, default_boot_mode: 'bios',
-    power_off_on_deploy_failure: true, image_download_source: 'direct' }),
+    power_off_on_deploy_failure: true, image_download_source: 'direct', image_cache_allow_loopback: false }),
   node_history: z.boolean().default(true),
   node_history_max_entries: z.number().int().positive().default(300),
 }).strict();

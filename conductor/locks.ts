@@ -12,6 +12,7 @@
  * retried `node_locked_retry_attempts` times, then NodeLocked (409). The reservation is released on every path:
  * when the callback settles, or when the spawned worker settles.
  */
+import { scrubText, secretValues } from '../common/secrets.js';
 import { randomUUID } from 'node:crypto';
 import { getLogger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
@@ -67,17 +68,31 @@ export class NodeTask {
   async fire(event: ProvisionEvent, opts: TransitionOptions & { extra?: Partial<NodeFields> } = {}): Promise<NodeRecord> {
     this.requireExclusive(`event ${event}`);
     const before = this.node.provision_state;
-    const patch = transition(this.node, event, opts);
-    this.node = await this.manager.store.updateNode(this.node.uuid, { ...(opts.extra ?? {}), ...patch });
+    const raw = transition(this.node, event, opts);
+    const patch = typeof raw.last_error === 'string' ? { ...raw, last_error: this.scrub(raw.last_error) } : raw;
+    const extra = opts.extra && typeof opts.extra.last_error === 'string' ? { ...opts.extra, last_error: this.scrub(opts.extra.last_error) } : opts.extra;
+    this.node = await this.manager.store.updateNode(this.node.uuid, { ...(extra ?? {}), ...patch });
     log.info({ node: this.node.uuid, event, from: before, to: this.node.provision_state }, 'provision state changed');
     if (patch.last_error) await this.history(patch.last_error, 'ERROR', eventType(event, before));
     return this.node;
   }
 
+  /** last_error is shown to every API reader: no URL credentials, no value of the node's own secrets. */
+  private scrub(text: string): string {
+    return scrubText(text, secretValues(this.node.driver_info, this.node.instance_info,
+      { agent_secret_token: this.node.driver_internal_info.agent_secret_token }));
+  }
+
   async save(patch: Partial<NodeFields>): Promise<NodeRecord> {
     this.requireExclusive('save');
+    if (typeof patch.last_error === 'string') patch = { ...patch, last_error: this.scrub(patch.last_error) };
     this.node = await this.manager.store.updateNode(this.node.uuid, patch);
     return this.node;
+  }
+
+  /** The agent that pinned `verifyCa` is gone (token wiped, node powered off). */
+  agentGone(verifyCa: unknown): void {
+    if (typeof verifyCa === 'string' && verifyCa) this.manager.onAgentGone?.(verifyCa);
   }
 
   /** Merges into driver_internal_info; a key set to undefined is removed. */
@@ -164,6 +179,8 @@ export class TaskManager {
   readonly held = new Set<string>();
   historyEnabled = true;
   historyMax = 300;
+  /** Called with an agent's pinned CA when that agent's life ends (the agent client drops its HTTP client). */
+  onAgentGone: ((verifyCa: string) => void) | undefined;
 
   constructor(readonly store: Store, readonly host: string, private readonly settings: LockSettings) {}
 

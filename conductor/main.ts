@@ -2,6 +2,7 @@
  * Conductor start-up: config -> drivers -> store (migrations) -> recovery of this host's leftovers -> API server
  * -> periodic tasks. `startConductor()` is what tests use; run directly it is the `npm run conductor` CLI.
  */
+import { wipeAgentToken } from './services/power.js';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +39,8 @@ async function recoverStuckNodes(ctx: ConductorContext): Promise<void> {
       const msg = `Conductor ${ctx.host} restarted while the node was in state "${task.node.provision_state}"; ` +
         `the operation was aborted.`;
       await task.fire('fail', { lastError: msg });
+      // The agent that was working on the node is no longer trusted: it must look up (and get a new token) again.
+      await wipeAgentToken(task);
     }).catch((e: unknown) => ctx.log.warn({ node: node.uuid, err: errorMessage(e) }, 'could not recover node'));
   }
 }

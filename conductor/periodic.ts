@@ -7,6 +7,7 @@ import { errorMessage } from '../common/errors.js';
 import type { ConductorContext } from './context.js';
 import type { NodeTask } from './locks.js';
 import { failCleaning, failDeploy } from './services/provision.js';
+import { wipeAgentToken } from './services/power.js';
 import type { NodeRecord } from './store/types.js';
 import { isoTime } from './time.js';
 
@@ -49,6 +50,7 @@ export async function checkCallbackTimeouts(ctx: ConductorContext, now = Date.no
     ['rescue wait', cfg.rescue_callback_timeout, async (t) => {
       await t.fire('fail', { lastError: 'Timeout reached while waiting for rescue ramdisk callback for node ' +
         `${t.node.uuid}` });
+      await wipeAgentToken(t);
     }],
     ['inspect wait', cfg.inspect_wait_timeout, async (t) => {
       await t.fire('fail', { lastError: `Timeout waiting for node inspection. Node ${t.node.uuid}` });

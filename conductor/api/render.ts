@@ -3,6 +3,7 @@
  * masked, links built from the public base URL.
  */
 import { InvalidParameterValue, NotAcceptable } from '../errors.js';
+import { maskSecrets } from '../../common/secrets.js';
 import { JSON_FIELDS, type NodeJsonSpec, type NodeRecord, type PortRecord } from '../store/types.js';
 
 type Obj = Record<string, unknown>;
@@ -34,18 +35,16 @@ export const NODE_FIELDS: readonly string[] = [
 const NODE_FIELD_SET = new Set(NODE_FIELDS);
 export const NODE_LIST_FIELDS = ['uuid', 'name', 'instance_uuid', 'power_state', 'provision_state', 'maintenance'];
 
-const SECRET_WORDS = ['pass', 'secret', 'token', 'private_key', 'kg_key', 'credential', 'configdrive', 'fernet'];
+/**
+ * Substrings of stored JSON that may need masking (SQL LIKE hints for the store, and a cheap pre-check):
+ * every word SECRET_KEY_RE and maskText look for, and `@` for URL userinfo.
+ */
+const SECRET_WORDS = ['pass', 'secret', 'token', 'credential', 'configdrive', 'fernet', 'authori', 'key', '@'];
 const SECRET_RE = new RegExp(SECRET_WORDS.join('|'), 'i');
 
+/** Recursive: nested dicts and URL userinfo too (conductor/secrets.ts). */
 function maskDict(d: Obj): Obj {
-  let out: Obj | undefined;
-  for (const [k, v] of Object.entries(d)) {
-    if (SECRET_RE.test(k) && v !== null && v !== undefined && v !== '') {
-      out ??= { ...d };
-      out[k] = MASK;
-    }
-  }
-  return out ?? d;
+  return maskSecrets(d);
 }
 
 export function links(base: string, resource: string, id = ''): Obj[] {

@@ -8,20 +8,19 @@
  * TFTP, or any DHCP/TFTP server handing out that name). Local boot = no per-node script: the chain falls
  * through with `exit`, and the firmware boots the disk.
  */
-import { existsSync } from 'node:fs';
 import { copyFile, link, mkdir, readdir, readlink, rm, stat, symlink, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { getLogger } from '../../common/logger.js';
 import { InvalidParameterValue } from '../errors.js';
 import { isLoopbackHost } from '../boot-server.js';
+import { checkAllowedFile, isInternalAddress, isLocalFileRef } from '../file-access.js';
 import { DriverInfoReader } from './driver-info.js';
 import type { BootInterface, DriverNode, RamdiskBootParams } from './types.js';
 
 const log = getLogger('ipxe');
 
 export const IPXE_PROPERTIES: Record<string, string> = {
-  deploy_kernel: 'Deploy ramdisk kernel: a local path (served by the conductor\'s boot server), a loopback http URL (cached by the conductor) or a node-facing URL (used as is). Required.',
+  deploy_kernel: 'Deploy ramdisk kernel: a local path under file_url_allowed_paths (served by the conductor\'s boot server), a loopback http URL (cached by the conductor when deploy.image_cache_allow_loopback is set) or a node-facing URL (used as is). Required.',
   deploy_ramdisk: 'Deploy ramdisk initramfs, same forms as deploy_kernel. Required.',
   kernel_append_params: 'Kernel parameters replacing the configured default for this node (e.g. console=ttyS0). Optional.',
 };
@@ -35,17 +34,54 @@ export interface IpxeOptions {
   kernelAppendParams?: string;
   /** Fetches loopback URLs into the boot server's cache and returns the guest-facing URL. */
   cacheImage?: (url: string) => Promise<string>;
+  /** Directories local deploy_kernel/deploy_ramdisk files may come from (file_url_allowed_paths); none: no local files. */
+  allowedFileDirs?: readonly string[];
+  /** Loopback deploy_kernel/deploy_ramdisk URLs may be cached (deploy.image_cache_allow_loopback). */
+  allowLoopback?: boolean;
 }
 
-type Source = { kind: 'path'; path: string } | { kind: 'loopback'; url: string } | { kind: 'remote'; url: string };
+type Source = { kind: 'path'; value: string } | { kind: 'loopback'; url: string } | { kind: 'remote'; url: string };
+
+/** Control characters and whitespace: in a URL or a kernel parameter they would end the iPXE command line. */
+const UNSAFE_CHARS = /[\s\x00-\x1f\x7f]/;
+
+/** An http(s) URL fit for an iPXE script: normalised by URL, refused when it holds whitespace or control chars. */
+export function scriptUrl(value: string, what: string): string {
+  if (UNSAFE_CHARS.test(value)) throw new InvalidParameterValue(`${what} must not contain whitespace or control characters`);
+  let u: URL;
+  try { u = new URL(value); } catch { throw new InvalidParameterValue(`${what} is not a valid URL: ${JSON.stringify(value)}`); }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new InvalidParameterValue(`${what} must be an http(s) URL`);
+  const href = u.href;
+  // iPXE expands ${...} and splits on || and &&: a URL carrying them could run another command.
+  if (/\$\{|\|\||&&/.test(href)) throw new InvalidParameterValue(`${what} contains iPXE syntax ("\${", "||" or "&&")`);
+  return href;
+}
+
+/**
+ * Kernel parameters from operator strings, split and checked token by token so none can end the iPXE `kernel`
+ * line or start another command: printable ASCII only, balanced quotes, no iPXE operators or settings expansion.
+ */
+export function kernelParamTokens(value: string, what: string): string[] {
+  if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) throw new InvalidParameterValue(`${what} must not contain newlines or control characters`);
+  const tokens = value.split(/[ \t]+/).filter(Boolean);
+  for (const t of tokens) {
+    if (!/^[\x21-\x7e]+$/.test(t)) throw new InvalidParameterValue(`${what}: parameter ${JSON.stringify(t)} has characters other than printable ASCII`);
+    if (/\$\{|\|\||&&|\\/.test(t) || t.startsWith('#') || t.startsWith(':')) {
+      throw new InvalidParameterValue(`${what}: parameter ${JSON.stringify(t)} contains iPXE script syntax`);
+    }
+    if ((t.split('"').length - 1) % 2 !== 0 || (t.split("'").length - 1) % 2 !== 0) {
+      throw new InvalidParameterValue(`${what}: parameter ${JSON.stringify(t)} has unbalanced quotes`);
+    }
+  }
+  return tokens;
+}
 
 function classify(value: string): Source | undefined {
-  if (value.startsWith('file://')) return { kind: 'path', path: fileURLToPath(value) };
-  if (value.startsWith('/')) return { kind: 'path', path: value };
+  if (isLocalFileRef(value)) return { kind: 'path', value };
   let u: URL;
   try { u = new URL(value); } catch { return undefined; }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') return undefined;
-  return isLoopbackHost(u.hostname) ? { kind: 'loopback', url: value } : { kind: 'remote', url: value };
+  return isLoopbackHost(u.hostname) || isInternalAddress(u.hostname) ? { kind: 'loopback', url: value } : { kind: 'remote', url: value };
 }
 
 /** `aa-bb-cc-dd-ee-ff`, the name iPXE's ${mac:hexhyp} produces. */
@@ -76,15 +112,20 @@ export function tftpChainScript(httpUrl: string): string {
 }
 
 export function deployScript(o: { kernelUrl: string; ramdiskUrl: string; params: string[]; node: string }): string {
-  const args = ['selinux=0', 'troubleshoot=0', 'text', ...o.params, 'BOOTIF=${mac}', 'initrd=deploy_ramdisk'].join(' ');
+  // Last line of defence: whatever the callers checked, nothing operator-given reaches the script unchecked.
+  const kernelUrl = scriptUrl(o.kernelUrl, 'deploy kernel URL');
+  const ramdiskUrl = scriptUrl(o.ramdiskUrl, 'deploy ramdisk URL');
+  const params = o.params.flatMap((p) => kernelParamTokens(p, 'kernel parameters'));
+  if (!/^[A-Za-z0-9._-]+$/.test(o.node)) throw new InvalidParameterValue(`invalid node identifier ${JSON.stringify(o.node)}`);
+  const args = ['selinux=0', 'troubleshoot=0', 'text', ...params, 'BOOTIF=${mac}', 'initrd=deploy_ramdisk'].join(' ');
   // Retries with growing sleeps, then power off, as Ironic's template does: a half-fetched ramdisk must not boot.
   return `#!ipxe
 # baremetal-ts deploy ramdisk for node ${o.node}
 set attempts:int32 0
 :deploy
 imgfree
-kernel --name deploy_kernel ${o.kernelUrl} ${args} || goto retry
-initrd --name deploy_ramdisk ${o.ramdiskUrl} || goto retry
+kernel --name deploy_kernel ${kernelUrl} ${args} || goto retry
+initrd --name deploy_ramdisk ${ramdiskUrl} || goto retry
 boot
 :retry
 inc attempts
@@ -123,11 +164,23 @@ export class IpxeBoot implements BootInterface {
       const v = r.str(key, true);
       if (v === undefined) continue;
       const src = classify(v);
-      if (!src) r.bad(`${key} must be an absolute path or an http(s) URL, got ${JSON.stringify(v)}`);
-      else if (src.kind === 'path' && !existsSync(src.path)) r.bad(`${key} file ${src.path} does not exist`);
-      else if (src.kind === 'loopback' && !this.opts.cacheImage) r.bad(`${key} is a loopback URL but the conductor has no boot server to cache it`);
+      if (!src) { r.bad(`${key} must be an absolute path or an http(s) URL, got ${JSON.stringify(v)}`); continue; }
+      try {
+        if (src.kind === 'path') checkAllowedFile(src.value, this.opts.allowedFileDirs ?? [], key);
+        else scriptUrl(src.url, key);
+      } catch (e) {
+        r.bad((e as Error).message);
+        continue;
+      }
+      if (src.kind === 'loopback' && !this.opts.cacheImage) r.bad(`${key} is a loopback URL but the conductor has no boot server to cache it`);
+      else if (src.kind === 'loopback' && !this.opts.allowLoopback) {
+        r.bad(`${key} is a loopback or link-local URL, which the conductor does not fetch (deploy.image_cache_allow_loopback)`);
+      }
     }
-    r.str('kernel_append_params');
+    const params = r.str('kernel_append_params');
+    if (params !== undefined) {
+      try { kernelParamTokens(params, 'kernel_append_params'); } catch (e) { r.bad((e as Error).message); }
+    }
     r.finish('iPXE boot', node);
   }
 
@@ -146,15 +199,18 @@ export class IpxeBoot implements BootInterface {
     const value = node.driver_info[key];
     const src = typeof value === 'string' ? classify(value) : undefined;
     if (!src) throw new InvalidParameterValue(`${key} of node ${node.uuid} must be an absolute path or an http(s) URL`);
-    if (src.kind === 'remote') return src.url;
+    if (src.kind === 'remote') return scriptUrl(src.url, key);
     if (src.kind === 'loopback') {
       if (!this.opts.cacheImage) throw new InvalidParameterValue(`${key} is a loopback URL but there is no boot server to cache it`);
-      return this.opts.cacheImage(src.url);
+      if (!this.opts.allowLoopback) throw new InvalidParameterValue(`${key} is a loopback or link-local URL, which the conductor does not fetch`);
+      return this.opts.cacheImage(scriptUrl(src.url, key));
     }
+    // Checked again now: the file (or a symlink on its path) may have changed since the API accepted it.
+    const real = checkAllowedFile(src.value, this.opts.allowedFileDirs ?? [], key);
     const dest = join(this.opts.httpRoot, node.uuid, key);
     await rm(dest, { force: true });
     // A hard link costs nothing; across filesystems fall back to a (reflink where possible) copy.
-    await link(src.path, dest).catch(() => copyFile(src.path, dest));
+    await link(real, dest).catch(() => copyFile(real, dest));
     return `${this.opts.httpUrl}/${node.uuid}/${key}`;
   }
 
@@ -168,7 +224,8 @@ export class IpxeBoot implements BootInterface {
     const [kernelUrl, ramdiskUrl] = await Promise.all([this.imageUrl(node, 'deploy_kernel'), this.imageUrl(node, 'deploy_ramdisk')]);
     const perNode = node.driver_info.kernel_append_params;
     const base = typeof perNode === 'string' && perNode.trim() ? perNode : this.opts.kernelAppendParams ?? 'nofb nomodeset vga=normal';
-    const kernelParams = mergeParams(base.split(/\s+/), params.kernelParams.flatMap((p) => p.split(/\s+/)),
+    const kernelParams = mergeParams(kernelParamTokens(base, 'kernel_append_params'),
+      params.kernelParams.flatMap((p) => kernelParamTokens(p, 'kernel parameters')),
       [`ipa-api-url=${params.apiUrl}`], params.requestId ? [`ipa-global-request-id=${params.requestId}`] : []);
     await atomicWrite(join(dir, 'config'), deployScript({ kernelUrl, ramdiskUrl, params: kernelParams, node: node.uuid }));
     await this.removeMacLinks(node.uuid);

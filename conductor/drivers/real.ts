@@ -5,7 +5,10 @@
  * with the configuration and starts the boot server when boot.http_root is set.
  */
 import { getLogger } from '../../common/logger.js';
+import { resolve, sep } from 'node:path';
+import { ConfigError } from '../../common/errors.js';
 import { startBootServer, type BootServer } from '../boot-server.js';
+import { allowedFileDirs } from '../file-access.js';
 import type { ConductorConfig } from '../config.js';
 import { registerHardwareType, registerInterface } from './index.js';
 import { IpmitoolManagement, IpmitoolPower, type IpmitoolOptions } from './ipmitool.js';
@@ -77,14 +80,22 @@ export async function startDriverServices(cfg: ConductorConfig): Promise<DriverS
   let bootServer: BootServer | undefined;
   let ipxe = new IpxeBoot({ httpRoot: '', httpUrl: '' });
   if (cfg.boot.http_root) {
+    const httpRoot = resolve(cfg.boot.http_root);
+    const dataDir = resolve(cfg.data_dir);
+    // Everything under http_root is public: it must not hold the database (BMC passwords, agent tokens).
+    if (dataDir === httpRoot || dataDir.startsWith(httpRoot + sep)) {
+      throw new ConfigError(`boot.http_root ${httpRoot} must not contain data_dir ${dataDir}: the boot server publishes it`);
+    }
+    const allowLoopback = cfg.deploy.image_cache_allow_loopback;
     bootServer = await startBootServer({
-      httpRoot: cfg.boot.http_root, host: cfg.boot.listen_host, port: cfg.boot.listen_port ?? 0,
+      httpRoot, host: cfg.boot.listen_host, port: cfg.boot.listen_port ?? 0, allowLoopback,
       ...(cfg.boot.http_url ? { httpUrl: cfg.boot.http_url } : {}),
     });
     const bs = bootServer;
     ipxe = new IpxeBoot({
       httpRoot: bs.httpRoot, httpUrl: bs.httpUrl, tftpRoot: cfg.boot.tftp_root,
       kernelAppendParams: cfg.boot.kernel_append_params, cacheImage: (u) => bs.cacheImage(u),
+      allowedFileDirs: allowedFileDirs(cfg), allowLoopback,
     });
     await ipxe.writeBootScripts();
     if (!cfg.boot.http_url) log.warn({ httpUrl: bs.httpUrl }, 'boot.http_url not set: nodes are told the loopback boot server URL');

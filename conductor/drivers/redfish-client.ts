@@ -5,10 +5,9 @@
  * credentials is cached so sessions are reused across calls instead of created per request.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getLogger } from '../../common/logger.js';
 import { parseJsonSafe, PEER_JSON_LIMITS } from '../../common/safe-json.js';
@@ -63,10 +62,11 @@ export function redfishErrorText(body: Record<string, unknown> | undefined): str
   return [err.message, first?.Message].filter((s) => typeof s === 'string' && s).filter((s, i, a) => a.indexOf(s) === i).join(' ');
 }
 
+/** The CA bundle: a regular file only, bounded (parseRedfishInfo refuses anything else before we get here). */
 function loadCa(path: string): Buffer[] {
-  if (statSync(path).isDirectory()) {
-    return readdirSync(path).filter((f) => /\.(pem|crt)$/.test(f)).map((f) => readFileSync(join(path, f)));
-  }
+  const st = statSync(path);
+  if (!st.isFile()) throw new RedfishError(`redfish_verify_ca ${path} is not a regular file`, 'tls');
+  if (st.size > 4 * 2 ** 20) throw new RedfishError(`redfish_verify_ca ${path} is larger than 4 MiB`, 'tls');
   return [readFileSync(path)];
 }
 
@@ -92,6 +92,11 @@ export class RedfishClient {
   /** One HTTP exchange, no auth logic; network and TLS failures become RedfishError. */
   private once(method: string, path: string, body: unknown, headers: Record<string, string>): Promise<RedfishResponse> {
     const url = new URL(path, this.conn.address);
+    // Paths come from the BMC's own answers (Links, Location): credentials go to the BMC's origin and nowhere else.
+    if (url.origin !== new URL(this.conn.address).origin) {
+      return Promise.reject(new RedfishError(`refusing to send a request for ${url.origin} to a host other than the BMC at ` +
+        `${this.conn.address}`, 'protocol'));
+    }
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const doRequest = this.https ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
@@ -174,7 +179,13 @@ export class RedfishClient {
       this.token = token;
       this.useSession = true;
       const loc = r.headers.location;
-      this.sessionUri = typeof loc === 'string' ? new URL(loc, this.conn.address).pathname : undefined;
+      const session = typeof loc === 'string' ? new URL(loc, this.conn.address) : undefined;
+      if (session && session.origin !== new URL(this.conn.address).origin) {
+        this.token = undefined;
+        throw new RedfishError(`the BMC at ${this.conn.address} answered with a session at another origin ` +
+          `(${session.origin}); refusing to send the session token there`, 'protocol');
+      }
+      this.sessionUri = session?.pathname;
       return;
     }
     if (r.status === 401 || r.status === 403) {

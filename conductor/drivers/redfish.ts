@@ -3,7 +3,7 @@
  * ComputerSystem, ComputerSystem.Reset with a ResetType the system advertises, and the Boot override properties
  * via PATCH.
  */
-import { existsSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { DriverOperationError, InvalidParameterValue, PowerStateFailure } from '../errors.js';
 import { DriverInfoReader, bootModeOf, parseBool, waitForPowerState, type BootMode } from './driver-info.js';
 import {
@@ -29,6 +29,15 @@ export interface RedfishInfo extends RedfishConnInfo {
   systemId: string | undefined;
 }
 
+/**
+ * A CA bundle must be a regular file (after symlinks): a directory or device (/dev/zero, a FIFO) would be read
+ * without end or expose what the conductor can see; absolute paths only.
+ */
+function isRegularFile(path: string): boolean {
+  if (!path.startsWith('/') || path.includes('\0')) return false;
+  try { return statSync(path).isFile(); } catch { return false; }
+}
+
 export function parseRedfishInfo(node: DriverNode): RedfishInfo {
   const r = new DriverInfoReader(node.driver_info);
   let address = r.str('redfish_address', true);
@@ -51,7 +60,7 @@ export function parseRedfishInfo(node: DriverNode): RedfishInfo {
   if (rawVerify !== undefined && rawVerify !== null && rawVerify !== '') {
     const b = parseBool(rawVerify);
     if (b !== undefined) verifyCa = b;
-    else if (typeof rawVerify === 'string' && existsSync(rawVerify)) verifyCa = rawVerify;
+    else if (typeof rawVerify === 'string' && isRegularFile(rawVerify)) verifyCa = rawVerify;
     else r.bad(`redfish_verify_ca must be a boolean or the path of an existing CA bundle, got ${JSON.stringify(rawVerify)}`);
   }
   r.finish('Redfish', node);

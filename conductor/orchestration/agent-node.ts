@@ -62,8 +62,12 @@ export function agentClient(ctx: ConductorContext): AgentClient {
       maxAttempts: a.max_command_attempts,
       pollIntervalMs: a.command_wait_interval * 1000,
       pollAttempts: a.command_wait_attempts,
+      maxResponseBytes: a.max_response_bytes,
+      maxLogBytes: a.max_log_bytes,
     });
     clients.set(ctx, c);
+    const client = c;
+    ctx.tasks.onAgentGone = (ca) => { void client.release(ca); };
   }
   return c;
 }

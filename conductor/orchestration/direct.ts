@@ -11,7 +11,8 @@ import type { NodeTask } from '../locks.js';
 import { nodePowerAction } from '../services/power.js';
 import { commandErrorText } from '../agent-client.js';
 import { agentClient, agentEndpoint, agentNodeDict, agentPortDicts } from './agent-node.js';
-import { bootModeOf, buildImageInfo, isPartitionImage, validateInstanceInfo } from './image-info.js';
+import { bootModeOf, buildImageInfo, isPartitionImage, validateInstanceInfo, type InstanceInfoPolicy } from './image-info.js';
+import { allowedFileDirs } from '../file-access.js';
 import { resolveImageUrl } from './image-source.js';
 import { runFrom, type Pending, type StepFlow } from './step-runner.js';
 import { DIRECT_DEPLOY_STEPS, type Step } from './steps.js';
@@ -24,6 +25,10 @@ export function bindDirectDeploy(ctx: ConductorContext): void {
 function ctxOf(): ConductorContext {
   if (!currentCtx) throw new Error('direct deploy used before the conductor bound its context');
   return currentCtx;
+}
+
+function imagePolicy(ctx: ConductorContext): InstanceInfoPolicy {
+  return { allowMd5: ctx.config.agent.allow_md5_checksum, allowedFileDirs: allowedFileDirs(ctx.config) };
 }
 
 /** Power off, boot config for the ramdisk, PXE next boot, power on: the node comes back as an agent. */
@@ -49,7 +54,7 @@ const deployStep = {
     const n = task.node;
     const source = String(n.instance_info.image_source);
     const url = await resolveImageUrl(ctx, n, source);
-    const imageInfo = buildImageInfo(n, [url], ctx.config.deploy.default_boot_mode);
+    const imageInfo = buildImageInfo(n, [url], ctx.config.deploy.default_boot_mode, imagePolicy(ctx));
     const args: Record<string, unknown> = { ...(step.args ?? {}), image_info: imageInfo };
     if (n.instance_info.configdrive !== undefined) args.configdrive = n.instance_info.configdrive;
     const res = await agentClient(ctx).executeDeployStep(agentEndpoint(task),
@@ -142,12 +147,14 @@ export const directDeploy: DeployInterface = {
   properties: {},
   validate(node) {
     // Before a deploy is requested the node may have no image yet: only a present image_source is checked.
-    if (node.instance_info.image_source !== undefined) validateInstanceInfo(node.instance_info);
+    if (node.instance_info.image_source !== undefined) {
+      validateInstanceInfo(node.instance_info, currentCtx ? imagePolicy(currentCtx) : {});
+    }
   },
 
   async deploy(task) {
     const ctx = ctxOf();
-    validateInstanceInfo(task.node.instance_info);
+    validateInstanceInfo(task.node.instance_info, imagePolicy(ctx));
     await task.updateInternalInfo({ deploy_steps: DIRECT_DEPLOY_STEPS, deploy_step_index: -1, deploy_pending: undefined });
     try {
       const outcome = await runFrom(ctx, task, deployFlow, 0);

@@ -3,6 +3,7 @@
  * from the node's instance_info. Validation errors name the missing key, so `deploy` fails before any reboot.
  */
 import { InvalidParameterValue, MissingParameterValue } from '../errors.js';
+import { checkAllowedFile } from '../file-access.js';
 
 export interface ImageInfoInput {
   uuid: string;
@@ -45,8 +46,19 @@ export function bootModeOf(n: ImageInfoInput, fallback: 'bios' | 'uefi'): 'bios'
   return m === 'uefi' ? 'uefi' : 'bios';
 }
 
+export interface InstanceInfoPolicy {
+  /** md5 image checksums accepted ([agent]allow_md5_checksum; off: md5 is broken for integrity). */
+  allowMd5?: boolean;
+  /** Directories a file:// image_source may name (file_url_allowed_paths); absent: not checked here. */
+  allowedFileDirs?: readonly string[];
+}
+
+function isMd5Checksum(v: string): boolean {
+  return /^md5:/i.test(v) || /^[0-9a-f]{32}$/i.test(v.trim());
+}
+
 /** Checks what write_image will need; run at deploy start. */
-export function validateInstanceInfo(ii: Record<string, unknown>): void {
+export function validateInstanceInfo(ii: Record<string, unknown>, policy: InstanceInfoPolicy = {}): void {
   const source = str(ii.image_source);
   if (!source) throw new MissingParameterValue('Node instance_info is missing the following required parameter: image_source');
   let url: URL;
@@ -66,14 +78,24 @@ export function validateInstanceInfo(ii: Record<string, unknown>): void {
   if ((str(ii.image_os_hash_algo) === undefined) !== (str(ii.image_os_hash_value) === undefined)) {
     throw new InvalidParameterValue('image_os_hash_algo and image_os_hash_value must be set together');
   }
+  if (!policy.allowMd5) {
+    const algo = str(ii.image_os_hash_algo)?.toLowerCase();
+    const checksum = str(ii.image_checksum);
+    if (algo === 'md5' || (!hasHash && checksum !== undefined && isMd5Checksum(checksum))) {
+      throw new InvalidParameterValue('md5 image checksums are not allowed (agent.allow_md5_checksum is off): ' +
+        'set image_os_hash_algo/image_os_hash_value to a sha256 or sha512 hash');
+    }
+  }
+  if (policy.allowedFileDirs && url.protocol === 'file:') checkAllowedFile(source, policy.allowedFileDirs, 'instance_info.image_source');
   if (isPartitionImage(ii) && num(ii.root_gb) === undefined && num(ii.root_mb) === undefined) {
     throw new MissingParameterValue('Node instance_info is missing root_gb, required for partition images');
   }
 }
 
-export function buildImageInfo(n: ImageInfoInput, urls: string[], defaultBootMode: 'bios' | 'uefi'): Record<string, unknown> {
+export function buildImageInfo(n: ImageInfoInput, urls: string[], defaultBootMode: 'bios' | 'uefi',
+  policy: InstanceInfoPolicy = {}): Record<string, unknown> {
   const ii = n.instance_info;
-  validateInstanceInfo(ii);
+  validateInstanceInfo(ii, policy);
   const source = str(ii.image_source)!;
   const id = source.split('/').filter(Boolean).at(-1) ?? n.uuid;
   const info: Record<string, unknown> = {

@@ -87,6 +87,10 @@ export async function heartbeat(ctx: ConductorContext, ident: string, body: Hear
   if (typeof dii.agent_url === 'string' && dii.agent_url !== body.callback_url) {
     throw new InvalidParameterValue(`Detected change in ramdisk provided "callback_url"`);
   }
+  // Pinned like the callback URL (Ironic does the same): a replaced CA would let whoever sends it impersonate the agent.
+  if (typeof dii.agent_verify_ca === 'string' && body.agent_verify_ca && dii.agent_verify_ca !== body.agent_verify_ca) {
+    throw new InvalidParameterValue(`Detected change in ramdisk provided "agent_verify_ca"`);
+  }
   if (!body.agent_token) throw new InvalidParameterValue('Agent token is required for heartbeat processing.');
   if (!body.agent_version && !body.agent_status) {
     throw new InvalidParameterValue('Agent version is required for heartbeat processing.');

@@ -1,6 +1,8 @@
 /**
  * Node create / update (JSON patch) / delete: Ironic's API-level and conductor-level rules in one place.
  */
+import { allowedFileDirs, checkNodeFileRefs } from '../file-access.js';
+import { kernelParamTokens } from '../drivers/ipxe.js';
 import { randomUUID } from 'node:crypto';
 import type { ConductorContext } from '../context.js';
 import { getHardwareType, NODE_INTERFACE_KINDS, resolveInterfaceFields, type NodeInterfaceKind } from '../drivers/index.js';
@@ -76,6 +78,16 @@ function checkTypes(fields: Record<string, unknown>): void {
   }
 }
 
+/** Kernel parameters end up in iPXE scripts: refused at the API when they could break out of the kernel line. */
+function checkKernelParams(fields: Record<string, unknown>): void {
+  for (const f of ['driver_info', 'instance_info'] as const) {
+    const d = fields[f];
+    if (!d || typeof d !== 'object' || Array.isArray(d) || !Object.hasOwn(d, 'kernel_append_params')) continue;
+    const v = (d as Record<string, unknown>).kernel_append_params;
+    if (typeof v === 'string') kernelParamTokens(v, `${f}.kernel_append_params`);
+  }
+}
+
 function mapDuplicate(e: unknown, node: { uuid: string; name?: string | null; instance_uuid?: string | null }): never {
   if (e instanceof DuplicateError) {
     if (e.field === 'name') throw new DuplicateName(String(node.name));
@@ -102,6 +114,8 @@ function noValidHost(driver: string): IronicError {
 /** POST /v1/nodes: `body` has passed the API's key check (no unknown keys). */
 export async function createNode(ctx: ConductorContext, body: Record<string, unknown>, apiMinor: number): Promise<NodeRecord> {
   checkTypes(body);
+  checkNodeFileRefs(allowedFileDirs(ctx.config), body);
+  checkKernelParams(body);
   const driver = body.driver;
   if (typeof driver !== 'string' || !driver) throw new InvalidParameterValue('Mandatory field missing: driver');
   try {
@@ -176,6 +190,8 @@ export async function updateNode(ctx: ConductorContext, ident: string, ops: Patc
     for (const b of ['maintenance', 'protected', 'retired'] as const) if (b in changed && changed[b] === null) changed[b] = false;
     if ('conductor_group' in changed) changed.conductor_group = String(changed.conductor_group ?? '').toLowerCase();
     checkTypes(changed);
+    checkNodeFileRefs(allowedFileDirs(ctx.config), changed);
+    checkKernelParams(changed);
 
     const driver = (changed.driver ?? node.driver) as string;
     const ifaceChanged = NODE_INTERFACE_KINDS.filter((k) => `${k}_interface` in changed);

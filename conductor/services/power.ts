@@ -24,6 +24,7 @@ export async function wipeAgentToken(task: NodeTask, extraKeys: readonly string[
   }
   for (const k of extraKeys) changes[k] = undefined;
   if (Object.keys(changes).some((k) => k in dii)) await task.updateInternalInfo(changes);
+  task.agentGone(dii.agent_verify_ca);
 }
 
 function expectedState(target: PowerTarget): 'power on' | 'power off' {

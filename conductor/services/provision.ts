@@ -177,6 +177,7 @@ async function guard(ctx: ConductorContext, task: NodeTask, what: string, body: 
       await failDeploy(task, msg);
     } else if (canFire(task.node.provision_state, 'fail')) {
       await task.fire('fail', { lastError: msg });
+      await wipeAgentToken(task).catch(() => undefined);
     }
   }
 }
@@ -239,8 +240,10 @@ export async function finishDeploy(task: NodeTask): Promise<void> {
   await task.fire('done', { extra: { deploy_step: {} } });
 }
 
+/** Fails a deployment; the agent's token dies with it (a later heartbeat or command must not be accepted). */
 export async function failDeploy(task: NodeTask, message: string): Promise<void> {
   await task.fire('fail', { lastError: message, extra: { deploy_step: {} } });
+  await wipeAgentToken(task).catch(() => undefined);
 }
 
 async function tearDownWorker(ctx: ConductorContext, task: NodeTask): Promise<void> {

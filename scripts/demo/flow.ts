@@ -4,7 +4,7 @@
  * instance's marker on the serial console, undeploy. Every step records phase timings and reports progress.
  */
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, GUEST_HOST_ADDR } from '../../lab/qemu.js';
 import { ApiError, IronicApi, waitForProvisionState, type NodeJson } from './api.js';
@@ -53,7 +53,8 @@ async function portOrFree(preferred: number): Promise<number> {
 }
 
 /** The conductor's configuration for the demo: loopback listen address, guest-facing URLs through guestfwd. */
-export function conductorConfig(workDir: string, apiPort: number, bootPort: number): Record<string, unknown> {
+export function conductorConfig(workDir: string, apiPort: number, bootPort: number,
+  ramdiskFiles: readonly string[] = []): Record<string, unknown> {
   return {
     host: '127.0.0.1',
     port: apiPort,
@@ -64,8 +65,11 @@ export function conductorConfig(workDir: string, apiPort: number, bootPort: numb
     heartbeat_timeout: 30,
     deploy_callback_timeout: 600,
     clean_callback_timeout: 600,
-    // The node fetches the image from the conductor's boot server, which caches it from our loopback URL.
-    deploy: { image_download_source: 'http' },
+    // The deploy kernel/initramfs are local files: the conductor may read them only from where they are.
+    file_url_allowed_paths: [...new Set(ramdiskFiles.map((f) => dirname(f)))],
+    // The node fetches the image from the conductor's boot server, which caches it from our loopback URL
+    // (loopback sources are refused unless allowed: the demo's image server is on 127.0.0.1).
+    deploy: { image_download_source: 'http', image_cache_allow_loopback: true },
     agent: { command_wait_interval: 2, power_off_poll_interval: 2 },
     periodic: { sync_power_state_interval: 10, check_provision_state_interval: 10, reservation_cleanup_interval: 60 },
     boot: {
@@ -86,7 +90,7 @@ export async function setUpLab(opts: LabOptions): Promise<Lab> {
   teardown.add('image server', () => images.close());
   const apiPort = await portOrFree(opts.apiPort ?? 6385);
   const bootPort = await freePort();
-  const config = conductorConfig(workDir, apiPort, bootPort);
+  const config = conductorConfig(workDir, apiPort, bootPort, [ramdisk.kernel, ramdisk.initramfs]);
   const boot = config.boot as { http_root: string; tftp_root: string };
   await mkdir(boot.http_root, { recursive: true });
   await mkdir(boot.tftp_root, { recursive: true });

@@ -20,7 +20,8 @@ await symlink('sub/x.ipxe', join(root, 'inside-link'));
 const servers: BootServer[] = [];
 after(async () => { for (const s of servers) await s.close(); await rm(dir, { recursive: true, force: true }); });
 
-const srv = await startBootServer({ httpRoot: root, httpUrl: 'http://10.0.2.100:8080' });
+// The sources below are on 127.0.0.1, which the cache only fetches from when told to.
+const srv = await startBootServer({ httpRoot: root, httpUrl: 'http://10.0.2.100:8080', allowLoopback: true });
 servers.push(srv);
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
 
@@ -107,13 +108,14 @@ test('cacheImage: downloads a loopback URL once, verifies checksums, returns the
   await assert.rejects(srv.cacheImage(`${source.localUrl}/missing.img`), /HTTP 404/);
 });
 
-test('cacheImage refuses guest-facing or remote URLs (the conductor never dials them)', async () => {
-  await assert.rejects(srv.cacheImage('http://10.0.2.100:8080/x.img'), (e: unknown) => {
-    assert.ok(e instanceof ImageCacheError);
-    assert.match(e.message, /not a loopback address/);
-    return true;
-  });
-  await assert.rejects(srv.cacheImage('https://127.0.0.1/x.img'), /only http:\/\/ loopback/);
+test('cacheImage fetches http(s) URLs only', async () => {
+  for (const u of ['file:///etc/passwd', 'ftp://127.0.0.1/x.img', 'gopher://127.0.0.1/']) {
+    await assert.rejects(srv.cacheImage(u), (e: unknown) => {
+      assert.ok(e instanceof ImageCacheError);
+      assert.match(e.message, /only http\(s\) URLs/);
+      return true;
+    });
+  }
   assert.deepEqual(parseChecksum('ABCDEF0123456789abcdef0123456789'), { algo: 'md5', hex: 'abcdef0123456789abcdef0123456789' });
   assert.throws(() => parseChecksum('xyz'), ImageCacheError);
 });

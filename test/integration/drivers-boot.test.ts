@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { have, run } from '../../common/exec.js';
 import { startBootServer, type BootServer } from '../../conductor/boot-server.js';
@@ -59,7 +59,7 @@ async function lab(): Promise<Lab> {
   const httpRoot = join(dir, 'http');
   const tftpRoot = join(dir, 'tftp');
   const port = await freePort();
-  const boot = await startBootServer({ httpRoot, port, httpUrl: `http://${GUEST_HOST_ADDR}:${port}` });
+  const boot = await startBootServer({ httpRoot, port, httpUrl: `http://${GUEST_HOST_ADDR}:${port}`, allowLoopback: true });
   cleanups.push(() => boot.close());
   // A separate loopback "image server": deploy_ramdisk given as its URL must be cached, not handed to the node.
   const images = await startBootServer({ httpRoot: join(dir, 'images') });
@@ -67,7 +67,8 @@ async function lab(): Promise<Lab> {
   const initrd = await cmdlineInitramfs(dir);
   await copyFile(initrd, join(dir, 'images', 'initramfs.cpio'));
   const kernel = (await findHostKernel()).vmlinuz;
-  const ipxe = new IpxeBoot({ httpRoot, httpUrl: boot.httpUrl, tftpRoot, kernelAppendParams: 'nofb', cacheImage: (u) => boot.cacheImage(u) });
+  const ipxe = new IpxeBoot({ httpRoot, httpUrl: boot.httpUrl, tftpRoot, kernelAppendParams: 'nofb', cacheImage: (u) => boot.cacheImage(u),
+    allowLoopback: true, allowedFileDirs: [dirname(kernel)] });
   return { dir, httpRoot, tftpRoot, boot, images, ipxe, initrd, kernel };
 }
 

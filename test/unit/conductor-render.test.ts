@@ -80,7 +80,7 @@ test('node lists rendered by SQLite equal renderNode / renderNodeBrief, byte for
   const s = JSON.parse(secretive[1]?.json ?? '{}') as Record<string, Record<string, unknown>>;
   assert.equal(s.driver_info?.ipmi_password, '******');
   assert.equal(s.driver_info?.redfish_PASSWORD, '');
-  assert.deepEqual(s.driver_info?.nested, { password: 'x' });
+  assert.deepEqual(s.driver_info?.nested, { password: '******' }, 'masking is recursive, as Ironic masks nested dicts');
   assert.equal(s.instance_info?.configdrive, '******');
   assert.equal(s.driver_internal_info?.agent_secret_token, '******');
   assert.equal(s.conductor, 'cond-1' as unknown);

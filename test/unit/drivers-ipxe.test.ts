@@ -32,7 +32,7 @@ test('chain scripts: per-NIC lookup with fall-through, and the TFTP stub', () =>
 });
 
 test('validate names missing and malformed deploy_kernel/deploy_ramdisk', () => {
-  const ipxe = new IpxeBoot({ httpRoot: join(dir, 'h0'), httpUrl: 'http://10.0.2.100:1' });
+  const ipxe = new IpxeBoot({ httpRoot: join(dir, 'h0'), httpUrl: 'http://10.0.2.100:1', allowedFileDirs: [dir], allowLoopback: true });
   assert.throws(() => ipxe.validate(node({})), (e: unknown) => {
     assert.ok(e instanceof MissingParameterValue);
     assert.match(e.message, /deploy_kernel, deploy_ramdisk/);
@@ -53,7 +53,8 @@ test('prepareRamdisk writes the per-node script and per-MAC links; cleanUp remov
   const tftpRoot = join(dir, 't1');
   const cached: string[] = [];
   const ipxe = new IpxeBoot({ httpRoot, tftpRoot, httpUrl: 'http://10.0.2.100:8080', kernelAppendParams: 'nofb nomodeset',
-    cacheImage: async (u) => { cached.push(u); return 'http://10.0.2.100:8080/_images/k/ramdisk'; } });
+    cacheImage: async (u) => { cached.push(u); return 'http://10.0.2.100:8080/_images/k/ramdisk'; },
+    allowedFileDirs: [dir], allowLoopback: true });
   const n = node({ deploy_kernel: `file://${kernel}`, deploy_ramdisk: 'http://127.0.0.1:5000/ramdisk' }, ['52:54:00:aa:bb:01', '52:54:00:aa:bb:02']);
   await ipxe.prepareRamdisk(n, { apiUrl: 'http://10.0.2.100:6385', kernelParams: ['ipa-debug=1 nofb'], requestId: 'req-1' });
   const cfg = await readFile(join(httpRoot, 'u-1', 'config'), 'utf8');

@@ -16,7 +16,7 @@ test('parseRedfishInfo: defaults, scheme, verify_ca forms', () => {
   assert.equal(i.authType, 'auto');
   assert.equal(i.systemId, undefined);
   assert.equal(parseRedfishInfo(node({ redfish_address: 'http://127.0.0.1:8000', redfish_verify_ca: 'False' })).verifyCa, false);
-  assert.equal(parseRedfishInfo(node({ redfish_address: 'http://x', redfish_verify_ca: '/etc' })).verifyCa, '/etc');
+  assert.throws(() => parseRedfishInfo(node({ redfish_address: 'http://x', redfish_verify_ca: '/etc' })), /redfish_verify_ca must be/);
 });
 
 test('validate names every missing and malformed key', () => {

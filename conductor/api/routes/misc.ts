@@ -117,6 +117,7 @@ export function miscRoutes(router: Router, c: ConductorContext): void {
         metrics_statsd: { statsd_host: 'localhost', statsd_port: 8125 },
         heartbeat_timeout: c.config.heartbeat_timeout,
         agent_token_required: true,
+        agent_md5_checksum_enable: c.config.agent.allow_md5_checksum,
         disable_deep_image_inspection: false,
         permitted_image_formats: ['raw', 'qcow2', 'iso'],
         ...(token !== undefined ? { agent_token: token } : {}),
