@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { getLogger } from '../../common/logger.js';
 import { InvalidParameterValue } from '../errors.js';
 import { isLoopbackHost } from '../boot-server.js';
+import { CA_PATH, caInitrd } from './ca-initrd.js';
 import { DriverInfoReader } from './driver-info.js';
 import type { BootInterface, DriverNode, RamdiskBootParams } from './types.js';
 
@@ -75,8 +76,12 @@ export function tftpChainScript(httpUrl: string): string {
   return `#!ipxe\nchain --autofree ${httpUrl}/boot.ipxe || exit 0\n`;
 }
 
-export function deployScript(o: { kernelUrl: string; ramdiskUrl: string; params: string[]; node: string }): string {
-  const args = ['selinux=0', 'troubleshoot=0', 'text', ...o.params, 'BOOTIF=${mac}', 'initrd=deploy_ramdisk'].join(' ');
+export function deployScript(o: { kernelUrl: string; ramdiskUrl: string; params: string[]; node: string;
+  /** The API CA as a second initrd (ca-initrd.ts); its file is named by ipa-cafile in params. */
+  caInitrdUrl?: string | undefined }): string {
+  const args = ['selinux=0', 'troubleshoot=0', 'text', ...o.params, 'BOOTIF=${mac}', 'initrd=deploy_ramdisk',
+    ...(o.caInitrdUrl ? ['initrd=api_ca'] : [])].join(' ');
+  const caLine = o.caInitrdUrl ? `initrd --name api_ca ${o.caInitrdUrl} || goto retry\n` : '';
   // Retries with growing sleeps, then power off, as Ironic's template does: a half-fetched ramdisk must not boot.
   return `#!ipxe
 # baremetal-ts deploy ramdisk for node ${o.node}
@@ -85,7 +90,7 @@ set attempts:int32 0
 imgfree
 kernel --name deploy_kernel ${o.kernelUrl} ${args} || goto retry
 initrd --name deploy_ramdisk ${o.ramdiskUrl} || goto retry
-boot
+${caLine}boot
 :retry
 inc attempts
 iseq \${attempts} 10 && goto fail ||
@@ -169,8 +174,15 @@ export class IpxeBoot implements BootInterface {
     const perNode = node.driver_info.kernel_append_params;
     const base = typeof perNode === 'string' && perNode.trim() ? perNode : this.opts.kernelAppendParams ?? 'nofb nomodeset vga=normal';
     const kernelParams = mergeParams(base.split(/\s+/), params.kernelParams.flatMap((p) => p.split(/\s+/)),
-      [`ipa-api-url=${params.apiUrl}`], params.requestId ? [`ipa-global-request-id=${params.requestId}`] : []);
-    await atomicWrite(join(dir, 'config'), deployScript({ kernelUrl, ramdiskUrl, params: kernelParams, node: node.uuid }));
+      [`ipa-api-url=${params.apiUrl}`], params.requestId ? [`ipa-global-request-id=${params.requestId}`] : [],
+      params.apiCaPem ? [`ipa-cafile=${CA_PATH}`] : []);
+    let caInitrdUrl: string | undefined;
+    if (params.apiCaPem) {
+      await writeFile(join(dir, 'api-ca.cpio'), caInitrd(params.apiCaPem));
+      caInitrdUrl = `${this.opts.httpUrl}/${node.uuid}/api-ca.cpio`;
+    }
+    await atomicWrite(join(dir, 'config'), deployScript({ kernelUrl, ramdiskUrl, params: kernelParams, node: node.uuid,
+      caInitrdUrl }));
     await this.removeMacLinks(node.uuid);
     for (const mac of macs) {
       const l = join(this.opts.httpRoot, 'pxelinux.cfg', macHexhyp(mac));
