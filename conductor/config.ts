@@ -31,11 +31,25 @@ export const ConfigSchema = z.object({
     /** Memory for rendered node list items, reused while their node is unchanged (0: no cache). */
     render_cache_mib: z.number().min(0).max(1024).default(8),
   }).default({ backend: 'sqlite', sqlite_file: 'conductor.sqlite', render_cache_mib: 8 }),
+  /** Operator authentication (conductor/api/auth.ts); http_basic unless noauth is chosen explicitly. */
   auth: z.object({
-    strategy: z.enum(['noauth', 'http_basic']).default('noauth'),
-    /** htpasswd-style file `user:$2b$...` (bcrypt) for http_basic. */
+    strategy: z.enum(['noauth', 'http_basic']).default('http_basic'),
+    /** htpasswd-style file `user:$2b$...` (bcrypt); default <data_dir>/htpasswd, created with a random password. */
     htpasswd_file: z.string().optional(),
-  }).default({ strategy: 'noauth' }),
+    /** Failed logins from one address within failure_window seconds before it gets 429 until the window ends. */
+    max_failures: z.number().int().positive().default(10),
+    failure_window: z.number().positive().default(300),
+  }).default({ strategy: 'http_basic', max_failures: 10, failure_window: 300 }),
+  /** HTTPS for the API (conductor/api-tls.ts): operator cert/key, else a generated CA + certificate in data_dir. */
+  tls: z.object({
+    mode: z.enum(['auto', 'off']).default('auto'),
+    cert_file: z.string().optional(),
+    key_file: z.string().optional(),
+    /** CA bundle handed to ramdisks (ipa-cafile); default: the generated CA, none for operator files. */
+    ca_file: z.string().optional(),
+    /** Extra DNS names / IPs for the generated certificate (listen host, api_url host, 127.0.0.1 are always in). */
+    extra_sans: z.array(z.string()).default([]),
+  }).default({ mode: 'auto', extra_sans: [] }),
   /** Public base URL used for links (`[api]public_endpoint`); default: the request's host URL. */
   public_endpoint: z.string().url().optional(),
   /** Guest-facing API URL handed to ramdisks as ipa-api-url (never the listen address by assumption). */
@@ -134,7 +148,7 @@ export const ConfigSchema = z.object({
 export type ConductorConfig = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
 
-/** Env vars understood: BMTS_HOST, BMTS_PORT, BMTS_DATA_DIR, BMTS_CONFIG, BMTS_API_URL, BMTS_AUTH_STRATEGY. */
+/** Env vars understood: BMTS_HOST, BMTS_PORT, BMTS_DATA_DIR, BMTS_CONFIG, BMTS_API_URL, BMTS_AUTH_STRATEGY, BMTS_TLS. */
 function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (env.BMTS_HOST) out.host = env.BMTS_HOST;
@@ -142,6 +156,7 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.BMTS_DATA_DIR) out.data_dir = env.BMTS_DATA_DIR;
   if (env.BMTS_API_URL) out.api_url = env.BMTS_API_URL;
   if (env.BMTS_AUTH_STRATEGY) out.auth = { strategy: env.BMTS_AUTH_STRATEGY };
+  if (env.BMTS_TLS) out.tls = { mode: env.BMTS_TLS };
   return out;
 }
 
@@ -150,6 +165,10 @@ export interface ParsedFlags {
   port?: number;
   dataDir?: string;
   config?: string;
+  auth?: string;
+  tls?: string;
+  /** Create the credentials and TLS files, print them, and exit (npm run setup). */
+  init?: boolean;
 }
 
 export function parseFlags(argv: readonly string[]): ParsedFlags {
@@ -174,6 +193,9 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
       }
       case '--data-dir': flags.dataDir = resolve(value()); break;
       case '--config': flags.config = value(); break;
+      case '--auth': flags.auth = value(); break;
+      case '--tls': flags.tls = value(); break;
+      case '--init': flags.init = true; break;
       default: throw new ConfigError(`unknown flag: ${arg}`);
     }
   }
@@ -227,6 +249,8 @@ export function loadConfig(argv: readonly string[] = [], env: NodeJS.ProcessEnv 
   if (flags.host !== undefined) fromFlags.host = flags.host;
   if (flags.port !== undefined) fromFlags.port = flags.port;
   if (flags.dataDir !== undefined) fromFlags.data_dir = flags.dataDir;
+  if (flags.auth !== undefined) fromFlags.auth = { strategy: flags.auth };
+  if (flags.tls !== undefined) fromFlags.tls = { mode: flags.tls };
   const merged = deepMerge(deepMerge(fromFile, fromEnv(env)), fromFlags);
   if (typeof merged.data_dir === 'string') merged.data_dir = resolve(merged.data_dir);
   return buildConfig(merged);

@@ -13,4 +13,6 @@ export interface ConductorContext {
   readonly tasks: TaskManager;
   readonly host: string;
   readonly log: Logger;
+  /** How the API is served: its scheme, and the CA PEM ramdisks verify it with (conductor/api-tls.ts). */
+  readonly api?: { readonly scheme: 'http' | 'https'; readonly caPem?: string | undefined } | undefined;
 }

@@ -4,13 +4,17 @@
  */
 import { wipeAgentToken } from './services/power.js';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, errorMessage } from '../common/errors.js';
 import { getLogger } from '../common/logger.js';
 import { createApp } from './api/app.js';
-import { buildConfig, loadConfig, type ConductorConfig, type ConfigInput } from './config.js';
+import { prepareApiTls } from './api-tls.js';
+import { buildConfig, loadConfig, parseFlags, type ConductorConfig, type ConfigInput } from './config.js';
 import type { ConductorContext } from './context.js';
+import { ensureAdminCredentials, writeOpenrc, type AdminCredentials } from './credentials.js';
+import { isLoopbackHost } from './boot-server.js';
 import { registerBuiltinDrivers } from './drivers/builtin.js';
 import { enabledHardwareTypes } from './drivers/index.js';
 import { startDriverServices } from './drivers/real.js';
@@ -23,11 +27,18 @@ import { STUCK_STATES } from './states.js';
 import { SqliteStore } from './store/sqlite.js';
 
 export interface RunningConductor {
-  /** Base URL the API listens on, e.g. http://127.0.0.1:6385 */
+  /** Base URL the API listens on, e.g. https://127.0.0.1:6385 */
   url: string;
   port: number;
   ctx: ConductorContext;
-  server: Server;
+  server: Server | HttpsServer;
+  /** PEM bundle and its file that verify the API's certificate (TLS with a generated or configured CA). */
+  caPem: string | undefined;
+  caFile: string | undefined;
+  /** `<data_dir>/openrc`: the `baremetal` CLI's environment for this conductor. */
+  openrc: string;
+  /** Set when this start created the http_basic admin credentials (shown once). */
+  createdCredentials: (AdminCredentials & { file: string }) | undefined;
   close(): Promise<void>;
 }
 
@@ -46,9 +57,22 @@ async function recoverStuckNodes(ctx: ConductorContext): Promise<void> {
 }
 
 export async function startConductor(input: ConductorConfig | ConfigInput = {}): Promise<RunningConductor> {
-  const config = buildConfig(input);
+  const ensured = await ensureAdminCredentials(buildConfig(input));
+  const config = ensured.config;
   registerBuiltinDrivers();
   const log = getLogger('conductor', { host: config.conductor_host });
+  const apiTls = await prepareApiTls(config);
+  const scheme = apiTls ? 'https' : 'http';
+  if (config.auth.strategy === 'noauth') {
+    // noauth is for labs: the default host is loopback, and anything else was asked for explicitly.
+    log.warn({ host: config.host }, isLoopbackHost(config.host)
+      ? 'auth.strategy noauth: every API request is accepted unauthenticated (local use only)'
+      : 'auth.strategy noauth on a non-loopback address: anyone who can reach it controls every node');
+  }
+  if (!apiTls) log.warn('tls.mode off: the API, Basic credentials and agent tokens cross the network in clear');
+  if (config.api_url && !config.api_url.startsWith(`${scheme}:`)) {
+    log.warn({ api_url: config.api_url, scheme }, 'api_url scheme differs from what the API serves');
+  }
   const store = SqliteStore.open(config.data_dir, config.database.sqlite_file,
     { renderCacheBytes: config.database.render_cache_mib * 2 ** 20 });
   const tasks = new TaskManager(store, config.conductor_host, {
@@ -57,7 +81,8 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}):
   });
   tasks.historyEnabled = config.node_history;
   tasks.historyMax = config.node_history_max_entries;
-  const ctx: ConductorContext = { config, store, tasks, host: config.conductor_host, log };
+  const ctx: ConductorContext = { config, store, tasks, host: config.conductor_host, log,
+    api: { scheme, caPem: apiTls?.caPem } };
 
   const released = await store.clearReservations(ctx.host);
   if (released.length) log.info({ count: released.length }, 'cleared stale reservations of this conductor');
@@ -73,7 +98,8 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}):
   const bootServer = driverServices.bootServer;
   setImageCacher(bootServer ? (url) => bootServer.cacheImage(url) : null);
   const app = createApp(ctx);
-  const server = createServer(app.callback());
+  const server = apiTls ? createHttpsServer({ cert: apiTls.cert, key: apiTls.key }, app.callback())
+    : createServer(app.callback());
   server.keepAliveTimeout = 65_000;
   try {
     await new Promise<void>((resolve, reject) => {
@@ -87,7 +113,11 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}):
   }
   const port = (server.address() as AddressInfo).port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-  const url = `http://${host}:${port}`;
+  const url = `${scheme}://${host}:${port}`;
+  const openrc = await writeOpenrc(config, url, apiTls?.caFile).catch((e: unknown) => {
+    log.warn({ err: errorMessage(e) }, 'could not write the openrc file');
+    return '';
+  });
   const periodic = new PeriodicTasks(ctx);
   periodic.start();
   log.info({ url, data_dir: config.data_dir, types: enabledHardwareTypes(config).map((t) => t.name) },
@@ -110,23 +140,54 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}):
     })();
     return closing;
   };
-  return { url, port, ctx, server, close };
+  return { url, port, ctx, server, close, caPem: apiTls?.caPem, caFile: apiTls?.caFile, openrc,
+    createdCredentials: ensured.created };
+}
+
+function announceCredentials(created: RunningConductor['createdCredentials'], caFile: string | undefined,
+  openrc: string): void {
+  if (created) {
+    process.stdout.write(`created http_basic user "${created.username}" with password ${created.password}\n` +
+      `  (shown once; kept in ${created.file}, mode 0600)\n`);
+  }
+  if (caFile) process.stdout.write(`API CA certificate (baremetal --os-cacert): ${caFile}\n`);
+  if (openrc) process.stdout.write(`CLI environment: source ${openrc}\n`);
+}
+
+/** `--init` (npm run setup): the credentials and TLS files, without starting anything. */
+async function init(config: ConductorConfig): Promise<void> {
+  const ensured = await ensureAdminCredentials(config);
+  const tls = await prepareApiTls(ensured.config);
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const openrc = await writeOpenrc(ensured.config, `${tls ? 'https' : 'http'}://${host}:${config.port}`, tls?.caFile);
+  if (!ensured.created && ensured.config.auth.strategy === 'http_basic') {
+    process.stdout.write(`http_basic users: ${ensured.config.auth.htpasswd_file ?? ''} (already there, unchanged)\n`);
+  }
+  announceCredentials(ensured.created, tls?.caFile, openrc);
 }
 
 async function cli(): Promise<void> {
   let config: ConductorConfig;
+  let initOnly = false;
   try {
+    initOnly = parseFlags(process.argv.slice(2)).init === true;
     config = loadConfig(process.argv.slice(2));
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`baremetal-conductor: ${e.message}\n` +
-        'usage: npm run conductor -- [--host H] [--port P] [--data-dir DIR] [--config FILE.json]\n');
+        'usage: npm run conductor -- [--host H] [--port P] [--data-dir DIR] [--config FILE.json] ' +
+        '[--auth http_basic|noauth] [--tls auto|off] [--init]\n');
       process.exit(2);
     }
     throw e;
   }
+  if (initOnly) {
+    await init(config);
+    return;
+  }
   const running = await startConductor(config);
   process.stdout.write(`baremetal-conductor listening on ${running.url} (data dir ${config.data_dir})\n`);
+  announceCredentials(running.createdCredentials, running.caFile, running.openrc);
   const stop = (sig: string): void => {
     process.stdout.write(`received ${sig}, shutting down\n`);
     running.close().then(() => process.exit(0), (e: unknown) => {

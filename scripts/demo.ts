@@ -13,7 +13,7 @@ import { setLogLevel } from '../common/logger.js';
 import { buildWholeDiskImage, missingImageTools } from '../lab/instance-image.js';
 import type { NodeJson } from './demo/api.js';
 import { ComponentMissing } from './demo/components.js';
-import { deployNode, enrollNode, imageUrl, provideNode, setUpLab, type EnrolledNode, type Lab } from './demo/flow.js';
+import { cliCommand, deployNode, enrollNode, imageUrl, provideNode, setUpLab, type EnrolledNode, type Lab } from './demo/flow.js';
 import { createReporter, PhaseTimer } from './demo/progress.js';
 import { Teardown } from './demo/teardown.js';
 
@@ -46,9 +46,10 @@ async function prerequisites(): Promise<void> {
 }
 
 function cliHints(lab: Lab, node: EnrolledNode): string {
-  const b = `baremetal --os-auth-type none --os-endpoint ${lab.conductor.apiUrl}`;
+  const b = cliCommand(lab);
   return [
-    'The conductor and the node stay up until you press Ctrl-C. Try:',
+    'The conductor and the node stay up until you press Ctrl-C. Try (or `source ' +
+      `${join(lab.workDir, 'conductor-data', 'openrc')}\` and plain \`baremetal node list\`):`,
     `  ${b} node list`,
     `  ${b} node show ${node.name}`,
     `  ${b} port list --node ${node.uuid}`,
@@ -97,6 +98,7 @@ async function main(): Promise<number> {
     phase = 'finding the deploy ramdisk and starting the conductor';
     lab = await setUpLab({ workDir, imageDir, teardown, say, ...(args.apiPort ? { apiPort: args.apiPort } : {}) });
     timer.end('setup (instance image, ramdisk, conductor)');
+    say(`the baremetal CLI for this conductor: ${cliCommand(lab)} node list`);
     timer.start('enroll to instance booted');
     phase = 'enrolling the node (create, port, validate, manage)';
     node = await enrollNode(lab, 0, teardown, reporter);

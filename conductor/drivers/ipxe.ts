@@ -14,6 +14,7 @@ import { getLogger } from '../../common/logger.js';
 import { InvalidParameterValue } from '../errors.js';
 import { isLoopbackHost } from '../boot-server.js';
 import { checkAllowedFile, isInternalAddress, isLocalFileRef } from '../file-access.js';
+import { CA_PATH, caInitrd } from './ca-initrd.js';
 import { DriverInfoReader } from './driver-info.js';
 import type { BootInterface, DriverNode, RamdiskBootParams } from './types.js';
 
@@ -111,13 +112,18 @@ export function tftpChainScript(httpUrl: string): string {
   return `#!ipxe\nchain --autofree ${httpUrl}/boot.ipxe || exit 0\n`;
 }
 
-export function deployScript(o: { kernelUrl: string; ramdiskUrl: string; params: string[]; node: string }): string {
+export function deployScript(o: { kernelUrl: string; ramdiskUrl: string; params: string[]; node: string;
+  /** The API CA as a second initrd (ca-initrd.ts); its file is named by ipa-cafile in params. */
+  caInitrdUrl?: string | undefined }): string {
   // Last line of defence: whatever the callers checked, nothing operator-given reaches the script unchecked.
   const kernelUrl = scriptUrl(o.kernelUrl, 'deploy kernel URL');
   const ramdiskUrl = scriptUrl(o.ramdiskUrl, 'deploy ramdisk URL');
+  const caInitrdUrl = o.caInitrdUrl ? scriptUrl(o.caInitrdUrl, 'API CA initrd URL') : undefined;
   const params = o.params.flatMap((p) => kernelParamTokens(p, 'kernel parameters'));
   if (!/^[A-Za-z0-9._-]+$/.test(o.node)) throw new InvalidParameterValue(`invalid node identifier ${JSON.stringify(o.node)}`);
-  const args = ['selinux=0', 'troubleshoot=0', 'text', ...params, 'BOOTIF=${mac}', 'initrd=deploy_ramdisk'].join(' ');
+  const args = ['selinux=0', 'troubleshoot=0', 'text', ...params, 'BOOTIF=${mac}', 'initrd=deploy_ramdisk',
+    ...(caInitrdUrl ? ['initrd=api_ca'] : [])].join(' ');
+  const caLine = caInitrdUrl ? `initrd --name api_ca ${caInitrdUrl} || goto retry\n` : '';
   // Retries with growing sleeps, then power off, as Ironic's template does: a half-fetched ramdisk must not boot.
   return `#!ipxe
 # baremetal-ts deploy ramdisk for node ${o.node}
@@ -126,7 +132,7 @@ set attempts:int32 0
 imgfree
 kernel --name deploy_kernel ${kernelUrl} ${args} || goto retry
 initrd --name deploy_ramdisk ${ramdiskUrl} || goto retry
-boot
+${caLine}boot
 :retry
 inc attempts
 iseq \${attempts} 10 && goto fail ||
@@ -226,8 +232,15 @@ export class IpxeBoot implements BootInterface {
     const base = typeof perNode === 'string' && perNode.trim() ? perNode : this.opts.kernelAppendParams ?? 'nofb nomodeset vga=normal';
     const kernelParams = mergeParams(kernelParamTokens(base, 'kernel_append_params'),
       params.kernelParams.flatMap((p) => kernelParamTokens(p, 'kernel parameters')),
-      [`ipa-api-url=${params.apiUrl}`], params.requestId ? [`ipa-global-request-id=${params.requestId}`] : []);
-    await atomicWrite(join(dir, 'config'), deployScript({ kernelUrl, ramdiskUrl, params: kernelParams, node: node.uuid }));
+      [`ipa-api-url=${params.apiUrl}`], params.requestId ? [`ipa-global-request-id=${params.requestId}`] : [],
+      params.apiCaPem ? [`ipa-cafile=${CA_PATH}`] : []);
+    let caInitrdUrl: string | undefined;
+    if (params.apiCaPem) {
+      await writeFile(join(dir, 'api-ca.cpio'), caInitrd(params.apiCaPem));
+      caInitrdUrl = `${this.opts.httpUrl}/${node.uuid}/api-ca.cpio`;
+    }
+    await atomicWrite(join(dir, 'config'), deployScript({ kernelUrl, ramdiskUrl, params: kernelParams, node: node.uuid,
+      caInitrdUrl }));
     await this.removeMacLinks(node.uuid);
     for (const mac of macs) {
       const l = join(this.opts.httpRoot, 'pxelinux.cfg', macHexhyp(mac));

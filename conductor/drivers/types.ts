@@ -52,6 +52,8 @@ export interface RamdiskBootParams {
   kernelParams: string[];
   /** ipa-global-request-id for tracing. */
   requestId?: string;
+  /** CA bundle (PEM) the ramdisk verifies an https apiUrl with; the boot interface hands it over (ipa-cafile). */
+  apiCaPem?: string;
 }
 
 export interface BootInterface extends DriverInterface {

@@ -33,9 +33,10 @@ function imagePolicy(ctx: ConductorContext): InstanceInfoPolicy {
 
 /** Power off, boot config for the ramdisk, PXE next boot, power on: the node comes back as an agent. */
 export async function bootIntoRamdisk(ctx: ConductorContext, task: NodeTask): Promise<void> {
-  const apiUrl = ctx.config.api_url ?? `http://${ctx.config.host}:${ctx.config.port}`;
+  const apiUrl = ctx.config.api_url ?? `${ctx.api?.scheme ?? 'http'}://${ctx.config.host}:${ctx.config.port}`;
   await nodePowerAction(task, 'power off');
-  await task.driver.boot.prepareRamdisk(task.driverNode(), { apiUrl, kernelParams: [], requestId: `req-${task.node.uuid}` });
+  await task.driver.boot.prepareRamdisk(task.driverNode(), { apiUrl, kernelParams: [], requestId: `req-${task.node.uuid}`,
+    ...(ctx.api?.caPem && apiUrl.startsWith('https:') ? { apiCaPem: ctx.api.caPem } : {}) });
   await task.driver.management.setBootDevice(task.driverNode(), 'pxe', false);
   await nodePowerAction(task, 'power on');
 }

@@ -1,9 +1,14 @@
 /**
- * A small client of the Ironic-compatible REST API, as the `baremetal` CLI speaks it (noauth, a pinned
- * microversion). node:http keeps it free of undici's Connection: close crash (toolchain.md) and of any
- * conductor internals: the demo and the e2e test only talk to the conductor over its public API.
+ * A small client of the Ironic-compatible REST API, as the `baremetal` CLI speaks it (http_basic over HTTPS
+ * with the conductor's CA, or noauth over HTTP; a pinned microversion). node:http(s) keeps it free of undici's
+ * Connection: close crash (toolchain.md) and of any conductor internals: the demo and the e2e test only talk to
+ * the conductor over its public API and the files it documents (`<data_dir>/admin-credentials.json`,
+ * `<data_dir>/tls/ca.pem`).
  */
-import { request } from 'node:http';
+import { existsSync, readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** 1.78 has everything the demo reads (deploy_step, node history) and is what the CLI negotiates up to. */
@@ -55,23 +60,52 @@ export class ApiError extends Error {
   }
 }
 
+export interface ApiAccess {
+  username: string;
+  password: string;
+  /** PEM of the CA that signed the API's certificate. */
+  ca: string | undefined;
+  caFile: string | undefined;
+}
+
 export class IronicApi {
-  constructor(readonly endpoint: string) {}
+  private access: ApiAccess | undefined;
+
+  /** `dataDir`: the conductor's, whose generated credentials and CA this client uses once they exist. */
+  constructor(readonly endpoint: string, readonly dataDir?: string) {}
+
+  /** The generated credentials and CA (read when first needed: the conductor writes them at its first start). */
+  credentials(): ApiAccess | undefined {
+    if (this.access || !this.dataDir) return this.access;
+    const credFile = join(this.dataDir, 'admin-credentials.json');
+    const caFile = join(this.dataDir, 'tls', 'ca.pem');
+    const https = this.endpoint.startsWith('https:');
+    if (!existsSync(credFile) || (https && !existsSync(caFile))) return undefined;
+    const c = JSON.parse(readFileSync(credFile, 'utf8')) as { username: string; password: string };
+    this.access = { username: c.username, password: c.password, ca: https ? readFileSync(caFile, 'utf8') : undefined,
+      caFile: https ? caFile : undefined };
+    return this.access;
+  }
 
   async call<T = unknown>(method: string, path: string, body?: unknown, timeoutMs = 30_000): Promise<T> {
     const url = new URL(path, this.endpoint);
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const access = this.credentials();
+    if (this.dataDir && !access) throw new Error(`no credentials in ${this.dataDir} yet`);
+    const https = url.protocol === 'https:';
     return new Promise<T>((resolve, reject) => {
-      const req = request(
+      const req = (https ? httpsRequest : httpRequest)(
         url,
         {
           method,
           headers: {
             Accept: 'application/json',
             'X-OpenStack-Ironic-API-Version': API_VERSION,
+            ...(access ? { Authorization: `Basic ${Buffer.from(`${access.username}:${access.password}`).toString('base64')}` } : {}),
             ...(data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {}),
           },
           timeout: timeoutMs,
+          ...(https && access?.ca ? { ca: access.ca } : {}),
         },
         (res) => {
           const chunks: Buffer[] = [];

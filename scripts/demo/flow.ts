@@ -52,14 +52,28 @@ async function portOrFree(preferred: number): Promise<number> {
   });
 }
 
-/** The conductor's configuration for the demo: loopback listen address, guest-facing URLs through guestfwd. */
+/** `baremetal ...` with this lab's credentials, endpoint and CA: what the demo shows for trying the CLI. */
+export function cliCommand(lab: Lab): string {
+  const a = lab.api.credentials();
+  const q = (v: string): string => (/^[\w@%+=:,./-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`);
+  return a
+    ? `baremetal --os-auth-type http_basic --os-username ${q(a.username)} --os-password ${q(a.password)} ` +
+      `--os-endpoint ${lab.api.endpoint}${a.caFile ? ` --os-cacert ${q(a.caFile)}` : ''}`
+    : `baremetal --os-auth-type none --os-endpoint ${lab.api.endpoint}`;
+}
+
+/**
+ * The conductor's configuration for the demo: loopback listen address, guest-facing URLs through guestfwd.
+ * Authentication and TLS are the defaults (http_basic with a generated password, HTTPS with a generated CA);
+ * api_url's host (the guestfwd address) is in the certificate, and the ramdisk gets the CA from the iPXE script.
+ */
 export function conductorConfig(workDir: string, apiPort: number, bootPort: number,
   ramdiskFiles: readonly string[] = []): Record<string, unknown> {
   return {
     host: '127.0.0.1',
     port: apiPort,
     data_dir: join(workDir, 'conductor-data'),
-    api_url: `http://${GUEST_HOST_ADDR}:${apiPort}`,
+    api_url: `https://${GUEST_HOST_ADDR}:${apiPort}`,
     automated_clean: true,
     // Heartbeats every 9-18 s instead of IPA's 90-180 s: the node waits on them between steps.
     heartbeat_timeout: 30,
@@ -94,10 +108,13 @@ export async function setUpLab(opts: LabOptions): Promise<Lab> {
   const boot = config.boot as { http_root: string; tftp_root: string };
   await mkdir(boot.http_root, { recursive: true });
   await mkdir(boot.tftp_root, { recursive: true });
-  const api = new IronicApi(`http://127.0.0.1:${apiPort}`);
+  const api = new IronicApi(`https://127.0.0.1:${apiPort}`, String(config.data_dir));
   say(`starting the conductor on 127.0.0.1:${apiPort} (boot server :${bootPort}, data in ${workDir})`);
   const conductor = await startConductorProcess(config, workDir, api);
   teardown.add('conductor', () => conductor.stop());
+  const access = api.credentials();
+  say(`API ${api.endpoint}: HTTPS (CA ${access?.caFile ?? 'none'}), http_basic user ${access?.username ?? '?'} ` +
+    `(generated password in ${join(String(config.data_dir), 'admin-credentials.json')})`);
   return { workDir, api, conductor, images, ramdisk, apiPort, bootPort, httpRoot: boot.http_root, tftpRoot: boot.tftp_root };
 }
 

@@ -234,7 +234,7 @@ test('http_basic auth: 401 with WWW-Authenticate, agent endpoints stay public', 
   assert.equal(r.status, 401);
   r = await c.api('GET', '/v1/nodes', undefined, basic('admin', 's3cret'));
   assert.equal(r.status, 200);
-  assert.equal((await fetch(`${c.url}/`)).status, 200);
+  assert.equal((await c.fetch('/')).status, 200);
   assert.equal((await c.api('GET', '/v1/lookup?addresses=52:54:00:00:00:09')).status, 404, 'lookup is reachable');
 });
 
@@ -245,5 +245,5 @@ test('child-process conductor (npm run conductor) serves and shuts down on SIGTE
   assert.equal(r.status, 201);
   assert.equal(r.headers.get('location'), `${c.url}/v1/nodes/${String((r.body as Obj).uuid)}`);
   await c.close();
-  await assert.rejects(fetch(`${c.url}/`), 'the conductor is gone after close');
+  await assert.rejects(c.fetch('/'), 'the conductor is gone after close');
 });

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { run } from '../../common/exec.js';
 import { haveBaremetalCli, startTestConductor, type TestConductor } from '../fixtures/conductor.js';
 
 type Obj = Record<string, unknown>;
@@ -25,6 +26,23 @@ test('baremetal CLI against the conductor', async (t) => {
   }
   const c = await startTestConductor();
   t.after(() => c.close());
+
+  await t.test('http_basic over HTTPS: the generated credentials and CA work, no credentials do not', async () => {
+    assert.ok(c.url.startsWith('https://') && c.caFile && c.auth, 'the fixture runs the conductor with its defaults');
+    const anon = await run('baremetal', ['--os-auth-type', 'none', '--os-endpoint', c.url, '--os-cacert', c.caFile,
+      'node', 'list'], { okCodes: [0, 1, 2], quiet: true, env: { OS_CLOUD: '' } });
+    assert.notEqual(anon.exitCode, 0);
+    assert.match(anon.stderr, /401|Unauthorized|Authentication required/i);
+    const unverified = await run('baremetal', ['--os-auth-type', 'http_basic', '--os-username', c.auth.username,
+      '--os-password', c.auth.password, '--os-endpoint', c.url, 'node', 'list'],
+    { okCodes: [0, 1, 2], quiet: true, env: { OS_CLOUD: '', OS_CACERT: '', REQUESTS_CA_BUNDLE: '' } });
+    assert.notEqual(unverified.exitCode, 0, 'without --os-cacert the certificate is not trusted');
+    assert.match(unverified.stderr, /certificate|SSL/i);
+    // <data_dir>/openrc: `source` it and the CLI needs no flags.
+    const viaRc = await run('sh', ['-c', `. '${c.dataDir}/openrc' && baremetal driver list -f value -c 'Supported driver(s)'`],
+      { quiet: true, env: { OS_CLOUD: '' } });
+    assert.match(viaRc.stdout, /fake-hardware/);
+  });
 
   await t.test('driver list / show', async () => {
     const drivers = json<Obj[]>(await ok(c, ['driver', 'list', '-f', 'json']));

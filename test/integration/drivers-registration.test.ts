@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { startConductor } from '../../conductor/main.js';
 import { getInterfaceImpl, resolveInterfaceFields } from '../../conductor/drivers/index.js';
 import { IpmitoolPower } from '../../conductor/drivers/ipmitool.js';
@@ -29,7 +30,12 @@ test('the conductor registers ipmi/redfish + ipxe and starts the boot server fro
     assert.equal(fields.power_interface, 'ipmitool');
     assert.equal(fields.boot_interface, 'ipxe');
     assert.equal(resolveInterfaceFields(c.ctx.config, 'redfish', {}).management_interface, 'redfish');
-    const res = await fetch(`${c.url}/v1/drivers`, { headers: { 'X-OpenStack-Ironic-API-Version': '1.78' } });
+    // The defaults: https with the generated CA, http_basic with the generated admin password.
+    const creds = c.createdCredentials;
+    assert.ok(creds && c.caPem && c.url.startsWith('https://'));
+    const res = await undiciFetch(`${c.url}/v1/drivers`, { dispatcher: new Agent({ connect: { ca: c.caPem } }),
+      headers: { Authorization: `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`,
+        'X-OpenStack-Ironic-API-Version': '1.78' } });
     const names = ((await res.json()) as { drivers: { name: string }[] }).drivers.map((d) => d.name);
     assert.ok(names.includes('ipmi') && names.includes('redfish'), names.join(','));
     const bs = getBootServer();

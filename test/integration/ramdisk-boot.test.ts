@@ -75,7 +75,8 @@ test('ramdisk boots in QEMU, looks itself up at the conductor, heartbeats and re
   let avm: AgentVm | null = null;
   let failed = true;
   try {
-    conductor = await startTestConductor({ config: { clean_callback_timeout: 900 } });
+    // Plain: the recording proxy in front of the API speaks HTTP (the demo and e2e cover HTTPS + auth).
+    conductor = await startTestConductor({ plain: true, config: { clean_callback_timeout: 900 } });
     const c = conductor;
     const node = async (): Promise<{ provision_state: string; last_error: string | null }> =>
       (await c.api('GET', `/v1/nodes/${uuid}`)).body as { provision_state: string; last_error: string | null };

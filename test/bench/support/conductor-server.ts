@@ -15,7 +15,9 @@ export async function serveBenchConductor(port: number, dir: string): Promise<vo
   registerInterface('deploy', { ...fakeDeploy, name: 'bench-wait', async deploy() { return 'wait'; } });
   registerHardwareType({ name: 'bench-hw', supported: { power: ['fake'], management: ['fake'], boot: ['fake'],
     deploy: ['bench-wait'], network: ['noop'], storage: ['noop'] } });
+  // Like for like with the Ironic it is compared to (noauth, plain HTTP): the API's own cost, not TLS's or bcrypt's.
   const c = await startConductor({ host: '127.0.0.1', port, data_dir: dir, require_tls: false,
+    auth: { strategy: 'noauth' }, tls: { mode: 'off' },
     enabled_hardware_types: ['fake-hardware', 'bench-hw'], automated_clean: false,
     ...(process.env.BENCH_RENDER_CACHE_MIB !== undefined
       ? { database: { backend: 'sqlite', sqlite_file: 'conductor.sqlite', render_cache_mib: Number(process.env.BENCH_RENDER_CACHE_MIB) } }
