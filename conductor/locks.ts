@@ -15,7 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import { getLogger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
-import { resolveDriver, type ResolvedDriver } from './drivers/index.js';
+import type { DriverRegistry, ResolvedDriver } from './drivers/index.js';
 import type { DriverNode } from './drivers/types.js';
 import { IronicError, NodeLocked, NodeNotFound } from './errors.js';
 import { transition, type ProvisionEvent, type TransitionOptions } from './states.js';
@@ -54,7 +54,7 @@ export class NodeTask {
 
   get shared(): boolean { return !this.exclusiveLock; }
   get exclusive(): boolean { return this.exclusiveLock; }
-  get driver(): ResolvedDriver { return resolveDriver(this.node); }
+  get driver(): ResolvedDriver { return this.manager.drivers.resolveDriver(this.node); }
   get host(): string { return this.manager.host; }
   get store(): Store { return this.manager.store; }
 
@@ -165,7 +165,8 @@ export class TaskManager {
   historyEnabled = true;
   historyMax = 300;
 
-  constructor(readonly store: Store, readonly host: string, private readonly settings: LockSettings) {}
+  constructor(readonly store: Store, readonly host: string, private readonly settings: LockSettings,
+    readonly drivers: DriverRegistry) {}
 
   /** Finds a node by UUID or name, NodeNotFound otherwise. */
   async findNode(ident: string): Promise<NodeRecord> {

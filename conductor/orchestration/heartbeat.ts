@@ -12,7 +12,7 @@ import { failCleaning, failDeploy, finishCleaning, finishDeploy } from '../servi
 import { AgentInProgress } from '../agent-client.js';
 import { agentClient, agentEndpoint } from './agent-node.js';
 import { cleanFlow, deployFlow, powerOffAfterFailure } from './direct.js';
-import { setHeartbeatHandler, type HeartbeatFacts } from './hooks.js';
+import type { HeartbeatFacts } from './hooks.js';
 import { recordHeartbeat } from '../services/agent.js';
 import { continueSteps, plan, refreshAgentSteps, runFrom, StepFailure, stepIndex } from './step-runner.js';
 import {
@@ -21,47 +21,33 @@ import {
 } from './steps.js';
 import { collectLogsOnFailure } from './logs.js';
 
-/** Per node: is a run in progress, and did another heartbeat arrive meanwhile? */
-const inflight = new Map<string, { again: boolean }>();
-/** Heartbeat facts the API could not record (node reserved): the latest wins, recorded under our lock. */
-const pendingFacts = new Map<string, HeartbeatFacts>();
 const LOCK_RETRY_MS = 200;
 /** A node reserved longer than this (a long power action, say) is retried on its next heartbeat instead. */
 const LOCK_RETRY_LIMIT_MS = 120_000;
 
-/** Counters for tests and benchmarks: heartbeats handed over, deferred (node was busy), processing runs. */
-const stats = { received: 0, deferred: 0, runs: 0 };
-export function heartbeatStats(): Readonly<typeof stats> {
-  return { ...stats };
-}
-
 export async function handleHeartbeat(nodeUuid: string, ctx: ConductorContext, facts?: HeartbeatFacts): Promise<void> {
-  stats.received++;
+  const hub = ctx.heartbeats;
+  hub.stats.received++;
   if (facts) {
-    stats.deferred++;
-    pendingFacts.set(nodeUuid, { ...pendingFacts.get(nodeUuid), ...facts });
+    hub.stats.deferred++;
+    hub.pendingFacts.set(nodeUuid, { ...hub.pendingFacts.get(nodeUuid), ...facts });
   }
-  const running = inflight.get(nodeUuid);
+  const running = hub.inflight.get(nodeUuid);
   if (running) {
     running.again = true;
     return;
   }
   const slot = { again: true };
-  inflight.set(nodeUuid, slot);
+  hub.inflight.set(nodeUuid, slot);
   try {
     while (slot.again) {
       slot.again = false;
-      stats.runs++;
+      hub.stats.runs++;
       await processWithLock(nodeUuid, ctx);
     }
   } finally {
-    inflight.delete(nodeUuid);
+    hub.inflight.delete(nodeUuid);
   }
-}
-
-/** Resolves when no heartbeat processing is in flight (tests, graceful shutdown). */
-export async function heartbeatsIdle(): Promise<void> {
-  while (inflight.size > 0) await new Promise((r) => setTimeout(r, 20));
 }
 
 async function processWithLock(nodeUuid: string, ctx: ConductorContext): Promise<void> {
@@ -70,9 +56,9 @@ async function processWithLock(nodeUuid: string, ctx: ConductorContext): Promise
     try {
       await ctx.tasks.withNodeTask(nodeUuid, { exclusive: true, retry: false, purpose: 'heartbeat processing' },
         async (task) => {
-          const facts = pendingFacts.get(nodeUuid);
+          const facts = ctx.heartbeats.pendingFacts.get(nodeUuid);
           if (facts) {
-            pendingFacts.delete(nodeUuid);
+            ctx.heartbeats.pendingFacts.delete(nodeUuid);
             await recordHeartbeat(task, facts);
             ctx.log.debug({ node: nodeUuid }, 'deferred heartbeat recorded');
           }
@@ -205,8 +191,4 @@ async function tearDownCleaning(ctx: ConductorContext, task: NodeTask): Promise<
 
 async function collectLogsIfAlways(ctx: ConductorContext, task: NodeTask): Promise<void> {
   if (ctx.config.agent.deploy_logs_collect === 'always') await collectLogsOnFailure(ctx, task, true).catch(() => undefined);
-}
-
-export function registerHeartbeatHandler(): void {
-  setHeartbeatHandler(handleHeartbeat);
 }

@@ -3,7 +3,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { ConductorContext } from '../context.js';
-import { getHardwareType, NODE_INTERFACE_KINDS, resolveInterfaceFields, type NodeInterfaceKind } from '../drivers/index.js';
+import { NODE_INTERFACE_KINDS, type NodeInterfaceKind } from '../drivers/index.js';
 import {
   DuplicateName, InstanceAssociated, InvalidParameterValue, InvalidState, IronicError, NodeAlreadyExists,
   NodeAssociated, NodeProtected,
@@ -102,7 +102,7 @@ export async function createNode(ctx: ConductorContext, body: Record<string, unk
   const driver = body.driver;
   if (typeof driver !== 'string' || !driver) throw new InvalidParameterValue('Mandatory field missing: driver');
   try {
-    getHardwareType(ctx.config, driver);
+    ctx.drivers.getHardwareType(driver);
   } catch {
     throw noValidHost(driver);
   }
@@ -110,7 +110,7 @@ export async function createNode(ctx: ConductorContext, body: Record<string, unk
   if (body.uuid !== undefined && (typeof body.uuid !== 'string' || !isUuid(body.uuid))) {
     throw new InvalidParameterValue(`Expected a UUID but received ${JSON.stringify(body.uuid)}.`);
   }
-  const ifaces = resolveInterfaceFields(ctx.config, driver, interfaceRequests(body));
+  const ifaces = ctx.drivers.resolveInterfaceFields(driver, interfaceRequests(body));
   const fields: Record<string, unknown> = { ...body, ...ifaces, uuid, driver };
   fields.conductor_group = typeof body.conductor_group === 'string' ? body.conductor_group.toLowerCase() : '';
   if (body.resource_class === undefined) fields.resource_class = ctx.config.default_resource_class;
@@ -181,7 +181,7 @@ export async function updateNode(ctx: ConductorContext, ident: string, ops: Patc
           `${node.provision_state}.`);
       }
       try {
-        getHardwareType(ctx.config, driver);
+        ctx.drivers.getHardwareType(driver);
       } catch {
         throw noValidHost(driver);
       }
@@ -191,7 +191,7 @@ export async function updateNode(ctx: ConductorContext, ident: string, ops: Patc
         if (key in changed) requests[kind] = changed[key] as string | null;
         else if (!('driver' in changed && opts.resetInterfaces)) requests[kind] = node[key as keyof NodeRecord] as string | null;
       }
-      Object.assign(changed, resolveInterfaceFields(ctx.config, driver, requests));
+      Object.assign(changed, ctx.drivers.resolveInterfaceFields(driver, requests));
     }
     if ('instance_uuid' in changed && changed.instance_uuid !== null && node.instance_uuid) {
       throw new NodeAssociated(node.uuid, node.instance_uuid);
