@@ -22,7 +22,7 @@ import { CommandExecutor } from './commands/executor.js';
 import { CommandRegistry } from './commands/registry.js';
 import { registerBuiltinExtensions } from './extensions/index.js';
 import { Heartbeater } from './heartbeat.js';
-import { setLifecycle, type EndReason } from './lifecycle.js';
+import type { AgentLifecycle, EndReason } from './lifecycle.js';
 import { AGENT_VERSION, type CommandResult } from '../protocol/agent-api.js';
 import { createApp, startServer, type AgentHttpServer, type TlsMaterial } from './server.js';
 import { generateSelfSigned, readTlsFiles } from './tls.js';
@@ -180,8 +180,33 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
   }
 
   let heartbeater: Heartbeater | null = null;
+  // What commands may ask of this agent (ctx.agent); stop() below is only called once everything is up.
+  const agentHooks: AgentLifecycle = {
+    standalone: config.standalone,
+    logFile,
+    nodeInfo: () => ({ node, config: lookupConfig }),
+    setNodeInfo: (info) => {
+      node = info.node;
+      lookupConfig = info.config;
+    },
+    stopServing: (reason: EndReason, o) =>
+      new Promise<void>((resolve) => {
+        log.warn({ reason, exit: o.exit }, 'stopping the API and heartbeats');
+        // Let the response of the command that asked for this leave first.
+        setTimeout(() => {
+          void stop().then(() => {
+            resolve();
+            if (o.exit) resolveEnded(0);
+            // Locked down (IPA sleeps forever): with the server closed nothing else keeps the process alive, and
+            // a supervisor restarting the agent would undo the lockdown.
+            else setInterval(() => undefined, 1 << 30);
+          });
+        }, 200).unref();
+      }),
+  };
   const executor = new CommandExecutor(opts.registry ?? registerBuiltinExtensions(), {
     onAsyncDone: () => heartbeater?.force(),
+    agent: agentHooks,
   });
   const app = createApp({
     executor,
@@ -215,34 +240,9 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       await heartbeater?.stop();
       await server.close();
       executor.shutdown();
-      setLifecycle(null);
     })();
     return stopping;
   };
-
-  setLifecycle({
-    standalone: config.standalone,
-    logFile,
-    nodeInfo: () => ({ node, config: lookupConfig }),
-    setNodeInfo: (info) => {
-      node = info.node;
-      lookupConfig = info.config;
-    },
-    stopServing: (reason: EndReason, o) =>
-      new Promise<void>((resolve) => {
-        log.warn({ reason, exit: o.exit }, 'stopping the API and heartbeats');
-        // Let the response of the command that asked for this leave first.
-        setTimeout(() => {
-          void stop().then(() => {
-            resolve();
-            if (o.exit) resolveEnded(0);
-            // Locked down (IPA sleeps forever): with the server closed nothing else keeps the process alive, and
-            // a supervisor restarting the agent would undo the lockdown.
-            else setInterval(() => undefined, 1 << 30);
-          });
-        }, 200).unref();
-      }),
-  });
 
   return {
     config,

@@ -17,6 +17,7 @@ import {
 } from '../../protocol/agent-api.js';
 import { CommandRegistry } from './registry.js';
 import type { CommandContext } from './types.js';
+import { NO_AGENT, type AgentLifecycle } from '../lifecycle.js';
 
 export interface ExecutorOptions {
   /** Called after any async command finishes (success or failure). */
@@ -24,6 +25,8 @@ export interface ExecutorOptions {
   /** Minimum gap between progress merges into command_result (default 1000 ms). */
   progressIntervalMs?: number;
   log?: Logger;
+  /** The agent the commands run in (default: a stand-in refusing power/node-info changes). */
+  agent?: AgentLifecycle;
 }
 
 class CommandRecord {
@@ -211,6 +214,7 @@ export class CommandExecutor {
     return {
       log: this.log.child({ command: rec.name, id: rec.id }),
       signal: this.abort.signal,
+      agent: this.opts.agent ?? NO_AGENT,
       progress: (update) => {
         if (rec.status !== 'RUNNING') return;
         pending = { ...(pending ?? {}), ...update };

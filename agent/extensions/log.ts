@@ -12,7 +12,6 @@ import { have, run } from '../../common/exec.js';
 import { errorMessage } from '../../common/errors.js';
 import { defineCommand } from '../commands/registry.js';
 import type { ExtensionCommands } from '../commands/types.js';
-import { lifecycle } from '../lifecycle.js';
 
 export const extension = 'log';
 
@@ -36,13 +35,13 @@ const FILES: [string, string][] = [
   ['meminfo', '/proc/meminfo'],
 ];
 
-export async function collectSystemLogs(): Promise<string> {
+export async function collectSystemLogs(agentLogFile: string | null): Promise<string> {
   const work = await mkdtemp(join(tmpdir(), 'bmts-logs-'));
   const dir = join(work, 'logs');
   const index: string[] = [];
   try {
     await run('mkdir', ['-p', dir]);
-    const agentLogs = new Set([lifecycle().logFile, '/var/log/baremetal-agent.log']);
+    const agentLogs = new Set([agentLogFile, '/var/log/baremetal-agent.log']);
     let n = 0;
     for (const f of agentLogs) {
       if (!f || !existsSync(f)) continue;
@@ -85,6 +84,6 @@ export const commands: ExtensionCommands = {
   collect_system_logs: defineCommand({
     async: false,
     params: z.object({}).loose(),
-    run: async () => ({ system_logs: await collectSystemLogs() }),
+    run: async (_p, ctx) => ({ system_logs: await collectSystemLogs(ctx.agent.logFile) }),
   }),
 };
