@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, errorMessage } from '../common/errors.js';
-import { addLogFile, getLogger, setLogLevel } from '../common/logger.js';
+import { addLogFile, getLogger, logLevelFrom, setLogLevel } from '../common/logger.js';
 import { inRamdisk } from '../common/ramdisk.js';
 import { setHardwareContext } from '../hardware-managers/context.js';
 import { setImageSettings } from '../image/settings.js';
@@ -327,6 +327,7 @@ function isEntry(): boolean {
 }
 
 if (isEntry()) {
+  setLogLevel(logLevelFrom(process.env));
   runCli(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e: unknown) => {

@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, errorMessage } from '../common/errors.js';
-import { getLogger } from '../common/logger.js';
+import { getLogger, logLevelFrom, setLogLevel } from '../common/logger.js';
 import { createApp } from './api/app.js';
 import { buildConfig, loadConfig, type ConductorConfig, type ConfigInput } from './config.js';
 import type { ConductorContext } from './context.js';
@@ -144,6 +144,7 @@ async function cli(): Promise<void> {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  setLogLevel(logLevelFrom(process.env));
   cli().catch((e: unknown) => {
     process.stderr.write(`baremetal-conductor: ${errorMessage(e)}\n`);
     process.exit(1);

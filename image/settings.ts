@@ -24,6 +24,8 @@ export interface ImageSettings {
   enableBiosBootloaderInstall: boolean;
   /** ESP size for partition images in UEFI mode (IPA efi_system_partition_size). */
   efiSystemPartitionMb: number;
+  /** Hash downloads in a worker thread instead of in-thread (hasher.ts says why it is off by default). */
+  hashInWorker: boolean;
 }
 
 const defaults: ImageSettings = {
@@ -40,6 +42,7 @@ const defaults: ImageSettings = {
   qcow2PendingLimitBytes: 64 * 1024 * 1024,
   enableBiosBootloaderInstall: true,
   efiSystemPartitionMb: 550,
+  hashInWorker: false,
 };
 
 let current: ImageSettings = { ...defaults };

@@ -27,6 +27,7 @@ async function child(json: string): Promise<void> {
   const a = JSON.parse(json) as { url: string; sha256: string; dev: string; limit: number };
   const { setHardwareContext } = await import('../../hardware-managers/context.js');
   setHardwareContext({ deviceAllowlist: [a.dev] });
+  (await import('../../image/settings.js')).setImageSettings({ hashInWorker: process.env.BMTS_IMAGE_HASH_WORKER === '1' });
   const { assertSafeToWrite } = await import('../../block/devices.js');
   await assertSafeToWrite(a.dev);
   const { streamImageToDevice } = await import('../../image/write.js');
