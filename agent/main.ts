@@ -265,7 +265,7 @@ function describeInFlight(r: CommandResult | null): string {
 
 /** The CLI: exit 0 on SIGTERM/SIGINT and after power-off outside the ramdisk, 1 on start-up failure, 2 on bad config. */
 export async function runCli(argv: readonly string[]): Promise<number> {
-  let loaded;
+  let loaded: ReturnType<typeof loadConfig>;
   try {
     loaded = loadConfig(argv);
   } catch (e) {

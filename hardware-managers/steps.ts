@@ -51,7 +51,7 @@ export function deduplicateSteps(
     }
   }
   const out: Record<string, AgentStep[]> = {};
-  for (const { manager, step } of winners.values()) (out[manager] ??= []).push(step);
+  for (const { manager, step } of winners.values()) out[manager] = [...(out[manager] ?? []), step];
   return out;
 }
 

@@ -83,8 +83,8 @@ export class DriverRegistry {
   constructor(private readonly cfg: ConductorConfig) {}
 
   registerInterface<K extends InterfaceKind>(kind: K, impl: ImplOf<K>): void {
-    let byName = this.implementations.get(kind);
-    if (!byName) this.implementations.set(kind, (byName = new Map()));
+    const byName = this.implementations.get(kind) ?? new Map<string, DriverInterface>();
+    this.implementations.set(kind, byName);
     byName.set(impl.name, impl);
   }
 

@@ -34,7 +34,7 @@ export function parsePatch(body: unknown): PatchOp[] {
   });
 }
 
-function unescape(token: string): string {
+function unescapeToken(token: string): string {
   return token.replace(/~1/g, '/').replace(/~0/g, '~');
 }
 
@@ -47,7 +47,7 @@ function isContainer(v: unknown): v is Container {
 export function applyJsonPatch<T extends Record<string, unknown>>(doc: T, ops: readonly PatchOp[]): T {
   const root = structuredClone(doc) as Record<string, unknown>;
   for (const op of ops) {
-    const tokens = op.path.slice(1).split('/').map(unescape);
+    const tokens = op.path.slice(1).split('/').map(unescapeToken);
     const last = tokens.pop() as string;
     let parent: unknown = root;
     for (const t of tokens) {
@@ -71,7 +71,7 @@ export function applyJsonPatch<T extends Record<string, unknown>>(doc: T, ops: r
       }
       continue;
     }
-    const exists = Object.prototype.hasOwnProperty.call(parent, last) && parent[last] !== undefined;
+    const exists = Object.hasOwn(parent, last) && parent[last] !== undefined;
     switch (op.op) {
       case 'add':
         parent[last] = op.value;

@@ -4,7 +4,7 @@
  * to a flasher found by dispatch: `flash_firmware_<component>` first, then a catch-all `flash_firmware`. The
  * generic manager flashes nothing (its flash_firmware says IncompatibleHardwareMethodError); vendor plugins do.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -75,7 +75,7 @@ export async function downloadVerified(
   url: string, checksum: string, dest: string, signal?: AbortSignal,
 ): Promise<{ bytes: number; algo: string; hex: string }> {
   const want = parseChecksum(checksum);
-  let hash;
+  let hash: Hash;
   try {
     hash = createHash(want.algo);
   } catch {

@@ -11,7 +11,7 @@ import { run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
 import { hardwareContext } from '../context.js';
 import { dispatchToManagers } from '../redispatch.js';
-import { listBlockDevices, type BlockDevice } from '../../block/devices.js';
+import type { BlockDevice } from '../../block/devices.js';
 import { linkTarget, listDir, readSys, readSysInt, readText, realPath } from '../../block/sysfs.js';
 
 const log = getLogger('inventory');

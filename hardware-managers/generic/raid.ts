@@ -115,7 +115,8 @@ export function planSoftwareRaid(lds: readonly LogicalDisk[], disks: readonly Bl
     for (const m of members) {
       const n = (nextPart[m.name] ?? 0) + 1;
       nextPart[m.name] = n;
-      const args = (partitionArgs[m.name] ??= []);
+      const args = partitionArgs[m.name] ?? [];
+      partitionArgs[m.name] = args;
       args.push(`--new=${n}:0:${perMemberMiB === 0 ? '0' : `+${perMemberMiB}M`}`, `--typecode=${n}:FD00`);
       devices.push(partitionPath(m.name, n));
     }

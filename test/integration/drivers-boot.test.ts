@@ -19,7 +19,7 @@ import { IpmitoolManagement, IpmitoolPower } from '../../conductor/drivers/ipmit
 import type { DriverNode } from '../../conductor/drivers/types.js';
 import { GUEST_HOST_ADDR, buildQemuArgs, freePort, startVm, stripAnsi, type Vm } from '../../lab/qemu.js';
 import { daemonizableQemuArgs, startIpmiSim, type IpmiSim } from '../../lab/ipmi-sim.js';
-import { INSTANCE_MARKER, buildWholeDiskImage, findHostKernel } from '../../lab/instance-image.js';
+import { buildWholeDiskImage, findHostKernel } from '../../lab/instance-image.js';
 
 const need = ['qemu-system-x86_64', 'busybox', 'cpio', 'ipmi_sim', 'ipmitool'];
 const missing: string[] = [];
