@@ -63,7 +63,7 @@ export class Heartbeater {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    await this.inFlight?.catch(() => undefined);
+    await this.inFlight?.catch(() => undefined); // stopping: a failed last heartbeat was already logged by send()
   }
 
   private arm(delayMs: number): void {

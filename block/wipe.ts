@@ -108,7 +108,7 @@ export interface OverwriteOptions {
  */
 async function directBuffer(path: string, size: number): Promise<Buffer | null> {
   const raw = Buffer.allocUnsafeSlow(size + 4096);
-  const probe = await open(path, constants.O_RDONLY | constants.O_DIRECT).catch(() => null);
+  const probe = await open(path, constants.O_RDONLY | constants.O_DIRECT).catch(() => null); // no O_DIRECT: buffered probe
   if (!probe) return null;
   try {
     for (let off = 0; off < 4096; off += 16) {

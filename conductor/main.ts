@@ -109,6 +109,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
       });
       await Promise.race([Promise.all([tasks.idle(), heartbeats.idle()]), new Promise((r) => setTimeout(r, 10_000).unref())]);
       await driverServices.close();
+      // Shutting down: a failed offline mark only delays other conductors' takeover until our heartbeat ages out.
       await store.setConductorOnline(ctx.host, false).catch(() => undefined);
       await store.close();
       log.info('conductor stopped');

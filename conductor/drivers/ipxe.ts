@@ -214,5 +214,5 @@ async function atomicWrite(path: string, content: string): Promise<void> {
 
 /** For tests and diagnostics: does the node currently have a per-node script? */
 export async function hasNodeConfig(httpRoot: string, uuid: string): Promise<boolean> {
-  return (await stat(join(httpRoot, uuid, 'config')).catch(() => undefined))?.isFile() ?? false;
+  return (await stat(join(httpRoot, uuid, 'config')).catch(() => undefined))?.isFile() ?? false; // missing = no config
 }

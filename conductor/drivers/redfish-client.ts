@@ -217,6 +217,7 @@ export class RedfishClient {
   /** Delete our session on the BMC (they hold a small, fixed number of sessions) and drop pooled sockets. */
   async close(): Promise<void> {
     if (this.token && this.sessionUri) {
+      // Logging out is courtesy: an unreachable BMC expires the session itself.
       await this.exchange('DELETE', this.sessionUri, undefined, { 'X-Auth-Token': this.token }).catch(() => undefined);
     }
     this.token = undefined;

@@ -99,17 +99,23 @@ async function failOperation(ctx: ConductorContext, task: NodeTask, e: unknown):
   const msg = e instanceof StepFailure ? e.message : `${task.node.provision_state === 'clean wait' || task.node.provision_state === 'cleaning'
     ? 'Cleaning' : 'Deploy'} failed on node ${task.node.uuid}: ${errorMessage(e)}`;
   ctx.log.warn({ node: task.node.uuid, err: msg }, 'operation failed');
-  await collectLogsOnFailure(ctx, task).catch(() => undefined);
+  await collectLogsOnFailure(ctx, task).catch(() => undefined); // logs.ts logs its own failures; the operation fails regardless
   const s = task.node.provision_state;
   if (s === 'cleaning' || s === 'clean wait') {
     await failCleaning(task, msg);
     await powerOffAfterFailure(ctx, task);
-    await task.driver.boot.cleanUpRamdisk(task.driverNode()).catch(() => undefined);
+    await cleanUpRamdiskAfterFailure(ctx, task);
   } else if (s === 'deploying' || s === 'wait call-back') {
     await failDeploy(task, msg);
     if (ctx.config.deploy.power_off_on_deploy_failure) await powerOffAfterFailure(ctx, task);
-    await task.driver.boot.cleanUpRamdisk(task.driverNode()).catch(() => undefined);
+    await cleanUpRamdiskAfterFailure(ctx, task);
   }
+}
+
+/** Removes the ramdisk boot files after a failure; a leftover is logged, the failure itself is what counts. */
+async function cleanUpRamdiskAfterFailure(ctx: ConductorContext, task: NodeTask): Promise<void> {
+  await task.driver.boot.cleanUpRamdisk(task.driverNode()).catch((e: unknown) =>
+    ctx.log.warn({ node: task.node.uuid, err: errorMessage(e) }, 'could not remove the ramdisk boot files'));
 }
 
 async function resumeFrom(task: NodeTask, waitState: string): Promise<void> {
@@ -162,7 +168,7 @@ async function continueCleaning(ctx: ConductorContext, task: NodeTask): Promise<
     if (step.abort_after && outcome !== 'still-waiting') {
       // An abort arrived while a non-abortable step ran: honour it now that the step is over.
       await powerOffAfterFailure(ctx, task);
-      await task.driver.boot.cleanUpRamdisk(task.driverNode()).catch(() => undefined);
+      await cleanUpRamdiskAfterFailure(ctx, task);
       if (task.node.provision_state === 'cleaning') await task.fire('wait');
       await task.fire('abort', { lastError: `Clean operation aborted for node ${task.node.uuid} after the completion of step "${step.step}".`,
         extra: { clean_step: {} } });
@@ -190,5 +196,6 @@ async function tearDownCleaning(ctx: ConductorContext, task: NodeTask): Promise<
 }
 
 async function collectLogsIfAlways(ctx: ConductorContext, task: NodeTask): Promise<void> {
+  // logs.ts logs its own failures; missing logs never fail a finished operation.
   if (ctx.config.agent.deploy_logs_collect === 'always') await collectLogsOnFailure(ctx, task, true).catch(() => undefined);
 }

@@ -170,7 +170,7 @@ async function guard(ctx: ConductorContext, task: NodeTask, what: string, body: 
   } catch (e) {
     const msg = `${what}: ${errorMessage(e)}`;
     ctx.log.warn({ node: task.node.uuid, err: msg }, 'provisioning failed');
-    await task.reload().catch(() => undefined);
+    await task.reload().catch(() => undefined); // the node may be gone; the failure is recorded below from what we hold
     if (task.node.provision_state === 'cleaning' || task.node.provision_state === 'clean wait') {
       await failCleaning(task, msg);
     } else if (task.node.provision_state === 'deploying' || task.node.provision_state === 'wait call-back') {
@@ -220,6 +220,7 @@ export async function failCleaning(task: NodeTask, message: string): Promise<voi
   const stepRunning = Object.keys(task.node.clean_step).length > 0;
   await task.fire('fail', { lastError: message, extra: { clean_step: {},
     ...(stepRunning ? { maintenance: true, maintenance_reason: message, fault: 'clean failure' } : {}) } });
+  // The failure is already recorded; a token left behind is replaced at the next ramdisk's lookup.
   await wipeAgentToken(task, CLEAN_SCRATCH).catch(() => undefined);
 }
 

@@ -114,8 +114,9 @@ async function installGrub(disk: string, parts: PartitionInfo[], p: BootloaderPa
     const cfg = grub === 'grub-install' ? '/boot/grub/grub.cfg' : '/boot/grub2/grub.cfg';
     await run('chroot', [dir, mkconfig, '-o', cfg], { timeoutMs: 600_000 });
   } finally {
+    // Best-effort cleanup after the real outcome: a busy mount falls back to a lazy unmount, which cannot fail usefully.
     for (const m of mounted.reverse()) await run('umount', [m]).catch(() => run('umount', ['-l', m]).catch(() => undefined));
-    await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined); // temp mount dir; leftovers are harmless
   }
 }
 

@@ -185,8 +185,8 @@ http { access_log off; sendfile on; tcp_nopush on; ${tmpPaths}
     );
   } finally {
     nginx?.kill('SIGTERM');
-    await nginx?.catch(() => undefined);
-    for (const d of loops) await run('losetup', ['-d', d], { quiet: true }).catch(() => undefined);
+    await nginx?.catch(() => undefined); // killed on purpose
+    for (const d of loops) await run('losetup', ['-d', d], { quiet: true }).catch(() => undefined); // already detached is fine; the sweep reports real leaks
     await fsp.rm(dir, { recursive: true, force: true });
   }
 }

@@ -28,7 +28,7 @@ const kernels = existsSync('/boot') ? (await import('node:fs')).readdirSync('/bo
 const skip = missing.length ? `missing ${missing.join(', ')}` : kernels.length === 0 ? 'no /boot/vmlinuz-*' : false;
 
 const cleanups: Array<() => Promise<unknown>> = [];
-after(async () => { for (const c of cleanups.reverse()) await c().catch(() => undefined); });
+after(async () => { for (const c of cleanups.reverse()) await c().catch(() => undefined); }); // run every cleanup even if one fails
 
 /** busybox-static initramfs whose /init prints the kernel command line and powers off. */
 async function cmdlineInitramfs(dir: string): Promise<string> {
