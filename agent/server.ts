@@ -17,6 +17,7 @@ import {
   faultBody,
 } from '../protocol/agent-api.js';
 import type { CommandExecutor } from './commands/executor.js';
+import { errorMessage } from '../common/errors.js';
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024 * 1024;
 const DOCS_URL = 'https://docs.openstack.org/ironic-python-agent';
@@ -93,7 +94,7 @@ function parseCommand(raw: Buffer): { name: string; params: Record<string, unkno
   try {
     body = JSON.parse(raw.toString('utf8'));
   } catch (e) {
-    throw new HttpFault(400, `400 Bad Request: Failed to decode JSON object: ${(e as Error).message}`);
+    throw new HttpFault(400, `400 Bad Request: Failed to decode JSON object: ${errorMessage(e)}`);
   }
   const r = CommandRequestSchema.safeParse(body);
   if (!r.success) throw new HttpFault(400, BAD_PARAMS);
@@ -138,7 +139,7 @@ export function createApp(opts: ServerOptions): Koa {
         status = err.status;
         faultstring = err.message;
       } else {
-        faultstring = err instanceof Error ? err.message : String(err);
+        faultstring = errorMessage(err);
         log.error({ err }, 'internal server error');
       }
       ctx.status = status;

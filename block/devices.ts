@@ -13,6 +13,7 @@ import {
   SYS_BLOCK, devNumber, devNumberOfPath, holdersOf, kernelName, listDir, parentDisk, partitionsOf,
   readSys, readSysInt, readText, realPath, slavesOf, unescapeMount,
 } from './sysfs.js';
+import { errorMessage } from '../common/errors.js';
 
 const log = getLogger('disks');
 
@@ -154,7 +155,7 @@ export async function probeAllBlockDevices(): Promise<BlockDevice[]> {
     walk((parsed.blockdevices ?? []).flatMap((n) => n.children ?? []));
     return top;
   } catch (e) {
-    log.warn({ err: (e as Error).message }, 'lsblk unusable, listing block devices from /sys');
+    log.warn({ err: errorMessage(e) }, 'lsblk unusable, listing block devices from /sys');
     return listDir(SYS_BLOCK)
       .filter((k) => !existsSync(join(SYS_BLOCK, k, 'partition')))
       .sort()

@@ -7,6 +7,7 @@ import { basename, join } from 'node:path';
 import { run } from '../common/exec.js';
 import { getLogger } from '../common/logger.js';
 import { refreshPartitions } from './devices.js';
+import { errorMessage } from '../common/errors.js';
 
 const log = getLogger('image-disk');
 const MiB = 1024 * 1024;
@@ -165,7 +166,7 @@ export async function diskIdentifier(dev: string): Promise<string> {
 export async function fixGptBackup(dev: string): Promise<void> {
   if ((await partitionTableType(dev)) !== 'gpt') return;
   await run('sgdisk', ['-e', dev], { quiet: true }).catch((e: unknown) =>
-    log.warn({ dev, err: (e as Error).message }, 'sgdisk -e failed (ignored)'),
+    log.warn({ dev, err: errorMessage(e) }, 'sgdisk -e failed (ignored)'),
   );
 }
 

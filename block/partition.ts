@@ -6,6 +6,7 @@ import { run } from '../common/exec.js';
 import { getLogger } from '../common/logger.js';
 import { DeploymentError, InvalidCommandParamsError } from '../protocol/agent-api.js';
 import { listPartitions, partitionTableType, probe, rereadPartitions, wipeEnds } from './disk.js';
+import { errorMessage } from '../common/errors.js';
 
 const log = getLogger('image-partition');
 
@@ -88,7 +89,7 @@ export async function createLayout(dev: string, r: LayoutRequest): Promise<Layou
     try {
       await run('parted', args);
     } catch (e) {
-      throw new DeploymentError(`Failed to create the partition layout on ${dev}: ${(e as Error).message}`, e);
+      throw new DeploymentError(`Failed to create the partition layout on ${dev}: ${errorMessage(e)}`, e);
     }
   }
   await rereadPartitions(dev);
@@ -116,7 +117,7 @@ export async function formatAuxiliary(layout: Layout, r: LayoutRequest): Promise
     const fmt = r.ephemeralFormat ?? 'ext4';
     const force = fmt.startsWith('ext') ? ['-F'] : fmt === 'xfs' ? ['-f'] : [];
     await run(`mkfs.${fmt}`, [...force, '-L', 'ephemeral0', eph]).catch((e: unknown) => {
-      throw new DeploymentError(`Failed to create the ${fmt} ephemeral filesystem: ${(e as Error).message}`, e);
+      throw new DeploymentError(`Failed to create the ${fmt} ephemeral filesystem: ${errorMessage(e)}`, e);
     });
   }
 }

@@ -16,6 +16,7 @@ import { getLogger } from '../common/logger.js';
 import { setHardwareContext } from './context.js';
 import { dispatchToAll, dispatchToManagers, getCurrentVersions, getManagerSupport } from './dispatch.js';
 import type { NodeInfo, PortInfo, StepCall } from './types.js';
+import { errorMessage } from '../common/errors.js';
 
 const log = getLogger('steps');
 
@@ -196,7 +197,7 @@ export async function executeStep(
   } catch (e) {
     if (e instanceof AgentError) throw e;
     const cls = e instanceof Error ? e.constructor.name : typeof e;
-    const msg = e instanceof Error ? e.message : String(e);
+    const msg = errorMessage(e);
     throw ERROR_FOR[kind](`Unexpected exception performing ${kind} step ${name}. ${cls}: ${msg}`, e);
   }
   return { [`${kind}_result`]: result === undefined ? null : result, [`${kind}_step`]: step };

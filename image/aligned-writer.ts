@@ -15,6 +15,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import { getLogger } from '../common/logger.js';
 import { ImageWriteError } from '../protocol/agent-api.js';
+import { errorMessage } from '../common/errors.js';
 
 const log = getLogger('image-writer');
 const SECTOR = 512;
@@ -66,7 +67,7 @@ export class AlignedWriter {
       for (let i = 0; i < (opts.buffers ?? 3); i++) w.slots.push({ mem: await w.alignedBuffer(size), busy: null });
     } catch (e) {
       await w.close();
-      throw new ImageWriteError(`Cannot open ${device} for writing: ${(e as Error).message}`, e);
+      throw new ImageWriteError(`Cannot open ${device} for writing: ${errorMessage(e)}`, e);
     }
     log.debug({ device, direct: w.direct !== null, bufferBytes: size }, 'writer open');
     return w;
@@ -222,7 +223,7 @@ export class AlignedWriter {
       await this.plain!.sync();
       if (this.direct) await this.direct.sync();
     } catch (e) {
-      throw new ImageWriteError(`fsync of ${this.device} failed: ${(e as Error).message}`, e);
+      throw new ImageWriteError(`fsync of ${this.device} failed: ${errorMessage(e)}`, e);
     }
   }
 

@@ -19,6 +19,7 @@ import {
   type DownloadResult,
 } from './http-get.js';
 import { imageSettings } from './settings.js';
+import { errorMessage } from '../common/errors.js';
 
 export type { ChunkSink, DownloadAuth, DownloadRequest, DownloadResult } from './http-get.js';
 
@@ -83,7 +84,7 @@ export async function downloadImage(req: DownloadRequest, onChunk: ChunkSink): P
             e.inner,
           );
         }
-        const msg = (e as Error).message;
+        const msg = errorMessage(e);
         if (e instanceof HttpStatusError && e.status >= 400 && e.status < 500) {
           // 4xx: no point retrying this URL; the next one may still have the image.
           failures.push(`${url}: ${msg}`);
@@ -145,7 +146,7 @@ export async function fetchRange(
         throw new ImageDownloadFatalError(`Download of image ${req.imageId} failed: ${e.message}`);
       }
       if (attempt >= s.connectionRetries) {
-        throw new ImageDownloadError(`Download of image ${req.imageId} failed: ${(e as Error).message}`);
+        throw new ImageDownloadError(`Download of image ${req.imageId} failed: ${errorMessage(e)}`);
       }
       if (state.received === before) await sleep(s.retryIntervalMs, req.signal);
     }

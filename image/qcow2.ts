@@ -22,6 +22,7 @@ import { inflateRawSync } from 'node:zlib';
 import { InvalidImage } from '../protocol/agent-api.js';
 import type { AlignedWriter } from './aligned-writer.js';
 import type { Sink } from './sinks.js';
+import { errorMessage } from '../common/errors.js';
 
 export interface QcowHeader {
   version: number;
@@ -304,7 +305,7 @@ export class QcowSink implements Sink {
       try {
         out = inflateRawSync(raw, { finishFlush: 2 /* Z_SYNC_FLUSH: trailing sector padding is fine */ });
       } catch (e) {
-        throw new InvalidImage(`Corrupt compressed qcow2 cluster at ${c.start}: ${(e as Error).message}`);
+        throw new InvalidImage(`Corrupt compressed qcow2 cluster at ${c.start}: ${errorMessage(e)}`);
       }
       if (out.length < this.cs) out = Buffer.concat([out, Buffer.alloc(this.cs - out.length)]);
       const p = this.writeGuest(c.guest, out.subarray(0, this.cs), true);

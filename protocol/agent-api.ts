@@ -3,7 +3,7 @@
  * Imported by the agent's server and by the conductor's agent client: defined here only.
  */
 import { z } from 'zod';
-import { BaremetalError } from '../common/errors.js';
+import { BaremetalError, errorMessage } from '../common/errors.js';
 
 export const AGENT_API_VERSION = 'v1';
 /** Reported as agent_version in heartbeats: IPA-like semver so Ironic's feature checks pass. */
@@ -126,7 +126,7 @@ export const LookupAgentIPError = mk('LookupAgentIPError', 500, 'Error finding I
 /** Any thrown value → IPA's four-key error (non-agent errors become CommandExecutionError). */
 export function serializeError(err: unknown): SerializedError {
   if (err instanceof AgentError) return err.serialize();
-  const details = err instanceof Error ? err.message : String(err);
+  const details = errorMessage(err);
   return { type: 'CommandExecutionError', code: 500, message: 'Command execution failed', details };
 }
 

@@ -14,6 +14,7 @@ import { CommandExecutionError, DeviceNotFound, InvalidImage } from '../../proto
 import { listPartitions, partitionTableType, type PartitionInfo } from '../../block/disk.js';
 import { imageSettings } from '../../image/settings.js';
 import { inspectRoot, installSyslinuxMbr, type RootInspection } from './syslinux.js';
+import { errorMessage } from '../../common/errors.js';
 
 const log = getLogger('image-bootloader');
 const ESP_TYPES = new Set(['c12a7328-f81f-11d2-ba4b-00a0c93ec93b', '0xef']);
@@ -128,7 +129,7 @@ async function trySyslinux(disk: string, parts: PartitionInfo[], p: BootloaderPa
   try {
     found = await inspectRoot(root);
   } catch (e) {
-    log.warn({ root: root.path, err: (e as Error).message }, 'could not inspect the root filesystem for syslinux; trying GRUB');
+    log.warn({ root: root.path, err: errorMessage(e) }, 'could not inspect the root filesystem for syslinux; trying GRUB');
     return undefined;
   }
   log.info({ root: root.path, ...found }, 'root filesystem boot loaders');
@@ -165,7 +166,7 @@ export async function installBootloader(disk: string, p: BootloaderParams): Prom
     return `GRUB installed for ${uefi ? 'UEFI' : 'BIOS'} on ${disk}`;
   } catch (e) {
     if (p.ignore_bootloader_failure) {
-      log.warn({ err: (e as Error).message }, 'boot loader installation failed; ignored as requested');
+      log.warn({ err: errorMessage(e) }, 'boot loader installation failed; ignored as requested');
       return 'failed (ignored)';
     }
     throw e;

@@ -16,6 +16,7 @@ import { createLayout, formatAuxiliary, type LayoutRequest } from '../../block/p
 import { Progress, type ProgressFn } from '../../image/progress.js';
 import { imageSettings } from '../../image/settings.js';
 import { streamImageToDevice } from '../../image/write.js';
+import { errorMessage } from '../../common/errors.js';
 
 const log = getLogger('image-prepare');
 
@@ -203,8 +204,8 @@ export async function prepareImage(rawInfo: unknown, configdriveParam: string | 
     lastWritten = null;
     lastUuids = {};
     if (touched) {
-      log.error({ device, err: (e as Error).message }, 'image deployment failed: wiping the partition table');
-      await wipeEnds(device).catch((w: unknown) => log.error({ device, err: (w as Error).message }, 'wipe after failure failed'));
+      log.error({ device, err: errorMessage(e) }, 'image deployment failed: wiping the partition table');
+      await wipeEnds(device).catch((w: unknown) => log.error({ device, err: errorMessage(w) }, 'wipe after failure failed'));
     }
     throw e;
   }

@@ -21,6 +21,7 @@ import {
 import { getLogger } from '../../common/logger.js';
 import { dispatchToManagers } from '../redispatch.js';
 import type { StepCall } from '../types.js';
+import { errorMessage } from '../../common/errors.js';
 
 const log = getLogger('firmware');
 
@@ -94,7 +95,7 @@ export async function downloadVerified(
     await pipeline(source, tap, createWriteStream(dest), ...(signal ? [{ signal }] : []));
   } catch (e) {
     if (e instanceof AgentError) throw e;
-    throw new ImageDownloadError(`Download of firmware ${url} failed: ${(e as Error).message}`);
+    throw new ImageDownloadError(`Download of firmware ${url} failed: ${errorMessage(e)}`);
   }
   const got = hash.digest('hex');
   if (got !== want.hex) {

@@ -18,6 +18,7 @@ import {
 } from './inventory.js';
 import { applyConfiguration, createConfiguration, deleteConfiguration } from './raid.js';
 import { getOsInstallDevice } from './root-device.js';
+import { errorMessage } from '../../common/errors.js';
 
 const log = getLogger('generic-manager');
 
@@ -77,7 +78,7 @@ export const genericManager: HardwareManager = {
     try {
       await run('mdadm', ['--assemble', '--scan', '--config=partitions'], { timeoutMs: 120_000, okCodes: [0, 1, 2] });
     } catch (e) {
-      log.warn({ err: (e as Error).message }, 'mdadm --assemble --scan failed');
+      log.warn({ err: errorMessage(e) }, 'mdadm --assemble --scan failed');
     }
   },
 

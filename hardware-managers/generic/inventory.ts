@@ -13,6 +13,7 @@ import { hardwareContext } from '../context.js';
 import { dispatchToManagers } from '../redispatch.js';
 import type { BlockDevice } from '../../block/devices.js';
 import { linkTarget, listDir, readSys, readSysInt, readText, realPath } from '../../block/sysfs.js';
+import { errorMessage } from '../../common/errors.js';
 
 const log = getLogger('inventory');
 
@@ -87,7 +88,7 @@ async function guarded<T>(what: string, p: () => Promise<T>, fallback: T, ms = 1
       }),
     ]);
   } catch (e) {
-    log.warn({ what, err: (e as Error).message }, 'systeminformation failed; using fallback');
+    log.warn({ what, err: errorMessage(e) }, 'systeminformation failed; using fallback');
     return fallback;
   } finally {
     if (timer) clearTimeout(timer);
@@ -256,7 +257,7 @@ export async function listHardwareInfo(): Promise<HardwareInventory> {
     try {
       return await dispatchToManagers<T>(method);
     } catch (e) {
-      log.warn({ method, err: (e as Error).message }, 'inventory piece failed');
+      log.warn({ method, err: errorMessage(e) }, 'inventory piece failed');
       return fallback;
     }
   };

@@ -11,6 +11,7 @@ import { hardwareContext } from '../context.js';
 import type { NodeInfo } from '../types.js';
 import { listBlockDevices, type BlockDevice } from '../../block/devices.js';
 import { HintError, findDevicesByHints, matchRootDeviceHints } from './hints.js';
+import { errorMessage } from '../../common/errors.js';
 
 const log = getLogger('root-device');
 
@@ -45,7 +46,7 @@ export function skipListDevices<D extends BlockDevice>(node: NodeInfo | null | u
     try {
       for (const d of findDevicesByHints(devices, hint)) out.add(d.name);
     } catch (e) {
-      log.warn({ hint, err: (e as Error).message }, 'invalid skip_block_devices entry ignored');
+      log.warn({ hint, err: errorMessage(e) }, 'invalid skip_block_devices entry ignored');
     }
   }
   return out;

@@ -5,6 +5,7 @@
  */
 import { request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { errorMessage } from '../../common/errors.js';
 
 /** 1.78 has everything the demo reads (deploy_step, node history) and is what the CLI negotiates up to. */
 export const API_VERSION = '1.78';
@@ -104,7 +105,7 @@ export class IronicApi {
         await this.call('GET', '/v1', undefined, 2000);
         return;
       } catch (e) {
-        if (Date.now() > deadline) throw new Error(`conductor API at ${this.endpoint} not ready: ${(e as Error).message}`);
+        if (Date.now() > deadline) throw new Error(`conductor API at ${this.endpoint} not ready: ${errorMessage(e)}`);
         await sleep(200);
       }
     }
