@@ -1,9 +1,9 @@
-import { errorMessage } from '../../common/errors.js';
-
 /**
  * Everything the demo starts registers its undo here; run() undoes in reverse order exactly once, on success,
  * failure and Ctrl-C alike, and a failing undo never stops the others.
  */
+import { errorMessage } from '../../common/errors.js';
+
 export class Teardown {
   private readonly steps: Array<{ what: string; undo: () => Promise<void> | void }> = [];
   private running: Promise<string[]> | undefined;
