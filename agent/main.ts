@@ -1,5 +1,5 @@
 /**
- * The agent's start-up (reference/ipa-protocol.md §2.1): config → hardware context → hardware managers →
+ * The agent's start-up: config → hardware context → hardware managers →
  * inventory → lookup → API server (auto-TLS when the conductor supports it) → heartbeat loop.
  * `startAgent` is the embeddable form (tests); the CLI entry at the bottom runs under tsx and bundled as CJS.
  */
@@ -337,7 +337,7 @@ if (isEntry()) {
   );
 }
 
-/** Lookup config keys that override local image settings (reference §2.2), when the conductor sends them. */
+/** Lookup config keys that override local image settings, when the conductor sends them. */
 function applyLookupImageSettings(cfg: LookupConfig): void {
   const update: Parameters<typeof setImageSettings>[0] = {};
   if (typeof cfg.agent_md5_checksum_enable === 'boolean') update.md5Enabled = cfg.agent_md5_checksum_enable;

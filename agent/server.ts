@@ -1,5 +1,5 @@
 /**
- * The agent's command API on koa (reference/ipa-protocol.md §3): discovery, status, command list/get/run.
+ * The agent's command API on koa: discovery, status, command list/get/run.
  * Every error leaves as the WSME fault body `{faultcode, faultstring}`, produced only in `faults` below.
  */
 import { createServer as createHttpServer, type Server } from 'node:http';

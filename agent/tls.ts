@@ -1,5 +1,5 @@
 /**
- * Auto-TLS (reference/ipa-protocol.md §2.5): a self-signed EC certificate for the advertise address. The agent
+ * Auto-TLS: a self-signed EC certificate for the advertise address. The agent
  * serves HTTPS with it and sends the PEM as agent_verify_ca, which the conductor then pins.
  */
 import { isIP } from 'node:net';

@@ -1,5 +1,5 @@
 /**
- * Partition-image layout (reference/ipa-protocol.md §6.4): [ESP (uefi) | BIOS boot (bios+gpt)] [ephemeral]
+ * Partition-image layout: [ESP (uefi) | BIOS boot (bios+gpt)] [ephemeral]
  * [swap] [configdrive] root-last, on a GPT or MBR table; then the filesystems that are not the image's.
  */
 import { run } from '../common/exec.js';

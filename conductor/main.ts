@@ -30,7 +30,7 @@ export interface RunningConductor {
   close(): Promise<void>;
 }
 
-/** Fails nodes a previous life of this conductor left mid-operation (reference §6.5). */
+/** Fails nodes a previous life of this conductor left mid-operation. */
 async function recoverStuckNodes(ctx: ConductorContext): Promise<void> {
   const stuck = await ctx.store.listNodes({ provision_state: [...STUCK_STATES] });
   for (const node of stuck) {

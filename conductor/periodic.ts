@@ -1,5 +1,5 @@
 /**
- * Periodic tasks (reference §6.3): callback timeouts for the wait states, power-state sync for nodes with a
+ * Periodic tasks: callback timeouts for the wait states, power-state sync for nodes with a
  * real power driver (record what the hardware says, never fight it), and cleanup of reservations this
  * conductor holds without a live task. Each task never overlaps itself; intervals come from config (0 = off).
  */

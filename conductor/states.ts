@@ -1,5 +1,5 @@
 /**
- * The provisioning state machine (reference/ironic-api.md §3), as one declarative table.
+ * The provisioning state machine, as one declarative table.
  *
  * `transition()` is the only function that produces provision_state/target_provision_state values; the store
  * accepts them only inside a `TransitionPatch`, which only this module can mint. Everything else (API, drivers,
@@ -228,7 +228,7 @@ export function initialState(apiMinor: number): TransitionPatch {
 
 /**
  * Recovery edges Ironic applies outside the FSM table: a conductor that restarts fails nodes it left in a
- * state that cannot resume (reference §6.5). Kept here so that no other module writes provision_state.
+ * state that cannot resume. Kept here so that no other module writes provision_state.
  */
 export function recoverStuckState(node: NodeStateView, reason: string): TransitionPatch | undefined {
   if (!STUCK_STATES.has(node.provision_state as ProvisionState)) return undefined;

@@ -1,5 +1,5 @@
 /**
- * Clean/deploy/service steps as the conductor sees them (reference/ipa-protocol.md §4.1-4.3, §5.4): collection from
+ * Clean/deploy/service steps as the conductor sees them: collection from
  * every manager, de-duplication, per-node priority overrides, the hardware_manager_version check, and execution of
  * one step through dispatch. The clean/deploy (and service) extensions wrap this module
  * (agent/extensions/step-commands.ts).

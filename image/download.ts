@@ -1,6 +1,6 @@
 /**
  * Image download over node:http/https (not undici: undici 7 can crash uncatchably and truncate when a server
- * closes the connection after the body — toolchain.md §8). URLs are tried in order; a dropped connection is
+ * closes the connection after the body). URLs are tried in order; a dropped connection is
  * resumed with `Range: bytes=N-` (never restarted from zero: the bytes already hashed and written stay); a
  * server that ignores Range has the already-seen prefix skipped. Chunks go to `onChunk` in order; when it returns
  * a promise the socket is paused until it settles (backpressure without per-chunk pause/resume).

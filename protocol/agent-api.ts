@@ -1,5 +1,5 @@
 /**
- * The agent command API's wire types and error catalogue (IPA-compatible, reference/ipa-protocol.md §3, §7).
+ * The agent command API's wire types and error catalogue (IPA-compatible).
  * Imported by the agent's server and by the conductor's agent client: defined here only.
  */
 import { z } from 'zod';
@@ -43,7 +43,7 @@ export const CommandRequestSchema = z.object({
 });
 export type CommandRequest = z.infer<typeof CommandRequestSchema>;
 
-/** A step as agents report them (§5.4). */
+/** A step as agents report them. */
 export interface AgentStep {
   step: string;
   priority: number;

@@ -1,5 +1,5 @@
 /**
- * Lookup and heartbeat wire types (reference/ipa-protocol.md §2.2–2.4, ironic-api.md §2.8).
+ * Lookup and heartbeat wire types.
  * Imported by the conductor's API and by the agent's conductor client: defined here only.
  */
 import { z } from 'zod';

@@ -1,5 +1,5 @@
 /**
- * Runs commands one at a time and keeps every result for the agent's lifetime (reference/ipa-protocol.md §3.3-3.4).
+ * Runs commands one at a time and keeps every result for the agent's lifetime.
  * Dispatch errors (bad name, unknown extension/command, bad params, busy) are thrown for the HTTP layer; anything
  * failing once a command runs becomes a FAILED record. Sync commands complete inside the call, async ones are
  * RUNNING at once and finish in the background, then `onAsyncDone` fires (the heartbeat loop forces a heartbeat).

@@ -1,5 +1,5 @@
 /**
- * log.collect_system_logs (reference/ipa-protocol.md §4.6): a base64 tar.gz of the agent's log, dmesg, the
+ * log.collect_system_logs: a base64 tar.gz of the agent's log, dmesg, the
  * journal where there is one, and a few system views (network, disks, mounts, processes). Every piece is best
  * effort: a tool that is missing or fails is noted in the tarball's index, never a failed command.
  */

@@ -1,5 +1,5 @@
 /**
- * poll (reference/ipa-protocol.md §4.9): get_hardware_info (the hardware managers' inventory), get_node_info
+ * poll: get_hardware_info (the hardware managers' inventory), get_node_info
  * (what the lookup returned), set_node_info (standalone mode only, as IPA).
  */
 import { z } from 'zod';

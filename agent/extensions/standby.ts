@@ -1,5 +1,5 @@
 /**
- * standby's power commands (reference/ipa-protocol.md §4.4): power_off, run_image (reboot), sync. The image
+ * standby's power commands: power_off, run_image (reboot), sync. The image
  * commands of the same extension live in standby-image.ts.
  * Safety: outside the ramdisk (no marker file) nothing powers the machine off; the agent process ends instead,
  * as if the node had gone down.

@@ -1,5 +1,5 @@
 /**
- * system.lockdown (reference/ipa-protocol.md §4.8): Ironic uses it for nodes that must not be powered off. The API
+ * system.lockdown: Ironic uses it for nodes that must not be powered off. The API
  * and the heartbeats stop, every NIC goes down and the agent idles. Outside the ramdisk the NICs are the host's,
  * so the agent process just ends instead.
  */

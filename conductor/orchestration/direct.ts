@@ -1,6 +1,6 @@
 /**
  * The `direct` deploy interface: deploy and cleaning driven through the agent, exactly as Ironic's agent deploy
- * (ironic-api.md §4). deploy()/clean() boot the ramdisk and return 'wait'; heartbeats then carry the step plan
+ *. deploy()/clean() boot the ramdisk and return 'wait'; heartbeats then carry the step plan
  * forward (heartbeat.ts). The out-of-band deploy steps live here.
  */
 import { errorMessage } from '../../common/errors.js';

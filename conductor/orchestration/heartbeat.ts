@@ -1,5 +1,5 @@
 /**
- * What a heartbeat does (ironic-api.md §4.3): in `wait call-back` it carries the deploy step plan forward, in
+ * What a heartbeat does: in `wait call-back` it carries the deploy step plan forward, in
  * `clean wait` the cleaning plan. Unlike Ironic, a heartbeat that finds the node busy is not dropped: heartbeats
  * for one node are coalesced into at most one pending run after the current one, and a run that finds the node
  * reserved retries briefly instead of giving up (Ironic 21.4 skipped 86% of heartbeats under load).

@@ -1,5 +1,5 @@
 /**
- * Agent-facing lookup and heartbeat (reference §2.8 and §5): the agent token is issued once, at the first
+ * Agent-facing lookup and heartbeat: the agent token is issued once, at the first
  * lookup, and required on every heartbeat; callback URLs are pinned once recorded.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';

@@ -24,7 +24,7 @@ const STRING_FIELDS = ['name', 'chassis_uuid', 'description', 'instance_uuid', '
   ...NODE_INTERFACE_KINDS.map((k) => `${k}_interface`)] as const;
 const BOOL_FIELDS = ['automated_clean', 'maintenance', 'protected', 'retired', 'secure_boot', 'console_enabled'] as const;
 
-/** PATCH-able top-level fields (reference §2.1). */
+/** PATCH-able top-level fields. */
 export const PATCHABLE_FIELDS: ReadonlySet<string> = new Set([
   'automated_clean', ...NODE_INTERFACE_KINDS.map((k) => `${k}_interface`), 'chassis_uuid', 'conductor_group',
   'description', 'driver', 'driver_info', 'extra', 'instance_info', 'instance_uuid', 'lessee', 'maintenance', 'name',

@@ -1,5 +1,5 @@
 /**
- * image.install_bootloader (reference/ipa-protocol.md §4.5). Partition images: GRUB into the deployed OS through
+ * image.install_bootloader. Partition images: GRUB into the deployed OS through
  * a chroot (i386-pc for BIOS, x86_64-efi with the ESP mounted for UEFI). Whole-disk images (root uuid null or a
  * 0x... disk identifier): only a UEFI NVRAM entry for the loader found on the ESP, nothing in BIOS mode.
  * BIOS-mode partition images without GRUB but with a syslinux VBR get syslinux's MBR code instead (syslinux.ts).

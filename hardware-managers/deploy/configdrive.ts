@@ -1,5 +1,5 @@
 /**
- * Config drive (reference/ipa-protocol.md §6.5): gzip+base64 ISO9660/VFAT (inline or URL; raw bytes accepted),
+ * Config drive: gzip+base64 ISO9660/VFAT (inline or URL; raw bytes accepted),
  * written to a partition labelled config-2 at the end of the disk, created when the image has none.
  */
 import { constants, promises as fsp } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * standby.prepare_image / the write_image deploy step (reference/ipa-protocol.md §6.1): validate, pick the root
+ * standby.prepare_image / the write_image deploy step: validate, pick the root
  * device, (partition images: lay out the disk), stream the image, verify, config drive, record the UUIDs.
  * Any failure after the first write leaves the disk without a partition table, never half-deployed.
  */

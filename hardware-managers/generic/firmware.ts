@@ -1,6 +1,6 @@
 /**
  * The in-band firmware update framework: the update_firmware step downloads each component's image (node:http/
- * https: undici 7 can truncate downloads on Node 20, see toolchain.md), verifies its checksum, and hands the file
+ * https: undici 7 can truncate downloads on Node 20), verifies its checksum, and hands the file
  * to a flasher found by dispatch: `flash_firmware_<component>` first, then a catch-all `flash_firmware`. The
  * generic manager flashes nothing (its flash_firmware says IncompatibleHardwareMethodError); vendor plugins do.
  */

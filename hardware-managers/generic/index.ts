@@ -1,5 +1,5 @@
 /**
- * GenericHardwareManager: what every Linux machine supports (reference/ipa-protocol.md §5). Step methods carry
+ * GenericHardwareManager: what every Linux machine supports. Step methods carry
  * IPA's step names (erase_devices, write_image, ...) because dispatch looks steps up by name; helper methods
  * (listHardwareInfo, getOsInstallDevice, listBlockDevices, ...) are camelCase.
  */

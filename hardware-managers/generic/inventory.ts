@@ -1,5 +1,5 @@
 /**
- * The hardware inventory in IPA's list_hardware_info shape (reference/ipa-protocol.md §5.6), from /proc, /sys,
+ * The hardware inventory in IPA's list_hardware_info shape, from /proc, /sys,
  * `ip -j addr`, lsblk and systeminformation. Every source may be missing or empty (containers, VMs without DMI, a
  * busybox ramdisk): each piece degrades to empty values instead of failing the whole inventory.
  */

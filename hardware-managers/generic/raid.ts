@@ -1,5 +1,5 @@
 /**
- * Software RAID (reference/ipa-protocol.md §5.5): create_configuration / delete_configuration (clean steps, raid
+ * Software RAID: create_configuration / delete_configuration (clean steps, raid
  * interface) and apply_configuration (deploy step). Each member disk gets a GPT with one Linux-RAID partition per
  * logical disk; logical disk i becomes /dev/md<i> (root-device.ts picks the root volume from there).
  * The plan (validation, partition sizes, mdadm arguments) is pure so it is unit-tested without md in the kernel.

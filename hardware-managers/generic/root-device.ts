@@ -1,5 +1,5 @@
 /**
- * Choosing the disk the OS goes on (reference/ipa-protocol.md §5.7): a software RAID root volume if one was built,
+ * Choosing the disk the OS goes on: a software RAID root volume if one was built,
  * else the first disk matching the node's root device hints, else the smallest disk of at least 4 GiB (the
  * minimum is hardwareContext().minRootDeviceBytes so tests can use small loop devices). Disks matched by the
  * node's skip list (properties.skip_block_devices) are never candidates.

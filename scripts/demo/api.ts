@@ -1,6 +1,6 @@
 /**
  * A small client of the Ironic-compatible REST API, as the `baremetal` CLI speaks it (noauth, a pinned
- * microversion). node:http keeps it free of undici's Connection: close crash (toolchain.md) and of any
+ * microversion). node:http keeps it free of undici's Connection: close crash and of any
  * conductor internals: the demo and the e2e test only talk to the conductor over its public API.
  */
 import { request } from 'node:http';

@@ -46,7 +46,7 @@ async function skipReason(): Promise<string | undefined> {
   return undefined;
 }
 
-/** Auto-TLS is present when the agent sends agent_verify_ca (reference §2.5). */
+/** Auto-TLS is present when the agent sends agent_verify_ca. */
 async function agentHasAutoTls(): Promise<boolean> {
   const files: string[] = [];
   const walk = async (d: string): Promise<void> => {
