@@ -170,6 +170,3 @@ export async function fixGptBackup(dev: string): Promise<void> {
   );
 }
 
-export function partitionDevice(disk: string, number: number): string {
-  return /\d$/.test(disk) ? `${disk}p${number}` : `${disk}${number}`;
-}

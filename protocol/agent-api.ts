@@ -5,7 +5,6 @@
 import { z } from 'zod';
 import { BaremetalError, errorMessage } from '../common/errors.js';
 
-export const AGENT_API_VERSION = 'v1';
 /** Reported as agent_version in heartbeats: IPA-like semver so Ironic's feature checks pass. */
 export const AGENT_VERSION = '11.1.0';
 

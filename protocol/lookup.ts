@@ -5,7 +5,6 @@
 import { z } from 'zod';
 
 /** Minimum microversions the agent needs for each feature. */
-export const LOOKUP_MIN_VERSION = '1.22';
 export const AGENT_TOKEN_VERSION = '1.62';
 export const AGENT_VERIFY_CA_VERSION = '1.68';
 export const AGENT_STATUS_VERSION = '1.72';

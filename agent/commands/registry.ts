@@ -88,6 +88,3 @@ export function defineCommand<P>(def: CommandDef<P>): CommandDef<never> {
   return def as unknown as CommandDef<never>;
 }
 
-export function registerExtension(name: string, commands: ExtensionCommands): void {
-  registry.register(name, commands);
-}

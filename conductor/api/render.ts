@@ -32,7 +32,6 @@ export const NODE_FIELDS: readonly string[] = [
   'target_provision_state', 'target_raid_config', 'traits', 'updated_at', 'uuid', 'vendor_interface',
 ];
 const NODE_FIELD_SET = new Set(NODE_FIELDS);
-export const NODE_LIST_FIELDS = ['uuid', 'name', 'instance_uuid', 'power_state', 'provision_state', 'maintenance'];
 
 const SECRET_WORDS = ['pass', 'secret', 'token', 'private_key', 'kg_key', 'credential', 'configdrive', 'fernet'];
 const SECRET_RE = new RegExp(SECRET_WORDS.join('|'), 'i');
