@@ -102,9 +102,9 @@ export function registerFakeHardware(reg: DriverRegistry): void {
     name: 'fake-hardware',
     supported: {
       bios: ['fake', 'no-bios'],
-      boot: ['fake', 'ipxe', 'pxe'],
+      boot: ['fake', 'ipxe'],
       console: ['fake', 'no-console'],
-      deploy: ['fake', 'direct', 'ramdisk'],
+      deploy: ['fake', 'direct'],
       inspect: ['fake', 'no-inspect'],
       management: ['fake'],
       network: ['noop', 'flat'],

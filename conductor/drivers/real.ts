@@ -22,7 +22,7 @@ function common(power: string, management: string): Partial<Record<InterfaceKind
     // `fake` boot/deploy stay available for tests that have a real BMC but no network.
     boot: ['ipxe', 'fake'],
     console: ['no-console'],
-    deploy: ['direct', 'ramdisk', 'fake'],
+    deploy: ['direct', 'fake'],
     inspect: ['no-inspect'],
     management: [management],
     network: ['noop', 'flat'],
