@@ -1,7 +1,7 @@
 /**
- * The agent's calls to the conductor (reference/ipa-protocol.md §2.2-2.4): API version detection, lookup with
+ * The agent's calls to the conductor: API version detection, lookup with
  * random exponential backoff until the lookup timeout, and heartbeats. Small JSON calls over node:http(s)
- * (robust against servers that close the connection, see toolchain.md).
+ * (robust against servers that close the connection, unlike undici on Node 20).
  */
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage } from 'node:http';

@@ -1,5 +1,5 @@
 /**
- * The agent's settings, read once at start-up (reference/ipa-protocol.md §1): the kernel command line
+ * The agent's settings, read once at start-up: the kernel command line
  * (/proc/cmdline, or --cmdline-file FILE instead), then IPA_* environment variables, then `--KEY=VALUE` flags,
  * later sources winning. Every key is the kernel-command-line spelling (`ipa-api-url`, `BOOTIF`); unknown keys
  * are ignored, malformed values are one ConfigError naming the key.

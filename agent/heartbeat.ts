@@ -1,5 +1,5 @@
 /**
- * The heartbeat loop (reference/ipa-protocol.md §2.4): first heartbeat at once, then every
+ * The heartbeat loop: first heartbeat at once, then every
  * heartbeat_timeout × U(0.3, 0.6) after a success or minGap × U(1, 2) after a failure (IPA: 5 × U(1, 2) s).
  * force() asks for one as soon as minGap has passed since the previous one (after an async command ends).
  * Failures are logged and retried, never fatal.
@@ -63,7 +63,7 @@ export class Heartbeater {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    await this.inFlight?.catch(() => undefined);
+    await this.inFlight?.catch(() => undefined); // stopping: a failed last heartbeat was already logged by send()
   }
 
   private arm(delayMs: number): void {

@@ -1,6 +1,7 @@
 /**
  * What extensions may ask of the running agent: its node (from lookup), and to stop serving (power-off, reboot,
- * lockdown). Set by main.ts when the agent starts; extensions read it at call time, so they hold no agent state.
+ * lockdown). main.ts builds one per agent and hands it to the command executor, which passes it to every command
+ * as `ctx.agent` (agent/commands/types.ts), so extensions hold no agent state.
  */
 import type { LookupConfig, LookupNode } from '../protocol/lookup.js';
 
@@ -20,22 +21,13 @@ export interface AgentLifecycle {
   readonly logFile: string | null;
 }
 
-let current: AgentLifecycle | null = null;
-
-export function setLifecycle(l: AgentLifecycle | null): void {
-  current = l;
-}
-
-/** The running agent's hooks; a stand-in that refuses everything when no agent is running (unit tests). */
-export function lifecycle(): AgentLifecycle {
-  if (current) return current;
-  return {
-    stopServing: () => Promise.reject(new Error('no agent is running')),
-    nodeInfo: () => ({ node: null, config: null }),
-    setNodeInfo: () => {
-      throw new Error('no agent is running');
-    },
-    standalone: false,
-    logFile: null,
-  };
-}
+/** The stand-in when no agent runs (tests driving an executor alone): refuses what needs a running agent. */
+export const NO_AGENT: AgentLifecycle = {
+  stopServing: () => Promise.reject(new Error('no agent is running')),
+  nodeInfo: () => ({ node: null, config: null }),
+  setNodeInfo: () => {
+    throw new Error('no agent is running');
+  },
+  standalone: false,
+  logFile: null,
+};

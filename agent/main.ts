@@ -1,5 +1,5 @@
 /**
- * The agent's start-up (reference/ipa-protocol.md §2.1): config → hardware context → hardware managers →
+ * The agent's start-up: config → hardware context → hardware managers →
  * inventory → lookup → API server (auto-TLS when the conductor supports it) → heartbeat loop.
  * `startAgent` is the embeddable form (tests); the CLI entry at the bottom runs under tsx and bundled as CJS.
  */
@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, errorMessage } from '../common/errors.js';
-import { addLogFile, getLogger, setLogLevel } from '../common/logger.js';
+import { addLogFile, getLogger, logLevelFrom, setLogLevel } from '../common/logger.js';
 import { inRamdisk } from '../common/ramdisk.js';
 import { setHardwareContext } from '../hardware-managers/context.js';
 import { setImageSettings } from '../image/settings.js';
@@ -22,7 +22,7 @@ import { CommandExecutor } from './commands/executor.js';
 import { CommandRegistry } from './commands/registry.js';
 import { registerBuiltinExtensions } from './extensions/index.js';
 import { Heartbeater } from './heartbeat.js';
-import { setLifecycle, type EndReason } from './lifecycle.js';
+import type { AgentLifecycle, EndReason } from './lifecycle.js';
 import { AGENT_VERSION, type CommandResult } from '../protocol/agent-api.js';
 import { createApp, startServer, type AgentHttpServer, type TlsMaterial } from './server.js';
 import { generateSelfSigned, readTlsFiles } from './tls.js';
@@ -180,8 +180,33 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
   }
 
   let heartbeater: Heartbeater | null = null;
+  // What commands may ask of this agent (ctx.agent); stop() below is only called once everything is up.
+  const agentHooks: AgentLifecycle = {
+    standalone: config.standalone,
+    logFile,
+    nodeInfo: () => ({ node, config: lookupConfig }),
+    setNodeInfo: (info) => {
+      node = info.node;
+      lookupConfig = info.config;
+    },
+    stopServing: (reason: EndReason, o) =>
+      new Promise<void>((resolve) => {
+        log.warn({ reason, exit: o.exit }, 'stopping the API and heartbeats');
+        // Let the response of the command that asked for this leave first.
+        setTimeout(() => {
+          void stop().then(() => {
+            resolve();
+            if (o.exit) resolveEnded(0);
+            // Locked down (IPA sleeps forever): with the server closed nothing else keeps the process alive, and
+            // a supervisor restarting the agent would undo the lockdown.
+            else setInterval(() => undefined, 1 << 30);
+          });
+        }, 200).unref();
+      }),
+  };
   const executor = new CommandExecutor(opts.registry ?? registerBuiltinExtensions(), {
     onAsyncDone: () => heartbeater?.force(),
+    agent: agentHooks,
   });
   const app = createApp({
     executor,
@@ -216,34 +241,9 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       await heartbeater?.stop();
       await server.close();
       executor.shutdown();
-      setLifecycle(null);
     })();
     return stopping;
   };
-
-  setLifecycle({
-    standalone: config.standalone,
-    logFile,
-    nodeInfo: () => ({ node, config: lookupConfig }),
-    setNodeInfo: (info) => {
-      node = info.node;
-      lookupConfig = info.config;
-    },
-    stopServing: (reason: EndReason, o) =>
-      new Promise<void>((resolve) => {
-        log.warn({ reason, exit: o.exit }, 'stopping the API and heartbeats');
-        // Let the response of the command that asked for this leave first.
-        setTimeout(() => {
-          void stop().then(() => {
-            resolve();
-            if (o.exit) resolveEnded(0);
-            // Locked down (IPA sleeps forever): with the server closed nothing else keeps the process alive, and
-            // a supervisor restarting the agent would undo the lockdown.
-            else setInterval(() => undefined, 1 << 30);
-          });
-        }, 200).unref();
-      }),
-  });
 
   return {
     config,
@@ -266,7 +266,7 @@ function describeInFlight(r: CommandResult | null): string {
 
 /** The CLI: exit 0 on SIGTERM/SIGINT and after power-off outside the ramdisk, 1 on start-up failure, 2 on bad config. */
 export async function runCli(argv: readonly string[]): Promise<number> {
-  let loaded;
+  let loaded: ReturnType<typeof loadConfig>;
   try {
     loaded = loadConfig(argv);
   } catch (e) {
@@ -328,6 +328,7 @@ function isEntry(): boolean {
 }
 
 if (isEntry()) {
+  setLogLevel(logLevelFrom(process.env));
   runCli(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e: unknown) => {
@@ -337,7 +338,7 @@ if (isEntry()) {
   );
 }
 
-/** Lookup config keys that override local image settings (reference §2.2), when the conductor sends them. */
+/** Lookup config keys that override local image settings, when the conductor sends them. */
 function applyLookupImageSettings(cfg: LookupConfig): void {
   const update: Parameters<typeof setImageSettings>[0] = {};
   if (typeof cfg.agent_md5_checksum_enable === 'boolean') update.md5Enabled = cfg.agent_md5_checksum_enable;

@@ -1,5 +1,5 @@
 /**
- * The agent's command API on koa (reference/ipa-protocol.md §3): discovery, status, command list/get/run.
+ * The agent's command API on koa: discovery, status, command list/get/run.
  * Every error leaves as the WSME fault body `{faultcode, faultstring}`, produced only in `faults` below.
  */
 import { createServer as createHttpServer, type Server } from 'node:http';
@@ -19,6 +19,7 @@ import {
 } from '../protocol/agent-api.js';
 import type { CommandExecutor } from './commands/executor.js';
 import { tokensEqual } from './token-check.js';
+import { errorMessage } from '../common/errors.js';
 
 /** Command bodies are small JSON; config drives arrive gzip+base64 and stay far below this (ipa-command-body-limit). */
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -146,7 +147,7 @@ function parseCommand(raw: Buffer): { name: string; params: Record<string, unkno
     body = parseJsonSafe(raw.toString('utf8'), COMMAND_JSON_LIMITS);
   } catch (e) {
     if (e instanceof JsonInputError) throw new HttpFault(400, `400 Bad Request: ${e.message}`);
-    throw new HttpFault(400, `400 Bad Request: Failed to decode JSON object: ${(e as Error).message}`);
+    throw new HttpFault(400, `400 Bad Request: Failed to decode JSON object: ${errorMessage(e)}`);
   }
   const r = CommandRequestSchema.safeParse(body);
   if (!r.success) throw new HttpFault(400, BAD_PARAMS);
@@ -201,7 +202,7 @@ export function createApp(opts: ServerOptions): Koa {
         status = err.status;
         faultstring = err.message;
       } else {
-        faultstring = err instanceof Error ? err.message : String(err);
+        faultstring = errorMessage(err);
         log.error({ err }, 'internal server error');
       }
       ctx.status = status;

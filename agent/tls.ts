@@ -1,11 +1,11 @@
 /**
- * Auto-TLS (reference/ipa-protocol.md §2.5): a self-signed EC certificate for the advertise address. The agent
+ * Auto-TLS: a self-signed EC certificate for the advertise address. The agent
  * serves HTTPS with it and sends the PEM as agent_verify_ca, which the conductor then pins.
  */
 import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { generate } from 'selfsigned';
-import { ConfigError } from '../common/errors.js';
+import { ConfigError, errorMessage } from '../common/errors.js';
 import type { TlsMaterial } from './server.js';
 
 /** IPA: validity starts auto_tls_allowed_clock_skew (3600 s) in the past, against skewed ramdisk clocks. */
@@ -40,6 +40,6 @@ export function readTlsFiles(certFile: string, keyFile: string): TlsMaterial {
   try {
     return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
   } catch (e) {
-    throw new ConfigError(`cannot read ipa-tls-cert-file/ipa-tls-key-file: ${(e as Error).message.split('\n')[0]}`);
+    throw new ConfigError(`cannot read ipa-tls-cert-file/ipa-tls-key-file: ${errorMessage(e).split('\n')[0]}`);
   }
 }

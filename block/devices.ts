@@ -13,6 +13,7 @@ import {
   SYS_BLOCK, devNumber, devNumberOfPath, holdersOf, kernelName, listDir, parentDisk, partitionsOf,
   readSys, readSysInt, readText, realPath, slavesOf, unescapeMount,
 } from './sysfs.js';
+import { errorMessage } from '../common/errors.js';
 
 const log = getLogger('disks');
 
@@ -154,7 +155,7 @@ export async function probeAllBlockDevices(): Promise<BlockDevice[]> {
     walk((parsed.blockdevices ?? []).flatMap((n) => n.children ?? []));
     return top;
   } catch (e) {
-    log.warn({ err: (e as Error).message }, 'lsblk unusable, listing block devices from /sys');
+    log.warn({ err: errorMessage(e) }, 'lsblk unusable, listing block devices from /sys');
     return listDir(SYS_BLOCK)
       .filter((k) => !existsSync(join(SYS_BLOCK, k, 'partition')))
       .sort()
@@ -260,17 +261,6 @@ export async function assertSafeToWrite(devPath: string): Promise<void> {
   }
 }
 
-/** Whether assertSafeToWrite would accept the device (for listings that want to skip, not fail). */
-export async function isSafeToWrite(devPath: string): Promise<boolean> {
-  try {
-    await assertSafeToWrite(devPath);
-    return true;
-  } catch (e) {
-    if (e instanceof UnsafeDeviceError) return false;
-    throw e;
-  }
-}
-
 /**
  * Make the kernel's partition list match the disk after a table was written or wiped. Some kernels (this CI
  * host's) have no partition-table parsers, so BLKRRPART alone shows nothing: partprobe and partx add them by ioctl.
@@ -307,8 +297,3 @@ export async function probeSignatures(devPath: string): Promise<Record<string, s
   return out;
 }
 
-/** Whether the disk or one of its partitions is a member of an md array (the kernel's holders). */
-export function isRaidMember(d: BlockDevice): boolean {
-  const names = [d.kname, ...d.partitions.map((p) => p.kname)];
-  return names.some((k) => holdersOf(k).some((h) => h.startsWith('md')));
-}

@@ -7,6 +7,7 @@ import { basename, join } from 'node:path';
 import { run } from '../common/exec.js';
 import { getLogger } from '../common/logger.js';
 import { refreshPartitions } from './devices.js';
+import { errorMessage } from '../common/errors.js';
 
 const log = getLogger('image-disk');
 const MiB = 1024 * 1024;
@@ -24,7 +25,7 @@ function sysName(dev: string): string {
 export async function fastZeroSupported(dev: string): Promise<boolean> {
   const name = sysName(dev);
   for (const q of [`/sys/class/block/${name}/queue`, `/sys/class/block/${name}/../queue`]) {
-    const v = await fsp.readFile(join(q, 'write_zeroes_max_bytes'), 'utf8').catch(() => null);
+    const v = await fsp.readFile(join(q, 'write_zeroes_max_bytes'), 'utf8').catch(() => null); // older kernels: no such file
     if (v !== null) return Number(v.trim()) > 0;
   }
   return false;
@@ -64,7 +65,7 @@ export async function wipeEnds(dev: string): Promise<void> {
   } finally {
     await fh.close();
   }
-  await rereadPartitions(dev).catch(() => undefined);
+  await rereadPartitions(dev).catch(() => undefined); // a busy device keeps its old table; the wait below notices
   log.warn({ dev }, 'partition table wiped');
 }
 
@@ -80,7 +81,7 @@ async function waitForPartitionNodes(dev: string): Promise<void> {
   for (;;) {
     const parts = await listPartitionNames(dev);
     const missing = [];
-    for (const p of parts) if (!(await fsp.stat(`/dev/${p}`).catch(() => null))) missing.push(p);
+    for (const p of parts) if (!(await fsp.stat(`/dev/${p}`).catch(() => null))) missing.push(p); // absent node = missing
     if (missing.length === 0 || Date.now() > deadline) return;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -91,7 +92,7 @@ async function listPartitionNames(dev: string): Promise<string[]> {
   const entries = await fsp.readdir(dir).catch(() => [] as string[]);
   const out: Array<{ name: string; n: number }> = [];
   for (const e of entries) {
-    const n = await fsp.readFile(join(dir, e, 'partition'), 'utf8').catch(() => null);
+    const n = await fsp.readFile(join(dir, e, 'partition'), 'utf8').catch(() => null); // not a partition entry
     if (n !== null) out.push({ name: e, n: Number(n.trim()) });
   }
   return out.sort((a, b) => a.n - b.n).map((p) => p.name);
@@ -165,10 +166,7 @@ export async function diskIdentifier(dev: string): Promise<string> {
 export async function fixGptBackup(dev: string): Promise<void> {
   if ((await partitionTableType(dev)) !== 'gpt') return;
   await run('sgdisk', ['-e', dev], { quiet: true }).catch((e: unknown) =>
-    log.warn({ dev, err: (e as Error).message }, 'sgdisk -e failed (ignored)'),
+    log.warn({ dev, err: errorMessage(e) }, 'sgdisk -e failed (ignored)'),
   );
 }
 
-export function partitionDevice(disk: string, number: number): string {
-  return /\d$/.test(disk) ? `${disk}p${number}` : `${disk}${number}`;
-}

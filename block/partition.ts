@@ -1,11 +1,12 @@
 /**
- * Partition-image layout (reference/ipa-protocol.md §6.4): [ESP (uefi) | BIOS boot (bios+gpt)] [ephemeral]
+ * Partition-image layout: [ESP (uefi) | BIOS boot (bios+gpt)] [ephemeral]
  * [swap] [configdrive] root-last, on a GPT or MBR table; then the filesystems that are not the image's.
  */
 import { run } from '../common/exec.js';
 import { getLogger } from '../common/logger.js';
 import { DeploymentError, InvalidCommandParamsError } from '../protocol/agent-api.js';
 import { listPartitions, partitionTableType, probe, rereadPartitions, wipeEnds } from './disk.js';
+import { errorMessage } from '../common/errors.js';
 
 const log = getLogger('image-partition');
 
@@ -88,7 +89,7 @@ export async function createLayout(dev: string, r: LayoutRequest): Promise<Layou
     try {
       await run('parted', args);
     } catch (e) {
-      throw new DeploymentError(`Failed to create the partition layout on ${dev}: ${(e as Error).message}`, e);
+      throw new DeploymentError(`Failed to create the partition layout on ${dev}: ${errorMessage(e)}`, e);
     }
   }
   await rereadPartitions(dev);
@@ -134,7 +135,7 @@ export async function formatAuxiliary(layout: Layout, r: LayoutRequest): Promise
   if (eph && !(r.preserveEphemeral && (await probe(eph)).TYPE)) {
     const mkfs = ephemeralMkfs(r.ephemeralFormat, eph);
     await run(mkfs.program, mkfs.args).catch((e: unknown) => {
-      throw new DeploymentError(`Failed to create the ${mkfs.program} ephemeral filesystem: ${(e as Error).message}`, e);
+      throw new DeploymentError(`Failed to create the ${mkfs.program} ephemeral filesystem: ${errorMessage(e)}`, e);
     });
   }
 }

@@ -10,6 +10,7 @@ import { run } from '../common/exec.js';
 import { getLogger } from '../common/logger.js';
 import { refreshPartitions } from './devices.js';
 import { SYS_BLOCK, readSysInt } from './sysfs.js';
+import { errorMessage } from '../common/errors.js';
 
 const log = getLogger('wipe');
 const MiB = 1024 * 1024;
@@ -56,7 +57,7 @@ export async function destroyMetadata(path: string, size: number, wholeDisk: boo
       await run('sgdisk', ['--zap-all', path], { timeoutMs: 120_000, okCodes: [0, 2] });
     } catch (e) {
       // The start and end are already zeroed; a disk too small or odd for sgdisk is still clean.
-      log.warn({ dev: path, err: (e as Error).message }, 'sgdisk --zap-all failed after zeroing');
+      log.warn({ dev: path, err: errorMessage(e) }, 'sgdisk --zap-all failed after zeroing');
     }
     await refreshPartitions(path);
   }
@@ -108,7 +109,7 @@ export interface OverwriteOptions {
  */
 async function directBuffer(path: string, size: number): Promise<Buffer | null> {
   const raw = Buffer.allocUnsafeSlow(size + 4096);
-  const probe = await open(path, constants.O_RDONLY | constants.O_DIRECT).catch(() => null);
+  const probe = await open(path, constants.O_RDONLY | constants.O_DIRECT).catch(() => null); // no O_DIRECT: buffered probe
   if (!probe) return null;
   try {
     for (let off = 0; off < 4096; off += 16) {

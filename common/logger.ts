@@ -4,15 +4,23 @@ import { maskSecrets, maskText } from './secrets.js';
 export type { Logger };
 
 /**
- * One pino root logger per process. Level from LOG_LEVEL (or `debug` when the agent's ipa-debug is set);
- * JSON lines on stderr so stdout stays free for CLI output and benchmark figures.
+ * One pino root logger per process, at `info` until the entry point sets the level (setLogLevel: LOG_LEVEL read by
+ * the CLI entry points through logLevelFrom, or `debug` when the agent's ipa-debug is set); JSON lines on stderr
+ * so stdout stays free for CLI output and benchmark figures.
  */
-const level = (process.env.LOG_LEVEL as LevelWithSilent | undefined) ?? 'info';
+const LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** The level LOG_LEVEL names in this environment, or `fallback` when unset or not a level. */
+export function logLevelFrom(env: Readonly<Record<string, string | undefined>>, fallback: LevelWithSilent = 'info'):
+  LevelWithSilent {
+  const v = env.LOG_LEVEL;
+  return LEVELS.find((l) => l === v) ?? fallback;
+}
 // A multistream so a process can add a log file later (the agent's ipa-log-file); levels filter in the logger.
 const streams = pino.multistream([{ level: 'trace', stream: pino.destination(2) }]);
 // Secrets never reach a log line: password/token-like keys at any depth, URL userinfo and `token=...` in messages.
 export const rootLogger: Logger = pino({
-  level, base: { pid: process.pid },
+  level: 'info', base: { pid: process.pid },
   formatters: { log: (obj) => maskSecrets(obj) },
   hooks: {
     logMethod(args, method) {

@@ -1,6 +1,5 @@
 /**
- * The conductor's client for the agent command API (IPA-compatible; reference/ipa-protocol.md §8,
- * ironic-api.md §4.2). Every call carries the agent token (GETs too: newer agents require it); connection
+ * The conductor's client for the agent command API (IPA-compatible, as Ironic's agent_client). Every call carries the agent token (GETs too: newer agents require it); connection
  * failures are retried, a lost POST reply is recovered from the command list, 409/"agent is busy" becomes
  * AgentInProgress so the caller waits for the next heartbeat.
  */

@@ -117,6 +117,7 @@ export function parseRange(header: string | undefined, size: number): { start: n
 
 /** The URL cacheImage may fetch, or ImageCacheError: http(s) only, no loopback/link-local unless allowed. */
 export function checkCacheSource(sourceUrl: string, allowLoopback: boolean): URL {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point of this check
   if (/[\s\x00-\x1f\x7f]/.test(sourceUrl)) throw new ImageCacheError(`cannot cache ${JSON.stringify(sourceUrl)}: whitespace or control characters in the URL`);
   let u: URL;
   try { u = new URL(sourceUrl); } catch { throw new ImageCacheError(`cannot cache ${JSON.stringify(sourceUrl)}: not a URL`); }
@@ -182,7 +183,7 @@ export async function startBootServer(opts: BootServerOptions): Promise<BootServ
     };
     if (method !== 'GET' && method !== 'HEAD') return finish(405, 'method not allowed\n', { Allow: 'GET, HEAD' });
     const file = await resolveFile(path);
-    const st = file ? await stat(file).catch(() => undefined) : undefined;
+    const st = file ? await stat(file).catch(() => undefined) : undefined; // missing file: a 404 below
     if (!file || !st?.isFile()) return finish(404, 'not found\n');
     const range = parseRange(req.headers.range, st.size);
     const common = { 'Content-Type': contentType(file), 'Accept-Ranges': 'bytes', 'Last-Modified': st.mtime.toUTCString() };
@@ -225,6 +226,7 @@ export async function startBootServer(opts: BootServerOptions): Promise<BootServ
     const file = join(dir, name);
     const rel = `_images/${key}/${name}`;
     const want = checksum ? parseChecksum(checksum) : undefined;
+    // No or unreadable cache metadata: the image is fetched again.
     const meta = await readFile(join(dir, 'meta.json'), 'utf8').then((t) => JSON.parse(t) as Record<string, string | number>).catch(() => undefined);
     if (meta && meta.url === sourceUrl && (await stat(file).catch(() => undefined))?.size === meta.size &&
         (!want || meta[want.algo] === want.hex)) {

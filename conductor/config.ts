@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigError } from '../common/errors.js';
+import { ConfigError, errorMessage } from '../common/errors.js';
 import { isForbiddenKey, parseJsonSafe } from '../common/safe-json.js';
 
 const seconds = z.number().nonnegative();
@@ -235,14 +235,14 @@ export function loadConfig(argv: readonly string[] = [], env: NodeJS.ProcessEnv 
     try {
       text = readFileSync(file, 'utf8');
     } catch (e) {
-      throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
+      throw new ConfigError(`cannot read config file ${file}: ${errorMessage(e)}`);
     }
     try {
       const parsed: unknown = parseJsonSafe(text, { maxDepth: 32, maxStringLength: text.length });
       if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object');
       fromFile = parsed as Record<string, unknown>;
     } catch (e) {
-      throw new ConfigError(`config file ${file} is not valid JSON: ${(e as Error).message}`);
+      throw new ConfigError(`config file ${file} is not valid JSON: ${errorMessage(e)}`);
     }
   }
   const fromFlags: Record<string, unknown> = {};

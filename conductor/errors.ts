@@ -47,7 +47,7 @@ export class AgentConnectionFailed extends IronicError {
   constructor(message: string, cause?: unknown) { super(message, 500, 'AgentConnectionFailed', cause); }
 }
 
-// ---- added by the conductor core (API-facing exceptions, reference §1.5) ----
+// ---- added by the conductor core (API-facing exceptions) ----
 export class NotAcceptable extends IronicError {
   constructor(message = 'The requested version or field is not acceptable.') { super(message, 406); }
 }

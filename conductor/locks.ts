@@ -16,7 +16,7 @@ import { scrubText, secretValues } from '../common/secrets.js';
 import { randomUUID } from 'node:crypto';
 import { getLogger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
-import { resolveDriver, type ResolvedDriver } from './drivers/index.js';
+import type { DriverRegistry, ResolvedDriver } from './drivers/index.js';
 import type { DriverNode } from './drivers/types.js';
 import { IronicError, NodeLocked, NodeNotFound } from './errors.js';
 import { transition, type ProvisionEvent, type TransitionOptions } from './states.js';
@@ -55,7 +55,7 @@ export class NodeTask {
 
   get shared(): boolean { return !this.exclusiveLock; }
   get exclusive(): boolean { return this.exclusiveLock; }
-  get driver(): ResolvedDriver { return resolveDriver(this.node); }
+  get driver(): ResolvedDriver { return this.manager.drivers.resolveDriver(this.node); }
   get host(): string { return this.manager.host; }
   get store(): Store { return this.manager.store; }
 
@@ -182,7 +182,8 @@ export class TaskManager {
   /** Called with an agent's pinned CA when that agent's life ends (the agent client drops its HTTP client). */
   onAgentGone: ((verifyCa: string) => void) | undefined;
 
-  constructor(readonly store: Store, readonly host: string, private readonly settings: LockSettings) {}
+  constructor(readonly store: Store, readonly host: string, private readonly settings: LockSettings,
+    readonly drivers: DriverRegistry) {}
 
   /** Finds a node by UUID or name, NodeNotFound otherwise. */
   async findNode(ident: string): Promise<NodeRecord> {

@@ -8,7 +8,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, errorMessage } from '../common/errors.js';
-import { getLogger } from '../common/logger.js';
+import { getLogger, logLevelFrom, setLogLevel } from '../common/logger.js';
 import { createApp } from './api/app.js';
 import { prepareApiTls } from './api-tls.js';
 import { buildConfig, loadConfig, parseFlags, type ConductorConfig, type ConfigInput } from './config.js';
@@ -16,12 +16,12 @@ import type { ConductorContext } from './context.js';
 import { ensureAdminCredentials, writeOpenrc, type AdminCredentials } from './credentials.js';
 import { isLoopbackHost } from './boot-server.js';
 import { registerBuiltinDrivers } from './drivers/builtin.js';
-import { enabledHardwareTypes } from './drivers/index.js';
+import { DriverRegistry } from './drivers/index.js';
 import { startDriverServices } from './drivers/real.js';
 import { TaskManager } from './locks.js';
-import { bindDirectDeploy } from './orchestration/direct.js';
-import { heartbeatsIdle, registerHeartbeatHandler } from './orchestration/heartbeat.js';
-import { setImageCacher } from './orchestration/image-source.js';
+import { createDirectDeploy } from './orchestration/direct.js';
+import { handleHeartbeat } from './orchestration/heartbeat.js';
+import { HeartbeatHub } from './orchestration/hooks.js';
 import { PeriodicTasks } from './periodic.js';
 import { STUCK_STATES } from './states.js';
 import { SqliteStore } from './store/sqlite.js';
@@ -42,7 +42,7 @@ export interface RunningConductor {
   close(): Promise<void>;
 }
 
-/** Fails nodes a previous life of this conductor left mid-operation (reference §6.5). */
+/** Fails nodes a previous life of this conductor left mid-operation. */
 async function recoverStuckNodes(ctx: ConductorContext): Promise<void> {
   const stuck = await ctx.store.listNodes({ provision_state: [...STUCK_STATES] });
   for (const node of stuck) {
@@ -56,10 +56,17 @@ async function recoverStuckNodes(ctx: ConductorContext): Promise<void> {
   }
 }
 
-export async function startConductor(input: ConductorConfig | ConfigInput = {}): Promise<RunningConductor> {
+export interface ConductorOptions {
+  /** Extra drivers for this conductor (tests, benchmarks), registered after the built-in ones. */
+  registerDrivers?: (reg: DriverRegistry) => void;
+}
+
+export async function startConductor(input: ConductorConfig | ConfigInput = {}, opts: ConductorOptions = {}):
+  Promise<RunningConductor> {
   const ensured = await ensureAdminCredentials(buildConfig(input));
   const config = ensured.config;
-  registerBuiltinDrivers();
+  const drivers = new DriverRegistry(config);
+  registerBuiltinDrivers(drivers);
   const log = getLogger('conductor', { host: config.conductor_host });
   const apiTls = await prepareApiTls(config);
   const scheme = apiTls ? 'https' : 'http';
@@ -78,25 +85,26 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}):
   const tasks = new TaskManager(store, config.conductor_host, {
     retryAttempts: config.locks.node_locked_retry_attempts,
     retryIntervalMs: config.locks.node_locked_retry_interval * 1000,
-  });
+  }, drivers);
   tasks.historyEnabled = config.node_history;
   tasks.historyMax = config.node_history_max_entries;
-  const ctx: ConductorContext = { config, store, tasks, host: config.conductor_host, log,
+  // Real drivers get their configuration, and the boot server (iPXE scripts, images) starts when configured.
+  const driverServices = await startDriverServices(config, drivers);
+  const heartbeats = new HeartbeatHub();
+  const ctx: ConductorContext = { config, store, tasks, host: config.conductor_host, log, drivers,
+    bootServer: driverServices.bootServer, heartbeats, powerSyncFailures: new Map(),
     api: { scheme, caPem: apiTls?.caPem } };
+  // Agent-driven deploy/cleaning: heartbeats carry step plans forward; images may come from our boot server.
+  drivers.registerInterface('deploy', createDirectDeploy(ctx));
+  opts.registerDrivers?.(drivers);
+  heartbeats.handler = handleHeartbeat;
 
   const released = await store.clearReservations(ctx.host);
   if (released.length) log.info({ count: released.length }, 'cleared stale reservations of this conductor');
   await recoverStuckNodes(ctx);
   await store.upsertConductor({ hostname: ctx.host, conductor_group: config.conductor_group,
-    drivers: enabledHardwareTypes(config).map((t) => t.name), online: true });
+    drivers: drivers.enabledHardwareTypes().map((t) => t.name), online: true });
 
-  // Real drivers get their configuration, and the boot server (iPXE scripts, images) starts when configured.
-  const driverServices = await startDriverServices(config);
-  // Agent-driven deploy/cleaning: heartbeats carry step plans forward; images may come from our boot server.
-  bindDirectDeploy(ctx);
-  registerHeartbeatHandler();
-  const bootServer = driverServices.bootServer;
-  setImageCacher(bootServer ? (url) => bootServer.cacheImage(url) : null);
   const app = createApp(ctx);
   const server = apiTls ? createHttpsServer({ cert: apiTls.cert, key: apiTls.key }, app.callback())
     : createServer(app.callback());
@@ -120,7 +128,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}):
   });
   const periodic = new PeriodicTasks(ctx);
   periodic.start();
-  log.info({ url, data_dir: config.data_dir, types: enabledHardwareTypes(config).map((t) => t.name) },
+  log.info({ url, data_dir: config.data_dir, types: drivers.enabledHardwareTypes().map((t) => t.name) },
     'conductor listening');
 
   let closing: Promise<void> | undefined;
@@ -132,8 +140,9 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}):
         server.closeIdleConnections();
         setTimeout(() => server.closeAllConnections(), 2000).unref();
       });
-      await Promise.race([Promise.all([tasks.idle(), heartbeatsIdle()]), new Promise((r) => setTimeout(r, 10_000).unref())]);
+      await Promise.race([Promise.all([tasks.idle(), heartbeats.idle()]), new Promise((r) => setTimeout(r, 10_000).unref())]);
       await driverServices.close();
+      // Shutting down: a failed offline mark only delays other conductors' takeover until our heartbeat ages out.
       await store.setConductorOnline(ctx.host, false).catch(() => undefined);
       await store.close();
       log.info('conductor stopped');
@@ -200,6 +209,7 @@ async function cli(): Promise<void> {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  setLogLevel(logLevelFrom(process.env));
   cli().catch((e: unknown) => {
     process.stderr.write(`baremetal-conductor: ${errorMessage(e)}\n`);
     process.exit(1);

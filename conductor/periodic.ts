@@ -1,5 +1,5 @@
 /**
- * Periodic tasks (reference §6.3): callback timeouts for the wait states, power-state sync for nodes with a
+ * Periodic tasks: callback timeouts for the wait states, power-state sync for nodes with a
  * real power driver (record what the hardware says, never fight it), and cleanup of reservations this
  * conductor holds without a live task. Each task never overlaps itself; intervals come from config (0 = off).
  */
@@ -73,8 +73,6 @@ export async function checkCallbackTimeouts(ctx: ConductorContext, now = Date.no
   return failed;
 }
 
-const powerFailures = new Map<string, number>();
-
 /** Reads the power state of every eligible node with a non-fake power interface and records changes. */
 export async function syncPowerStates(ctx: ConductorContext): Promise<number> {
   let changed = 0;
@@ -86,10 +84,10 @@ export async function syncPowerStates(ctx: ConductorContext): Promise<number> {
       try {
         actual = await task.driver.power.getPowerState(task.driverNode());
       } catch (e) {
-        const n = (powerFailures.get(node.uuid) ?? 0) + 1;
-        powerFailures.set(node.uuid, n);
+        const n = (ctx.powerSyncFailures.get(node.uuid) ?? 0) + 1;
+        ctx.powerSyncFailures.set(node.uuid, n);
         if (n >= Math.max(1, ctx.config.periodic.power_state_sync_max_retries)) {
-          powerFailures.delete(node.uuid);
+          ctx.powerSyncFailures.delete(node.uuid);
           const msg = `During sync_power_state, max retries exceeded for node ${node.uuid}, node state ` +
             `${String(node.power_state)} does not match expected state 'None'. Updating DB state to 'None' ` +
             `Switching node to maintenance mode. Error: ${errorMessage(e)}`;
@@ -99,7 +97,7 @@ export async function syncPowerStates(ctx: ConductorContext): Promise<number> {
         }
         return;
       }
-      powerFailures.delete(node.uuid);
+      ctx.powerSyncFailures.delete(node.uuid);
       if (actual === task.node.power_state) return;
       const previous = task.node.power_state;
       await task.save({ power_state: actual });

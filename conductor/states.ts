@@ -1,5 +1,5 @@
 /**
- * The provisioning state machine (reference/ironic-api.md §3), as one declarative table.
+ * The provisioning state machine, as one declarative table.
  *
  * `transition()` is the only function that produces provision_state/target_provision_state values; the store
  * accepts them only inside a `TransitionPatch`, which only this module can mint. Everything else (API, drivers,
@@ -143,11 +143,6 @@ export function canFire(from: string, event: ProvisionEvent): boolean {
   return TABLE.has(`${from}\u0000${event}`);
 }
 
-/** Events an operator may ask for from `state` (the verbs the API offers there). */
-export function eventsFrom(state: string): ProvisionEvent[] {
-  return TRANSITIONS.filter(([s]) => s === state).map(([, e]) => e);
-}
-
 /** Operator-initiated events start a new operation: they clear last_error (Ironic does when spawning the worker). */
 const STARTING_EVENTS: ReadonlySet<ProvisionEvent> = new Set<ProvisionEvent>([
   'manage', 'provide', 'clean', 'inspect', 'adopt', 'deploy', 'rebuild', 'delete', 'rescue', 'unrescue',
@@ -226,18 +221,6 @@ export function initialState(apiMinor: number): TransitionPatch {
     unknown as TransitionPatch;
 }
 
-/**
- * Recovery edges Ironic applies outside the FSM table: a conductor that restarts fails nodes it left in a
- * state that cannot resume (reference §6.5). Kept here so that no other module writes provision_state.
- */
-export function recoverStuckState(node: NodeStateView, reason: string): TransitionPatch | undefined {
-  if (!STUCK_STATES.has(node.provision_state as ProvisionState)) return undefined;
-  if (node.provision_state === 'verifying') return transition(node, 'fail', { lastError: reason });
-  if (node.provision_state === 'deleting') return transition(node, 'fail', { lastError: reason });
-  if (canFire(node.provision_state, 'fail')) return transition(node, 'fail', { lastError: reason });
-  return undefined;
-}
-
 /** API verbs (PUT .../states/provision `target`) -> FSM event and minimum microversion. */
 export const VERBS: Readonly<Record<string, { event: ProvisionEvent; minVersion: number }>> = {
   manage: { event: 'manage', minVersion: 4 },
@@ -277,5 +260,3 @@ export const LOOKUP_STATES: ReadonlySet<string> = new Set([
 /** Heartbeats are processed in these; the record-only ones stop after storing agent details. */
 export const HEARTBEAT_STATES: ReadonlySet<string> = new Set(['wait call-back', 'clean wait', 'rescue wait']);
 export const HEARTBEAT_RECORD_ONLY_STATES: ReadonlySet<string> = new Set(['deploying', 'cleaning', 'rescuing']);
-/** Callback-wait states watched by the periodic timeout check, with the failure message. */
-export const WAIT_STATES: ReadonlySet<string> = new Set(['wait call-back', 'clean wait', 'rescue wait', 'inspect wait']);

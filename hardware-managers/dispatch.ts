@@ -1,5 +1,5 @@
 /**
- * Prioritised dispatch over the loaded hardware managers (IPA semantics, reference/ipa-protocol.md §5.2-5.3):
+ * Prioritised dispatch over the loaded hardware managers (IPA semantics):
  * evaluate support once, drop NONE, stable sort by support descending, initialize in that order, cache for the
  * process lifetime. A manager that lacks a method or raises IncompatibleHardwareMethodError passes to the next;
  * any other error stops dispatch.

@@ -1,5 +1,5 @@
 /**
- * Clean/deploy/service steps as the conductor sees them (reference/ipa-protocol.md §4.1-4.3, §5.4): collection from
+ * Clean/deploy/service steps as the conductor sees them: collection from
  * every manager, de-duplication, per-node priority overrides, the hardware_manager_version check, and execution of
  * one step through dispatch. The clean/deploy (and service) extensions wrap this module
  * (agent/extensions/step-commands.ts).
@@ -16,6 +16,7 @@ import { getLogger } from '../common/logger.js';
 import { setHardwareContext } from './context.js';
 import { dispatchToAll, dispatchToManagers, getCurrentVersions, getManagerSupport } from './dispatch.js';
 import type { NodeInfo, PortInfo, StepCall } from './types.js';
+import { errorMessage } from '../common/errors.js';
 
 const log = getLogger('steps');
 
@@ -51,7 +52,7 @@ export function deduplicateSteps(
     }
   }
   const out: Record<string, AgentStep[]> = {};
-  for (const { manager, step } of winners.values()) (out[manager] ??= []).push(step);
+  for (const { manager, step } of winners.values()) out[manager] = [...(out[manager] ?? []), step];
   return out;
 }
 
@@ -196,7 +197,7 @@ export async function executeStep(
   } catch (e) {
     if (e instanceof AgentError) throw e;
     const cls = e instanceof Error ? e.constructor.name : typeof e;
-    const msg = e instanceof Error ? e.message : String(e);
+    const msg = errorMessage(e);
     throw ERROR_FOR[kind](`Unexpected exception performing ${kind} step ${name}. ${cls}: ${msg}`, e);
   }
   return { [`${kind}_result`]: result === undefined ? null : result, [`${kind}_step`]: step };

@@ -1,5 +1,5 @@
 /**
- * The hardware-manager plugin interface (IPA semantics, reference/ipa-protocol.md §5). A vendor plugin is a plain
+ * The hardware-manager plugin interface (IPA semantics). A vendor plugin is a plain
  * ES module whose default export (or `manager` export) is a HardwareManager object.
  */
 import type { AgentStep } from '../protocol/agent-api.js';

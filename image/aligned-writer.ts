@@ -15,6 +15,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import { getLogger } from '../common/logger.js';
 import { ImageWriteError } from '../protocol/agent-api.js';
+import { errorMessage } from '../common/errors.js';
 
 const log = getLogger('image-writer');
 const SECTOR = 512;
@@ -60,12 +61,13 @@ export class AlignedWriter {
     try {
       w.plain = await fsp.open(device, constants.O_WRONLY);
       if (opts.direct !== false) {
+        // No O_DIRECT on this device/filesystem (e.g. tmpfs): buffered writes only.
         w.direct = await fsp.open(device, constants.O_WRONLY | constants.O_DIRECT).catch(() => null);
       }
       for (let i = 0; i < (opts.buffers ?? 3); i++) w.slots.push({ mem: await w.alignedBuffer(size), busy: null });
     } catch (e) {
       await w.close();
-      throw new ImageWriteError(`Cannot open ${device} for writing: ${(e as Error).message}`, e);
+      throw new ImageWriteError(`Cannot open ${device} for writing: ${errorMessage(e)}`, e);
     }
     log.debug({ device, direct: w.direct !== null, bufferBytes: size }, 'writer open');
     return w;
@@ -74,6 +76,7 @@ export class AlignedWriter {
   private async alignedBuffer(size: number): Promise<Buffer> {
     const raw = Buffer.allocUnsafeSlow(size + PROBE);
     if (!this.direct) return raw.subarray(0, size);
+    // Without O_DIRECT reads there is nothing to verify against the cache: fall back as above.
     const probe = await fsp.open(this.device, constants.O_RDONLY | constants.O_DIRECT).catch(() => null);
     if (!probe) return raw.subarray(0, size);
     try {
@@ -220,11 +223,12 @@ export class AlignedWriter {
       await this.plain!.sync();
       if (this.direct) await this.direct.sync();
     } catch (e) {
-      throw new ImageWriteError(`fsync of ${this.device} failed: ${(e as Error).message}`, e);
+      throw new ImageWriteError(`fsync of ${this.device} failed: ${errorMessage(e)}`, e);
     }
   }
 
   async close(): Promise<void> {
+    // Cleanup only: a write error was already raised by finish()/check(); close must not mask it.
     for (const s of this.slots) if (s.busy) await s.busy.catch(() => undefined);
     await this.direct?.close().catch(() => undefined);
     await this.retired?.close().catch(() => undefined);

@@ -1,5 +1,5 @@
 /**
- * Which checksum to verify an image against (reference/ipa-protocol.md §6.3): os_hash_algo/os_hash_value first,
+ * Which checksum to verify an image against: os_hash_algo/os_hash_value first,
  * then the legacy `checksum` (algorithm by digest length); either value may be the URL of a checksums file.
  */
 import { basename } from 'node:path';

@@ -1,6 +1,6 @@
 /**
  * Image download over node:http/https (not undici: undici 7 can crash uncatchably and truncate when a server
- * closes the connection after the body — toolchain.md §8). URLs are tried in order; a dropped connection is
+ * closes the connection after the body). URLs are tried in order; a dropped connection is
  * resumed with `Range: bytes=N-` (never restarted from zero: the bytes already hashed and written stay); a
  * server that ignores Range has the already-seen prefix skipped. Chunks go to `onChunk` in order; when it returns
  * a promise the socket is paused until it settles (backpressure without per-chunk pause/resume).
@@ -20,6 +20,7 @@ import {
   type DownloadResult,
 } from './http-get.js';
 import { imageSettings } from './settings.js';
+import { errorMessage } from '../common/errors.js';
 
 export type { ChunkSink, DownloadAuth, DownloadRequest, DownloadResult } from './http-get.js';
 
@@ -84,7 +85,7 @@ export async function downloadImage(req: DownloadRequest, onChunk: ChunkSink): P
             e.inner,
           );
         }
-        const msg = (e as Error).message;
+        const msg = errorMessage(e);
         if ((e instanceof HttpStatusError && e.status >= 400 && e.status < 500) || e instanceof RedirectRefused) {
           // 4xx or a refused redirect: no point retrying this URL; the next one may still have the image.
           failures.push(`${url}: ${msg}`);
@@ -146,7 +147,7 @@ export async function fetchRange(
         throw new ImageDownloadFatalError(`Download of image ${req.imageId} failed: ${e.message}`);
       }
       if (attempt >= s.connectionRetries) {
-        throw new ImageDownloadError(`Download of image ${req.imageId} failed: ${(e as Error).message}`);
+        throw new ImageDownloadError(`Download of image ${req.imageId} failed: ${errorMessage(e)}`);
       }
       if (state.received === before) await sleep(s.retryIntervalMs, req.signal);
     }

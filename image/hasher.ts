@@ -126,8 +126,9 @@ class WorkerHasher implements ImageHasher {
 
 /**
  * A hasher for an image download. In-thread by default: on the bench box (2 cores, busy) the worker was not faster
- * (median 10.0 s vs 9.3 s for 2 GiB) and its isolate + ring cost ~25 MiB RSS. BMTS_IMAGE_HASH_WORKER=1 enables it.
+ * (median 10.0 s vs 9.3 s for 2 GiB) and its isolate + ring cost ~25 MiB RSS. `parallel` (the image setting
+ * hashInWorker; the image bench's BMTS_IMAGE_HASH_WORKER=1) enables it.
  */
-export function imageHasher(algo: string, parallel = process.env.BMTS_IMAGE_HASH_WORKER === '1'): ImageHasher {
+export function imageHasher(algo: string, parallel: boolean): ImageHasher {
   return parallel ? new WorkerHasher(algo) : new InlineHasher(algo);
 }

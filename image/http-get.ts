@@ -110,7 +110,7 @@ export function getOnceNode(
       const location = res.headers.location;
       if (status >= 300 && status < 400 && location) {
         res.resume();
-        let hop;
+        let hop: ReturnType<typeof nextRedirect>;
         try {
           hop = nextRedirect(u, location, redirects, s.maxRedirects);
         } catch (e) {

@@ -22,6 +22,7 @@ import { inflateRawSync } from 'node:zlib';
 import { InvalidImage } from '../protocol/agent-api.js';
 import type { AlignedWriter } from './aligned-writer.js';
 import type { Sink } from './sinks.js';
+import { errorMessage } from '../common/errors.js';
 
 export interface QcowHeader {
   version: number;
@@ -151,7 +152,8 @@ export class QcowSink implements Sink {
       if (inCluster === 0) this.startCluster(host);
       const n = Math.min(chunk.length - off, this.cs - inCluster);
       const seg = chunk.subarray(off, off + n);
-      this.captureL1(seg);
+      const l1 = this.captureL1(seg);
+      if (l1) wait = wait ? wait.then(() => l1) : l1;
       if (this.curKind === 'data') {
         const p = this.writeGuest(this.dataMap.get(host)! + inCluster, seg, inCluster === 0);
         if (p) wait = wait ? wait.then(() => p) : p;
@@ -175,29 +177,33 @@ export class QcowSink implements Sink {
     this.curBuf = this.curKind === 'l2' || this.curKind === 'hold' || this.curKind === 'unknown' ? Buffer.allocUnsafe(this.cs) : null;
   }
 
-  private captureL1(seg: Buffer): void {
+  /** Returns the writes of data clusters that arrived before the L1 table pointed at them (awaited by push). */
+  private captureL1(seg: Buffer): Promise<void> | undefined {
     const start = this.pos;
     const l1s = this.header.l1Offset;
     const l1e = l1s + this.l1Buf.length;
     const a = Math.max(start, l1s);
     const b = Math.min(start + seg.length, l1e);
-    if (a >= b) return;
+    if (a >= b) return undefined;
     seg.copy(this.l1Buf, a - l1s, a - start, b - start);
     this.l1Got += b - a;
-    if (this.l1Done()) this.parseL1();
+    return this.l1Done() ? this.parseL1() : undefined;
   }
 
-  private parseL1(): void {
+  private parseL1(): Promise<void> | undefined {
     const perL2 = this.cs / 8;
     for (let i = 0; i < this.header.l1Size; i++) {
       const off = Number(this.l1Buf.readBigUInt64BE(i * 8) & OFFSET_MASK);
       if (off !== 0) this.l2Wanted.set(off, i * perL2 * this.cs);
     }
-    // L2 tables that already passed were kept as 'unknown' in pending.
+    // L2 tables that already passed were kept as 'unknown' in pending; their data clusters are written now.
+    let wait: Promise<void> | undefined;
     for (const [host, guest] of [...this.l2Wanted]) {
       const held = this.takeHeld(host);
-      if (held) this.parseL2(host, guest, held);
+      const p = held ? this.parseL2(host, guest, held) : undefined;
+      if (p) wait = wait ? wait.then(() => p) : p;
     }
+    return wait;
   }
 
   private takeHeld(host: number): Buffer | null {
@@ -299,7 +305,7 @@ export class QcowSink implements Sink {
       try {
         out = inflateRawSync(raw, { finishFlush: 2 /* Z_SYNC_FLUSH: trailing sector padding is fine */ });
       } catch (e) {
-        throw new InvalidImage(`Corrupt compressed qcow2 cluster at ${c.start}: ${(e as Error).message}`);
+        throw new InvalidImage(`Corrupt compressed qcow2 cluster at ${c.start}: ${errorMessage(e)}`);
       }
       if (out.length < this.cs) out = Buffer.concat([out, Buffer.alloc(this.cs - out.length)]);
       const p = this.writeGuest(c.guest, out.subarray(0, this.cs), true);

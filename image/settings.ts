@@ -28,6 +28,8 @@ export interface ImageSettings {
   firmwareMaxBytes: number;
   /** Redirects followed per request (image, checksum file, firmware). */
   maxRedirects: number;
+  /** Hash downloads in a worker thread instead of in-thread (hasher.ts says why it is off by default). */
+  hashInWorker: boolean;
 }
 
 const defaults: ImageSettings = {
@@ -46,6 +48,7 @@ const defaults: ImageSettings = {
   efiSystemPartitionMb: 550,
   firmwareMaxBytes: 1024 * 1024 * 1024,
   maxRedirects: 5,
+  hashInWorker: false,
 };
 
 let current: ImageSettings = { ...defaults };

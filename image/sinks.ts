@@ -145,7 +145,7 @@ export class DecompressSink implements Sink {
         }
       });
     });
-    this.finished.catch(() => undefined);
+    this.finished.catch(() => undefined); // observed here so it is never unhandled; end() awaits and rethrows it
   }
 
   private fail(e: unknown): void {

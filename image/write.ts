@@ -54,7 +54,7 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
   const t0 = Date.now();
   const expected = o.expected ?? (await expectedChecksum(o.info, o.auth));
   const progress = o.progress ?? new Progress(undefined, o.info.id);
-  const hash = imageHasher(expected.algo);
+  const hash = imageHasher(expected.algo, imageSettings().hashInWorker);
   const writer = await AlignedWriter.open(o.device, { limit: o.limit });
   let layers: ImageFormat[] = [];
   let qcow: QcowSink | null = null;

@@ -1,11 +1,10 @@
 /**
- * The agent command API's wire types and error catalogue (IPA-compatible, reference/ipa-protocol.md §3, §7).
+ * The agent command API's wire types and error catalogue (IPA-compatible).
  * Imported by the agent's server and by the conductor's agent client: defined here only.
  */
 import { z } from 'zod';
-import { BaremetalError } from '../common/errors.js';
+import { BaremetalError, errorMessage } from '../common/errors.js';
 
-export const AGENT_API_VERSION = 'v1';
 /** Reported as agent_version in heartbeats: IPA-like semver so Ironic's feature checks pass. */
 export const AGENT_VERSION = '11.1.0';
 
@@ -43,7 +42,7 @@ export const CommandRequestSchema = z.object({
 });
 export type CommandRequest = z.infer<typeof CommandRequestSchema>;
 
-/** A step as agents report them (§5.4). */
+/** A step as agents report them. */
 export interface AgentStep {
   step: string;
   priority: number;
@@ -126,7 +125,7 @@ export const LookupAgentIPError = mk('LookupAgentIPError', 500, 'Error finding I
 /** Any thrown value → IPA's four-key error (non-agent errors become CommandExecutionError). */
 export function serializeError(err: unknown): SerializedError {
   if (err instanceof AgentError) return err.serialize();
-  const details = err instanceof Error ? err.message : String(err);
+  const details = errorMessage(err);
   return { type: 'CommandExecutionError', code: 500, message: 'Command execution failed', details };
 }
 

@@ -1,11 +1,10 @@
 /**
- * Lookup and heartbeat wire types (reference/ipa-protocol.md §2.2–2.4, ironic-api.md §2.8).
+ * Lookup and heartbeat wire types.
  * Imported by the conductor's API and by the agent's conductor client: defined here only.
  */
 import { z } from 'zod';
 
 /** Minimum microversions the agent needs for each feature. */
-export const LOOKUP_MIN_VERSION = '1.22';
 export const AGENT_TOKEN_VERSION = '1.62';
 export const AGENT_VERIFY_CA_VERSION = '1.68';
 export const AGENT_STATUS_VERSION = '1.72';

@@ -50,7 +50,7 @@ async function packagesOf(paths: string[]): Promise<Map<string, { pkg: string; v
   const out = new Map<string, { pkg: string; version: string }>();
   if (paths.length === 0) return out;
   const owners = new Map<string, string>();
-  const r = await run('dpkg', ['-S', ...paths], { okCodes: [0, 1], quiet: true }).catch(() => null);
+  const r = await run('dpkg', ['-S', ...paths], { okCodes: [0, 1], quiet: true }).catch(() => null); // no dpkg: no owners listed
   for (const line of r?.stdout.split('\n') ?? []) {
     const m = line.match(/^([^:,\s]+)(?::\S+)?(?:, [^:]+)?: (\/.+)$/);
     if (m?.[1] && m[2]) owners.set(m[2], m[1]);
@@ -58,6 +58,7 @@ async function packagesOf(paths: string[]): Promise<Map<string, { pkg: string; v
   const pkgs = [...new Set(owners.values())];
   const versions = new Map<string, string>();
   if (pkgs.length) {
+    // No dpkg-query: versions stay unknown in the manifest.
     const q = await run('dpkg-query', ['-W', '-f', '${Package} ${Version}\\n', ...pkgs], { okCodes: [0, 1], quiet: true }).catch(() => null);
     for (const line of q?.stdout.split('\n') ?? []) {
       const [p, v] = line.split(' ');

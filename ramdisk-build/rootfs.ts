@@ -19,7 +19,7 @@ export const RAMDISK_MANAGER_DIR = '/usr/lib/baremetal-agent/managers';
 export const RAMDISK_AGENT_PATH = '/usr/bin/baremetal-agent';
 export const RAMDISK_AGENT_LOG = '/var/log/baremetal-agent.log';
 
-/** External programs the agent and the hardware managers run (reference/ipa-protocol.md; common/exec callers). */
+/** External programs the agent and the hardware managers run (common/exec callers). */
 export const TOOLS = [
   'lsblk', 'blkid', 'wipefs', 'sgdisk', 'sfdisk', 'parted', 'partprobe', 'mkfs.vfat', 'mkfs.fat', 'mkfs.ext4',
   'mke2fs', 'e2fsck', 'resize2fs', 'tune2fs', 'mkfs.xfs', 'mdadm', 'qemu-img', 'ipmitool', 'ip', 'efibootmgr',

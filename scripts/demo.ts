@@ -140,6 +140,7 @@ async function main(): Promise<number> {
       console.error('This part of baremetal-ts has not landed yet; the demo cannot run end to end without it.');
     }
     if (lab && node) {
+      // Reporting a failure: a conductor that is down too just means less detail in the report.
       const n: NodeJson | undefined = await lab.api.getNode(node.uuid).catch(() => undefined);
       if (n) console.error(`node ${node.name}: provision_state=${n.provision_state} power_state=${n.power_state} last_error: ${n.last_error ?? 'none'}`);
     }

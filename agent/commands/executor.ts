@@ -1,5 +1,5 @@
 /**
- * Runs commands one at a time and keeps every result for the agent's lifetime (reference/ipa-protocol.md §3.3-3.4).
+ * Runs commands one at a time and keeps every result for the agent's lifetime.
  * Dispatch errors (bad name, unknown extension/command, bad params, busy) are thrown for the HTTP layer; anything
  * failing once a command runs becomes a FAILED record. Sync commands complete inside the call, async ones are
  * RUNNING at once and finish in the background, then `onAsyncDone` fires (the heartbeat loop forces a heartbeat).
@@ -17,6 +17,7 @@ import {
 } from '../../protocol/agent-api.js';
 import { CommandRegistry } from './registry.js';
 import type { CommandContext } from './types.js';
+import { NO_AGENT, type AgentLifecycle } from '../lifecycle.js';
 
 export interface ExecutorOptions {
   /** Called after any async command finishes (success or failure). */
@@ -24,6 +25,8 @@ export interface ExecutorOptions {
   /** Minimum gap between progress merges into command_result (default 1000 ms). */
   progressIntervalMs?: number;
   log?: Logger;
+  /** The agent the commands run in (default: a stand-in refusing power/node-info changes). */
+  agent?: AgentLifecycle;
 }
 
 class CommandRecord {
@@ -215,6 +218,7 @@ export class CommandExecutor {
     return {
       log: this.log.child({ command: rec.name, id: rec.id }),
       signal: this.abort.signal,
+      agent: this.opts.agent ?? NO_AGENT,
       progress: (update) => {
         if (rec.status !== 'RUNNING') return;
         pending = { ...(pending ?? {}), ...update };

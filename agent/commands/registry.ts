@@ -1,5 +1,5 @@
 /**
- * Extensions by name and `extension.command` lookup with IPA's dispatch errors (reference/ipa-protocol.md §3.4):
+ * Extensions by name and `extension.command` lookup with IPA's dispatch errors:
  * no dot → 400, unknown extension → 404, unknown command → 400, params rejected by the command's schema → 400.
  * Several modules may contribute commands to one extension (standby's power commands and its image commands).
  */
@@ -88,6 +88,3 @@ export function defineCommand<P>(def: CommandDef<P>): CommandDef<never> {
   return def as unknown as CommandDef<never>;
 }
 
-export function registerExtension(name: string, commands: ExtensionCommands): void {
-  registry.register(name, commands);
-}

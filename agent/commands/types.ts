@@ -4,6 +4,7 @@
  */
 import type { ZodType } from 'zod';
 import type { Logger } from '../../common/logger.js';
+import type { AgentLifecycle } from '../lifecycle.js';
 
 export interface CommandContext {
   log: Logger;
@@ -11,6 +12,8 @@ export interface CommandContext {
   progress(update: Record<string, unknown>): void;
   /** Aborted on agent shutdown. */
   signal: AbortSignal;
+  /** The running agent: its node from lookup, stop serving (power-off, reboot, lockdown). */
+  agent: AgentLifecycle;
 }
 
 export interface CommandDef<P = Record<string, unknown>> {

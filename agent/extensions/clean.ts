@@ -1,5 +1,5 @@
 /**
- * The `clean` extension (reference/ipa-protocol.md §4.1): get_clean_steps (sync) and execute_clean_step (async),
+ * The `clean` extension: get_clean_steps (sync) and execute_clean_step (async),
  * both over the hardware managers (hardware-managers/steps.ts).
  */
 import type { ExtensionCommands } from '../commands/types.js';

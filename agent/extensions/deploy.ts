@@ -1,5 +1,5 @@
 /**
- * The `deploy` extension (reference/ipa-protocol.md §4.2): get_deploy_steps (sync) and execute_deploy_step (async),
+ * The `deploy` extension: get_deploy_steps (sync) and execute_deploy_step (async),
  * both over the hardware managers (hardware-managers/steps.ts). write_image is a generic-manager deploy step.
  */
 import type { ExtensionCommands } from '../commands/types.js';

@@ -1,4 +1,4 @@
-/** image.install_bootloader (reference/ipa-protocol.md §4.5): GRUB for partition images, UEFI entries. */
+/** image.install_bootloader: GRUB for partition images, UEFI entries. */
 import { z } from 'zod';
 import { hardwareContext } from '../../hardware-managers/context.js';
 import { defineCommand } from '../commands/registry.js';

@@ -1,5 +1,5 @@
 /**
- * log.collect_system_logs (reference/ipa-protocol.md §4.6): a base64 tar.gz of the agent's log, dmesg, the
+ * log.collect_system_logs: a base64 tar.gz of the agent's log, dmesg, the
  * journal where there is one, and a few system views (network, disks, mounts, processes). Every piece is best
  * effort: a tool that is missing or fails is noted in the tarball's index, never a failed command.
  */
@@ -12,7 +12,6 @@ import { have, run } from '../../common/exec.js';
 import { errorMessage } from '../../common/errors.js';
 import { defineCommand } from '../commands/registry.js';
 import type { ExtensionCommands } from '../commands/types.js';
-import { lifecycle } from '../lifecycle.js';
 
 export const extension = 'log';
 
@@ -36,13 +35,13 @@ const FILES: [string, string][] = [
   ['meminfo', '/proc/meminfo'],
 ];
 
-export async function collectSystemLogs(): Promise<string> {
+export async function collectSystemLogs(agentLogFile: string | null): Promise<string> {
   const work = await mkdtemp(join(tmpdir(), 'bmts-logs-'));
   const dir = join(work, 'logs');
   const index: string[] = [];
   try {
     await run('mkdir', ['-p', dir]);
-    const agentLogs = new Set([lifecycle().logFile, '/var/log/baremetal-agent.log']);
+    const agentLogs = new Set([agentLogFile, '/var/log/baremetal-agent.log']);
     let n = 0;
     for (const f of agentLogs) {
       if (!f || !existsSync(f)) continue;
@@ -86,6 +85,6 @@ export const commands: ExtensionCommands = {
     async: false,
     params: z.object({}).loose(),
     confidentialResult: true,
-    run: async () => ({ system_logs: await collectSystemLogs() }),
+    run: async (_p, ctx) => ({ system_logs: await collectSystemLogs(ctx.agent.logFile) }),
   }),
 };

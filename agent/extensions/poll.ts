@@ -1,5 +1,5 @@
 /**
- * poll (reference/ipa-protocol.md §4.9): get_hardware_info (the hardware managers' inventory), get_node_info
+ * poll: get_hardware_info (the hardware managers' inventory), get_node_info
  * (what the lookup returned), set_node_info (standalone mode only, as IPA).
  */
 import { z } from 'zod';
@@ -7,7 +7,6 @@ import { dispatchToManagers } from '../../hardware-managers/dispatch.js';
 import { setHardwareContext } from '../../hardware-managers/context.js';
 import { defineCommand } from '../commands/registry.js';
 import type { ExtensionCommands } from '../commands/types.js';
-import { lifecycle } from '../lifecycle.js';
 import { InvalidCommandError } from '../../protocol/agent-api.js';
 import type { LookupConfig, LookupNode } from '../../protocol/lookup.js';
 
@@ -27,8 +26,8 @@ export const commands: ExtensionCommands = {
   get_node_info: defineCommand({
     async: false,
     params: z.object({}).loose(),
-    run: async () => {
-      const { node, config } = lifecycle().nodeInfo();
+    run: async (_p, ctx) => {
+      const { node, config } = ctx.agent.nodeInfo();
       // The token authenticates the conductor to us; never echo it back.
       return { node, config: config && config.agent_token ? { ...config, agent_token: '******' } : config };
     },
@@ -36,10 +35,10 @@ export const commands: ExtensionCommands = {
   set_node_info: defineCommand({
     async: false,
     params: z.object({ node_info: nodeInfo }),
-    run: async (p) => {
-      if (!lifecycle().standalone) throw new InvalidCommandError('set_node_info is only allowed in standalone mode');
+    run: async (p, ctx) => {
+      if (!ctx.agent.standalone) throw new InvalidCommandError('set_node_info is only allowed in standalone mode');
       const info = p.node_info as unknown as { node: LookupNode; config: LookupConfig };
-      lifecycle().setNodeInfo(info);
+      ctx.agent.setNodeInfo(info);
       setHardwareContext({ node: info.node });
       return null;
     },

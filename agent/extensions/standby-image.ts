@@ -1,5 +1,5 @@
 /**
- * standby's image commands (reference/ipa-protocol.md §4.4): prepare_image (async), get_partition_uuids (sync),
+ * standby's image commands: prepare_image (async), get_partition_uuids (sync),
  * and cache_image (older IPA: write the image without the config drive). The power commands are in standby.ts.
  */
 import { z } from 'zod';

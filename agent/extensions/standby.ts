@@ -1,5 +1,5 @@
 /**
- * standby's power commands (reference/ipa-protocol.md §4.4): power_off, run_image (reboot), sync. The image
+ * standby's power commands: power_off, run_image (reboot), sync. The image
  * commands of the same extension live in standby-image.ts.
  * Safety: outside the ramdisk (no marker file) nothing powers the machine off; the agent process ends instead,
  * as if the node had gone down.
@@ -11,7 +11,6 @@ import { errorMessage } from '../../common/errors.js';
 import { inRamdisk } from '../../common/ramdisk.js';
 import { defineCommand } from '../commands/registry.js';
 import type { CommandContext, ExtensionCommands } from '../commands/types.js';
-import { lifecycle } from '../lifecycle.js';
 import { SystemRebootError } from '../../protocol/agent-api.js';
 
 export const extension = 'standby';
@@ -28,7 +27,7 @@ async function shutdown(kind: 'poweroff' | 'reboot', ctx: CommandContext): Promi
   await syncFilesystems(ctx);
   if (!inRamdisk()) {
     ctx.log.warn({ action: kind }, 'not inside the ramdisk: ending the agent process instead of the machine');
-    void lifecycle().stopServing(kind === 'poweroff' ? 'power_off' : 'reboot', { exit: true });
+    void ctx.agent.stopServing(kind === 'poweroff' ? 'power_off' : 'reboot', { exit: true });
     return null;
   }
   // IPA: run the tool; if it fails or only says "ignoring request", fall back to the kernel's sysrq trigger.

@@ -1,5 +1,5 @@
 /**
- * system.lockdown (reference/ipa-protocol.md §4.8): Ironic uses it for nodes that must not be powered off. The API
+ * system.lockdown: Ironic uses it for nodes that must not be powered off. The API
  * and the heartbeats stop, every NIC goes down and the agent idles. Outside the ramdisk the NICs are the host's,
  * so the agent process just ends instead.
  */
@@ -11,7 +11,6 @@ import { getLogger } from '../../common/logger.js';
 import { inRamdisk } from '../../common/ramdisk.js';
 import { defineCommand } from '../commands/registry.js';
 import type { ExtensionCommands } from '../commands/types.js';
-import { lifecycle } from '../lifecycle.js';
 
 export const extension = 'system';
 const log = getLogger('lockdown');
@@ -32,10 +31,10 @@ export const commands: ExtensionCommands = {
     run: async (_p, ctx) => {
       if (!inRamdisk()) {
         ctx.log.warn('lockdown outside the ramdisk: ending the agent process, host NICs untouched');
-        void lifecycle().stopServing('lockdown', { exit: true });
+        void ctx.agent.stopServing('lockdown', { exit: true });
         return null;
       }
-      void lifecycle()
+      void ctx.agent
         .stopServing('lockdown', { exit: false })
         .then(nicsDown)
         .then(() => log.warn('locked down: API stopped, NICs down'));

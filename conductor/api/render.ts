@@ -33,7 +33,6 @@ export const NODE_FIELDS: readonly string[] = [
   'target_provision_state', 'target_raid_config', 'traits', 'updated_at', 'uuid', 'vendor_interface',
 ];
 const NODE_FIELD_SET = new Set(NODE_FIELDS);
-export const NODE_LIST_FIELDS = ['uuid', 'name', 'instance_uuid', 'power_state', 'provision_state', 'maintenance'];
 
 /**
  * Substrings of stored JSON that may need masking (SQL LIKE hints for the store, and a cheap pre-check):
@@ -93,9 +92,8 @@ export function renderNode(node: NodeRecord, o: NodeRenderOptions): Obj {
   if (o.fields === undefined) {
     out.links = links(o.base, 'nodes', node.uuid);
     out.ports = links(o.base, 'nodes', `${node.uuid}/ports`);
+    // Only routed sub-resources are linked (no portgroups or volume here).
     if (o.minor >= 14) out.states = links(o.base, 'nodes', `${node.uuid}/states`);
-    if (o.minor >= 24) out.portgroups = links(o.base, 'nodes', `${node.uuid}/portgroups`);
-    if (o.minor >= 32) out.volume = links(o.base, 'nodes', `${node.uuid}/volume`);
   }
   return out;
 }
@@ -159,8 +157,6 @@ export function nodeListSpec(o: { minor: number; base: string; fields?: readonly
   if (o.fields === undefined) {
     links.push(['links', ''], ['ports', '/ports']);
     if (o.minor >= 14) links.push(['states', '/states']);
-    if (o.minor >= 24) links.push(['portgroups', '/portgroups']);
-    if (o.minor >= 32) links.push(['volume', '/volume']);
   }
   return { ...common, fields, links };
 }

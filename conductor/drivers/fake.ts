@@ -4,10 +4,7 @@
  * cleaning has no steps, so `provide` and `undeploy` finish at once.
  */
 import { InvalidParameterValue } from '../errors.js';
-import {
-  registerHardwareType, registerInterface, type DeployInterface, type InspectInterface, type RaidInterface,
-  type RescueInterface,
-} from './index.js';
+import type { DeployInterface, DriverRegistry, InspectInterface, RaidInterface, RescueInterface } from './index.js';
 import type { BootDevice, BootInterface, DriverInterface, DriverNode, ManagementInterface, PowerInterface, PowerState,
   PowerTarget } from './types.js';
 
@@ -37,21 +34,23 @@ export const fakePower: PowerInterface = {
   getSupportedPowerStates() { return [...SUPPORTED_POWER]; },
 };
 
-const bootDevices = new Map<string, { boot_device: BootDevice; persistent: boolean }>();
-
-export const fakeManagement: ManagementInterface = {
-  name: 'fake',
-  validate() {},
-  getSupportedBootDevices() { return [...BOOT_DEVICES]; },
-  async getBootDevice(node) {
-    return bootDevices.get(node.uuid) ?? { boot_device: 'pxe', persistent: false };
-  },
-  async setBootDevice(node, device, persistent) {
-    if (!BOOT_DEVICES.includes(device)) throw new InvalidParameterValue(`Invalid boot device ${device} specified.`);
-    bootDevices.set(node.uuid, { boot_device: device, persistent });
-    record(node, 'setBootDevice', { device, persistent });
-  },
-};
+/** Fake management remembers each node's boot device; one instance (and memory) per conductor. */
+export function createFakeManagement(): ManagementInterface {
+  const bootDevices = new Map<string, { boot_device: BootDevice; persistent: boolean }>();
+  return {
+    name: 'fake',
+    validate() {},
+    getSupportedBootDevices() { return [...BOOT_DEVICES]; },
+    async getBootDevice(node) {
+      return bootDevices.get(node.uuid) ?? { boot_device: 'pxe', persistent: false };
+    },
+    async setBootDevice(node, device, persistent) {
+      if (!BOOT_DEVICES.includes(device)) throw new InvalidParameterValue(`Invalid boot device ${device} specified.`);
+      bootDevices.set(node.uuid, { boot_device: device, persistent });
+      record(node, 'setBootDevice', { device, persistent });
+    },
+  };
+}
 
 export const fakeBoot: BootInterface = {
   name: 'fake',
@@ -87,25 +86,25 @@ export const fakeInspect: InspectInterface = {
 export const fakeRaid: RaidInterface = { name: 'fake', validate() {} };
 const accepting = (name: string): DriverInterface => ({ name, validate() {} });
 
-export function registerFakeHardware(): void {
-  registerInterface('power', fakePower);
-  registerInterface('management', fakeManagement);
-  registerInterface('boot', fakeBoot);
-  registerInterface('deploy', fakeDeploy);
-  registerInterface('rescue', fakeRescue);
-  registerInterface('inspect', fakeInspect);
-  registerInterface('raid', fakeRaid);
-  registerInterface('bios', accepting('fake'));
-  registerInterface('console', accepting('fake'));
-  registerInterface('vendor', accepting('fake'));
-  registerInterface('storage', accepting('fake'));
-  registerHardwareType({
+export function registerFakeHardware(reg: DriverRegistry): void {
+  reg.registerInterface('power', fakePower);
+  reg.registerInterface('management', createFakeManagement());
+  reg.registerInterface('boot', fakeBoot);
+  reg.registerInterface('deploy', fakeDeploy);
+  reg.registerInterface('rescue', fakeRescue);
+  reg.registerInterface('inspect', fakeInspect);
+  reg.registerInterface('raid', fakeRaid);
+  reg.registerInterface('bios', accepting('fake'));
+  reg.registerInterface('console', accepting('fake'));
+  reg.registerInterface('vendor', accepting('fake'));
+  reg.registerInterface('storage', accepting('fake'));
+  reg.registerHardwareType({
     name: 'fake-hardware',
     supported: {
       bios: ['fake', 'no-bios'],
-      boot: ['fake', 'ipxe', 'pxe'],
+      boot: ['fake', 'ipxe'],
       console: ['fake', 'no-console'],
-      deploy: ['fake', 'direct', 'ramdisk'],
+      deploy: ['fake', 'direct'],
       inspect: ['fake', 'no-inspect'],
       management: ['fake'],
       network: ['noop', 'flat'],

@@ -2,8 +2,8 @@
  * Driver registry: interface implementations by kind and name, and hardware types that compose them
  * (Ironic's drivers/generic.py idea: composition, not inheritance).
  *
- * Adding a driver is additive: call `registerInterface(kind, impl)` for each implementation and
- * `registerHardwareType({name, supported})` for the type, from a `register*()` function listed in
+ * Adding a driver is additive: call `reg.registerInterface(kind, impl)` for each implementation and
+ * `reg.registerHardwareType({name, supported})` for the type, from a `register*(reg)` function listed in
  * conductor/drivers/builtin.ts. The config then decides which types/interfaces are enabled; a node picks one
  * implementation per kind (its `*_interface` fields), defaulting to the first supported and enabled one.
  */
@@ -71,80 +71,108 @@ export interface InterfaceTypes {
 }
 export type ImplOf<K extends InterfaceKind> = K extends keyof InterfaceTypes ? InterfaceTypes[K] : DriverInterface;
 
-const implementations = new Map<InterfaceKind, Map<string, DriverInterface>>();
-const hardwareTypes = new Map<string, HardwareType>();
+/**
+ * One conductor's drivers: the implementations it registered (configured with its own settings) and the
+ * hardware types composing them. Each conductor builds its own (conductor/drivers/builtin.ts), so two
+ * conductors in one process never share a configured driver instance.
+ */
+export class DriverRegistry {
+  private readonly implementations = new Map<InterfaceKind, Map<string, DriverInterface>>();
+  private readonly hardwareTypes = new Map<string, HardwareType>();
 
-export function registerInterface<K extends InterfaceKind>(kind: K, impl: ImplOf<K>): void {
-  let byName = implementations.get(kind);
-  if (!byName) implementations.set(kind, (byName = new Map()));
-  byName.set(impl.name, impl);
-}
+  constructor(private readonly cfg: ConductorConfig) {}
 
-export function registerHardwareType(type: HardwareType): void {
-  hardwareTypes.set(type.name, type);
-}
-
-export function getInterfaceImpl<K extends InterfaceKind>(kind: K, name: string): ImplOf<K> | undefined {
-  return implementations.get(kind)?.get(name) as ImplOf<K> | undefined;
-}
-
-export function registeredHardwareTypes(): HardwareType[] {
-  return [...hardwareTypes.values()];
-}
-
-/** Hardware types both registered and enabled in config, in config order. */
-export function enabledHardwareTypes(cfg: ConductorConfig): HardwareType[] {
-  return cfg.enabled_hardware_types.map((n) => hardwareTypes.get(n)).filter((t): t is HardwareType => !!t);
-}
-
-export function getHardwareType(cfg: ConductorConfig, name: string): HardwareType {
-  const t = hardwareTypes.get(name);
-  if (!t || !cfg.enabled_hardware_types.includes(name)) throw new DriverNotFound(name);
-  return t;
-}
-
-function enabledImpls(cfg: ConductorConfig, kind: InterfaceKind): string[] {
-  const registered = [...(implementations.get(kind)?.keys() ?? [])];
-  const wanted = cfg.enabled_interfaces[kind];
-  return wanted ? wanted.filter((n) => registered.includes(n)) : registered;
-}
-
-/** Implementations of `kind` the type supports and the config enables, the type's preference order. */
-export function supportedInterfaces(cfg: ConductorConfig, type: HardwareType, kind: InterfaceKind): string[] {
-  const enabled = enabledImpls(cfg, kind);
-  return (type.supported[kind] ?? []).filter((n) => enabled.includes(n));
-}
-
-export function defaultInterface(cfg: ConductorConfig, type: HardwareType, kind: InterfaceKind): string | null {
-  const supported = supportedInterfaces(cfg, type, kind);
-  const configured = cfg.default_interfaces[kind];
-  if (configured && supported.includes(configured)) return configured;
-  return supported[0] ?? null;
-}
-
-/** Interface fields for a new node / a driver change: the node's explicit choices validated, defaults for the rest. */
-export function resolveInterfaceFields(cfg: ConductorConfig, driver: string,
-  requested: Partial<Record<NodeInterfaceKind, string | null | undefined>>): Record<`${NodeInterfaceKind}_interface`, string | null> {
-  const type = getHardwareType(cfg, driver);
-  const out = {} as Record<`${NodeInterfaceKind}_interface`, string | null>;
-  for (const kind of NODE_INTERFACE_KINDS) {
-    const want = requested[kind];
-    if (want !== undefined && want !== null) {
-      if (!supportedInterfaces(cfg, type, kind).includes(want)) {
-        throw new InvalidParameterValue(`Could not find the following interface in the 'ironic.hardware.interfaces.` +
-          `${kind}' entrypoint: ${want}. Valid interfaces are ${supportedInterfaces(cfg, type, kind).join(', ')}.`);
-      }
-      out[`${kind}_interface`] = want;
-    } else {
-      out[`${kind}_interface`] = defaultInterface(cfg, type, kind);
-    }
+  registerInterface<K extends InterfaceKind>(kind: K, impl: ImplOf<K>): void {
+    const byName = this.implementations.get(kind) ?? new Map<string, DriverInterface>();
+    this.implementations.set(kind, byName);
+    byName.set(impl.name, impl);
   }
-  return out;
+
+  registerHardwareType(type: HardwareType): void {
+    this.hardwareTypes.set(type.name, type);
+  }
+
+  getInterfaceImpl<K extends InterfaceKind>(kind: K, name: string): ImplOf<K> | undefined {
+    return this.implementations.get(kind)?.get(name) as ImplOf<K> | undefined;
+  }
+
+  registeredHardwareTypes(): HardwareType[] {
+    return [...this.hardwareTypes.values()];
+  }
+
+  /** Hardware types both registered and enabled in config, in config order. */
+  enabledHardwareTypes(): HardwareType[] {
+    return this.cfg.enabled_hardware_types.map((n) => this.hardwareTypes.get(n)).filter((t): t is HardwareType => !!t);
+  }
+
+  getHardwareType(name: string): HardwareType {
+    const t = this.hardwareTypes.get(name);
+    if (!t || !this.cfg.enabled_hardware_types.includes(name)) throw new DriverNotFound(name);
+    return t;
+  }
+
+  private enabledImpls(kind: InterfaceKind): string[] {
+    const registered = [...(this.implementations.get(kind)?.keys() ?? [])];
+    const wanted = this.cfg.enabled_interfaces[kind];
+    return wanted ? wanted.filter((n) => registered.includes(n)) : registered;
+  }
+
+  /** Implementations of `kind` the type supports and the config enables, the type's preference order. */
+  supportedInterfaces(type: HardwareType, kind: InterfaceKind): string[] {
+    const enabled = this.enabledImpls(kind);
+    return (type.supported[kind] ?? []).filter((n) => enabled.includes(n));
+  }
+
+  defaultInterface(type: HardwareType, kind: InterfaceKind): string | null {
+    const supported = this.supportedInterfaces(type, kind);
+    const configured = this.cfg.default_interfaces[kind];
+    if (configured && supported.includes(configured)) return configured;
+    return supported[0] ?? null;
+  }
+
+  /** Interface fields for a new node / a driver change: the node's explicit choices validated, defaults for the rest. */
+  resolveInterfaceFields(driver: string, requested: Partial<Record<NodeInterfaceKind, string | null | undefined>>):
+    Record<`${NodeInterfaceKind}_interface`, string | null> {
+    const type = this.getHardwareType(driver);
+    const out = {} as Record<`${NodeInterfaceKind}_interface`, string | null>;
+    for (const kind of NODE_INTERFACE_KINDS) {
+      const want = requested[kind];
+      if (want !== undefined && want !== null) {
+        const supported = this.supportedInterfaces(type, kind);
+        if (!supported.includes(want)) {
+          throw new InvalidParameterValue(`Could not find the following interface in the 'ironic.hardware.interfaces.` +
+            `${kind}' entrypoint: ${want}. Valid interfaces are ${supported.join(', ')}.`);
+        }
+        out[`${kind}_interface`] = want;
+      } else {
+        out[`${kind}_interface`] = this.defaultInterface(type, kind);
+      }
+    }
+    return out;
+  }
+
+  resolveDriver(node: { driver: string } & Partial<Record<`${NodeInterfaceKind}_interface`, string | null>>): ResolvedDriver {
+    const names: Partial<Record<InterfaceKind, string | null>> = {};
+    for (const kind of NODE_INTERFACE_KINDS) names[kind] = node[`${kind}_interface`] ?? null;
+    return new ResolvedDriver(this, node.driver, names);
+  }
+
+  /** driver_info keys understood by the type's default interfaces (GET /v1/drivers/{name}/properties). */
+  driverProperties(type: HardwareType): Record<string, string> {
+    const props: Record<string, string> = {};
+    for (const kind of NODE_INTERFACE_KINDS) {
+      const n = this.defaultInterface(type, kind);
+      const impl = n ? this.getInterfaceImpl(kind, n) : undefined;
+      Object.assign(props, impl?.properties ?? {});
+    }
+    return props;
+  }
 }
 
 /** A node's resolved interfaces; `get(kind)` throws a clear error when the node's choice is unavailable. */
 export class ResolvedDriver {
-  constructor(readonly hardwareType: string, private readonly names: Partial<Record<InterfaceKind, string | null>>) {}
+  constructor(private readonly registry: DriverRegistry, readonly hardwareType: string,
+    private readonly names: Partial<Record<InterfaceKind, string | null>>) {}
 
   name(kind: InterfaceKind): string | null {
     return this.names[kind] ?? null;
@@ -152,7 +180,7 @@ export class ResolvedDriver {
 
   find<K extends InterfaceKind>(kind: K): ImplOf<K> | undefined {
     const n = this.names[kind];
-    return n ? getInterfaceImpl(kind, n) : undefined;
+    return n ? this.registry.getInterfaceImpl(kind, n) : undefined;
   }
 
   get<K extends InterfaceKind>(kind: K): ImplOf<K> {
@@ -168,22 +196,4 @@ export class ResolvedDriver {
   get management(): ManagementInterface { return this.get('management'); }
   get boot(): BootInterface { return this.get('boot'); }
   get deploy(): DeployInterface { return this.get('deploy'); }
-}
-
-export function resolveDriver(node: { driver: string } & Partial<Record<`${NodeInterfaceKind}_interface`, string | null>>):
-  ResolvedDriver {
-  const names: Partial<Record<InterfaceKind, string | null>> = {};
-  for (const kind of NODE_INTERFACE_KINDS) names[kind] = node[`${kind}_interface`] ?? null;
-  return new ResolvedDriver(node.driver, names);
-}
-
-/** driver_info keys understood by the type's default interfaces (GET /v1/drivers/{name}/properties). */
-export function driverProperties(cfg: ConductorConfig, type: HardwareType): Record<string, string> {
-  const props: Record<string, string> = {};
-  for (const kind of NODE_INTERFACE_KINDS) {
-    const n = defaultInterface(cfg, type, kind);
-    const impl = n ? getInterfaceImpl(kind, n) : undefined;
-    Object.assign(props, impl?.properties ?? {});
-  }
-  return props;
 }

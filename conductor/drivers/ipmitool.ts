@@ -130,7 +130,7 @@ async function serialized<T>(key: string, minGapMs: number, fn: () => Promise<T>
       q.lastEnd = Date.now();
     }
   });
-  q.tail = mine.catch(() => undefined);
+  q.tail = mine.catch(() => undefined); // the queue only orders commands; the caller gets `mine` and its error
   return mine;
 }
 

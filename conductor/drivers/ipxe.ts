@@ -44,6 +44,7 @@ export interface IpxeOptions {
 type Source = { kind: 'path'; value: string } | { kind: 'loopback'; url: string } | { kind: 'remote'; url: string };
 
 /** Control characters and whitespace: in a URL or a kernel parameter they would end the iPXE command line. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point of this check
 const UNSAFE_CHARS = /[\s\x00-\x1f\x7f]/;
 
 /** An http(s) URL fit for an iPXE script: normalised by URL, refused when it holds whitespace or control chars. */
@@ -63,6 +64,7 @@ export function scriptUrl(value: string, what: string): string {
  * line or start another command: printable ASCII only, balanced quotes, no iPXE operators or settings expansion.
  */
 export function kernelParamTokens(value: string, what: string): string[] {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point of this check
   if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) throw new InvalidParameterValue(`${what} must not contain newlines or control characters`);
   const tokens = value.split(/[ \t]+/).filter(Boolean);
   for (const t of tokens) {
@@ -284,5 +286,5 @@ async function atomicWrite(path: string, content: string): Promise<void> {
 
 /** For tests and diagnostics: does the node currently have a per-node script? */
 export async function hasNodeConfig(httpRoot: string, uuid: string): Promise<boolean> {
-  return (await stat(join(httpRoot, uuid, 'config')).catch(() => undefined))?.isFile() ?? false;
+  return (await stat(join(httpRoot, uuid, 'config')).catch(() => undefined))?.isFile() ?? false; // missing = no config
 }

@@ -3,7 +3,7 @@
  * UnsupportedDriverExtension (so `node validate` shows them False, as Ironic does), `noop` ones accept.
  */
 import { UnsupportedDriverExtension } from '../errors.js';
-import { registerInterface, type NodeInterfaceKind } from './index.js';
+import type { DriverRegistry, NodeInterfaceKind } from './index.js';
 import type { DriverInterface } from './types.js';
 
 function unsupported(name: string, kind: string): DriverInterface {
@@ -29,9 +29,9 @@ export const NOOP_INTERFACES: readonly [NodeInterfaceKind, DriverInterface][] = 
   ['storage', accepting('noop')],
 ];
 
-export function registerNoopInterfaces(): void {
+export function registerNoopInterfaces(reg: DriverRegistry): void {
   for (const [kind, impl] of NOOP_INTERFACES) {
     // The registry types rescue/inspect/raid more strictly; these are never called beyond validate(), which fails.
-    registerInterface(kind as 'bios', impl);
+    reg.registerInterface(kind as 'bios', impl);
   }
 }

@@ -1,8 +1,8 @@
 /**
  * The real hardware types (`ipmi`, `redfish`) and their interfaces (`ipmitool`, `redfish`, `ipxe`), plus the
- * services they need at run time (the boot server). `registerRealDrivers()` registers default-configured
- * instances (listed in builtin.ts); `startDriverServices(config)` — called once by main.ts — re-registers them
- * with the configuration and starts the boot server when boot.http_root is set.
+ * services they need at run time (the boot server). `registerRealDrivers(reg)` registers default-configured
+ * instances (listed in builtin.ts); `startDriverServices(config, reg)` — called by main.ts for each conductor —
+ * re-registers them with that conductor's configuration and starts its boot server when boot.http_root is set.
  */
 import { getLogger } from '../../common/logger.js';
 import { resolve, sep } from 'node:path';
@@ -10,11 +10,11 @@ import { ConfigError } from '../../common/errors.js';
 import { startBootServer, type BootServer } from '../boot-server.js';
 import { allowedFileDirs } from '../file-access.js';
 import type { ConductorConfig } from '../config.js';
-import { registerHardwareType, registerInterface } from './index.js';
+import type { DriverRegistry } from './index.js';
 import { IpmitoolManagement, IpmitoolPower, type IpmitoolOptions } from './ipmitool.js';
 import { IpxeBoot } from './ipxe.js';
 import { RedfishManagement, RedfishPower, type RedfishOptions } from './redfish.js';
-import { closeRedfishClients } from './redfish-client.js';
+import { RedfishClientPool } from './redfish-client.js';
 import type { InterfaceKind } from './types.js';
 
 const log = getLogger('drivers');
@@ -25,7 +25,7 @@ function common(power: string, management: string): Partial<Record<InterfaceKind
     // `fake` boot/deploy stay available for tests that have a real BMC but no network.
     boot: ['ipxe', 'fake'],
     console: ['no-console'],
-    deploy: ['direct', 'ramdisk', 'fake'],
+    deploy: ['direct', 'fake'],
     inspect: ['no-inspect'],
     management: [management],
     network: ['noop', 'flat'],
@@ -37,19 +37,20 @@ function common(power: string, management: string): Partial<Record<InterfaceKind
   };
 }
 
-function registerInstances(ipmi: Partial<IpmitoolOptions>, redfish: Partial<RedfishOptions>, ipxe: IpxeBoot): void {
-  registerInterface('power', new IpmitoolPower(ipmi));
-  registerInterface('management', new IpmitoolManagement(ipmi));
-  registerInterface('power', new RedfishPower(redfish));
-  registerInterface('management', new RedfishManagement(redfish));
-  registerInterface('boot', ipxe);
+function registerInstances(reg: DriverRegistry, ipmi: Partial<IpmitoolOptions>, redfish: Partial<RedfishOptions>,
+  ipxe: IpxeBoot, pool: RedfishClientPool): void {
+  reg.registerInterface('power', new IpmitoolPower(ipmi));
+  reg.registerInterface('management', new IpmitoolManagement(ipmi));
+  reg.registerInterface('power', new RedfishPower(redfish, pool));
+  reg.registerInterface('management', new RedfishManagement(redfish, pool));
+  reg.registerInterface('boot', ipxe);
 }
 
-export function registerRealDrivers(): void {
+export function registerRealDrivers(reg: DriverRegistry): void {
   // Unconfigured ipxe: validate() says which boot.* settings are missing.
-  registerInstances({}, {}, new IpxeBoot({ httpRoot: '', httpUrl: '' }));
-  registerHardwareType({ name: 'ipmi', supported: common('ipmitool', 'ipmitool') });
-  registerHardwareType({ name: 'redfish', supported: common('redfish', 'redfish') });
+  registerInstances(reg, {}, {}, new IpxeBoot({ httpRoot: '', httpUrl: '' }), new RedfishClientPool());
+  reg.registerHardwareType({ name: 'ipmi', supported: common('ipmitool', 'ipmitool') });
+  reg.registerHardwareType({ name: 'redfish', supported: common('redfish', 'redfish') });
 }
 
 export interface DriverServices {
@@ -58,14 +59,7 @@ export interface DriverServices {
   close(): Promise<void>;
 }
 
-let current: DriverServices | undefined;
-
-/** The running boot server (undefined when not configured or not started). */
-export function getBootServer(): BootServer | undefined {
-  return current?.bootServer;
-}
-
-export async function startDriverServices(cfg: ConductorConfig): Promise<DriverServices> {
+export async function startDriverServices(cfg: ConductorConfig, reg: DriverRegistry): Promise<DriverServices> {
   const p = cfg.power;
   // deploy.default_boot_mode belongs to the deploy settings; read loosely so this file doesn't depend on them.
   const defaultBootMode = (cfg as { deploy?: { default_boot_mode?: 'bios' | 'uefi' } }).deploy?.default_boot_mode ?? 'bios';
@@ -100,15 +94,13 @@ export async function startDriverServices(cfg: ConductorConfig): Promise<DriverS
     await ipxe.writeBootScripts();
     if (!cfg.boot.http_url) log.warn({ httpUrl: bs.httpUrl }, 'boot.http_url not set: nodes are told the loopback boot server URL');
   }
-  registerInstances(ipmi, redfish, ipxe);
-  const services: DriverServices = {
+  const pool = new RedfishClientPool();
+  registerInstances(reg, ipmi, redfish, ipxe, pool);
+  return {
     bootServer,
     close: async () => {
-      await closeRedfishClients();
+      await pool.close();
       await bootServer?.close();
-      if (current === services) current = undefined;
     },
   };
-  current = services;
-  return services;
 }

@@ -229,6 +229,7 @@ export class RedfishClient {
   /** Delete our session on the BMC (they hold a small, fixed number of sessions) and drop pooled sockets. */
   async close(): Promise<void> {
     if (this.token && this.sessionUri) {
+      // Logging out is courtesy: an unreachable BMC expires the session itself.
       await this.exchange('DELETE', this.sessionUri, undefined, { 'X-Auth-Token': this.token }).catch(() => undefined);
     }
     this.token = undefined;
@@ -236,22 +237,25 @@ export class RedfishClient {
   }
 }
 
-const clients = new Map<string, RedfishClient>();
+/** One conductor's Redfish sessions (its power and management interfaces share them). */
+export class RedfishClientPool {
+  private readonly clients = new Map<string, RedfishClient>();
 
-/** The cached client for these connection settings (keyed by a hash, so no password sits in a map key). */
-export function redfishClientFor(conn: RedfishConnInfo, opts: RedfishClientOptions): RedfishClient {
-  const key = createHash('sha256').update(JSON.stringify([conn, opts])).digest('hex');
-  let c = clients.get(key);
-  if (!c) {
-    c = new RedfishClient(conn, opts);
-    clients.set(key, c);
+  /** The cached client for these connection settings (keyed by a hash, so no password sits in a map key). */
+  clientFor(conn: RedfishConnInfo, opts: RedfishClientOptions): RedfishClient {
+    const key = createHash('sha256').update(JSON.stringify([conn, opts])).digest('hex');
+    let c = this.clients.get(key);
+    if (!c) {
+      c = new RedfishClient(conn, opts);
+      this.clients.set(key, c);
+    }
+    return c;
   }
-  return c;
-}
 
-/** Log out of every BMC session (conductor shutdown, test teardown). */
-export async function closeRedfishClients(): Promise<void> {
-  const all = [...clients.values()];
-  clients.clear();
-  await Promise.all(all.map((c) => c.close()));
+  /** Log out of every BMC session of this pool (conductor shutdown, test teardown). */
+  async close(): Promise<void> {
+    const all = [...this.clients.values()];
+    this.clients.clear();
+    await Promise.all(all.map((c) => c.close()));
+  }
 }

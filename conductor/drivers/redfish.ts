@@ -7,7 +7,7 @@ import { statSync } from 'node:fs';
 import { DriverOperationError, InvalidParameterValue, PowerStateFailure } from '../errors.js';
 import { DriverInfoReader, bootModeOf, parseBool, waitForPowerState, type BootMode } from './driver-info.js';
 import {
-  DEFAULT_REDFISH_CLIENT_OPTIONS, RedfishError, redfishClientFor, type RedfishAuthType, type RedfishClient,
+  DEFAULT_REDFISH_CLIENT_OPTIONS, RedfishClientPool, RedfishError, type RedfishAuthType, type RedfishClient,
   type RedfishClientOptions, type RedfishConnInfo,
 } from './redfish-client.js';
 import type {
@@ -119,7 +119,8 @@ abstract class RedfishBase {
   readonly opts: RedfishOptions;
   readonly properties = REDFISH_PROPERTIES;
 
-  constructor(opts: Partial<RedfishOptions> = {}) {
+  /** `pool`: the conductor's shared sessions (a private pool when constructed alone, as in unit tests). */
+  constructor(opts: Partial<RedfishOptions> = {}, private readonly pool: RedfishClientPool = new RedfishClientPool()) {
     this.opts = { ...DEFAULT_REDFISH_OPTIONS, ...opts };
   }
 
@@ -129,7 +130,7 @@ abstract class RedfishBase {
 
   protected async ctx(node: DriverNode): Promise<Ctx> {
     const info = parseRedfishInfo(node);
-    const client = redfishClientFor(info, this.opts);
+    const client = this.pool.clientFor(info, this.opts);
     const path = await systemPath(client, info);
     return { client, path, system: await client.call('GET', path) };
   }

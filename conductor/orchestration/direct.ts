@@ -1,11 +1,11 @@
 /**
  * The `direct` deploy interface: deploy and cleaning driven through the agent, exactly as Ironic's agent deploy
- * (ironic-api.md §4). deploy()/clean() boot the ramdisk and return 'wait'; heartbeats then carry the step plan
+ *. deploy()/clean() boot the ramdisk and return 'wait'; heartbeats then carry the step plan
  * forward (heartbeat.ts). The out-of-band deploy steps live here.
  */
 import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
-import { registerInterface, type DeployInterface } from '../drivers/index.js';
+import type { DeployInterface } from '../drivers/index.js';
 import { InvalidParameterValue } from '../errors.js';
 import type { NodeTask } from '../locks.js';
 import { nodePowerAction } from '../services/power.js';
@@ -16,16 +16,6 @@ import { allowedFileDirs } from '../file-access.js';
 import { resolveImageUrl } from './image-source.js';
 import { runFrom, type Pending, type StepFlow } from './step-runner.js';
 import { DIRECT_DEPLOY_STEPS, type Step } from './steps.js';
-
-let currentCtx: ConductorContext | null = null;
-/** The deploy interface is registered once per process; the running conductor hands it its context. */
-export function bindDirectDeploy(ctx: ConductorContext): void {
-  currentCtx = ctx;
-}
-function ctxOf(): ConductorContext {
-  if (!currentCtx) throw new Error('direct deploy used before the conductor bound its context');
-  return currentCtx;
-}
 
 function imagePolicy(ctx: ConductorContext): InstanceInfoPolicy {
   return { allowMd5: ctx.config.agent.allow_md5_checksum, allowedFileDirs: allowedFileDirs(ctx.config) };
@@ -143,59 +133,52 @@ export async function powerOffAfterFailure(ctx: ConductorContext, task: NodeTask
   }
 }
 
-export const directDeploy: DeployInterface = {
-  name: 'direct',
-  properties: {},
-  validate(node) {
-    // Before a deploy is requested the node may have no image yet: only a present image_source is checked.
-    if (node.instance_info.image_source !== undefined) {
-      validateInstanceInfo(node.instance_info, currentCtx ? imagePolicy(currentCtx) : {});
-    }
-  },
+/** The `direct` deploy interface of one conductor (each conductor registers its own, bound to its context). */
+export function createDirectDeploy(ctx: ConductorContext): DeployInterface {
+  return {
+    name: 'direct',
+    properties: {},
+    validate(node) {
+      // Before a deploy is requested the node may have no image yet: only a present image_source is checked.
+      if (node.instance_info.image_source !== undefined) validateInstanceInfo(node.instance_info, imagePolicy(ctx));
+    },
 
-  async deploy(task) {
-    const ctx = ctxOf();
-    validateInstanceInfo(task.node.instance_info, imagePolicy(ctx));
-    await task.updateInternalInfo({ deploy_steps: DIRECT_DEPLOY_STEPS, deploy_step_index: -1, deploy_pending: undefined });
-    try {
-      const outcome = await runFrom(ctx, task, deployFlow, 0);
-      return outcome === 'wait' ? 'wait' : undefined;
-    } catch (e) {
-      if (ctx.config.deploy.power_off_on_deploy_failure) await powerOffAfterFailure(ctx, task);
-      throw e;
-    }
-  },
+    async deploy(task) {
+      validateInstanceInfo(task.node.instance_info, imagePolicy(ctx));
+      await task.updateInternalInfo({ deploy_steps: DIRECT_DEPLOY_STEPS, deploy_step_index: -1, deploy_pending: undefined });
+      try {
+        const outcome = await runFrom(ctx, task, deployFlow, 0);
+        return outcome === 'wait' ? 'wait' : undefined;
+      } catch (e) {
+        if (ctx.config.deploy.power_off_on_deploy_failure) await powerOffAfterFailure(ctx, task);
+        throw e;
+      }
+    },
 
-  async tearDown(task) {
-    await nodePowerAction(task, 'power off');
-    await task.driver.boot.cleanUpInstance(task.driverNode());
-  },
+    async tearDown(task) {
+      await nodePowerAction(task, 'power off');
+      await task.driver.boot.cleanUpInstance(task.driverNode());
+    },
 
-  async clean(task, opts) {
-    const ctx = ctxOf();
-    if (opts.disableRamdisk) {
-      throw new InvalidParameterValue('Cleaning without a ramdisk needs out-of-band clean steps; the direct deploy ' +
-        'interface has none, so every clean step needs the agent.');
-    }
-    await task.updateInternalInfo({ clean_steps: undefined, clean_step_index: undefined, clean_pending: 'boot' });
-    await task.save({ clean_step: {} });
-    try {
-      await bootIntoRamdisk(ctx, task);
-    } catch (e) {
+    async clean(task, opts) {
+      if (opts.disableRamdisk) {
+        throw new InvalidParameterValue('Cleaning without a ramdisk needs out-of-band clean steps; the direct deploy ' +
+          'interface has none, so every clean step needs the agent.');
+      }
+      await task.updateInternalInfo({ clean_steps: undefined, clean_step_index: undefined, clean_pending: 'boot' });
+      await task.save({ clean_step: {} });
+      try {
+        await bootIntoRamdisk(ctx, task);
+      } catch (e) {
+        await powerOffAfterFailure(ctx, task);
+        throw e;
+      }
+      return 'wait';
+    },
+
+    async abortCleaning(task) {
       await powerOffAfterFailure(ctx, task);
-      throw e;
-    }
-    return 'wait';
-  },
-
-  async abortCleaning(task) {
-    const ctx = ctxOf();
-    await powerOffAfterFailure(ctx, task);
-    await task.driver.boot.cleanUpRamdisk(task.driverNode());
-  },
-};
-
-export function registerDirectDeploy(): void {
-  registerInterface('deploy', directDeploy);
+      await task.driver.boot.cleanUpRamdisk(task.driverNode());
+    },
+  };
 }
-

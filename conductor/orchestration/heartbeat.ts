@@ -1,5 +1,5 @@
 /**
- * What a heartbeat does (ironic-api.md §4.3): in `wait call-back` it carries the deploy step plan forward, in
+ * What a heartbeat does: in `wait call-back` it carries the deploy step plan forward, in
  * `clean wait` the cleaning plan. Unlike Ironic, a heartbeat that finds the node busy is not dropped: heartbeats
  * for one node are coalesced into at most one pending run after the current one, and a run that finds the node
  * reserved retries briefly instead of giving up (Ironic 21.4 skipped 86% of heartbeats under load).
@@ -12,7 +12,7 @@ import { failCleaning, failDeploy, finishCleaning, finishDeploy } from '../servi
 import { AgentInProgress } from '../agent-client.js';
 import { agentClient, agentEndpoint } from './agent-node.js';
 import { cleanFlow, deployFlow, powerOffAfterFailure } from './direct.js';
-import { setHeartbeatHandler, type HeartbeatFacts } from './hooks.js';
+import type { HeartbeatFacts } from './hooks.js';
 import { recordHeartbeat } from '../services/agent.js';
 import { continueSteps, plan, refreshAgentSteps, runFrom, StepFailure, stepIndex } from './step-runner.js';
 import {
@@ -21,47 +21,33 @@ import {
 } from './steps.js';
 import { collectLogsOnFailure } from './logs.js';
 
-/** Per node: is a run in progress, and did another heartbeat arrive meanwhile? */
-const inflight = new Map<string, { again: boolean }>();
-/** Heartbeat facts the API could not record (node reserved): the latest wins, recorded under our lock. */
-const pendingFacts = new Map<string, HeartbeatFacts>();
 const LOCK_RETRY_MS = 200;
 /** A node reserved longer than this (a long power action, say) is retried on its next heartbeat instead. */
 const LOCK_RETRY_LIMIT_MS = 120_000;
 
-/** Counters for tests and benchmarks: heartbeats handed over, deferred (node was busy), processing runs. */
-const stats = { received: 0, deferred: 0, runs: 0 };
-export function heartbeatStats(): Readonly<typeof stats> {
-  return { ...stats };
-}
-
 export async function handleHeartbeat(nodeUuid: string, ctx: ConductorContext, facts?: HeartbeatFacts): Promise<void> {
-  stats.received++;
+  const hub = ctx.heartbeats;
+  hub.stats.received++;
   if (facts) {
-    stats.deferred++;
-    pendingFacts.set(nodeUuid, { ...pendingFacts.get(nodeUuid), ...facts });
+    hub.stats.deferred++;
+    hub.pendingFacts.set(nodeUuid, { ...hub.pendingFacts.get(nodeUuid), ...facts });
   }
-  const running = inflight.get(nodeUuid);
+  const running = hub.inflight.get(nodeUuid);
   if (running) {
     running.again = true;
     return;
   }
   const slot = { again: true };
-  inflight.set(nodeUuid, slot);
+  hub.inflight.set(nodeUuid, slot);
   try {
     while (slot.again) {
       slot.again = false;
-      stats.runs++;
+      hub.stats.runs++;
       await processWithLock(nodeUuid, ctx);
     }
   } finally {
-    inflight.delete(nodeUuid);
+    hub.inflight.delete(nodeUuid);
   }
-}
-
-/** Resolves when no heartbeat processing is in flight (tests, graceful shutdown). */
-export async function heartbeatsIdle(): Promise<void> {
-  while (inflight.size > 0) await new Promise((r) => setTimeout(r, 20));
 }
 
 async function processWithLock(nodeUuid: string, ctx: ConductorContext): Promise<void> {
@@ -70,9 +56,9 @@ async function processWithLock(nodeUuid: string, ctx: ConductorContext): Promise
     try {
       await ctx.tasks.withNodeTask(nodeUuid, { exclusive: true, retry: false, purpose: 'heartbeat processing' },
         async (task) => {
-          const facts = pendingFacts.get(nodeUuid);
+          const facts = ctx.heartbeats.pendingFacts.get(nodeUuid);
           if (facts) {
-            pendingFacts.delete(nodeUuid);
+            ctx.heartbeats.pendingFacts.delete(nodeUuid);
             await recordHeartbeat(task, facts);
             ctx.log.debug({ node: nodeUuid }, 'deferred heartbeat recorded');
           }
@@ -113,17 +99,23 @@ async function failOperation(ctx: ConductorContext, task: NodeTask, e: unknown):
   const msg = e instanceof StepFailure ? e.message : `${task.node.provision_state === 'clean wait' || task.node.provision_state === 'cleaning'
     ? 'Cleaning' : 'Deploy'} failed on node ${task.node.uuid}: ${errorMessage(e)}`;
   ctx.log.warn({ node: task.node.uuid, err: msg }, 'operation failed');
-  await collectLogsOnFailure(ctx, task).catch(() => undefined);
+  await collectLogsOnFailure(ctx, task).catch(() => undefined); // logs.ts logs its own failures; the operation fails regardless
   const s = task.node.provision_state;
   if (s === 'cleaning' || s === 'clean wait') {
     await failCleaning(task, msg);
     await powerOffAfterFailure(ctx, task);
-    await task.driver.boot.cleanUpRamdisk(task.driverNode()).catch(() => undefined);
+    await cleanUpRamdiskAfterFailure(ctx, task);
   } else if (s === 'deploying' || s === 'wait call-back') {
     await failDeploy(task, msg);
     if (ctx.config.deploy.power_off_on_deploy_failure) await powerOffAfterFailure(ctx, task);
-    await task.driver.boot.cleanUpRamdisk(task.driverNode()).catch(() => undefined);
+    await cleanUpRamdiskAfterFailure(ctx, task);
   }
+}
+
+/** Removes the ramdisk boot files after a failure; a leftover is logged, the failure itself is what counts. */
+async function cleanUpRamdiskAfterFailure(ctx: ConductorContext, task: NodeTask): Promise<void> {
+  await task.driver.boot.cleanUpRamdisk(task.driverNode()).catch((e: unknown) =>
+    ctx.log.warn({ node: task.node.uuid, err: errorMessage(e) }, 'could not remove the ramdisk boot files'));
 }
 
 async function resumeFrom(task: NodeTask, waitState: string): Promise<void> {
@@ -176,7 +168,7 @@ async function continueCleaning(ctx: ConductorContext, task: NodeTask): Promise<
     if (step.abort_after && outcome !== 'still-waiting') {
       // An abort arrived while a non-abortable step ran: honour it now that the step is over.
       await powerOffAfterFailure(ctx, task);
-      await task.driver.boot.cleanUpRamdisk(task.driverNode()).catch(() => undefined);
+      await cleanUpRamdiskAfterFailure(ctx, task);
       if (task.node.provision_state === 'cleaning') await task.fire('wait');
       await task.fire('abort', { lastError: `Clean operation aborted for node ${task.node.uuid} after the completion of step "${step.step}".`,
         extra: { clean_step: {} } });
@@ -204,9 +196,6 @@ async function tearDownCleaning(ctx: ConductorContext, task: NodeTask): Promise<
 }
 
 async function collectLogsIfAlways(ctx: ConductorContext, task: NodeTask): Promise<void> {
+  // logs.ts logs its own failures; missing logs never fail a finished operation.
   if (ctx.config.agent.deploy_logs_collect === 'always') await collectLogsOnFailure(ctx, task, true).catch(() => undefined);
-}
-
-export function registerHeartbeatHandler(): void {
-  setHeartbeatHandler(handleHeartbeat);
 }

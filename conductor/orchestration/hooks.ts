@@ -1,5 +1,5 @@
 /**
- * Registration points between the conductor core and the orchestration (agent-driven deploy/clean/rescue).
+ * The hand-over between the conductor core and the orchestration (agent-driven deploy/clean/rescue).
  * The core calls the heartbeat handler after it has validated a heartbeat and recorded agent_url,
  * agent_version, agent_last_heartbeat (and agent_verify_ca / agent_status) in driver_internal_info, without
  * holding any lock; the handler takes its own task (`ctx.tasks.withNodeTask(uuid, {exclusive: true, retry: false,
@@ -16,13 +16,19 @@ export type HeartbeatFacts = Record<string, unknown>;
 
 export type HeartbeatHandler = (nodeUuid: string, ctx: ConductorContext, facts?: HeartbeatFacts) => Promise<void> | void;
 
-let heartbeatHandler: HeartbeatHandler | null = null;
+/** One conductor's heartbeat state (lives in its context). */
+export class HeartbeatHub {
+  /** Installed by the conductor at start (tests may swap it); null: heartbeats are only recorded. */
+  handler: HeartbeatHandler | null = null;
+  /** Per node: is a run in progress, and did another heartbeat arrive meanwhile? */
+  readonly inflight = new Map<string, { again: boolean }>();
+  /** Heartbeat facts the API could not record (node reserved): the latest wins, recorded under the node's lock. */
+  readonly pendingFacts = new Map<string, HeartbeatFacts>();
+  /** Counters for tests and benchmarks: heartbeats handed over, deferred (node was busy), processing runs. */
+  readonly stats = { received: 0, deferred: 0, runs: 0 };
 
-/** Installs (or, with null, removes) the process-wide heartbeat handler. */
-export function setHeartbeatHandler(fn: HeartbeatHandler | null): void {
-  heartbeatHandler = fn;
-}
-
-export function getHeartbeatHandler(): HeartbeatHandler | null {
-  return heartbeatHandler;
+  /** Resolves when no heartbeat processing is in flight (tests, graceful shutdown). */
+  async idle(): Promise<void> {
+    while (this.inflight.size > 0) await new Promise((r) => setTimeout(r, 20));
+  }
 }

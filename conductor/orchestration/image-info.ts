@@ -1,5 +1,5 @@
 /**
- * The image_info the agent's write_image step gets (ipa-protocol.md §4.4, as Ironic's AgentDeploy builds it)
+ * The image_info the agent's write_image step gets
  * from the node's instance_info. Validation errors name the missing key, so `deploy` fails before any reboot.
  */
 import { InvalidParameterValue, MissingParameterValue } from '../errors.js';

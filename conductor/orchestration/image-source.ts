@@ -7,20 +7,12 @@ import type { ConductorContext } from '../context.js';
 import type { NodeRecord } from '../store/types.js';
 import { InvalidParameterValue } from '../errors.js';
 
-export type ImageCacher = (loopbackUrl: string) => Promise<string>;
-let cacher: ImageCacher | null = null;
-
-/** Installed by the conductor when it runs a boot server. */
-export function setImageCacher(fn: ImageCacher | null): void {
-  cacher = fn;
-}
-
 export async function resolveImageUrl(ctx: ConductorContext, node: NodeRecord, source: string): Promise<string> {
   const mode = node.instance_info.image_download_source ?? node.driver_info.image_download_source ??
     ctx.config.deploy.image_download_source;
   if (mode !== 'http') return source;
-  if (!cacher) {
+  if (!ctx.bootServer) {
     throw new InvalidParameterValue('image_download_source is "http" but this conductor runs no boot server to cache images');
   }
-  return cacher(source);
+  return ctx.bootServer.cacheImage(source);
 }

@@ -1,6 +1,6 @@
 /**
  * Runs a node's deploy or clean step plan (Ironic's do_next_deploy_step / do_next_clean_step and
- * process_next_step, reference ironic-api.md §4, ipa-protocol.md §8.4). All progress lives in the node record
+ * process_next_step). All progress lives in the node record
  * (`<kind>_steps`, `<kind>_step_index`, `<kind>_pending` in driver_internal_info; deploy_step/clean_step), so a
  * conductor restart resumes from the next heartbeat.
  *

@@ -1,5 +1,5 @@
 /**
- * Step lists for deploy and cleaning (ironic-api.md §4.1, §4.4): the driver's out-of-band steps merged with the
+ * Step lists for deploy and cleaning: the driver's out-of-band steps merged with the
  * agent's in-band steps, priorities overridden by config or the user, sorted by priority then interface priority.
  * Pure functions: no I/O, no state.
  */

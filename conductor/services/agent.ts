@@ -1,5 +1,5 @@
 /**
- * Agent-facing lookup and heartbeat (reference §2.8 and §5): the agent token is issued once, at the first
+ * Agent-facing lookup and heartbeat: the agent token is issued once, at the first
  * lookup, and required on every heartbeat; callback URLs are pinned once recorded.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
@@ -7,7 +7,6 @@ import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
 import { IncompleteLookup, InvalidParameterValue, NodeNotFound, NotFound } from '../errors.js';
 import { isUuid, type NodeTask } from '../locks.js';
-import { getHeartbeatHandler } from '../orchestration/hooks.js';
 import { MASKED_TOKEN, type HeartbeatBody } from '../../protocol/lookup.js';
 import { HEARTBEAT_RECORD_ONLY_STATES, HEARTBEAT_STATES, LOOKUP_STATES } from '../states.js';
 import type { NodeRecord } from '../store/types.js';
@@ -137,7 +136,7 @@ export async function heartbeat(ctx: ConductorContext, ident: string, body: Hear
   } catch (e) {
     if ((e as { code?: string }).code !== 'NodeLocked') throw e;
   }
-  const handler = getHeartbeatHandler();
+  const handler = ctx.heartbeats.handler;
   if (!recorded) {
     // Busy node: Ironic drops such heartbeats; we hand the facts to the handler, which records them (and does
     // what the heartbeat asks for) as soon as the current work on the node releases it.

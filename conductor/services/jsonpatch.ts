@@ -42,12 +42,12 @@ export function parsePatch(body: unknown): PatchOp[] {
   });
 }
 
-function unescape(token: string): string {
+function unescapeToken(token: string): string {
   return token.replace(/~1/g, '/').replace(/~0/g, '~');
 }
 
 function pathTokens(path: string): string[] {
-  return path.slice(1).split('/').map(unescape);
+  return path.slice(1).split('/').map(unescapeToken);
 }
 
 const INDEX_RE = /^(0|[1-9]\d*)$/;
@@ -88,7 +88,7 @@ export function applyJsonPatch<T extends Record<string, unknown>>(doc: T, ops: r
       }
       continue;
     }
-    const exists = Object.prototype.hasOwnProperty.call(parent, last) && parent[last] !== undefined;
+    const exists = Object.hasOwn(parent, last) && parent[last] !== undefined;
     switch (op.op) {
       case 'add':
         Object.defineProperty(parent, last, { value: op.value, writable: true, enumerable: true, configurable: true });

@@ -5,7 +5,7 @@ import { allowedFileDirs, checkNodeFileRefs } from '../file-access.js';
 import { kernelParamTokens } from '../drivers/ipxe.js';
 import { randomUUID } from 'node:crypto';
 import type { ConductorContext } from '../context.js';
-import { getHardwareType, NODE_INTERFACE_KINDS, resolveInterfaceFields, type NodeInterfaceKind } from '../drivers/index.js';
+import { NODE_INTERFACE_KINDS, type NodeInterfaceKind } from '../drivers/index.js';
 import {
   DuplicateName, InstanceAssociated, InvalidParameterValue, InvalidState, IronicError, NodeAlreadyExists,
   NodeAssociated, NodeProtected,
@@ -27,7 +27,7 @@ const STRING_FIELDS = ['name', 'chassis_uuid', 'description', 'instance_uuid', '
   ...NODE_INTERFACE_KINDS.map((k) => `${k}_interface`)] as const;
 const BOOL_FIELDS = ['automated_clean', 'maintenance', 'protected', 'retired', 'secure_boot', 'console_enabled'] as const;
 
-/** PATCH-able top-level fields (reference §2.1). */
+/** PATCH-able top-level fields. */
 export const PATCHABLE_FIELDS: ReadonlySet<string> = new Set([
   'automated_clean', ...NODE_INTERFACE_KINDS.map((k) => `${k}_interface`), 'chassis_uuid', 'conductor_group',
   'description', 'driver', 'driver_info', 'extra', 'instance_info', 'instance_uuid', 'lessee', 'maintenance', 'name',
@@ -119,7 +119,7 @@ export async function createNode(ctx: ConductorContext, body: Record<string, unk
   const driver = body.driver;
   if (typeof driver !== 'string' || !driver) throw new InvalidParameterValue('Mandatory field missing: driver');
   try {
-    getHardwareType(ctx.config, driver);
+    ctx.drivers.getHardwareType(driver);
   } catch {
     throw noValidHost(driver);
   }
@@ -127,7 +127,7 @@ export async function createNode(ctx: ConductorContext, body: Record<string, unk
   if (body.uuid !== undefined && (typeof body.uuid !== 'string' || !isUuid(body.uuid))) {
     throw new InvalidParameterValue(`Expected a UUID but received ${JSON.stringify(body.uuid)}.`);
   }
-  const ifaces = resolveInterfaceFields(ctx.config, driver, interfaceRequests(body));
+  const ifaces = ctx.drivers.resolveInterfaceFields(driver, interfaceRequests(body));
   const fields: Record<string, unknown> = { ...body, ...ifaces, uuid, driver };
   // These columns are NOT NULL; an explicit null means "not set", as in a PATCH that removes them.
   for (const b of ['maintenance', 'console_enabled', 'protected', 'retired'] as const) if (fields[b] === null) delete fields[b];
@@ -202,7 +202,7 @@ export async function updateNode(ctx: ConductorContext, ident: string, ops: Patc
           `${node.provision_state}.`);
       }
       try {
-        getHardwareType(ctx.config, driver);
+        ctx.drivers.getHardwareType(driver);
       } catch {
         throw noValidHost(driver);
       }
@@ -212,7 +212,7 @@ export async function updateNode(ctx: ConductorContext, ident: string, ops: Patc
         if (key in changed) requests[kind] = changed[key] as string | null;
         else if (!('driver' in changed && opts.resetInterfaces)) requests[kind] = node[key as keyof NodeRecord] as string | null;
       }
-      Object.assign(changed, resolveInterfaceFields(ctx.config, driver, requests));
+      Object.assign(changed, ctx.drivers.resolveInterfaceFields(driver, requests));
     }
     if ('instance_uuid' in changed && changed.instance_uuid !== null && node.instance_uuid) {
       throw new NodeAssociated(node.uuid, node.instance_uuid);

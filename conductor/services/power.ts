@@ -10,7 +10,7 @@ import { InvalidParameterValue, InvalidStateRequested, IronicError } from '../er
 import type { NodeTask } from '../locks.js';
 import { FAILURE_STATES, type ProvisionState } from '../states.js';
 
-/** Keys dropped from driver_internal_info whenever the node is powered off or rebooted (reference §5). */
+/** Keys dropped from driver_internal_info whenever the node is powered off or rebooted. */
 const WIPED_ON_POWER_OFF = ['agent_url', 'agent_verify_ca', 'agent_cached_deploy_steps', 'agent_cached_clean_steps',
   'agent_cached_deploy_steps_refreshed', 'agent_cached_clean_steps_refreshed'];
 

@@ -14,6 +14,7 @@ import {
 } from '../errors.js';
 import type { NodeTask } from '../locks.js';
 import { canFire, VERBS } from '../states.js';
+import { buildConfigDrive, validateConfigDriveDict } from './configdrive.js';
 import { wipeAgentToken } from './power.js';
 import { isoTime } from '../time.js';
 
@@ -64,6 +65,13 @@ export async function doProvisionAction(ctx: ConductorContext, ident: string, re
       `active or rebuild`);
   }
   if (req.configdrive !== null && typeof req.configdrive === 'object' && apiMinor < 56) throw new NotAcceptable();
+  if (req.configdrive !== undefined && req.configdrive !== null) {
+    if (typeof req.configdrive === 'object' && !Array.isArray(req.configdrive)) {
+      validateConfigDriveDict(req.configdrive as Record<string, unknown>);
+    } else if (typeof req.configdrive !== 'string') {
+      throw new InvalidParameterValue('Invalid config drive: must be a string (gzip+base64 image or URL) or a dictionary.');
+    }
+  }
   if (req.deploy_steps !== undefined && !isDeploy) {
     throw new InvalidParameterValue('"deploy_steps" can only be used when deploying (setting target to active or rebuild)');
   }
@@ -125,7 +133,10 @@ export async function doProvisionAction(ctx: ConductorContext, ident: string, re
         await task.driver.power.validate(task.driverNode());
         await task.driver.deploy.validate(task.driverNode());
         const info = { ...n.instance_info };
-        if (req.configdrive !== undefined && req.configdrive !== null) info.configdrive = req.configdrive;
+        if (req.configdrive !== undefined && req.configdrive !== null) {
+          info.configdrive = typeof req.configdrive === 'object' && !Array.isArray(req.configdrive)
+            ? await buildConfigDrive(req.configdrive as Record<string, unknown>, n) : req.configdrive;
+        }
         const dii: Record<string, unknown> = { ...n.driver_internal_info };
         if (req.deploy_steps !== undefined) dii.user_deploy_steps = req.deploy_steps;
         await task.fire(verb.event, { extra: { instance_info: info, driver_internal_info: dii, deploy_step: {} } });
@@ -170,7 +181,7 @@ async function guard(ctx: ConductorContext, task: NodeTask, what: string, body: 
   } catch (e) {
     const msg = `${what}: ${errorMessage(e)}`;
     ctx.log.warn({ node: task.node.uuid, err: msg }, 'provisioning failed');
-    await task.reload().catch(() => undefined);
+    await task.reload().catch(() => undefined); // the node may be gone; the failure is recorded below from what we hold
     if (task.node.provision_state === 'cleaning' || task.node.provision_state === 'clean wait') {
       await failCleaning(task, msg);
     } else if (task.node.provision_state === 'deploying' || task.node.provision_state === 'wait call-back') {
@@ -221,6 +232,7 @@ export async function failCleaning(task: NodeTask, message: string): Promise<voi
   const stepRunning = Object.keys(task.node.clean_step).length > 0;
   await task.fire('fail', { lastError: message, extra: { clean_step: {},
     ...(stepRunning ? { maintenance: true, maintenance_reason: message, fault: 'clean failure' } : {}) } });
+  // The failure is already recorded; a token left behind is replaced at the next ramdisk's lookup.
   await wipeAgentToken(task, CLEAN_SCRATCH).catch(() => undefined);
 }
 

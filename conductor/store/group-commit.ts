@@ -22,7 +22,7 @@ export class GroupCommit {
   private readonly savepoint: (fn: () => unknown) => unknown;
   private readonly batch: (ops: Op[], out: { ok: boolean; v: unknown }[]) => void;
 
-  constructor(private readonly db: Database.Database) {
+  constructor(db: Database.Database) {
     this.savepoint = db.transaction((fn: () => unknown) => fn());
     this.batch = db.transaction((ops: Op[], out: { ok: boolean; v: unknown }[]) => {
       for (const op of ops) {

@@ -306,6 +306,10 @@ export class SqliteStore implements Store {
     if (q.node_uuid !== undefined) { where.push('node_uuid = ?'); args.push(q.node_uuid); }
     if (q.address !== undefined) { where.push('address = ?'); args.push(q.address.toLowerCase()); }
     if (q.portgroup_uuid !== undefined) { where.push('portgroup_uuid = ?'); args.push(q.portgroup_uuid); }
+    if (q.node_shards !== undefined) {
+      where.push(`node_uuid IN (SELECT uuid FROM nodes WHERE shard IN (${q.node_shards.map(() => '?').join(',')}))`);
+      args.push(...q.node_shards);
+    }
     const order = this.pageClause('ports', PORT_SORT_KEYS, q, where, args);
     const sql = `SELECT * FROM ports${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ${order}`;
     return (this.stmt(sql).all(...args) as Row[]).map(portFromRow);

@@ -136,6 +136,8 @@ export interface NodeQuery {
 
 export interface PortQuery {
   node_uuid?: string;
+  /** Only ports of nodes in one of these shards. */
+  node_shards?: string[];
   address?: string;
   portgroup_uuid?: string;
   sort_key?: string;

@@ -1,5 +1,5 @@
 /**
- * image.install_bootloader (reference/ipa-protocol.md §4.5). Partition images: GRUB into the deployed OS through
+ * image.install_bootloader. Partition images: GRUB into the deployed OS through
  * a chroot (i386-pc for BIOS, x86_64-efi with the ESP mounted for UEFI). Whole-disk images (root uuid null or a
  * 0x... disk identifier): only a UEFI NVRAM entry for the loader found on the ESP, nothing in BIOS mode.
  * BIOS-mode partition images without GRUB but with a syslinux VBR get syslinux's MBR code instead (syslinux.ts).
@@ -14,6 +14,7 @@ import { CommandExecutionError, DeviceNotFound, InvalidImage } from '../../proto
 import { listPartitions, partitionTableType, type PartitionInfo } from '../../block/disk.js';
 import { imageSettings } from '../../image/settings.js';
 import { inspectRoot, installSyslinuxMbr, type RootInspection } from './syslinux.js';
+import { errorMessage } from '../../common/errors.js';
 
 const log = getLogger('image-bootloader');
 const ESP_TYPES = new Set(['c12a7328-f81f-11d2-ba4b-00a0c93ec93b', '0xef']);
@@ -114,8 +115,9 @@ async function installGrub(disk: string, parts: PartitionInfo[], p: BootloaderPa
     const cfg = grub === 'grub-install' ? '/boot/grub/grub.cfg' : '/boot/grub2/grub.cfg';
     await run('chroot', [dir, mkconfig, '-o', cfg], { timeoutMs: 600_000 });
   } finally {
+    // Best-effort cleanup after the real outcome: a busy mount falls back to a lazy unmount, which cannot fail usefully.
     for (const m of mounted.reverse()) await run('umount', [m]).catch(() => run('umount', ['-l', m]).catch(() => undefined));
-    await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined); // temp mount dir; leftovers are harmless
   }
 }
 
@@ -127,7 +129,7 @@ async function trySyslinux(disk: string, parts: PartitionInfo[], p: BootloaderPa
   try {
     found = await inspectRoot(root);
   } catch (e) {
-    log.warn({ root: root.path, err: (e as Error).message }, 'could not inspect the root filesystem for syslinux; trying GRUB');
+    log.warn({ root: root.path, err: errorMessage(e) }, 'could not inspect the root filesystem for syslinux; trying GRUB');
     return undefined;
   }
   log.info({ root: root.path, ...found }, 'root filesystem boot loaders');
@@ -164,7 +166,7 @@ export async function installBootloader(disk: string, p: BootloaderParams): Prom
     return `GRUB installed for ${uefi ? 'UEFI' : 'BIOS'} on ${disk}`;
   } catch (e) {
     if (p.ignore_bootloader_failure) {
-      log.warn({ err: (e as Error).message }, 'boot loader installation failed; ignored as requested');
+      log.warn({ err: errorMessage(e) }, 'boot loader installation failed; ignored as requested');
       return 'failed (ignored)';
     }
     throw e;

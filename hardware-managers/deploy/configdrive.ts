@@ -1,5 +1,5 @@
 /**
- * Config drive (reference/ipa-protocol.md §6.5): gzip+base64 ISO9660/VFAT (inline or URL; raw bytes accepted),
+ * Config drive: gzip+base64 ISO9660/VFAT (inline or URL; raw bytes accepted),
  * written to a partition labelled config-2 at the end of the disk, created when the image has none.
  */
 import { constants, promises as fsp } from 'node:fs';
@@ -9,6 +9,7 @@ import { getLogger } from '../../common/logger.js';
 import { DeploymentError } from '../../protocol/agent-api.js';
 import { fixGptBackup, listPartitions, partitionTableType, rereadPartitions, type PartitionInfo } from '../../block/disk.js';
 import { fetchSmall } from '../../image/download.js';
+import { errorMessage } from '../../common/errors.js';
 
 const log = getLogger('image-configdrive');
 export const MAX_CONFIG_DRIVE_BYTES = 64 * 1024 * 1024;
@@ -19,7 +20,7 @@ export async function decodeConfigDrive(configdrive: string, imageId = 'configdr
     try {
       data = await fetchSmall(configdrive, 2 * MAX_CONFIG_DRIVE_BYTES, { imageId });
     } catch (e) {
-      throw new DeploymentError(`Failed to download the config drive from ${configdrive}: ${(e as Error).message}`, e);
+      throw new DeploymentError(`Failed to download the config drive from ${configdrive}: ${errorMessage(e)}`, e);
     }
   } else data = Buffer.from(configdrive, 'latin1');
   const text = data.toString('latin1').trim();
@@ -28,7 +29,7 @@ export async function decodeConfigDrive(configdrive: string, imageId = 'configdr
     try {
       data = gunzipSync(data, { maxOutputLength: MAX_CONFIG_DRIVE_BYTES + 1 });
     } catch (e) {
-      throw new DeploymentError(`Config drive is not valid gzip: ${(e as Error).message}`);
+      throw new DeploymentError(`Config drive is not valid gzip: ${errorMessage(e)}`);
     }
   }
   if (data.length > MAX_CONFIG_DRIVE_BYTES) {
@@ -61,7 +62,7 @@ export async function writeConfigDriveToDisk(dev: string, data: Buffer): Promise
     if (table === 'gpt') {
       await fixGptBackup(dev);
       await run('sgdisk', ['-n', '0:-64MiB:0', '-c', '0:config-2', dev]).catch((e: unknown) => {
-        throw new DeploymentError(`Could not create the config drive partition on ${dev}: ${(e as Error).message}`, e);
+        throw new DeploymentError(`Could not create the config drive partition on ${dev}: ${errorMessage(e)}`, e);
       });
     } else if (table === 'dos') {
       const primaries = parts.filter((p) => p.number <= 4).length;
@@ -70,7 +71,7 @@ export async function writeConfigDriveToDisk(dev: string, data: Buffer): Promise
       }
       await run('parted', ['-a', 'optimal', '-s', '--', dev, 'mkpart', 'primary', 'fat32', '-64MiB', '-0']).catch(
         (e: unknown) => {
-          throw new DeploymentError(`Could not create the config drive partition on ${dev}: ${(e as Error).message}`, e);
+          throw new DeploymentError(`Could not create the config drive partition on ${dev}: ${errorMessage(e)}`, e);
         },
       );
     } else {

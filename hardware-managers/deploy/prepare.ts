@@ -1,5 +1,5 @@
 /**
- * standby.prepare_image / the write_image deploy step (reference/ipa-protocol.md §6.1): validate, pick the root
+ * standby.prepare_image / the write_image deploy step: validate, pick the root
  * device, (partition images: lay out the disk), stream the image, verify, config drive, record the UUIDs.
  * Any failure after the first write leaves the disk without a partition table, never half-deployed.
  */
@@ -16,6 +16,7 @@ import { createLayout, ephemeralMkfs, formatAuxiliary, type LayoutRequest } from
 import { Progress, type ProgressFn } from '../../image/progress.js';
 import { imageSettings } from '../../image/settings.js';
 import { streamImageToDevice } from '../../image/write.js';
+import { errorMessage } from '../../common/errors.js';
 
 const log = getLogger('image-prepare');
 
@@ -205,8 +206,8 @@ export async function prepareImage(rawInfo: unknown, configdriveParam: string | 
     lastWritten = null;
     lastUuids = {};
     if (touched) {
-      log.error({ device, err: (e as Error).message }, 'image deployment failed: wiping the partition table');
-      await wipeEnds(device).catch((w: unknown) => log.error({ device, err: (w as Error).message }, 'wipe after failure failed'));
+      log.error({ device, err: errorMessage(e) }, 'image deployment failed: wiping the partition table');
+      await wipeEnds(device).catch((w: unknown) => log.error({ device, err: errorMessage(w) }, 'wipe after failure failed'));
     }
     throw e;
   }

@@ -63,7 +63,7 @@ export async function inspectRoot(root: PartitionInfo): Promise<RootInspection> 
       await run('umount', [dir]).catch(() => run('umount', ['-l', dir]));
     }
   } finally {
-    await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined); // temp mount dir; leftovers are harmless
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * The generic erase clean steps (reference/ipa-protocol.md §5.4 "Erasure semantics"): erase_devices_metadata
+ * The generic erase clean steps: erase_devices_metadata
  * (prio 99), erase_devices (prio 10, one dispatchable erase_block_device per disk so vendors can override it) and
  * erase_devices_express (prio 0). Skip-listed and protected disks are skipped with a log line; per-disk failures
  * are collected into one BlockDeviceEraseError.

@@ -1,10 +1,10 @@
 /**
  * The in-band firmware update framework: the update_firmware step downloads each component's image (node:http/
- * https: undici 7 can truncate downloads on Node 20, see toolchain.md), verifies its checksum, and hands the file
+ * https: undici 7 can truncate downloads on Node 20), verifies its checksum, and hands the file
  * to a flasher found by dispatch: `flash_firmware_<component>` first, then a catch-all `flash_firmware`. The
  * generic manager flashes nothing (its flash_firmware says IncompatibleHardwareMethodError); vendor plugins do.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -23,6 +23,7 @@ import { nextRedirect, RedirectRefused } from '../../common/http-redirect.js';
 import { getLogger } from '../../common/logger.js';
 import { dispatchToManagers } from '../redispatch.js';
 import type { StepCall } from '../types.js';
+import { errorMessage } from '../../common/errors.js';
 
 const log = getLogger('firmware');
 
@@ -89,7 +90,7 @@ export async function downloadVerified(
   url: string, checksum: string, dest: string, signal?: AbortSignal,
 ): Promise<{ bytes: number; algo: string; hex: string }> {
   const want = parseChecksum(checksum);
-  let hash;
+  let hash: Hash;
   try {
     hash = createHash(want.algo);
   } catch {
@@ -118,7 +119,7 @@ export async function downloadVerified(
     await pipeline(source, tap, createWriteStream(dest), ...(signal ? [{ signal }] : []));
   } catch (e) {
     if (e instanceof AgentError) throw e;
-    throw new ImageDownloadError(`Download of firmware ${url} failed: ${(e as Error).message}`);
+    throw new ImageDownloadError(`Download of firmware ${url} failed: ${errorMessage(e)}`);
   }
   const got = hash.digest('hex');
   if (got !== want.hex) {

@@ -1,5 +1,5 @@
 /**
- * Root device hints (reference/ipa-protocol.md §5.7): parsing and validation as Ironic/IPA do it, and the oslo
+ * Root device hints: parsing and validation as Ironic/IPA do it, and the oslo
  * `specs_matcher` operator grammar. Pure functions, no I/O.
  */
 

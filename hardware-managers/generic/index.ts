@@ -1,5 +1,5 @@
 /**
- * GenericHardwareManager: what every Linux machine supports (reference/ipa-protocol.md §5). Step methods carry
+ * GenericHardwareManager: what every Linux machine supports. Step methods carry
  * IPA's step names (erase_devices, write_image, ...) because dispatch looks steps up by name; helper methods
  * (listHardwareInfo, getOsInstallDevice, listBlockDevices, ...) are camelCase.
  */
@@ -18,6 +18,7 @@ import {
 } from './inventory.js';
 import { applyConfiguration, createConfiguration, deleteConfiguration } from './raid.js';
 import { getOsInstallDevice } from './root-device.js';
+import { errorMessage } from '../../common/errors.js';
 
 const log = getLogger('generic-manager');
 
@@ -77,7 +78,7 @@ export const genericManager: HardwareManager = {
     try {
       await run('mdadm', ['--assemble', '--scan', '--config=partitions'], { timeoutMs: 120_000, okCodes: [0, 1, 2] });
     } catch (e) {
-      log.warn({ err: (e as Error).message }, 'mdadm --assemble --scan failed');
+      log.warn({ err: errorMessage(e) }, 'mdadm --assemble --scan failed');
     }
   },
 

@@ -1,5 +1,5 @@
 /**
- * The hardware inventory in IPA's list_hardware_info shape (reference/ipa-protocol.md §5.6), from /proc, /sys,
+ * The hardware inventory in IPA's list_hardware_info shape, from /proc, /sys,
  * `ip -j addr`, lsblk and systeminformation. Every source may be missing or empty (containers, VMs without DMI, a
  * busybox ramdisk): each piece degrades to empty values instead of failing the whole inventory.
  */
@@ -11,8 +11,9 @@ import { run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
 import { hardwareContext } from '../context.js';
 import { dispatchToManagers } from '../redispatch.js';
-import { listBlockDevices, type BlockDevice } from '../../block/devices.js';
+import type { BlockDevice } from '../../block/devices.js';
 import { linkTarget, listDir, readSys, readSysInt, readText, realPath } from '../../block/sysfs.js';
+import { errorMessage } from '../../common/errors.js';
 
 const log = getLogger('inventory');
 
@@ -87,7 +88,7 @@ async function guarded<T>(what: string, p: () => Promise<T>, fallback: T, ms = 1
       }),
     ]);
   } catch (e) {
-    log.warn({ what, err: (e as Error).message }, 'systeminformation failed; using fallback');
+    log.warn({ what, err: errorMessage(e) }, 'systeminformation failed; using fallback');
     return fallback;
   } finally {
     if (timer) clearTimeout(timer);
@@ -256,7 +257,7 @@ export async function listHardwareInfo(): Promise<HardwareInventory> {
     try {
       return await dispatchToManagers<T>(method);
     } catch (e) {
-      log.warn({ method, err: (e as Error).message }, 'inventory piece failed');
+      log.warn({ method, err: errorMessage(e) }, 'inventory piece failed');
       return fallback;
     }
   };

@@ -1,5 +1,5 @@
 /**
- * Software RAID (reference/ipa-protocol.md §5.5): create_configuration / delete_configuration (clean steps, raid
+ * Software RAID: create_configuration / delete_configuration (clean steps, raid
  * interface) and apply_configuration (deploy step). Each member disk gets a GPT with one Linux-RAID partition per
  * logical disk; logical disk i becomes /dev/md<i> (root-device.ts picks the root volume from there).
  * The plan (validation, partition sizes, mdadm arguments) is pure so it is unit-tested without md in the kernel.
@@ -115,7 +115,8 @@ export function planSoftwareRaid(lds: readonly LogicalDisk[], disks: readonly Bl
     for (const m of members) {
       const n = (nextPart[m.name] ?? 0) + 1;
       nextPart[m.name] = n;
-      const args = (partitionArgs[m.name] ??= []);
+      const args = partitionArgs[m.name] ?? [];
+      partitionArgs[m.name] = args;
       args.push(`--new=${n}:0:${perMemberMiB === 0 ? '0' : `+${perMemberMiB}M`}`, `--typecode=${n}:FD00`);
       devices.push(partitionPath(m.name, n));
     }

@@ -1,5 +1,5 @@
 /**
- * Choosing the disk the OS goes on (reference/ipa-protocol.md §5.7): a software RAID root volume if one was built,
+ * Choosing the disk the OS goes on: a software RAID root volume if one was built,
  * else the first disk matching the node's root device hints, else the smallest disk of at least 4 GiB (the
  * minimum is hardwareContext().minRootDeviceBytes so tests can use small loop devices). Disks matched by the
  * node's skip list (properties.skip_block_devices) are never candidates.
@@ -11,6 +11,7 @@ import { hardwareContext } from '../context.js';
 import type { NodeInfo } from '../types.js';
 import { listBlockDevices, type BlockDevice } from '../../block/devices.js';
 import { HintError, findDevicesByHints, matchRootDeviceHints } from './hints.js';
+import { errorMessage } from '../../common/errors.js';
 
 const log = getLogger('root-device');
 
@@ -45,7 +46,7 @@ export function skipListDevices<D extends BlockDevice>(node: NodeInfo | null | u
     try {
       for (const d of findDevicesByHints(devices, hint)) out.add(d.name);
     } catch (e) {
-      log.warn({ hint, err: (e as Error).message }, 'invalid skip_block_devices entry ignored');
+      log.warn({ hint, err: errorMessage(e) }, 'invalid skip_block_devices entry ignored');
     }
   }
   return out;

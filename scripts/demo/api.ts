@@ -1,7 +1,7 @@
 /**
  * A small client of the Ironic-compatible REST API, as the `baremetal` CLI speaks it (http_basic over HTTPS
  * with the conductor's CA, or noauth over HTTP; a pinned microversion). node:http(s) keeps it free of undici's
- * Connection: close crash (toolchain.md) and of any conductor internals: the demo and the e2e test only talk to
+ * Connection: close crash and of any conductor internals: the demo and the e2e test only talk to
  * the conductor over its public API and the files it documents (`<data_dir>/admin-credentials.json`,
  * `<data_dir>/tls/ca.pem`).
  */
@@ -10,6 +10,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { errorMessage } from '../../common/errors.js';
 
 /** 1.78 has everything the demo reads (deploy_step, node history) and is what the CLI negotiates up to. */
 export const API_VERSION = '1.78';
@@ -138,7 +139,7 @@ export class IronicApi {
         await this.call('GET', '/v1', undefined, 2000);
         return;
       } catch (e) {
-        if (Date.now() > deadline) throw new Error(`conductor API at ${this.endpoint} not ready: ${(e as Error).message}`);
+        if (Date.now() > deadline) throw new Error(`conductor API at ${this.endpoint} not ready: ${errorMessage(e)}`);
         await sleep(200);
       }
     }

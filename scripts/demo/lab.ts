@@ -108,7 +108,7 @@ export interface ImageServer {
 
 /**
  * Static files from `root` on 127.0.0.1 with Content-Length and keep-alive (the agent's Node 20 HTTP client
- * must not meet Connection: close; toolchain.md pitfall 8), HEAD and Range for resumed downloads.
+ * must not meet Connection: close, see agent/image/download.ts), HEAD and Range for resumed downloads.
  */
 export async function startImageServer(root: string): Promise<ImageServer> {
   const sent = new Map<string, number>();

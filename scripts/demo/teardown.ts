@@ -2,6 +2,8 @@
  * Everything the demo starts registers its undo here; run() undoes in reverse order exactly once, on success,
  * failure and Ctrl-C alike, and a failing undo never stops the others.
  */
+import { errorMessage } from '../../common/errors.js';
+
 export class Teardown {
   private readonly steps: Array<{ what: string; undo: () => Promise<void> | void }> = [];
   private running: Promise<string[]> | undefined;
@@ -18,7 +20,7 @@ export class Teardown {
         try {
           await s.undo();
         } catch (e) {
-          failed.push(`${s.what}: ${(e as Error).message}`);
+          failed.push(`${s.what}: ${errorMessage(e)}`);
         }
       }
       this.steps.length = 0;

@@ -78,7 +78,7 @@ export default async function bench(args: string[]): Promise<void> {
       if (!agentDoneAt && typeof dii.agent_url === 'string' && n.deploy_step.step === 'write_image') {
         const stored = await conductor.ctx!.store.getNodeByUuid(uuid);
         const token = stored?.driver_internal_info.agent_secret_token;
-        const r = await fetch(`${dii.agent_url}/v1/commands/?agent_token=${String(token)}`).catch(() => null);
+        const r = await fetch(`${dii.agent_url}/v1/commands/?agent_token=${String(token)}`).catch(() => null); // null: absent / not reachable (checked by the caller)
         const cmds = r?.ok ? ((await r.json()) as { commands: { command_name: string; command_status: string }[] }).commands : [];
         const last = cmds.at(-1);
         if (last?.command_name === 'execute_deploy_step' && last.command_status === 'SUCCEEDED') agentDoneAt = performance.now();

@@ -27,6 +27,7 @@ async function child(json: string): Promise<void> {
   const a = JSON.parse(json) as { url: string; sha256: string; dev: string; limit: number };
   const { setHardwareContext } = await import('../../hardware-managers/context.js');
   setHardwareContext({ deviceAllowlist: [a.dev] });
+  (await import('../../image/settings.js')).setImageSettings({ hashInWorker: process.env.BMTS_IMAGE_HASH_WORKER === '1' });
   const { assertSafeToWrite } = await import('../../block/devices.js');
   await assertSafeToWrite(a.dev);
   const { streamImageToDevice } = await import('../../image/write.js');
@@ -184,8 +185,8 @@ http { access_log off; sendfile on; tcp_nopush on; ${tmpPaths}
     );
   } finally {
     nginx?.kill('SIGTERM');
-    await nginx?.catch(() => undefined);
-    for (const d of loops) await run('losetup', ['-d', d], { quiet: true }).catch(() => undefined);
+    await nginx?.catch(() => undefined); // killed on purpose
+    for (const d of loops) await run('losetup', ['-d', d], { quiet: true }).catch(() => undefined); // already detached is fine; the sweep reports real leaks
     await fsp.rm(dir, { recursive: true, force: true });
   }
 }

@@ -48,7 +48,7 @@ export default async function bench(args: string[]): Promise<void> {
   console.log(`initramfs  ${m.initramfs.compression}: ${m.sizes.initramfs_mib} MiB (${(m.initramfs.uncompressed_bytes / 2 ** 20).toFixed(1)} MiB unpacked, ${m.initramfs.entries} entries)`);
   console.log(`agent exe  ${(m.agent.executable.bytes / 2 ** 20).toFixed(1)} MiB (node ${m.agent.node_version}), bundle ${(m.agent.bundle.bytes / 2 ** 20).toFixed(2)} MiB`);
   console.log(`total      ${m.sizes.total_mib} MiB (goal <= ${m.sizes.goal_mib} MiB: ${m.sizes.within_goal ? 'met' : 'NOT met'})`);
-  console.log('accel: tcg (KVM here is PVM-backed and hangs stock kernels; see qemu.md)');
+  console.log('accel: tcg (KVM here is PVM-backed and hangs stock kernels)');
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
     const r = await bootOnce(built);

@@ -65,7 +65,9 @@ test('lookup: retries 404s with growing random waits, sends MACs and the 1.62 he
   assert.equal(r.token, stub.token);
   assert.equal(r.heartbeatTimeoutS, 300);
   assert.equal(waits.length, 4);
-  waits.forEach((w, i) => assert.ok(w >= 1000 && w <= 1000 * Math.max(1, 2 ** i), `wait ${i}: ${w}`));
+  waits.forEach((w, i) => {
+    assert.ok(w >= 1000 && w <= 1000 * Math.max(1, 2 ** i), `wait ${i}: ${w}`);
+  });
   const l = stub.lookups[0]!;
   assert.equal(l.query.addresses, `${MAC},52:54:00:00:00:02`);
   assert.equal(l.headers['x-openstack-ironic-api-version'], '1.62');

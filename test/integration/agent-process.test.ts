@@ -33,7 +33,7 @@ function spawnAgent(flags: Record<string, string>, port: number): AgentProc {
   let out = '';
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  child.catch(() => undefined);
+  child.catch(() => undefined); // its exit is checked where it matters; this only keeps a kill from being an unhandled rejection
   let done = false;
   const exited = new Promise<{ code: number | null; signal: string | null }>((r) =>
     child.once('exit', (code, signal) => {

@@ -46,7 +46,7 @@ async function skipReason(): Promise<string | undefined> {
   return undefined;
 }
 
-/** Auto-TLS is present when the agent sends agent_verify_ca (reference §2.5). */
+/** Auto-TLS is present when the agent sends agent_verify_ca. */
 async function agentHasAutoTls(): Promise<boolean> {
   const files: string[] = [];
   const walk = async (d: string): Promise<void> => {
@@ -146,7 +146,7 @@ async function runScenario(t: TestContext, sc: Scenario): Promise<void> {
     if (keep) {
       const dest = kept ?? join(artifactsDir(), `compat-${Date.now()}`);
       await mkdir(dest, { recursive: true });
-      for (const a of agents) await cp(a.logFile, join(dest, a.logFile.split('/').pop() ?? 'agent.log')).catch(() => {});
+      for (const a of agents) await cp(a.logFile, join(dest, a.logFile.split('/').pop() ?? 'agent.log')).catch(() => {}); // keeping logs is best-effort; some files may not exist
       t.diagnostic(`logs kept in ${dest}`);
     }
     await rm(work, { recursive: true, force: true });

@@ -8,10 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import bcrypt from 'bcryptjs';
-import { registerHardwareType, registerInterface, type DeployInterface } from '../../conductor/drivers/index.js';
+import type { DeployInterface, DriverRegistry } from '../../conductor/drivers/index.js';
 import { fakeDeploy } from '../../conductor/drivers/fake.js';
 import { startConductor } from '../../conductor/main.js';
-import { getHeartbeatHandler, setHeartbeatHandler } from '../../conductor/orchestration/hooks.js';
 import { checkCallbackTimeouts, cleanupReservations, syncPowerStates } from '../../conductor/periodic.js';
 import { fakePower } from '../../conductor/drivers/fake.js';
 import { finishDeploy } from '../../conductor/services/provision.js';
@@ -22,14 +21,16 @@ const MAC = '52:54:00:12:34:99';
 
 /** A deploy interface that parks the node in `wait call-back`, as the agent-driven one does. */
 const waitingDeploy: DeployInterface = { ...fakeDeploy, name: 'test-wait', async deploy() { return 'wait'; } };
-registerInterface('deploy', waitingDeploy);
 /** A "real" power driver whose hardware state the test flips behind the conductor's back. */
 const hw = { state: 'power on' as 'power on' | 'power off', fail: false };
-registerInterface('power', { ...fakePower, name: 'test-bmc',
-  async getPowerState() { if (hw.fail) throw new Error('BMC unreachable'); return hw.state; } });
-registerHardwareType({ name: 'test-wait-hw', supported: { power: ['fake', 'test-bmc'], management: ['fake'], boot: ['fake'],
-  deploy: ['test-wait'], network: ['noop'], storage: ['noop'], bios: ['no-bios'], console: ['no-console'],
-  inspect: ['no-inspect'], raid: ['no-raid'], rescue: ['no-rescue'], vendor: ['no-vendor'] } });
+function testDrivers(reg: DriverRegistry): void {
+  reg.registerInterface('deploy', waitingDeploy);
+  reg.registerInterface('power', { ...fakePower, name: 'test-bmc',
+    async getPowerState() { if (hw.fail) throw new Error('BMC unreachable'); return hw.state; } });
+  reg.registerHardwareType({ name: 'test-wait-hw', supported: { power: ['fake', 'test-bmc'], management: ['fake'], boot: ['fake'],
+    deploy: ['test-wait'], network: ['noop'], storage: ['noop'], bios: ['no-bios'], console: ['no-console'],
+    inspect: ['no-inspect'], raid: ['no-raid'], rescue: ['no-rescue'], vendor: ['no-vendor'] } });
+}
 
 async function until(what: string, fn: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + 10_000;
@@ -59,12 +60,10 @@ async function toWaitCallback(c: TestConductor, name: string, mac: string): Prom
 
 test('agent lookup and heartbeat', async (t) => {
   const c = await startTestConductor({ config: { enabled_hardware_types: ['fake-hardware', 'test-wait-hw'],
-    deploy_callback_timeout: 60 } });
+    deploy_callback_timeout: 60 }, drivers: testDrivers });
   t.after(() => c.close());
-  const previous = getHeartbeatHandler();
   const seen: string[] = [];
-  setHeartbeatHandler((uuid, ctx) => { assert.equal(ctx.host, 'test-conductor'); seen.push(uuid); });
-  t.after(() => setHeartbeatHandler(previous));
+  c.ctx!.heartbeats.handler = (uuid, ctx) => { assert.equal(ctx.host, 'test-conductor'); seen.push(uuid); };
 
   const id = await toWaitCallback(c, 'agent-node', MAC);
   const v = (ver: string) => ({ 'X-OpenStack-Ironic-API-Version': ver });

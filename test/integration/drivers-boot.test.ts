@@ -19,7 +19,7 @@ import { IpmitoolManagement, IpmitoolPower } from '../../conductor/drivers/ipmit
 import type { DriverNode } from '../../conductor/drivers/types.js';
 import { GUEST_HOST_ADDR, buildQemuArgs, freePort, startVm, stripAnsi, type Vm } from '../../lab/qemu.js';
 import { daemonizableQemuArgs, startIpmiSim, type IpmiSim } from '../../lab/ipmi-sim.js';
-import { INSTANCE_MARKER, buildWholeDiskImage, findHostKernel } from '../../lab/instance-image.js';
+import { buildWholeDiskImage, findHostKernel } from '../../lab/instance-image.js';
 
 const need = ['qemu-system-x86_64', 'busybox', 'cpio', 'ipmi_sim', 'ipmitool'];
 const missing: string[] = [];
@@ -28,7 +28,7 @@ const kernels = existsSync('/boot') ? (await import('node:fs')).readdirSync('/bo
 const skip = missing.length ? `missing ${missing.join(', ')}` : kernels.length === 0 ? 'no /boot/vmlinuz-*' : false;
 
 const cleanups: Array<() => Promise<unknown>> = [];
-after(async () => { for (const c of cleanups.reverse()) await c().catch(() => undefined); });
+after(async () => { for (const c of cleanups.reverse()) await c().catch(() => undefined); }); // run every cleanup even if one fails
 
 /** busybox-static initramfs whose /init prints the kernel command line and powers off. */
 async function cmdlineInitramfs(dir: string): Promise<string> {

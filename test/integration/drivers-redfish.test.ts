@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { run, have } from '../../common/exec.js';
 import { DriverOperationError, InvalidParameterValue, PowerStateFailure } from '../../conductor/errors.js';
 import { RedfishManagement, RedfishPower, type RedfishOptions } from '../../conductor/drivers/redfish.js';
-import { RedfishError, closeRedfishClients } from '../../conductor/drivers/redfish-client.js';
+import { RedfishClientPool, RedfishError } from '../../conductor/drivers/redfish-client.js';
 import type { DriverNode } from '../../conductor/drivers/types.js';
 import { startRedfishEmulator, type RedfishEmulator } from '../fixtures/redfish-emulator.js';
 import { freePort } from '../../lab/qemu.js';
@@ -11,9 +11,11 @@ import { freePort } from '../../lab/qemu.js';
 const fast: Partial<RedfishOptions> = {
   requestTimeoutS: 5, connectionAttempts: 3, connectionRetryIntervalS: 0.1, powerStateChangeTimeoutS: 5, pollIntervalS: 0.05,
 };
+/** The sessions of every interface under test (as one conductor's interfaces share them). */
+const pool = new RedfishClientPool();
 const emus: RedfishEmulator[] = [];
 after(async () => {
-  await closeRedfishClients();
+  await pool.close();
   await Promise.all(emus.map((e) => e.stop()));
 });
 async function emulator(opts: Parameters<typeof startRedfishEmulator>[0] = {}): Promise<RedfishEmulator> {
@@ -56,7 +58,7 @@ test('the emulator itself satisfies redfishtool (a client we did not write)', { 
 
 test('power: status, on, reboot, soft off, off over one session', async () => {
   const e = await emulator();
-  const p = new RedfishPower(fast);
+  const p = new RedfishPower(fast, pool);
   const n = node(infoFor(e));
   p.validate(n);
   assert.equal(await p.getPowerState(n), 'power off');
@@ -71,13 +73,13 @@ test('power: status, on, reboot, soft off, off over one session', async () => {
   assert.equal(e.systems.get('437XR1138R2')?.PowerState, 'Off');
   assert.equal(e.sessionsCreated, 1);
   assert.ok(e.requests.filter((r) => r.path.startsWith('/redfish/v1/Systems')).every((r) => r.auth === 'session'));
-  await closeRedfishClients();
+  await pool.close();
   assert.equal(e.sessions.size, 0, 'close() logs out');
 });
 
 test('ResetType is chosen from the AllowableValues the system advertises', async () => {
   const e = await emulator({ resetTypes: ['ForceOn', 'ForceOff'] });
-  const p = new RedfishPower(fast);
+  const p = new RedfishPower(fast, pool);
   const n = node(infoFor(e));
   await p.setPowerState(n, 'power on');
   assert.deepEqual(e.resets.map((r) => r.type), ['ForceOn']);
@@ -90,7 +92,7 @@ test('ResetType is chosen from the AllowableValues the system advertises', async
 
 test('boot override: target, once/continuous, UEFI/Legacy mode, and get', async () => {
   const e = await emulator({ bootTargets: ['None', 'Pxe', 'Hdd', 'BiosSetup'] });
-  const m = new RedfishManagement(fast);
+  const m = new RedfishManagement(fast, pool);
   const n = node(infoFor(e));
   const boot = () => e.systems.get('437XR1138R2')?.Boot;
   await m.setBootDevice(n, 'pxe', false);
@@ -105,7 +107,7 @@ test('boot override: target, once/continuous, UEFI/Legacy mode, and get', async 
 
 test('basic auth: auto falls back when there is no SessionService; session-only then fails clearly', async () => {
   const e = await emulator({ sessions: false });
-  const p = new RedfishPower(fast);
+  const p = new RedfishPower(fast, pool);
   assert.equal(await p.getPowerState(node(infoFor(e))), 'power off');
   assert.ok(e.requests.filter((r) => r.path.startsWith('/redfish/v1/Systems')).every((r) => r.auth === 'basic'));
   await assert.rejects(p.getPowerState(node(infoFor(e, { redfish_auth_type: 'session' }))), /offers no SessionService; set redfish_auth_type to basic or auto/);
@@ -114,7 +116,7 @@ test('basic auth: auto falls back when there is no SessionService; session-only 
 test('wrong password: clear authentication error (session and basic)', async () => {
   const e = await emulator();
   for (const auth of ['auto', 'basic']) {
-    await assert.rejects(new RedfishPower(fast).getPowerState(node(infoFor(e, { redfish_password: 'bad', redfish_auth_type: auth }))), (err: unknown) => {
+    await assert.rejects(new RedfishPower(fast, pool).getPowerState(node(infoFor(e, { redfish_password: 'bad', redfish_auth_type: auth }))), (err: unknown) => {
       assert.ok(err instanceof PowerStateFailure);
       assert.match(err.message, /authentication rejected.*check redfish_username\/redfish_password/);
       assert.ok(err.cause instanceof RedfishError && err.cause.kind === 'auth');
@@ -125,7 +127,7 @@ test('wrong password: clear authentication error (session and basic)', async () 
 
 test('several systems: redfish_system_id is required, by Id or path', async () => {
   const e = await emulator({ systems: ['a', 'b'] });
-  const p = new RedfishPower(fast);
+  const p = new RedfishPower(fast, pool);
   await assert.rejects(p.getPowerState(node(infoFor(e))), /redfish_system_id is required.*2 systems/);
   await p.setPowerState(node(infoFor(e, { redfish_system_id: 'b' })), 'power on');
   assert.equal(e.systems.get('b')?.PowerState, 'On');
@@ -134,7 +136,7 @@ test('several systems: redfish_system_id is required, by Id or path', async () =
 
 test('TLS: custom CA bundle verifies; default verification rejects a self-signed BMC; false skips', async () => {
   const e = await emulator({ tls: true });
-  const p = new RedfishPower(fast);
+  const p = new RedfishPower(fast, pool);
   assert.ok(e.caFile);
   assert.equal(await p.getPowerState(node(infoFor(e, { redfish_verify_ca: e.caFile }))), 'power off');
   await assert.rejects(p.getPowerState(node(infoFor(e))), (err: unknown) => {
@@ -147,7 +149,7 @@ test('TLS: custom CA bundle verifies; default verification rejects a self-signed
 
 test('unreachable BMC: bounded attempts, then a clear error', async () => {
   const port = await freePort();
-  const p = new RedfishPower(fast);
+  const p = new RedfishPower(fast, pool);
   await assert.rejects(p.getPowerState(node({ redfish_address: `http://127.0.0.1:${port}`, redfish_username: 'u', redfish_password: 'p' })),
     (err: unknown) => {
       assert.ok(err instanceof PowerStateFailure);
@@ -158,5 +160,5 @@ test('unreachable BMC: bounded attempts, then a clear error', async () => {
 
 test('management errors surface as DriverOperationError', async () => {
   const e = await emulator();
-  await assert.rejects(new RedfishManagement(fast).getBootDevice(node(infoFor(e, { redfish_password: 'bad' }))), DriverOperationError);
+  await assert.rejects(new RedfishManagement(fast, pool).getBootDevice(node(infoFor(e, { redfish_password: 'bad' }))), DriverOperationError);
 });

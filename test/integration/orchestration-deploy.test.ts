@@ -60,7 +60,7 @@ describe('conductor + agent: cleaning and deploys on a loop device', { skip: rea
   const waitFor = async (pred: (n: NodeJson) => boolean, what: string, timeoutMs = 120_000): Promise<NodeJson> => {
     const deadline = Date.now() + timeoutMs;
     // A restarted conductor drops pooled connections: a failed poll is retried, not fatal.
-    const poll = (): Promise<NodeJson | null> => show().catch(() => null);
+    const poll = (): Promise<NodeJson | null> => show().catch(() => null); // null: absent / not reachable (checked by the caller)
     let n = await poll();
     while (!n || !pred(n)) {
       if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; node is ${n?.provision_state}, last_error=${n?.last_error}`);

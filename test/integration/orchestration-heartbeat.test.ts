@@ -4,7 +4,6 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { heartbeatStats } from '../../conductor/orchestration/heartbeat.js';
 import { startTestConductor } from '../fixtures/conductor.js';
 
 test('busy-node heartbeats are never lost and are coalesced', async (t) => {
@@ -27,7 +26,7 @@ test('busy-node heartbeats are never lost and are coalesced', async (t) => {
   assert.ok(token.length >= 32);
   // Maintenance keeps the real handler from acting on the node (no agent runs here); facts must still be kept.
   assert.equal((await c.api('PUT', `/v1/nodes/${uuid}/maintenance`, { reason: 'test' })).status, 202);
-  const before = heartbeatStats();
+  const before = { ...ctx.heartbeats.stats };
   // Hold the node's reservation while two agents' heartbeat streams arrive.
   let release!: () => void;
   const held = new Promise<void>((r) => { release = r; });
@@ -51,7 +50,7 @@ test('busy-node heartbeats are never lost and are coalesced', async (t) => {
   assert.equal(dii.agent_url, 'http://127.0.0.1:9', 'the deferred heartbeat was recorded');
   assert.match(String(dii.agent_version), /^11\.1\.\d+$/);
   assert.ok(dii.agent_last_heartbeat, 'the time of the heartbeat is recorded');
-  const after = heartbeatStats();
+  const after = { ...ctx.heartbeats.stats };
   assert.equal(after.received - before.received, 40, 'every heartbeat reached the handler');
   assert.equal(after.deferred - before.deferred, 40, 'every heartbeat was deferred while the node was busy');
   assert.ok(after.runs - before.runs <= 3, `40 heartbeats were coalesced into ${after.runs - before.runs} runs`);

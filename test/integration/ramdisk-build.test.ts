@@ -116,7 +116,7 @@ test('initramfs unpacks; every program inside finds its libraries; the agent run
   for (const d of ['usr/bin', 'usr/sbin', 'bin', 'sbin']) {
     for (const f of await readdir(join(root, d)).catch(() => [] as string[])) {
       const p = join(root, d, f);
-      const s = await lstat(p).catch(() => null);
+      const s = await lstat(p).catch(() => null); // null: absent / not reachable (checked by the caller)
       if (!s?.isFile()) continue;
       const head = readFileSync(p).subarray(0, 4096).toString('latin1');
       // Dynamically linked ELFs only (busybox is static; the loader segfaults listing a static binary).

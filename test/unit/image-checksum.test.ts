@@ -1,4 +1,4 @@
-/** Checksum selection and checksums-file parsing (IPA §6.3), format detection, layout planning. */
+/** Checksum selection and checksums-file parsing, format detection, layout planning. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { checksumPresenceError, expectedChecksum, parseChecksumFile } from '../../image/checksum.js';

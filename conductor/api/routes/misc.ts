@@ -2,10 +2,7 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { ConductorContext } from '../../context.js';
-import {
-  defaultInterface, driverProperties, enabledHardwareTypes, getHardwareType, NODE_INTERFACE_KINDS,
-  supportedInterfaces, type HardwareType,
-} from '../../drivers/index.js';
+import { NODE_INTERFACE_KINDS, type HardwareType } from '../../drivers/index.js';
 import { InvalidParameterValue, NotAcceptable, NotFound } from '../../errors.js';
 import { HeartbeatBodySchema, type LookupResponse } from '../../../protocol/lookup.js';
 import { checkHeartbeatVersion, heartbeat, lookup } from '../../services/agent.js';
@@ -34,12 +31,10 @@ function v1Document(base: string, minor: number): Record<string, unknown> {
     media_types: [{ base: 'application/json', type: 'application/vnd.openstack.ironic.v1+json' }],
     version: versionObject(base),
   };
-  doc.chassis = links(base, 'chassis');
+  // Only resources this conductor routes are linked (no chassis, portgroups, volume, allocations, ...).
   doc.nodes = links(base, 'nodes');
   doc.ports = links(base, 'ports');
   doc.drivers = links(base, 'drivers');
-  if (minor >= 23) doc.portgroups = links(base, 'portgroups');
-  if (minor >= 32) doc.volume = links(base, 'volume');
   if (minor >= 22) { doc.lookup = links(base, 'lookup'); doc.heartbeat = links(base, 'heartbeat'); }
   if (minor >= 49) doc.conductors = links(base, 'conductors');
   return doc;
@@ -54,8 +49,8 @@ function renderDriver(c: ConductorContext, t: HardwareType, base: string, minor:
   if (detail && minor >= 30) {
     for (const kind of NODE_INTERFACE_KINDS) {
       if ((kind === 'storage' && minor < 33) || (kind === 'rescue' && minor < 38) || (kind === 'bios' && minor < 40)) continue;
-      out[`default_${kind}_interface`] = defaultInterface(c.config, t, kind);
-      out[`enabled_${kind}_interfaces`] = supportedInterfaces(c.config, t, kind);
+      out[`default_${kind}_interface`] = c.drivers.defaultInterface(t, kind);
+      out[`enabled_${kind}_interfaces`] = c.drivers.supportedInterfaces(t, kind);
     }
   }
   return out;
@@ -71,7 +66,7 @@ export function miscRoutes(router: Router, c: ConductorContext): void {
       throw new InvalidParameterValue(`Invalid type ${q.type}; must be "classic" or "dynamic".`);
     }
     const detail = parseBool('detail', q.detail) === true;
-    const types = q.type === 'classic' ? [] : enabledHardwareTypes(c.config);
+    const types = q.type === 'classic' ? [] : c.drivers.enabledHardwareTypes();
     const fields = q.fields?.split(',');
     if (fields && minor < 77) throw new NotAcceptable();
     ctx.body = { drivers: types.map((t) => {
@@ -82,15 +77,15 @@ export function miscRoutes(router: Router, c: ConductorContext): void {
 
   router.get('/v1/drivers/:name', async (ctx) => {
     const { minor, base } = state(ctx);
-    ctx.body = renderDriver(c, getHardwareType(c.config, ident(ctx.params.name)), base, minor, true);
+    ctx.body = renderDriver(c, c.drivers.getHardwareType( ident(ctx.params.name)), base, minor, true);
   });
 
   router.get('/v1/drivers/:name/properties', async (ctx) => {
-    ctx.body = driverProperties(c.config, getHardwareType(c.config, ident(ctx.params.name)));
+    ctx.body = c.drivers.driverProperties(c.drivers.getHardwareType( ident(ctx.params.name)));
   });
 
   router.get('/v1/drivers/:name/raid/logical_disk_properties', async (ctx) => {
-    getHardwareType(c.config, ident(ctx.params.name));
+    c.drivers.getHardwareType( ident(ctx.params.name));
     ctx.body = {};
   });
 

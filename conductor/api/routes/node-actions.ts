@@ -4,7 +4,7 @@
  */
 import type Router from '@koa/router';
 import type { ConductorContext } from '../../context.js';
-import { InvalidParameterValue, NotAcceptable } from '../../errors.js';
+import { InvalidParameterValue, NotAcceptable, NotFound } from '../../errors.js';
 import {
   changePowerState, getBootDevice, getSupportedBootDevices, setBootDevice, setMaintenance, validateNode,
 } from '../../services/power.js';
@@ -125,6 +125,18 @@ export function nodeActionRoutes(router: Router, c: ConductorContext): void {
       ...(detail ? { event_type: h.event_type, conductor: h.conductor, user: h.user } : {}),
       links: links(base, 'nodes', `${node.uuid}/history/${h.uuid}`),
     })) };
+  });
+
+  router.get('/v1/nodes/:ident/history/:event', async (ctx) => {
+    const { minor, base } = state(ctx);
+    if (minor < 78) throw new NotAcceptable();
+    queryParams(ctx, []);
+    const node = await c.tasks.findNode(ident(ctx.params.ident));
+    const id = ident(ctx.params.event);
+    const h = (await c.store.listHistory(node.uuid)).find((r) => r.uuid === id);
+    if (!h) throw new NotFound(`Node history record ${id} could not be found.`);
+    ctx.body = { uuid: h.uuid, created_at: h.created_at, severity: h.severity, event: h.event, event_type: h.event_type,
+      conductor: h.conductor, user: h.user, links: links(base, 'nodes', `${node.uuid}/history/${h.uuid}`) };
   });
 
   router.get('/v1/nodes/:ident/vifs', async (ctx) => {

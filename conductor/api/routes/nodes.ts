@@ -5,7 +5,6 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { ConductorContext } from '../../context.js';
-import { enabledHardwareTypes } from '../../drivers/index.js';
 import { InvalidParameterValue, NotAcceptable } from '../../errors.js';
 import { createNode, deleteNode, updateNode } from '../../services/nodes.js';
 import { parsePatch } from '../../services/jsonpatch.js';
@@ -39,7 +38,7 @@ const ECHOED = LIST_PARAMS.filter((p) => p !== 'marker' && p !== 'limit');
 
 export function conductorFor(c: ConductorContext, node: { driver: string; conductor_group: string }): string | null {
   if (node.conductor_group !== c.config.conductor_group) return null;
-  return enabledHardwareTypes(c.config).some((t) => t.name === node.driver) ? c.host : null;
+  return c.drivers.enabledHardwareTypes().some((t) => t.name === node.driver) ? c.host : null;
 }
 
 async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean): Promise<void> {
@@ -79,7 +78,7 @@ async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean
     }
   };
   const spec = nodeListSpec({ minor, base, ...(fields ? { fields } : {}), brief: !fields && !detail,
-    conductor: { host: c.host, group: c.config.conductor_group, drivers: enabledHardwareTypes(c.config).map((t) => t.name) } });
+    conductor: { host: c.host, group: c.config.conductor_group, drivers: c.drivers.enabledHardwareTypes().map((t) => t.name) } });
   let items: Buffer;
   if (q.conductor === undefined) {
     const list = await c.store.renderNodeList(query, spec);

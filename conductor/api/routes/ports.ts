@@ -33,13 +33,20 @@ async function listPorts(c: ConductorContext, ctx: Context, forceDetail: boolean
   if (nodeRef !== undefined) query.node_uuid = (await c.tasks.findNode(nodeRef)).uuid;
   if (q.address !== undefined) query.address = q.address;
   if (q.portgroup !== undefined) query.portgroup_uuid = q.portgroup;
+  if (q.shard !== undefined) {
+    // Ironic 1.82: the ports of nodes in the given shard(s).
+    if (minor < 82) throw new NotAcceptable();
+    const shards = q.shard.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    if (shards.length === 0) throw new InvalidParameterValue('The shard parameter needs at least one shard name.');
+    query.node_shards = shards;
+  }
   const ports = await c.store.listPorts(query);
   const body: Record<string, unknown> = {
     ports: ports.map((p) => renderPort(p, { minor, base, ...(fields ? { fields } : {}), brief: !fields && !detail })),
   };
   const last = ports[ports.length - 1];
   if (last && ports.length === limit) {
-    const echoed = ['node', 'node_uuid', 'address', 'detail', 'fields', 'sort_key', 'sort_dir'];
+    const echoed = ['node', 'node_uuid', 'address', 'shard', 'detail', 'fields', 'sort_key', 'sort_dir'];
     const args = echoed.filter((k) => q[k] !== undefined).map((k) => `${k}=${encodeURIComponent(q[k] as string)}&`).join('');
     const path = nodeIdent ? `/v1/nodes/${nodeIdent}/ports` : '/v1/ports';
     body.next = `${base}${path}${forceDetail ? '/detail' : ''}?${args}limit=${limit}&marker=${last.uuid}`;

@@ -5,16 +5,11 @@
  * the compiled `dist/` (no tsx loader thread in the measured process).
  */
 import { setLogLevel } from '../../../common/logger.js';
-import { registerHardwareType, registerInterface } from '../../../conductor/drivers/index.js';
 import { fakeDeploy } from '../../../conductor/drivers/fake.js';
 import { startConductor } from '../../../conductor/main.js';
-import { setHeartbeatHandler } from '../../../conductor/orchestration/hooks.js';
 
 export async function serveBenchConductor(port: number, dir: string): Promise<void> {
   setLogLevel('warn');
-  registerInterface('deploy', { ...fakeDeploy, name: 'bench-wait', async deploy() { return 'wait'; } });
-  registerHardwareType({ name: 'bench-hw', supported: { power: ['fake'], management: ['fake'], boot: ['fake'],
-    deploy: ['bench-wait'], network: ['noop'], storage: ['noop'] } });
   // Like for like with the Ironic it is compared to (noauth, plain HTTP): the API's own cost, not TLS's or bcrypt's.
   const c = await startConductor({ host: '127.0.0.1', port, data_dir: dir, require_tls: false,
     auth: { strategy: 'noauth' }, tls: { mode: 'off' },
@@ -22,8 +17,13 @@ export async function serveBenchConductor(port: number, dir: string): Promise<vo
     ...(process.env.BENCH_RENDER_CACHE_MIB !== undefined
       ? { database: { backend: 'sqlite', sqlite_file: 'conductor.sqlite', render_cache_mib: Number(process.env.BENCH_RENDER_CACHE_MIB) } }
       : {}),
-    periodic: { sync_power_state_interval: 0, check_provision_state_interval: 0, reservation_cleanup_interval: 0 } });
-  setHeartbeatHandler(() => undefined);
+    periodic: { sync_power_state_interval: 0, check_provision_state_interval: 0, reservation_cleanup_interval: 0 } },
+  { registerDrivers: (reg) => {
+    reg.registerInterface('deploy', { ...fakeDeploy, name: 'bench-wait', async deploy() { return 'wait'; } });
+    reg.registerHardwareType({ name: 'bench-hw', supported: { power: ['fake'], management: ['fake'], boot: ['fake'],
+      deploy: ['bench-wait'], network: ['noop'], storage: ['noop'] } });
+  } });
+  c.ctx.heartbeats.handler = () => undefined;
   process.stdout.write(`READY ${c.url}\n`);
   const stop = (): void => { void c.close().then(() => process.exit(0)); };
   process.once('SIGTERM', stop);
