@@ -162,7 +162,7 @@ test('heartbeat failures map to IPA error classes', async (t) => {
   await assert.rejects(dead.heartbeat('n', { callbackUrl: 'http://x:1', token: null }), { name: 'HeartbeatConnectionError' });
 });
 
-test('heartbeat loop: first at once, forced one soon after, failures retried, stop() ends it', async () => {
+test('heartbeat loop: first at once, forced one soon after, failures retried, stop() ends it', async (t) => {
   let calls = 0;
   let failNext = false;
   const hb = new Heartbeater({
@@ -187,7 +187,10 @@ test('heartbeat loop: first at once, forced one soon after, failures retried, st
   assert.equal(hb.lastError, null);
   await hb.stop();
   const after = calls;
+  // From here timers are mocked: whatever force() might arm after stop() fires on tick(), no wall-clock wait.
+  t.mock.timers.enable({ apis: ['setTimeout'] });
   hb.force();
-  await new Promise((r) => setTimeout(r, 200));
+  t.mock.timers.tick(60_000);
+  await Promise.resolve();
   assert.equal(calls, after, 'no heartbeat after stop()');
 });

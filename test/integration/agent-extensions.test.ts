@@ -96,16 +96,13 @@ test('poll.get_node_info without a lookup, set_node_info in standalone mode, tok
   assert.match(bad.json.faultstring, /^Invalid command parameters: /);
 });
 
-test('poll.get_hardware_info answers the managers\' inventory or a clear failure, never an invented one', async () => {
+test('poll.get_hardware_info answers the generic manager\'s inventory of this host', async () => {
   const r = await cmd('poll.get_hardware_info');
   assert.equal(r.status, 200);
-  if (r.json.command_status === 'SUCCEEDED') {
-    assert.ok(Array.isArray(r.json.command_result.interfaces), 'inventory has interfaces');
-    assert.ok(r.json.command_result.memory || r.json.command_result.cpu, 'inventory has cpu/memory');
-  } else {
-    assert.equal(r.json.command_status, 'FAILED');
-    assert.match(r.json.command_error.type, /HardwareManager|NotImplemented/);
-  }
+  assert.equal(r.json.command_status, 'SUCCEEDED', JSON.stringify(r.json.command_error));
+  assert.ok(Array.isArray(r.json.command_result.interfaces), 'inventory has interfaces');
+  assert.ok(r.json.command_result.memory, 'inventory has memory');
+  assert.ok(r.json.command_result.cpu, 'inventory has cpu');
 });
 
 test('a stock command nobody implements yet fails clearly instead of succeeding', async () => {

@@ -129,9 +129,15 @@ test('IPMI power-on PXE-boots the VM into our kernel with our kernel command lin
   console.log(`# MEASURE ipmi power-on -> power on confirmed ${((tOn - t0) / 1000).toFixed(2)} s; -> kernel output ` +
     `${tKernel ? ((tKernel - t0) / 1000).toFixed(2) : '?'} s; -> /init ${((tInit - t0) / 1000).toFixed(2)} s ` +
     `(guest uptime at /init ${/BMTS-UPTIME: (\S+)/.exec(text)?.[1] ?? '?'} s)`);
-  // /init powered off: QEMU exited (-no-reboot) and IPMI reports it
-  await new Promise((r) => setTimeout(r, 1500));
-  assert.equal(await new IpmitoolPower(opts).getPowerState(ipmiNode), 'power off');
+  // /init powered off: QEMU exits (-no-reboot) and IPMI reports it; wait for that, not for a fixed time.
+  const power = new IpmitoolPower(opts);
+  const offBy = Date.now() + 30_000;
+  let state = await power.getPowerState(ipmiNode);
+  while (state !== 'power off' && Date.now() < offBy) {
+    await sleep(100);
+    state = await power.getPowerState(ipmiNode);
+  }
+  assert.equal(state, 'power off');
   await l.ipxe.cleanUpRamdisk(node);
   assert.equal(await hasNodeConfig(l.httpRoot, node.uuid), false);
   assert.equal(existsSync(join(l.httpRoot, 'pxelinux.cfg', macHexhyp(mac))), false);

@@ -4,7 +4,7 @@
  * image.install_bootloader. Images come from test/fixtures/images.ts, served on 127.0.0.1.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -29,6 +29,7 @@ import {
   type DiskImage,
   type ImageServer,
 } from '../fixtures/images.js';
+import { assertDeviceHolds, fillWithPattern, partitionRange, wholeDiskRanges } from '../fixtures/device-bytes.js';
 import { createLoopDevices, type LoopSet } from '../fixtures/loop.js';
 
 const TOOLS = ['losetup', 'parted', 'sgdisk', 'partprobe', 'blkid', 'mkfs.ext4', 'mkfs.vfat', 'mcopy', 'mkswap', 'qemu-img', 'gzip', 'xz', 'zstd', 'bzip2', 'genisoimage', 'isoinfo', 'fallocate', 'mount'];
@@ -75,8 +76,10 @@ async function runCommand(name: string, params: Record<string, unknown>): Promis
   return Promise.race([exec.wait(started.id), timeout]);
 }
 
-function writeImage(image_info: Record<string, unknown>, configdrive?: string): Promise<CommandResult> {
+/** Every write starts on a device full of a fresh pattern: nothing a previous test wrote can pass for this one. */
+async function writeImage(image_info: Record<string, unknown>, configdrive?: string): Promise<CommandResult> {
   resetImageState();
+  await fillWithPattern(dev);
   return runCommand('deploy.execute_deploy_step', {
     step: { interface: 'deploy', step: 'write_image', args: { image_info, ...(configdrive ? { configdrive } : {}) } },
     node: { uuid: 'node-1', properties: {}, instance_info: {} },
@@ -92,22 +95,30 @@ const info = async (name: string, url: string, algo: 'md5' | 'sha256' | 'sha512'
   ...extra,
 });
 
-async function assertDeployed(r: CommandResult): Promise<void> {
+/** The write succeeded and the device holds the raw image's bytes (whatever format it travelled in). */
+async function assertDeployed(r: CommandResult, opts: { entries?: boolean } = {}): Promise<void> {
   assert.equal(r.command_status, 'SUCCEEDED', JSON.stringify(r.command_error));
+  await assertDeviceHolds(dev, disk.path, wholeDiskRanges(disk.size, 'gpt', opts));
   const parts = await listPartitions(dev);
   assert.ok(parts.length >= 1, 'partition visible');
   assert.equal(await readFileFromDevice(parts[0]!.path, disk.file.name, dir), disk.file.content);
+}
+
+/** The device was filled with a pattern before the write, so zeros here can only be the agent's wipe. */
+async function assertFirstSectorsZeroed(): Promise<void> {
+  await run('blockdev', ['--flushbufs', dev], { quiet: true });
+  const first = Buffer.alloc(4096);
+  const fh = await (await import('node:fs/promises')).open(dev, 'r');
+  await fh.read(first, 0, 4096, 0);
+  await fh.close();
+  assert.ok(first.every((b) => b === 0), 'first sectors zeroed');
 }
 
 async function assertWiped(r: CommandResult, type: string): Promise<void> {
   assert.equal(r.command_status, 'FAILED');
   assert.equal((r.command_error as { type: string }).type, type, JSON.stringify(r.command_error));
   assert.equal(await partitionTableType(dev), null, 'partition table wiped');
-  const first = Buffer.alloc(4096);
-  const fh = await (await import('node:fs/promises')).open(dev, 'r');
-  await fh.read(first, 0, 4096, 0);
-  await fh.close();
-  assert.ok(first.every((b) => b === 0), 'first sectors zeroed');
+  await assertFirstSectorsZeroed();
 }
 
 describe('whole-disk images', { skip }, () => {
@@ -171,10 +182,11 @@ describe('whole-disk images', { skip }, () => {
   test('config drive (gzip+base64 ISO) gets a config-2 partition at the end of the disk', async () => {
     const cd = await buildConfigDrive(dir, { format: 'iso' });
     const r = await writeImage(await info('disk-gpt-ext4.raw', keep.url('disk-gpt-ext4.raw')), cd.encoded);
-    await assertDeployed(r);
+    await assertDeployed(r, { entries: false });
     const parts = await listPartitions(dev);
     const last = parts.at(-1)!;
     assert.equal(last.label, 'config-2');
+    await assertDeviceHolds(dev, cd.path, partitionRange(last.start, (await stat(cd.path)).size, 'config drive partition'));
     assert.ok(last.start >= 60 * 1024 * 1024 && last.start + last.size > 124 * 1024 * 1024, `in the last ~64 MiB of the 128 MiB disk (start ${last.start}, size ${last.size})`);
     // This kernel has no iso9660 driver: read the file with isoinfo (genisoimage) instead of mounting.
     const meta = (await run('isoinfo', ['-i', last.path, '-R', '-x', '/openstack/latest/meta_data.json'])).stdout;
@@ -199,6 +211,7 @@ describe('bad inputs fail clearly and leave no deployable disk', { skip }, () =>
     assert.equal(r.command_status, 'FAILED');
     assert.match((r.command_error as { type: string }).type, /^ImageDownload/);
     assert.equal(await partitionTableType(dev), null);
+    await assertFirstSectorsZeroed();
   });
 
   test('image larger than the disk', async () => {
@@ -231,6 +244,13 @@ describe('bad inputs fail clearly and leave no deployable disk', { skip }, () =>
   });
 });
 
+/** The partition device `part` of the test's disk starts with all bytes of `file`. */
+async function assertPartitionHolds(part: string, file: string, what: string): Promise<void> {
+  const p = (await listPartitions(dev)).find((x) => x.path === part);
+  assert.ok(p, `${part} is a partition of ${dev}`);
+  await assertDeviceHolds(dev, file, partitionRange(p.start, (await stat(file)).size, what));
+}
+
 describe('partition images', { skip }, () => {
   let rootImage: string;
   before(async () => {
@@ -240,6 +260,7 @@ describe('partition images', { skip }, () => {
 
   test('BIOS/msdos with swap and config drive: layout, root filesystem, UUIDs (standby.prepare_image)', async () => {
     resetImageState();
+    await fillWithPattern(dev);
     const cd = await buildConfigDrive(dir, { format: 'vfat' });
     const r = await runCommand('standby.prepare_image', {
       image_info: { ...(await info('root.img', keep.url('root.img'))), image_type: 'partition', root_mb: 20, swap_mb: 4, ephemeral_mb: 0, deploy_boot_mode: 'bios' },
@@ -249,6 +270,8 @@ describe('partition images', { skip }, () => {
     const uuids = (await exec.execute('standby.get_partition_uuids', {})).command_result as Record<string, unknown>;
     const parts = uuids.partitions as Record<string, string>;
     assert.equal(await partitionTableType(dev), 'dos');
+    await assertPartitionHolds(parts.root!, rootImage, 'root partition');
+    await assertPartitionHolds(parts.configdrive!, cd.path, 'config drive partition');
     assert.equal(await readFileFromDevice(parts.root!, 'hello.txt', dir), 'baremetal-ts image fixture\n');
     assert.equal(uuids['root uuid'], (await probe(parts.root!)).UUID);
     assert.equal((await probe(parts.swap!)).TYPE, 'swap');
@@ -261,6 +284,7 @@ describe('partition images', { skip }, () => {
     assert.equal(r.command_status, 'SUCCEEDED', JSON.stringify(r.command_error));
     assert.equal(await partitionTableType(dev), 'gpt');
     const res = (r.command_result as { deploy_result: { result: string; partition_uuids: Record<string, unknown> } }).deploy_result;
+    await assertPartitionHolds((res.partition_uuids.partitions as Record<string, string>).root!, rootImage, 'root partition');
     assert.match(res.result, /efi_system_partition_uuid=[0-9A-F]{4}-[0-9A-F]{4}$/);
     const parts = res.partition_uuids.partitions as Record<string, string>;
     assert.equal((await probe(parts['efi system partition']!)).TYPE, 'vfat');
@@ -278,6 +302,7 @@ describe('partition images', { skip }, () => {
     const r = await writeImage({ ...(await info('root.img', keep.url('root.img'))), image_type: 'partition', root_mb: 8, swap_mb: 0, ephemeral_mb: 0, deploy_boot_mode: 'bios' });
     assert.equal(r.command_status, 'FAILED');
     assert.equal(await partitionTableType(dev), null);
+    await assertFirstSectorsZeroed();
     assert.ok((await readFile(rootImage)).length > 8 * 1024 * 1024);
   });
 });

@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { once } from 'node:events';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -212,13 +213,31 @@ describe('conductor + agent: cleaning and deploys on a loop device', { skip: rea
   });
 
   test('a conductor restarted mid-write finds the running command and completes the deploy', async () => {
-    // A slow image server keeps write_image running across the restart.
+    // The image server sends half the image, then holds the rest until the conductor has restarted: the write
+    // cannot have finished (or failed on a short body) before that, so the restart really happens mid-write.
+    const file = join(dir, 'disk-gpt-ext4.raw');
+    const total = (await stat(file)).size;
+    let sent = 0;
+    let finished = false;
+    let requests = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    let halfSent!: () => void;
+    const half = new Promise<void>((r) => { halfSent = r; });
     const slow = http.createServer((_req, res) => {
-      const file = join(dir, 'disk-gpt-ext4.raw');
-      res.writeHead(200, { 'content-length': String(48 * 1024 * 1024) });
-      const rs = createReadStream(file, { highWaterMark: 1024 * 1024 });
-      rs.on('data', (chunk) => { rs.pause(); res.write(chunk); setTimeout(() => rs.resume(), 150); });
-      rs.on('end', () => res.end());
+      requests++;
+      res.writeHead(200, { 'content-length': String(total) });
+      void (async () => {
+        for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) {
+          if (sent >= total / 2) {
+            halfSent();
+            await gate;
+          }
+          sent += (chunk as Buffer).length;
+          if (!res.write(chunk)) await once(res, 'drain');
+        }
+        res.end(() => { finished = true; });
+      })().catch(() => res.destroy());
     });
     await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
     try {
@@ -228,13 +247,20 @@ describe('conductor + agent: cleaning and deploys on a loop device', { skip: rea
       await cli(['node', 'deploy', uuid]);
       await waitFor((x) => x.provision_state === 'wait call-back' && (x.deploy_step as { step?: string }).step === 'write_image',
         'write_image running');
+      await half;
+      assert.ok(sent < total && !finished, `the write is still running before the restart (${sent} of ${total} bytes sent)`);
       await conductor.restart!();
+      assert.ok(sent < total && !finished, `the write was still running when the conductor came back (${sent} of ${total} bytes sent)`);
+      release();
       const n = await waitFor((x) => x.provision_state === 'active' || x.provision_state === 'deploy failed', 'deploy end', 180_000);
       assert.equal(n.provision_state, 'active', `last_error: ${n.last_error}`);
+      assert.equal(requests, 1, 'one download, not restarted');
+      assert.equal(finished, true);
       await run('partprobe', [dev]).catch(() => run('blockdev', ['--rereadpt', dev]));
       assert.equal(await readFileFromDevice(`${dev}p1`, 'hello.txt', dir), 'raw deploy\n');
       await cli(['node', 'undeploy', uuid, '--wait', '180']);
     } finally {
+      release();
       slow.closeAllConnections();
       slow.close();
     }
