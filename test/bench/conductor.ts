@@ -317,7 +317,7 @@ export default async function bench(args: string[]): Promise<void> {
     }
     console.log(`conductor create_rps=${createRps.toFixed(0)} detail_warm_ms=${detailMs.toFixed(1)} ` +
       `detail_cold_ms=${coldMs.toFixed(1)} detail_rendered_ms=${renderedMs.toFixed(1)} lookup_rps=${lookupRps.toFixed(0)} ` +
-      `heartbeat_rps=${heartbeatRps.toFixed(0)} rss_mib_10k=${rss.toFixed(0)}${vs}`);
+      `heartbeat_rps=${heartbeatRps.toFixed(0)} rss_nodes=${Math.max(rssNodes, have)} rss_mib=${rss.toFixed(0)}${vs}`);
   } finally {
     await pool.close();
     if (child) await stopServer(child);
