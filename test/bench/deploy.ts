@@ -1,11 +1,12 @@
 /**
- * `npm run bench -- deploy [sizeMiB=1024]`: a whole deploy (our conductor + our agent as a real process, the node's
- * disk a loop device, fake-hardware power, `direct` deploy) against the bare write of the same image
- * (`curl -s URL | dd of=DEV bs=4M oflag=direct conv=fsync`) in the same run, plus the heartbeat-to-step latency:
- * from the agent reporting write_image done to the conductor starting the next step.
- * Last line: `deploy size_mib=… deploy_s=… bare_write_s=… overhead_s=… ratio=… hb_to_step_ms=… hb_min_interval_s=…`.
+ * `npm run bench -- deploy [--size-mib 1024]` (or positional `deploy 1024`): a whole deploy (our conductor + our
+ * agent as a real process, the node's disk a loop device, fake-hardware power, `direct` deploy) against the bare
+ * write of the same image (`set -o pipefail; curl -sSf URL | dd of=DEV bs=4M iflag=fullblock oflag=direct
+ * conv=fsync`, support/baselines.ts; a failed baseline ends the bench without a ratio) in the same run, plus the
+ * heartbeat-to-step latency: from the agent reporting write_image done to the conductor starting the next step.
+ * ratio = bare write seconds / deploy seconds. Last line: `deploy size_mib=… deploy_s=… bare_write_s=… overhead_s=… ratio=… hb_to_step_ms=… hb_min_interval_s=…`.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../common/exec.js';
@@ -13,6 +14,8 @@ import { startTestConductor } from '../fixtures/conductor.js';
 import { startFakeNode } from '../fixtures/fake-node.js';
 import { buildRawDiskImage, fileDigest, serveImages } from '../fixtures/images.js';
 import { createLoopDevices } from '../fixtures/loop.js';
+import { sizeMiBArg } from './support/args.js';
+import { curlDd } from './support/baselines.js';
 
 const HB_MIN_INTERVAL_S = 0.2;
 
@@ -24,7 +27,7 @@ interface NodeJson {
 }
 
 export default async function bench(args: string[]): Promise<void> {
-  const sizeMiB = Number(args[0] ?? 1024);
+  const sizeMiB = sizeMiBArg(args, '--size-mib', 0, 1024);
   const dir = await mkdtemp(join(tmpdir(), 'bmts-bench-deploy-'));
   const loops = await createLoopDevices(1, sizeMiB + 64);
   const dev = loops.devices[0]!.path;
@@ -44,9 +47,7 @@ export default async function bench(args: string[]): Promise<void> {
     const sha = await fileDigest(img.path, 'sha256');
     const url = images.url('bench.raw');
 
-    const t0 = performance.now();
-    await run('bash', ['-c', 'curl -s "$1" | dd of="$2" bs=4M oflag=direct conv=fsync status=none', 'bare', url, dev]);
-    const bareS = (performance.now() - t0) / 1000;
+    const bareS = await curlDd(url, dev, (await stat(img.path)).size);
     console.log(`bare write (curl | dd): ${bareS.toFixed(2)} s, ${(sizeMiB / bareS).toFixed(0)} MiB/s`);
     await run('wipefs', ['-a', '-f', dev]);
 

@@ -1,9 +1,11 @@
 /**
- * `npm run bench -- image [rounds=3] [sizeMiB=2048]`: the agent's image writer vs `curl -s URL | dd of=DEV bs=4M
- * oflag=direct conv=fsync`, both from nginx on 127.0.0.1 to a file-backed loop device, interleaved in one run
- * (medians reported). The agent side runs in a child process so its peak RSS is its own; sha256 is verified
- * inline. Also: an 8 GiB sparse raw image (RSS must not grow with size) and the same content as qcow2.
- * Last line: `image ratio_vs_dd=… rss_mib=… mib_s=… qcow2_ratio_vs_dd=… qcow2_rss_mib=…`.
+ * `npm run bench -- image [--rounds 3] [--size-mib 2048] [--sparse-mib 8192]` (or positional `image 3 2048`): the
+ * agent's image writer vs `set -o pipefail; curl -sSf URL | dd of=DEV bs=4M iflag=fullblock oflag=direct
+ * conv=fsync` (support/baselines.ts), both from nginx on 127.0.0.1 to a file-backed loop device, interleaved in
+ * one run (medians reported); a failed baseline ends the bench without a ratio. The agent side runs in a child
+ * process so its peak RSS is its own; sha256 is verified inline. Also: a sparse raw image (RSS must not grow with
+ * size) and the same content as qcow2. Ratios are baseline seconds / agent seconds (above 1: the agent is faster).
+ * Last line: `image size_mib=… ratio_vs_dd=… rss_mib=… mib_s=… qcow2_ratio_vs_dd=… qcow2_rss_mib=…`.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
@@ -12,6 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run, spawnLong } from '../../common/exec.js';
+import { numArg, sizeMiBArg } from './support/args.js';
+import { curlDd } from './support/baselines.js';
 
 const MiB = 1024 * 1024;
 
@@ -76,20 +80,11 @@ async function agentRun(url: string, sum: string, dev: string, limit: number, wo
   return JSON.parse(line.slice('BENCH-RESULT '.length)) as ChildResult;
 }
 
-async function ddRun(url: string, dev: string): Promise<number> {
-  const t = process.hrtime.bigint();
-  // The baseline exactly as the issue states it; URL and device are positional args, not spliced into the script.
-  await run('bash', ['-c', 'set -o pipefail; curl -sf "$1" | dd of="$2" bs=4M oflag=direct conv=fsync status=none', 'bench', url, dev], {
-    timeoutMs: 600_000,
-    quiet: true,
-  });
-  return Number(process.hrtime.bigint() - t) / 1e9;
-}
-
 export default async function bench(args: string[]): Promise<void> {
   if (args[0] === '--child') return child(args[1]!);
-  const rounds = Number(args[0] ?? 3);
-  const sizeMiB = Number(args[1] ?? 2048);
+  const rounds = numArg(args, '--rounds', 0, 3);
+  const sizeMiB = sizeMiBArg(args, '--size-mib', 1, 2048);
+  const sparseMiB = sizeMiBArg(args, '--sparse-mib', null, 8192);
   const dir = await fsp.mkdtemp(join(tmpdir(), 'bmts-bench-image-'));
   const www = join(dir, 'www');
   await fsp.mkdir(join(dir, 'logs'), { recursive: true });
@@ -99,18 +94,18 @@ export default async function bench(args: string[]): Promise<void> {
   const loops: string[] = [];
   let nginx: ReturnType<typeof spawnLong> | null = null;
   try {
-    console.log(`building a ${sizeMiB} MiB random raw image, its qcow2 and an 8 GiB sparse image...`);
+    console.log(`building a ${sizeMiB} MiB random raw image, its qcow2 and a ${sparseMiB} MiB sparse image...`);
     const raw = join(www, 'image.raw');
     await run('dd', ['if=/dev/urandom', `of=${raw}`, 'bs=4M', `count=${sizeMiB / 4}`, 'status=none'], { timeoutMs: 300_000 });
     const qcow = join(www, 'image.qcow2');
     await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow], { timeoutMs: 300_000 });
     const sparse = join(www, 'sparse.raw');
     await fsp.writeFile(sparse, '');
-    await fsp.truncate(sparse, 8192 * MiB);
+    await fsp.truncate(sparse, sparseMiB * MiB);
     // Unique marker blocks at start and end so it is not entirely zeros.
     const fh = await fsp.open(sparse, 'r+');
     await fh.write(Buffer.alloc(MiB, 0x5a), 0, MiB, 0);
-    await fh.write(Buffer.alloc(MiB, 0xa5), 0, MiB, 8191 * MiB);
+    await fh.write(Buffer.alloc(MiB, 0xa5), 0, MiB, (sparseMiB - 1) * MiB);
     await fh.close();
     const sums = { raw: await sha256(raw), qcow: await sha256(qcow), sparse: await sha256(sparse) };
 
@@ -151,7 +146,7 @@ http { access_log off; sendfile on; tcp_nopush on; ${tmpPaths}
     const q: ChildResult[] = [];
     const worker: ChildResult[] = [];
     for (let i = 0; i < rounds; i++) {
-      dd.push(await ddRun(url('image.raw'), dev));
+      dd.push(await curlDd(url('image.raw'), dev, sizeMiB * MiB));
       agent.push(await agentRun(url('image.raw'), sums.raw, dev, limit));
       worker.push(await agentRun(url('image.raw'), sums.raw, dev, limit, true));
       q.push(await agentRun(url('image.qcow2'), sums.qcow, dev, limit));
@@ -162,14 +157,14 @@ http { access_log off; sendfile on; tcp_nopush on; ${tmpPaths}
     }
     // The written device must hold the image: compare a hash of the first sizeMiB against the source.
     const check = await run('bash', ['-c', 'head -c "$1" "$2" | sha256sum', 'bench', String(sizeMiB * MiB), dev], { quiet: true, timeoutMs: 300_000 });
-    const deviceOk = check.stdout.startsWith(sums.raw);
-    console.log(`device content after the last (qcow2) write matches the raw image: ${deviceOk}`);
+    if (!check.stdout.startsWith(sums.raw)) throw new Error('the device does not hold the raw image after the last (qcow2) write');
+    console.log('device content after the last (qcow2) write matches the raw image');
 
-    const sparseDev = await attach(8192 + 64, 'sparse-disk.img');
-    const sp = await agentRun(url('sparse.raw'), sums.sparse, sparseDev, (8192 + 64) * MiB);
+    const sparseDev = await attach(sparseMiB + 64, 'sparse-disk.img');
+    const sp = await agentRun(url('sparse.raw'), sums.sparse, sparseDev, (sparseMiB + 64) * MiB);
     const backing = await fsp.stat(join(dir, 'sparse-disk.img'));
     console.log(
-      `8 GiB sparse raw: ${sp.seconds.toFixed(2)} s (${(8192 / sp.seconds).toFixed(0)} MiB/s), rss ${sp.rssMiB.toFixed(0)} MiB, backing file allocated ${(backing.blocks * 512 / MiB).toFixed(0)} MiB`,
+      `${sparseMiB} MiB sparse raw: ${sp.seconds.toFixed(2)} s (${(sparseMiB / sp.seconds).toFixed(0)} MiB/s), rss ${sp.rssMiB.toFixed(0)} MiB, backing file allocated ${(backing.blocks * 512 / MiB).toFixed(0)} MiB`,
     );
 
     const ddMed = median(dd);
@@ -181,7 +176,7 @@ http { access_log off; sendfile on; tcp_nopush on; ${tmpPaths}
       `medians: curl|dd ${ddMed.toFixed(2)} s, agent raw ${agMed.toFixed(2)} s (hash in a worker: ${median(worker.map((a) => a.seconds)).toFixed(2)} s), agent qcow2 ${qMed.toFixed(2)} s`,
     );
     console.log(
-      `image ratio_vs_dd=${(ddMed / agMed).toFixed(2)} rss_mib=${rss.toFixed(0)} mib_s=${(sizeMiB / agMed).toFixed(0)} qcow2_ratio_vs_dd=${(ddMed / qMed).toFixed(2)} qcow2_rss_mib=${qRss.toFixed(0)}`,
+      `image size_mib=${sizeMiB} ratio_vs_dd=${(ddMed / agMed).toFixed(2)} rss_mib=${rss.toFixed(0)} mib_s=${(sizeMiB / agMed).toFixed(0)} qcow2_ratio_vs_dd=${(ddMed / qMed).toFixed(2)} qcow2_rss_mib=${qRss.toFixed(0)}`,
     );
   } finally {
     nginx?.kill('SIGTERM');
