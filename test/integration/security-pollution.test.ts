@@ -21,7 +21,8 @@ let port: string;
 const MAC = '52:54:00:12:34:56';
 
 before(async () => {
-  c = await startTestConductor({ config: { automated_clean: false, restrict_lookup: false } });
+  // plain (noauth, HTTP): raw requests probe input handling; auth and TLS are covered by security-conductor-auth.
+  c = await startTestConductor({ plain: true, config: { automated_clean: false, restrict_lookup: false } });
   const n = await c.api('POST', '/v1/nodes', { driver: 'fake-hardware', name: 'victim' });
   assert.equal(n.status, 201);
   node = (n.body as { uuid: string }).uuid;
