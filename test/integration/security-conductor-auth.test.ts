@@ -174,7 +174,7 @@ test('the iPXE deploy script loads the CA as an extra initrd and names it with i
   const dir = await tempDir(t, 'bmts-ipxe-ca-');
   await writeFile(join(dir, 'kernel'), 'k');
   await writeFile(join(dir, 'ramdisk'), 'r');
-  const ipxe = new IpxeBoot({ httpRoot: join(dir, 'http'), httpUrl: 'http://10.0.2.100:8080' });
+  const ipxe = new IpxeBoot({ httpRoot: join(dir, 'http'), httpUrl: 'http://10.0.2.100:8080', allowedFileDirs: [dir] });
   const node: DriverNode = { uuid: '0c6a3c38-6f55-4b0b-9d0c-2f1c7e1f0a01', driver: 'ipmi',
     driver_info: { deploy_kernel: join(dir, 'kernel'), deploy_ramdisk: join(dir, 'ramdisk') },
     instance_info: {}, driver_internal_info: {}, properties: {}, ports: [{ address: '52:54:00:5e:c0:02', pxe_enabled: true }] };
