@@ -25,7 +25,7 @@ export interface ConductorContext {
   /** The boot server (iPXE scripts, image cache) when boot.http_root is configured. */
   readonly bootServer: BootServer | undefined;
   /** Heartbeat hand-over from the API to the orchestration, and its per-node bookkeeping. */
-  readonly heartbeats: HeartbeatHub;
+  readonly heartbeats: HeartbeatHub<ConductorContext>;
   /** Per node: consecutive power-state read failures of the periodic power sync. */
   readonly powerSyncFailures: Map<string, number>;
 }

@@ -90,7 +90,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
   tasks.historyMax = config.node_history_max_entries;
   // Real drivers get their configuration, and the boot server (iPXE scripts, images) starts when configured.
   const driverServices = await startDriverServices(config, drivers);
-  const heartbeats = new HeartbeatHub();
+  const heartbeats = new HeartbeatHub<ConductorContext>();
   const ctx: ConductorContext = { config, store, tasks, host: config.conductor_host, log, drivers,
     bootServer: driverServices.bootServer, heartbeats, powerSyncFailures: new Map(),
     api: { scheme, caPem: apiTls?.caPem } };

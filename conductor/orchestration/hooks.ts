@@ -5,8 +5,6 @@
  * holding any lock; the handler takes its own task (`ctx.tasks.withNodeTask(uuid, {exclusive: true, retry: false,
  * ...})`) and drives the state machine. The HTTP answer (202) does not wait for it.
  */
-import type { ConductorContext } from '../context.js';
-
 /**
  * What a heartbeat asks to record in driver_internal_info (a value of undefined removes the key). Passed when the
  * core could not record it itself because the node was reserved: the handler records it once it holds the lock,
@@ -14,12 +12,13 @@ import type { ConductorContext } from '../context.js';
  */
 export type HeartbeatFacts = Record<string, unknown>;
 
-export type HeartbeatHandler = (nodeUuid: string, ctx: ConductorContext, facts?: HeartbeatFacts) => Promise<void> | void;
+// Generic in the context so this module needs nothing from conductor/context.ts, which holds a hub.
+export type HeartbeatHandler<C> = (nodeUuid: string, ctx: C, facts?: HeartbeatFacts) => Promise<void> | void;
 
 /** One conductor's heartbeat state (lives in its context). */
-export class HeartbeatHub {
+export class HeartbeatHub<C> {
   /** Installed by the conductor at start (tests may swap it); null: heartbeats are only recorded. */
-  handler: HeartbeatHandler | null = null;
+  handler: HeartbeatHandler<C> | null = null;
   /** Per node: is a run in progress, and did another heartbeat arrive meanwhile? */
   readonly inflight = new Map<string, { again: boolean }>();
   /** Heartbeat facts the API could not record (node reserved): the latest wins, recorded under the node's lock. */
