@@ -15,6 +15,18 @@ PKGS=(
   syslinux syslinux-common extlinux mtools openipmi ipmitool redfishtool nginx-light curl openssl
   # compatibility peers: the real baremetal CLI and Debian's Ironic
   python3-ironicclient python3-openstackclient ironic-api ironic-conductor
+  # the database several conductors share (tests run their own cluster in a temp dir)
+  postgresql
+  # provisioning network (dnsmasq DHCP/TFTP in a namespace), UEFI nodes, PXELINUX/GRUB boot files
+  dnsmasq-base ovmf pxelinux ipxe
+  # inventory tools IPA users expect in the ramdisk
+  pciutils usbutils ethtool lshw smartmontools
+  # inspection peer, cloud identity, openstacksdk client
+  ironic-inspector keystone python3-openstacksdk
+  # serial console bridge, web console in a real browser
+  socat chromium
+  # ssh + libvirt power, iSCSI deploy
+  libvirt-daemon-system libvirt-clients openssh-server tgt libiscsi-bin qemu-block-extra
 )
 missing=()
 for p in "${PKGS[@]}"; do
