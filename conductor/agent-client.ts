@@ -36,6 +36,8 @@ export interface AgentClientOptions {
   commandTimeoutMs?: number;
   /** Attempts on connection failures ([agent]max_command_attempts, 3). */
   maxAttempts?: number;
+  /** Pause between those attempts ([agent]command_retry_interval, 2 s). */
+  retryIntervalMs?: number;
   /** Polling of async commands ([agent]command_wait_interval 6 s × command_wait_attempts 100). */
   pollIntervalMs?: number;
   pollAttempts?: number;
@@ -70,6 +72,7 @@ export function commandErrorText(result: CommandResult): string {
 export class AgentClient {
   private readonly timeoutMs: number;
   private readonly attempts: number;
+  private readonly retryIntervalMs: number;
   private readonly pollIntervalMs: number;
   private readonly pollAttempts: number;
   private readonly dispatchers = new Map<string, Dispatcher>();
@@ -81,6 +84,7 @@ export class AgentClient {
     this.maxLogBytes = opts.maxLogBytes ?? 64 * 2 ** 20;
     this.timeoutMs = opts.commandTimeoutMs ?? 60_000;
     this.attempts = opts.maxAttempts ?? 3;
+    this.retryIntervalMs = opts.retryIntervalMs ?? 2_000;
     this.pollIntervalMs = opts.pollIntervalMs ?? 6_000;
     this.pollAttempts = opts.pollAttempts ?? 100;
   }
@@ -166,22 +170,34 @@ export class AgentClient {
     return { status: res.statusCode, json };
   }
 
+  /** Waits before attempt i (0-based): nothing before the first. */
+  private async pauseBefore(i: number): Promise<void> {
+    if (i > 0 && this.retryIntervalMs > 0) await new Promise((r) => setTimeout(r, this.retryIntervalMs));
+  }
+
+  /** GET /v1/commands/ once; connection errors are thrown as they are (the callers retry). */
+  private async listOnce(ep: AgentEndpoint): Promise<CommandResult[]> {
+    const { status, json } = await this.http(ep, 'GET', this.commandsUrl(ep, {}));
+    if (status >= 400) throw new AgentAPIError(`Agent returned error ${status}: ${faultOf(json)}`, status);
+    const list = (json as CommandList | null)?.commands;
+    if (!Array.isArray(list)) throw new AgentAPIError('Agent returned no command list', status);
+    return list;
+  }
+
   /** GET /v1/commands/: the full ordered history (Ironic looks at the last entry). */
   async listCommands(ep: AgentEndpoint): Promise<CommandResult[]> {
     let lastErr: unknown;
     for (let i = 0; i < this.attempts; i++) {
+      await this.pauseBefore(i);
       try {
-        const { status, json } = await this.http(ep, 'GET', this.commandsUrl(ep, {}));
-        if (status >= 400) throw new AgentAPIError(`Agent returned error ${status}: ${faultOf(json)}`, status);
-        const list = (json as CommandList | null)?.commands;
-        if (!Array.isArray(list)) throw new AgentAPIError('Agent returned no command list', status);
-        return list;
+        return await this.listOnce(ep);
       } catch (e) {
         if (e instanceof IronicError) throw e;
         lastErr = e;
+        log.warn({ url: ep.url, attempt: i + 1, of: this.attempts, err: String(e) }, 'agent command list failed to connect');
       }
     }
-    throw new AgentConnectionFailed(`Failed to connect to the agent at ${ep.url}: ${String(lastErr)}`, lastErr);
+    throw new AgentConnectionFailed(`Failed to connect to the agent at ${ep.url} after ${this.attempts} attempts: ${String(lastErr)}`, lastErr);
   }
 
   /** POST a command; with wait=true the agent answers with the final result. */
@@ -189,6 +205,7 @@ export class AgentClient {
     const url = this.commandsUrl(ep, { wait: opts.wait ? 'true' : 'false' });
     let lastErr: unknown;
     for (let i = 0; i < this.attempts; i++) {
+      await this.pauseBefore(i);
       let res: { status: number; json: unknown };
       try {
         res = await this.http(ep, 'POST', url, { name: method, params }, opts.maxBytes);
@@ -197,13 +214,13 @@ export class AgentClient {
         lastErr = e;
         // The agent may have got the request and only the reply was lost: adopt a RUNNING command of that name.
         try {
-          const list = await this.listCommands(ep);
+          const list = await this.listOnce(ep);
           const last = list.at(-1);
           if (last && last.command_name === shortName(method) && last.command_status === 'RUNNING') return last;
         } catch {
           /* fall through to the next attempt */
         }
-        log.warn({ method, url: ep.url, attempt: i + 1, err: String(e) }, 'agent command failed to connect');
+        log.warn({ method, url: ep.url, attempt: i + 1, of: this.attempts, err: String(e) }, 'agent command failed to connect');
         continue;
       }
       const { status, json } = res;
@@ -222,7 +239,7 @@ export class AgentClient {
       }
       return result;
     }
-    throw new AgentConnectionFailed(`Failed to connect to the agent at ${ep.url} for ${method}: ${String(lastErr)}`, lastErr);
+    throw new AgentConnectionFailed(`Failed to connect to the agent at ${ep.url} for ${method} after ${this.attempts} attempts: ${String(lastErr)}`, lastErr);
   }
 
   /** POST then poll the list until the last command of that name finishes (only install_bootloader in Ironic). */

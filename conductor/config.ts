@@ -107,6 +107,11 @@ export const ConfigSchema = z.object({
   agent: z.object({
     command_timeout: seconds.default(60),
     max_command_attempts: z.number().int().positive().default(3),
+    /**
+     * Pause between attempts after a connection failure. Ironic retries at once; an agent whose API comes up a
+     * few seconds after its first heartbeat (slow NIC, auto-TLS key generation) would then fail the step.
+     */
+    command_retry_interval: seconds.default(2),
     command_wait_interval: seconds.default(6),
     command_wait_attempts: z.number().int().positive().default(100),
     /** tear_down_agent: BMC polls after the agent's soft power-off, then a hard power-off. */
@@ -120,7 +125,7 @@ export const ConfigSchema = z.object({
     max_response_bytes: z.number().int().positive().default(8 * 2 ** 20),
     /** Largest log.collect_system_logs response (base64 tarball) accepted and stored. */
     max_log_bytes: z.number().int().positive().default(64 * 2 ** 20),
-  }).default({ command_timeout: 60, max_command_attempts: 3, command_wait_interval: 6, command_wait_attempts: 100,
+  }).default({ command_timeout: 60, max_command_attempts: 3, command_retry_interval: 2, command_wait_interval: 6, command_wait_attempts: 100,
     power_off_poll_attempts: 6, power_off_poll_interval: 5, deploy_logs_collect: 'on_failure', allow_md5_checksum: false,
     max_response_bytes: 8 * 2 ** 20, max_log_bytes: 64 * 2 ** 20 }),
   /** Deploy and cleaning ([deploy] in Ironic). erase_devices 0 = automated cleaning wipes metadata only. */

@@ -60,6 +60,7 @@ export function agentClient(ctx: ConductorContext): AgentClient {
     c = new AgentClient({
       commandTimeoutMs: a.command_timeout * 1000,
       maxAttempts: a.max_command_attempts,
+      retryIntervalMs: a.command_retry_interval * 1000,
       pollIntervalMs: a.command_wait_interval * 1000,
       pollAttempts: a.command_wait_attempts,
       maxResponseBytes: a.max_response_bytes,
