@@ -5,7 +5,8 @@
  * one run (medians reported); a failed baseline ends the bench without a ratio. The agent side runs in a child
  * process so its peak RSS is its own; sha256 is verified inline. Also: a sparse raw image (RSS must not grow with
  * size) and the same content as qcow2. Ratios are baseline seconds / agent seconds (above 1: the agent is faster).
- * Last line: `image size_mib=… ratio_vs_dd=… rss_mib=… mib_s=… qcow2_ratio_vs_dd=… qcow2_rss_mib=…`.
+ * Also the IPA-style Python writer (support/ipa_style_writer.py), sha512, and a zstd-compressed copy. Last line:
+ * `image ratio_vs_dd=… ratio_vs_ipa=… rss_mib=… qcow2_ratio_vs_dd=… zstd_ratio_vs_dd=… sha512_ratio_vs_dd=… mib_s=… size_mib=…`.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
@@ -15,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run, spawnLong } from '../../common/exec.js';
 import { numArg, sizeMiBArg } from './support/args.js';
-import { curlDd } from './support/baselines.js';
+import { curlDd, ipaStyleWriter } from './support/baselines.js';
 
 const MiB = 1024 * 1024;
 
@@ -26,24 +27,18 @@ interface ChildResult {
   bytes: number;
 }
 
-/** Child mode: write one image and print the figures as JSON. */
-async function child(json: string): Promise<void> {
-  const a = JSON.parse(json) as { url: string; sha256: string; dev: string; limit: number };
-  const { setHardwareContext } = await import('../../hardware-managers/context.js');
-  setHardwareContext({ deviceAllowlist: [a.dev] });
-  (await import('../../image/settings.js')).setImageSettings({ hashInWorker: process.env.BMTS_IMAGE_HASH_WORKER === '1' });
-  const { assertSafeToWrite } = await import('../../block/devices.js');
-  await assertSafeToWrite(a.dev);
-  const { streamImageToDevice } = await import('../../image/write.js');
-  const t = process.hrtime.bigint();
-  const r = await streamImageToDevice({
-    info: { id: 'bench', urls: [a.url], os_hash_algo: 'sha256', os_hash_value: a.sha256 },
-    device: a.dev,
-    limit: a.limit,
+/**
+ * The agent side as the ramdisk runs it: one esbuild bundle run by plain node (support/image-child.ts). Built
+ * once per bench run into the bench's temp dir.
+ */
+async function bundleChild(dir: string): Promise<string> {
+  const esbuild = (await import('esbuild')).default;
+  const out = join(dir, 'image-child.cjs');
+  await esbuild.build({
+    entryPoints: [fileURLToPath(new URL('./support/image-child.ts', import.meta.url))],
+    bundle: true, platform: 'node', target: 'node20', format: 'cjs', minify: true, logLevel: 'warning', outfile: out,
   });
-  const seconds = Number(process.hrtime.bigint() - t) / 1e9;
-  const out: ChildResult = { seconds, rssMiB: process.resourceUsage().maxRSS / 1024, layers: r.layers, bytes: r.downloadedBytes };
-  process.stdout.write(`BENCH-RESULT ${JSON.stringify(out)}\n`);
+  return out;
 }
 
 async function freePort(): Promise<number> {
@@ -58,7 +53,11 @@ async function freePort(): Promise<number> {
 }
 
 async function sha256(path: string): Promise<string> {
-  const h = createHash('sha256');
+  return digest(path, 'sha256');
+}
+
+async function digest(path: string, algo: 'sha256' | 'sha512'): Promise<string> {
+  const h = createHash(algo);
   for await (const c of createReadStream(path, { highWaterMark: 4 * MiB })) h.update(c as Buffer);
   return h.digest('hex');
 }
@@ -68,9 +67,11 @@ const median = (xs: number[]): number => {
   return s[Math.floor(s.length / 2)]!;
 };
 
-async function agentRun(url: string, sum: string, dev: string, limit: number, workerHash = false): Promise<ChildResult> {
-  const runTs = fileURLToPath(new URL('./run.ts', import.meta.url));
-  const r = await run(process.execPath, ['--import', 'tsx', runTs, 'image', '--child', JSON.stringify({ url, sha256: sum, dev, limit })], {
+let childBundle = '';
+
+async function agentRun(url: string, sum: string, dev: string, limit: number, workerHash = false,
+  algo: 'sha256' | 'sha512' = 'sha256'): Promise<ChildResult> {
+  const r = await run(process.execPath, [childBundle, JSON.stringify({ url, sha256: sum, dev, limit, algo })], {
     timeoutMs: 600_000,
     env: { LOG_LEVEL: 'warn', BMTS_IMAGE_HASH_WORKER: workerHash ? '1' : '0' },
     quiet: true,
@@ -81,7 +82,6 @@ async function agentRun(url: string, sum: string, dev: string, limit: number, wo
 }
 
 export default async function bench(args: string[]): Promise<void> {
-  if (args[0] === '--child') return child(args[1]!);
   const rounds = numArg(args, '--rounds', 0, 3);
   const sizeMiB = sizeMiBArg(args, '--size-mib', 1, 2048);
   const sparseMiB = sizeMiBArg(args, '--sparse-mib', null, 8192);
@@ -89,6 +89,7 @@ export default async function bench(args: string[]): Promise<void> {
   const www = join(dir, 'www');
   await fsp.mkdir(join(dir, 'logs'), { recursive: true });
   await fsp.mkdir(www);
+  childBundle = await bundleChild(dir);
   // nginx workers run as an unprivileged user: they must be able to read the served tree.
   await fsp.chmod(dir, 0o755);
   const loops: string[] = [];
@@ -107,7 +108,10 @@ export default async function bench(args: string[]): Promise<void> {
     await fh.write(Buffer.alloc(MiB, 0x5a), 0, MiB, 0);
     await fh.write(Buffer.alloc(MiB, 0xa5), 0, MiB, (sparseMiB - 1) * MiB);
     await fh.close();
-    const sums = { raw: await sha256(raw), qcow: await sha256(qcow), sparse: await sha256(sparse) };
+    const zst = join(www, 'image.raw.zst');
+    await run('zstd', ['-q', '-3', '-T0', '-f', raw, '-o', zst], { timeoutMs: 300_000 });
+    const sums = { raw: await sha256(raw), qcow: await sha256(qcow), sparse: await sha256(sparse), zst: await sha256(zst),
+      raw512: await digest(raw, 'sha512') };
 
     const port = await freePort();
     const conf = join(dir, 'nginx.conf');
@@ -145,14 +149,22 @@ http { access_log off; sendfile on; tcp_nopush on; ${tmpPaths}
     const agent: ChildResult[] = [];
     const q: ChildResult[] = [];
     const worker: ChildResult[] = [];
+    const ipa: number[] = [];
+    const z: ChildResult[] = [];
+    const s512: ChildResult[] = [];
     for (let i = 0; i < rounds; i++) {
+      // Interleaved, so load changes hit every contender alike.
       dd.push(await curlDd(url('image.raw'), dev, sizeMiB * MiB));
       agent.push(await agentRun(url('image.raw'), sums.raw, dev, limit));
+      ipa.push(await ipaStyleWriter(url('image.raw'), dev, sizeMiB * MiB, 'sha256', sums.raw));
+      s512.push(await agentRun(url('image.raw'), sums.raw512, dev, limit, false, 'sha512'));
       worker.push(await agentRun(url('image.raw'), sums.raw, dev, limit, true));
       q.push(await agentRun(url('image.qcow2'), sums.qcow, dev, limit));
+      z.push(await agentRun(url('image.raw.zst'), sums.zst, dev, limit));
       const fmt = (s: number): string => `${s.toFixed(2)} s (${(sizeMiB / s).toFixed(0)} MiB/s)`;
+      const ag = (r: ChildResult): string => `${fmt(r.seconds)} rss ${r.rssMiB.toFixed(0)} MiB`;
       console.log(
-        `round ${i + 1}: curl|dd ${fmt(dd[i]!)}  agent raw ${fmt(agent[i]!.seconds)} rss ${agent[i]!.rssMiB.toFixed(0)} MiB  (hash in a worker ${fmt(worker[i]!.seconds)}, rss ${worker[i]!.rssMiB.toFixed(0)} MiB)  agent qcow2 ${fmt(q[i]!.seconds)} rss ${q[i]!.rssMiB.toFixed(0)} MiB`,
+        `round ${i + 1}: curl|dd ${fmt(dd[i]!)}  IPA-style ${fmt(ipa[i]!)}  agent raw sha256 ${ag(agent[i]!)}  sha512 ${ag(s512[i]!)}  (hash in a worker ${ag(worker[i]!)})  qcow2 ${ag(q[i]!)}  zstd ${ag(z[i]!)}`,
       );
     }
     // The written device must hold the image: compare a hash of the first sizeMiB against the source.
@@ -168,15 +180,19 @@ http { access_log off; sendfile on; tcp_nopush on; ${tmpPaths}
     );
 
     const ddMed = median(dd);
+    const ipaMed = median(ipa);
     const agMed = median(agent.map((a) => a.seconds));
     const qMed = median(q.map((a) => a.seconds));
-    const rss = Math.max(...agent.map((a) => a.rssMiB), sp.rssMiB);
-    const qRss = Math.max(...q.map((a) => a.rssMiB));
+    const zMed = median(z.map((a) => a.seconds));
+    const s512Med = median(s512.map((a) => a.seconds));
+    // Peak RSS over every agent run of every format, the sparse one included (the issue's "all formats").
+    const rss = Math.max(...[...agent, ...q, ...z, ...s512].map((a) => a.rssMiB), sp.rssMiB);
+    const spread = (xs: number[]): string => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)} s`;
     console.log(
-      `medians: curl|dd ${ddMed.toFixed(2)} s, agent raw ${agMed.toFixed(2)} s (hash in a worker: ${median(worker.map((a) => a.seconds)).toFixed(2)} s), agent qcow2 ${qMed.toFixed(2)} s`,
+      `medians: curl|dd ${ddMed.toFixed(2)} s (${spread(dd)}), IPA-style ${ipaMed.toFixed(2)} s, agent raw sha256 ${agMed.toFixed(2)} s (${spread(agent.map((a) => a.seconds))}), sha512 ${s512Med.toFixed(2)} s, hash in a worker ${median(worker.map((a) => a.seconds)).toFixed(2)} s, qcow2 ${qMed.toFixed(2)} s, zstd ${zMed.toFixed(2)} s`,
     );
     console.log(
-      `image size_mib=${sizeMiB} ratio_vs_dd=${(ddMed / agMed).toFixed(2)} rss_mib=${rss.toFixed(0)} mib_s=${(sizeMiB / agMed).toFixed(0)} qcow2_ratio_vs_dd=${(ddMed / qMed).toFixed(2)} qcow2_rss_mib=${qRss.toFixed(0)}`,
+      `image ratio_vs_dd=${(ddMed / agMed).toFixed(2)} ratio_vs_ipa=${(ipaMed / agMed).toFixed(2)} rss_mib=${rss.toFixed(0)} qcow2_ratio_vs_dd=${(ddMed / qMed).toFixed(2)} zstd_ratio_vs_dd=${(ddMed / zMed).toFixed(2)} sha512_ratio_vs_dd=${(ddMed / s512Med).toFixed(2)} mib_s=${(sizeMiB / agMed).toFixed(0)} size_mib=${sizeMiB}`,
     );
   } finally {
     nginx?.kill('SIGTERM');

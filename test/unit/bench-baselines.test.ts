@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { numArg, sizeMiBArg } from '../bench/support/args.js';
-import { BaselineFailed, curlDd } from '../bench/support/baselines.js';
+import { createHash } from 'node:crypto';
+import { BaselineFailed, curlDd, ipaStyleWriter } from '../bench/support/baselines.js';
 
 const MiB = 1024 * 1024;
 const payload = Buffer.alloc(4 * MiB);
@@ -74,6 +75,17 @@ describe('bench baselines: curl | dd', () => {
     await writeFile(out, '');
     await assert.rejects(curlDd(`${base}/image`, out, 2 * payload.length), (e: unknown) =>
       e instanceof BaselineFailed && /expected 8388608/.test(e.message));
+  });
+
+  it('the IPA-style writer writes the image, checks its hash, and fails on a wrong hash or a cut transfer', async () => {
+    const sum = createHash('sha256').update(payload).digest('hex');
+    const out = join(dir, 'ipa.img');
+    await writeFile(out, '');
+    assert.ok((await ipaStyleWriter(`${base}/image`, out, payload.length, 'sha256', sum)) > 0);
+    assert.ok((await readFile(out)).equals(payload));
+    await assert.rejects(ipaStyleWriter(`${base}/image`, out, payload.length, 'sha256', '0'.repeat(64)), (e: unknown) =>
+      e instanceof BaselineFailed && /IPA-style/.test(e.message));
+    await assert.rejects(ipaStyleWriter(`${base}/cut`, out, payload.length, 'sha256', sum), BaselineFailed);
   });
 });
 

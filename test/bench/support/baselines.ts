@@ -61,3 +61,18 @@ export async function blkdiscard(dev: string, zeroout: boolean): Promise<number>
   const args = zeroout ? ['--zeroout', dev] : [dev];
   return timed(`blkdiscard${zeroout ? ' --zeroout' : ''}`, () => run('blkdiscard', args, { timeoutMs: 3600_000, quiet: true }));
 }
+
+/**
+ * The IPA-style writer (support/ipa_style_writer.py under Debian's /usr/bin/python3 with python3-requests): 1 MiB
+ * chunks, checksum per chunk, buffered writes, fsync. It must report exactly `bytes` written and a matching
+ * checksum. Returns seconds.
+ */
+export async function ipaStyleWriter(url: string, dev: string, bytes: number, algo: string, sum: string,
+  timeoutMs = 600_000): Promise<number> {
+  const what = 'IPA-style python writer (requests, 1 MiB chunks, hash, write, fsync)';
+  const script = new URL('./ipa_style_writer.py', import.meta.url).pathname;
+  return timed(what, async () => {
+    const r = await run('/usr/bin/python3', [script, url, dev, algo, sum], { timeoutMs, quiet: true });
+    if (r.stdout.trim() !== `written ${bytes}`) throw new BaselineFailed(what, `it reported "${r.stdout.trim()}", expected ${bytes} bytes`);
+  });
+}
