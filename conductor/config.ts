@@ -94,6 +94,15 @@ export const ConfigSchema = z.object({
     kernel_append_params: z.string().default('nofb nomodeset vga=normal'),
   }).default({ kernel_append_params: 'nofb nomodeset vga=normal', listen_host: '127.0.0.1' }),
   /** Real power drivers (Ironic [conductor] power timeouts, [ipmi], [redfish]); seconds. See conductor/drivers/real.ts. */
+  /**
+   * The `ssh` hardware type (conductor/drivers/ssh-virt.ts): host keys are checked against known_hosts_file
+   * (default <data_dir>/ssh/known_hosts); trust_on_first_use records an unknown host's key instead of refusing.
+   */
+  ssh: z.object({
+    known_hosts_file: z.string().min(1).optional(),
+    trust_on_first_use: z.boolean().default(false),
+    command_timeout: seconds.default(30),
+  }).default({ trust_on_first_use: false, command_timeout: 30 }),
   power: z.object({
     state_change_timeout: seconds.default(60),
     soft_power_off_timeout: seconds.default(600),

@@ -5,7 +5,7 @@
  * re-registers them with that conductor's configuration and starts its boot server when boot.http_root is set.
  */
 import { getLogger } from '../../common/logger.js';
-import { resolve, sep } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import { ConfigError } from '../../common/errors.js';
 import { startBootServer, type BootServer } from '../boot-server.js';
 import { allowedFileDirs } from '../file-access.js';
@@ -15,6 +15,7 @@ import { IpmitoolManagement, IpmitoolPower, type IpmitoolOptions } from './ipmit
 import { IpxeBoot } from './ipxe.js';
 import { RedfishManagement, RedfishPower, type RedfishOptions } from './redfish.js';
 import { RedfishClientPool } from './redfish-client.js';
+import { registerSshVirt } from './ssh-virt.js';
 import type { InterfaceKind } from './types.js';
 
 const log = getLogger('drivers');
@@ -51,6 +52,7 @@ export function registerRealDrivers(reg: DriverRegistry): void {
   registerInstances(reg, {}, {}, new IpxeBoot({ httpRoot: '', httpUrl: '' }), new RedfishClientPool());
   reg.registerHardwareType({ name: 'ipmi', supported: common('ipmitool', 'ipmitool') });
   reg.registerHardwareType({ name: 'redfish', supported: common('redfish', 'redfish') });
+  registerSshVirt(reg);
 }
 
 export interface DriverServices {
@@ -96,6 +98,11 @@ export async function startDriverServices(cfg: ConductorConfig, reg: DriverRegis
   }
   const pool = new RedfishClientPool();
   registerInstances(reg, ipmi, redfish, ipxe, pool);
+  registerSshVirt(reg, {
+    knownHostsFile: cfg.ssh.known_hosts_file ?? join(resolve(cfg.data_dir), 'ssh', 'known_hosts'),
+    trustOnFirstUse: cfg.ssh.trust_on_first_use, commandTimeoutS: cfg.ssh.command_timeout,
+    powerStateChangeTimeoutS: p.state_change_timeout,
+  });
   return {
     bootServer,
     close: async () => {

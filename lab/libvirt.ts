@@ -1,0 +1,85 @@
+/**
+ * A private libvirtd (Debian 12: one daemon plus virtlogd) for tests, as /work/shared/services.md found works
+ * here: qemu:///system as root, unix socket root-only, no auth on it, logs in a temp dir; TCG guests. Domains the
+ * test defines are destroyed and undefined by stop(), before the daemons are stopped by pid (guests outlive
+ * libvirtd otherwise).
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run, spawnLong } from '../common/exec.js';
+
+export interface Libvirt {
+  uri: string;
+  /** Define a domain with no disk and no NIC (boot order network, hd), owned by this fixture. */
+  defineDomain(name: string): Promise<string>;
+  virsh(args: string[]): Promise<string>;
+  stop(): Promise<void>;
+}
+
+const URI = 'qemu:///system';
+
+/** `socketGroup`: a group whose members may use the read-write socket (tests log in as such a user over ssh). */
+export async function startLibvirt(opts: { socketGroup?: string } = {}): Promise<Libvirt> {
+  const dir = await mkdtemp(join(tmpdir(), 'bmts-libvirt-'));
+  const conf = join(dir, 'libvirtd.conf');
+  await writeFile(conf, [
+    `unix_sock_group = "${opts.socketGroup ?? 'root'}"`, `unix_sock_rw_perms = "${opts.socketGroup ? '0770' : '0700'}"`, 'auth_unix_rw = "none"', 'auth_unix_ro = "none"',
+    `log_outputs = "3:file:${join(dir, 'libvirtd.log')}"`, '',
+  ].join('\n'));
+  const logd = spawnLong('virtlogd', ['-p', join(dir, 'virtlogd.pid')]);
+  logd.catch(() => undefined); // stopped by stop()
+  const daemon = spawnLong('libvirtd', ['-f', conf, '-p', join(dir, 'libvirtd.pid')]);
+  daemon.catch(() => undefined); // stopped by stop()
+  const domains: string[] = [];
+  const virsh = async (args: string[], input?: string): Promise<string> =>
+    (await run('virsh', ['-c', URI, ...args], { timeoutMs: 30_000, ...(input !== undefined ? { input } : {}) })).stdout;
+  const stopDaemons = async (): Promise<void> => {
+    for (const p of [daemon, logd]) {
+      p.kill('SIGTERM');
+      await Promise.race([p.catch(() => undefined), new Promise((r) => setTimeout(r, 5000))]);
+      if (p.exitCode === null) p.kill('SIGKILL');
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const ok = await run('virsh', ['-c', URI, 'version'], { okCodes: [0, 1], quiet: true, timeoutMs: 10_000 }).catch(() => null);
+    if (ok?.exitCode === 0) break;
+    if (Date.now() > deadline || daemon.exitCode !== null) {
+      await stopDaemons();
+      throw new Error('libvirtd did not answer');
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  return {
+    uri: URI,
+    async defineDomain(name) {
+      const xml = `<domain type='qemu'>
+  <name>${name}</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <boot dev='network'/>
+    <boot dev='hd'/>
+  </os>
+  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>
+</domain>
+`;
+      const file = join(dir, `${name}.xml`);
+      await writeFile(file, xml);
+      await virsh(['define', file]);
+      domains.push(name);
+      return name;
+    },
+    virsh: (args) => virsh(args),
+    async stop() {
+      for (const d of domains) {
+        await virsh(['destroy', d]).catch(() => undefined); // not running is fine
+        await virsh(['undefine', d]).catch(() => undefined); // reported by the sweep if it stays
+      }
+      await stopDaemons();
+    },
+  };
+}
