@@ -110,6 +110,13 @@ test('config: defaults, flags override file, bad values are one ConfigError', as
   const l = loadConfig(['--config', join(dir, 'c.json'), '--port', '7002'], {});
   assert.equal(l.port, 7002);
   assert.equal(l.automated_clean, false);
+  // The store: SQLite unless a PostgreSQL URL comes from the file, BMTS_DATABASE_URL or --database-url (last wins).
+  assert.equal(l.database.url, undefined);
+  const pgUrl = 'postgresql://bm:pw@db.example:5432/bmts';
+  assert.equal(loadConfig([], { BMTS_DATABASE_URL: pgUrl }).database.url, pgUrl);
+  assert.equal(loadConfig(['--database-url', 'postgres://h/x'], { BMTS_DATABASE_URL: pgUrl }).database.url, 'postgres://h/x');
+  assert.equal(loadConfig(['--database-url=postgres://h/x'], {}).database.sqlite_file, 'conductor.sqlite');
+  assert.throws(() => loadConfig(['--database-url', 'mysql://h/x'], {}), /database\.url: must be a postgresql:\/\/ URL/);
   await writeFile(join(dir, 'bad.json'), '{nope');
   assert.throws(() => loadConfig(['--config', join(dir, 'bad.json')], {}), /not valid JSON/);
 });
