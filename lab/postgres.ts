@@ -9,7 +9,7 @@
  *   t.after(() => pg.stop());
  *   const url = await pg.createDatabase();       // postgresql://postgres@127.0.0.1:PORT/bmts_1, empty
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { chmod, chown, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
@@ -47,6 +47,8 @@ export interface LabPostgres {
     Promise<R[]>;
   /** Ends the server (by pid, immediate) and removes the directory; safe to call twice. */
   stop(): Promise<void>;
+  /** stop() for a process that is exiting: SIGKILL to the server, the directory removed, no waiting. */
+  stopSync(): void;
 }
 
 export function havePostgres(): boolean {
@@ -148,8 +150,15 @@ export async function startPostgres(opts: LabPostgresOptions = {}): Promise<LabP
       }
     };
     const ident = (s: string): string => `"${s.replace(/"/g, '""')}"`;
+    const stopSync = (): void => {
+      if (stopped) return;
+      stopped = true;
+      // Its backends notice the postmaster's death and exit on their own.
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone already */ }
+      try { rmSync(dir, { recursive: true, force: true }); } catch { /* best effort while exiting */ }
+    };
     return {
-      host: '127.0.0.1', port, dir, pid, url, query, stop,
+      host: '127.0.0.1', port, dir, pid, url, query, stop, stopSync,
       createDatabase: async (name = `bmts_${process.pid}_${++dbCounter}`, template = 'template0') => {
         await query('postgres', `CREATE DATABASE ${ident(name)} TEMPLATE ${ident(template)} STRATEGY FILE_COPY`);
         return url(name);
