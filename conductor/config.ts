@@ -26,11 +26,18 @@ export const ConfigSchema = z.object({
   file_url_allowed_paths: z.array(z.string().min(1)).optional(),
   database: z.object({
     backend: z.enum(['sqlite']).default('sqlite'),
+    /**
+     * postgresql://user:password@host:port/dbname: the PostgreSQL store (conductor/store/postgres.ts), which several
+     * conductors can share; absent: SQLite in data_dir. The password never reaches a log line.
+     */
+    url: z.string().regex(/^postgres(?:ql)?:\/\//i, 'must be a postgresql:// URL').optional(),
+    /** PostgreSQL connections per conductor. */
+    pool_size: z.number().int().min(1).max(100).default(10),
     /** File name inside data_dir, or ':memory:'. */
     sqlite_file: z.string().default('conductor.sqlite'),
     /** Memory for rendered node list items, reused while their node is unchanged (0: no cache). */
     render_cache_mib: z.number().min(0).max(1024).default(8),
-  }).default({ backend: 'sqlite', sqlite_file: 'conductor.sqlite', render_cache_mib: 8 }),
+  }).default({ backend: 'sqlite', sqlite_file: 'conductor.sqlite', render_cache_mib: 8, pool_size: 10 }),
   /** Operator authentication (conductor/api/auth.ts); http_basic unless noauth is chosen explicitly. */
   auth: z.object({
     strategy: z.enum(['noauth', 'http_basic']).default('http_basic'),
@@ -162,7 +169,10 @@ export const ConfigSchema = z.object({
 export type ConductorConfig = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
 
-/** Env vars understood: BMTS_HOST, BMTS_PORT, BMTS_DATA_DIR, BMTS_CONFIG, BMTS_API_URL, BMTS_AUTH_STRATEGY, BMTS_TLS. */
+/**
+ * Env vars understood: BMTS_HOST, BMTS_PORT, BMTS_DATA_DIR, BMTS_CONFIG, BMTS_API_URL, BMTS_AUTH_STRATEGY, BMTS_TLS,
+ * BMTS_DATABASE_URL.
+ */
 function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (env.BMTS_HOST) out.host = env.BMTS_HOST;
@@ -171,6 +181,7 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.BMTS_API_URL) out.api_url = env.BMTS_API_URL;
   if (env.BMTS_AUTH_STRATEGY) out.auth = { strategy: env.BMTS_AUTH_STRATEGY };
   if (env.BMTS_TLS) out.tls = { mode: env.BMTS_TLS };
+  if (env.BMTS_DATABASE_URL) out.database = { url: env.BMTS_DATABASE_URL };
   return out;
 }
 
@@ -181,6 +192,7 @@ export interface ParsedFlags {
   config?: string;
   auth?: string;
   tls?: string;
+  databaseUrl?: string;
   /** Create the credentials and TLS files, print them, and exit (npm run setup). */
   init?: boolean;
 }
@@ -209,6 +221,7 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
       case '--config': flags.config = value(); break;
       case '--auth': flags.auth = value(); break;
       case '--tls': flags.tls = value(); break;
+      case '--database-url': flags.databaseUrl = value(); break;
       case '--init': flags.init = true; break;
       default: throw new ConfigError(`unknown flag: ${arg}`);
     }
@@ -265,6 +278,7 @@ export function loadConfig(argv: readonly string[] = [], env: NodeJS.ProcessEnv 
   if (flags.dataDir !== undefined) fromFlags.data_dir = flags.dataDir;
   if (flags.auth !== undefined) fromFlags.auth = { strategy: flags.auth };
   if (flags.tls !== undefined) fromFlags.tls = { mode: flags.tls };
+  if (flags.databaseUrl !== undefined) fromFlags.database = { url: flags.databaseUrl };
   const merged = deepMerge(deepMerge(fromFile, fromEnv(env)), fromFlags);
   if (typeof merged.data_dir === 'string') merged.data_dir = resolve(merged.data_dir);
   return buildConfig(merged);

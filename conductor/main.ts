@@ -24,7 +24,7 @@ import { handleHeartbeat } from './orchestration/heartbeat.js';
 import { HeartbeatHub } from './orchestration/hooks.js';
 import { PeriodicTasks } from './periodic.js';
 import { STUCK_STATES } from './states.js';
-import { SqliteStore } from './store/sqlite.js';
+import { describeStore, openStore } from './store/open.js';
 
 export interface RunningConductor {
   /** Base URL the API listens on, e.g. https://127.0.0.1:6385 */
@@ -80,8 +80,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
   if (config.api_url && !config.api_url.startsWith(`${scheme}:`)) {
     log.warn({ api_url: config.api_url, scheme }, 'api_url scheme differs from what the API serves');
   }
-  const store = SqliteStore.open(config.data_dir, config.database.sqlite_file,
-    { renderCacheBytes: config.database.render_cache_mib * 2 ** 20 });
+  const store = await openStore(config);
   const tasks = new TaskManager(store, config.conductor_host, {
     retryAttempts: config.locks.node_locked_retry_attempts,
     retryIntervalMs: config.locks.node_locked_retry_interval * 1000,
@@ -128,7 +127,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
   });
   const periodic = new PeriodicTasks(ctx);
   periodic.start();
-  log.info({ url, data_dir: config.data_dir, types: drivers.enabledHardwareTypes().map((t) => t.name) },
+  log.info({ url, data_dir: config.data_dir, database: describeStore(config), types: drivers.enabledHardwareTypes().map((t) => t.name) },
     'conductor listening');
 
   let closing: Promise<void> | undefined;
@@ -185,7 +184,7 @@ async function cli(): Promise<void> {
     if (e instanceof ConfigError) {
       process.stderr.write(`baremetal-conductor: ${e.message}\n` +
         'usage: npm run conductor -- [--host H] [--port P] [--data-dir DIR] [--config FILE.json] ' +
-        '[--auth http_basic|noauth] [--tls auto|off] [--init]\n');
+        '[--auth http_basic|noauth] [--tls auto|off] [--database-url postgresql://...] [--init]\n');
       process.exit(2);
     }
     throw e;

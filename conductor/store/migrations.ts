@@ -1,13 +1,28 @@
 /**
  * Schema migrations, applied in order at start-up inside one transaction each; `schema_version` records the
- * last one applied. Never edit a released migration: append a new one.
+ * versions applied. Never edit a released migration: append a new one.
+ *
+ * Both stores run the same list (SQLite in sqlite.ts; PostgreSQL in postgres.ts, under an advisory lock so that
+ * conductors starting together migrate once). Adding a table or column is one entry here:
+ *
+ *   { version: 7, description: 'conductors.rpc_url', sql: (d) => `ALTER TABLE conductors ADD COLUMN rpc_url TEXT;` },
+ *
+ * Write SQL both databases accept: TEXT (strings, ISO times, JSON text), INTEGER (numbers, booleans as 0/1),
+ * `${d.autoId}` for an auto-incremented id, double-quoted reserved words ("user"). What differs between them is a
+ * method of the Dialect (dialect.ts): add one there rather than branching on the database here.
  */
+import type { Dialect } from './dialect.js';
 import { INTERFACE_FIELDS, JSON_FIELDS } from './types.js';
 
 export interface Migration {
   version: number;
   description: string;
-  sql: string;
+  /** The statements (`;`-separated), for the dialect they run on. */
+  sql: string | ((d: Dialect) => string);
+}
+
+export function migrationSql(m: Migration, d: Dialect): string {
+  return typeof m.sql === 'string' ? m.sql : m.sql(d);
 }
 
 const ifaceCols = INTERFACE_FIELDS.map((f) => `  ${f} TEXT`).join(',\n');
@@ -17,9 +32,9 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     description: 'nodes, ports, conductors, node_history',
-    sql: `
+    sql: (d) => `
 CREATE TABLE nodes (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  id ${d.autoId},
   uuid TEXT NOT NULL UNIQUE,
   name TEXT UNIQUE,
   created_at TEXT NOT NULL,
@@ -65,7 +80,7 @@ CREATE INDEX nodes_owner ON nodes(owner);
 CREATE INDEX nodes_conductor_group ON nodes(conductor_group);
 
 CREATE TABLE ports (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  id ${d.autoId},
   uuid TEXT NOT NULL UNIQUE,
   address TEXT NOT NULL UNIQUE,
   node_uuid TEXT NOT NULL REFERENCES nodes(uuid) ON DELETE CASCADE,
@@ -91,7 +106,7 @@ CREATE TABLE conductors (
 );
 
 CREATE TABLE node_history (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  id ${d.autoId},
   uuid TEXT NOT NULL UNIQUE,
   node_uuid TEXT NOT NULL REFERENCES nodes(uuid) ON DELETE CASCADE,
   created_at TEXT NOT NULL,
@@ -99,7 +114,7 @@ CREATE TABLE node_history (
   event_type TEXT NOT NULL,
   event TEXT NOT NULL,
   conductor TEXT,
-  user TEXT
+  "user" TEXT
 );
 CREATE INDEX node_history_node ON node_history(node_uuid);
 `,
@@ -107,13 +122,10 @@ CREATE INDEX node_history_node ON node_history(node_uuid);
   {
     version: 2,
     description: 'nodes.version, bumped by every update (validates cached node list pages)',
-    sql: `
+    // The store bumps it in its own UPDATEs; the trigger catches any statement that does not (another
+    // conductor's included: on PostgreSQL the bump is what keeps each process's render cache honest).
+    sql: (d) => `
 ALTER TABLE nodes ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
--- The store bumps it in its own UPDATEs; this catches any statement that does not.
-CREATE TRIGGER nodes_version_bump AFTER UPDATE ON nodes FOR EACH ROW WHEN NEW.version = OLD.version
-BEGIN
-  UPDATE nodes SET version = OLD.version + 1 WHERE id = OLD.id;
-END;
-`,
+${d.versionBumpTrigger('nodes')}`,
   },
 ];

@@ -7,11 +7,13 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { MIGRATIONS } from './migrations.js';
+import { MIGRATIONS, migrationSql } from './migrations.js';
+import { SQLITE } from './dialect.js';
+import { markerQuery, nodeListQuery, portListQuery, type MarkerRow } from './queries.js';
 import { GroupCommit } from './group-commit.js';
 import { NodeListRenderer } from './sqlite-json.js';
 import {
-  NODE_COLS, NODE_JSON_COLS, NODE_SORT_KEYS, nodeFromRow, PORT_COLS, PORT_SORT_KEYS, portFromRow, toDb,
+  NODE_COLS, NODE_JSON_COLS, nodeFromRow, PORT_COLS, portFromRow, toDb,
   uniqueViolation, type Row,
 } from './sqlite-rows.js';
 import type { ColType } from './sqlite-rows.js';
@@ -31,10 +33,6 @@ export interface SqliteOptions {
   file: string;
   /** Budget for rendered node list items (default 8 MiB; 0 turns the cache off). */
   renderCacheBytes?: number;
-}
-
-function ownOnly<T extends object>(o: T): T {
-  return Object.assign(Object.create(null) as T, o);
 }
 
 export class SqliteStore implements Store {
@@ -70,7 +68,7 @@ export class SqliteStore implements Store {
     for (const m of MIGRATIONS) {
       if (m.version <= current) continue;
       this.db.transaction(() => {
-        this.db.exec(m.sql);
+        this.db.exec(migrationSql(m, SQLITE));
         this.db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(m.version);
       })();
     }
@@ -166,60 +164,12 @@ export class SqliteStore implements Store {
   }
 
   private nodeListQuery(query: NodeQuery, select = '*'): { sql: string; args: unknown[] } {
-    // Own properties only: a filter the caller did not set must not come from Object.prototype (bound values
-    // that are not strings or numbers make every list throw).
-    const q = ownOnly(query);
-    const where: string[] = [];
-    const args: unknown[] = [];
-    const eq = (col: string, v: unknown): void => { where.push(`${col} = ?`); args.push(v); };
-    if (q.associated !== undefined) where.push(`instance_uuid IS ${q.associated ? 'NOT ' : ''}NULL`);
-    if (q.maintenance !== undefined) eq('maintenance', q.maintenance ? 1 : 0);
-    if (q.retired !== undefined) eq('retired', q.retired ? 1 : 0);
-    if (q.reserved !== undefined) where.push(`reservation IS ${q.reserved ? 'NOT ' : ''}NULL`);
-    if (q.fault !== undefined) eq('fault', q.fault);
-    if (q.provision_state?.length) {
-      where.push(`provision_state IN (${q.provision_state.map(() => '?').join(',')})`);
-      args.push(...q.provision_state);
-    }
-    if (q.driver !== undefined) eq('driver', q.driver);
-    if (q.resource_class !== undefined) eq('resource_class', q.resource_class);
-    if (q.chassis_uuid !== undefined) eq('chassis_uuid', q.chassis_uuid);
-    if (q.conductor_group !== undefined) eq('lower(conductor_group)', q.conductor_group.toLowerCase());
-    if (q.owner !== undefined) eq('owner', q.owner);
-    if (q.lessee !== undefined) eq('lessee', q.lessee);
-    if (q.project !== undefined) { where.push('(owner = ? OR lessee = ?)'); args.push(q.project, q.project); }
-    if (q.instance_uuid !== undefined) eq('instance_uuid', q.instance_uuid);
-    if (q.description_contains !== undefined) { where.push('instr(description, ?) > 0'); args.push(q.description_contains); }
-    if (q.shard?.length) { where.push(`shard IN (${q.shard.map(() => '?').join(',')})`); args.push(...q.shard); }
-    if (q.sharded !== undefined) where.push(`shard IS ${q.sharded ? 'NOT ' : ''}NULL`);
-    if (q.provision_updated_before !== undefined) { where.push('provision_updated_at < ?'); args.push(q.provision_updated_before); }
-    const order = this.pageClause('nodes', NODE_SORT_KEYS, q, where, args);
-    const sql = `SELECT ${select} FROM nodes${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ${order}`;
-    return { sql, args };
+    return nodeListQuery(SQLITE, query, select, this.marker('nodes', query));
   }
 
-  /** ORDER BY + keyset pagination after the marker row; ties broken by id so pages never overlap. */
-  private pageClause(table: string, keys: ReadonlySet<string>, q: { sort_key?: string; sort_dir?: 'asc' | 'desc';
-    marker?: string; limit?: number }, where: string[], args: unknown[]): string {
-    const key = q.sort_key ?? 'id';
-    if (!keys.has(key)) throw new InvalidParameterValue(`The sort_key value "${key}" is an invalid field for sorting`);
-    const dir = q.sort_dir === 'desc' ? 'DESC' : 'ASC';
-    const cmp = dir === 'DESC' ? '<' : '>';
-    const expr = key === 'id' ? 'id' : `IFNULL(${key}, '')`;
-    if (q.marker !== undefined) {
-      const m = this.stmt(`SELECT id, ${expr} AS k FROM ${table} WHERE uuid = ?`).get(q.marker) as
-        { id: number; k: unknown } | undefined;
-      if (!m) throw new InvalidParameterValue(`Marker ${q.marker} could not be found.`);
-      if (key === 'id') {
-        where.push(`id ${cmp} ?`);
-        args.push(m.id);
-      } else {
-        where.push(`(${expr} ${cmp} ? OR (${expr} = ? AND id ${cmp} ?))`);
-        args.push(m.k, m.k, m.id);
-      }
-    }
-    const limit = q.limit !== undefined ? ` LIMIT ${Math.max(0, Math.floor(q.limit))}` : '';
-    return `ORDER BY ${expr} ${dir}${key === 'id' ? '' : `, id ${dir}`}${limit}`;
+  private marker(table: 'nodes' | 'ports', q: NodeQuery | PortQuery): MarkerRow | undefined {
+    const m = markerQuery(SQLITE, table, q);
+    return m ? this.stmt(m.sql).get(...m.args) as MarkerRow | undefined : undefined;
   }
 
   async updateNode(uuid: string, patch: NodeUpdate): Promise<NodeRecord> {
@@ -300,18 +250,7 @@ export class SqliteStore implements Store {
   }
 
   async listPorts(query: PortQuery): Promise<PortRecord[]> {
-    const q = ownOnly(query);
-    const where: string[] = [];
-    const args: unknown[] = [];
-    if (q.node_uuid !== undefined) { where.push('node_uuid = ?'); args.push(q.node_uuid); }
-    if (q.address !== undefined) { where.push('address = ?'); args.push(q.address.toLowerCase()); }
-    if (q.portgroup_uuid !== undefined) { where.push('portgroup_uuid = ?'); args.push(q.portgroup_uuid); }
-    if (q.node_shards !== undefined) {
-      where.push(`node_uuid IN (SELECT uuid FROM nodes WHERE shard IN (${q.node_shards.map(() => '?').join(',')}))`);
-      args.push(...q.node_shards);
-    }
-    const order = this.pageClause('ports', PORT_SORT_KEYS, q, where, args);
-    const sql = `SELECT * FROM ports${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ${order}`;
+    const { sql, args } = portListQuery(SQLITE, query, this.marker('ports', query));
     return (this.stmt(sql).all(...args) as Row[]).map(portFromRow);
   }
 

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
+import { havePostgres } from '../../lab/postgres.js';
 import { startTestConductor, type TestConductor } from '../fixtures/conductor.js';
 
 type Obj = Record<string, unknown>;
@@ -28,8 +29,9 @@ function faultOf(body: unknown): Obj {
   return inner;
 }
 
-test('conductor HTTP API', async (t) => {
-  const c = await startTestConductor({ config: { max_body_bytes: 64 * 1024 } });
+// The same API, on each store backend (PostgreSQL: a throw-away cluster for this file, test/fixtures/stores.ts).
+for (const database of ['sqlite', 'postgres'] as const) test(`conductor HTTP API (${database} store)`, { skip: database === 'postgres' && !havePostgres() ? 'PostgreSQL 15 is not installed' : false }, async (t) => {
+  const c = await startTestConductor({ database, config: { max_body_bytes: 64 * 1024 } });
   t.after(() => c.close());
 
   await t.test('root documents and microversion headers', async () => {

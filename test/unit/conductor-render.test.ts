@@ -1,22 +1,16 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { NODE_FIELDS, nodeListSpec, renderNode, renderNodeBrief } from '../../conductor/api/render.js';
 import { initialState } from '../../conductor/states.js';
 import { RenderCache } from '../../conductor/store/render-cache.js';
-import { SqliteStore } from '../../conductor/store/sqlite.js';
+import { STORE_BACKENDS } from '../fixtures/stores.js';
 import type { NodeRecord } from '../../conductor/store/types.js';
 
 const ODD = 'q"uote\\back\u0001\u001f\u007f\n\t é € 😀 \u2028 </script>';
 
-test('node lists rendered by SQLite equal renderNode / renderNodeBrief, byte for byte', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'bmts-render-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const store = SqliteStore.open(dir);
-  t.after(() => store.close());
+for (const b of STORE_BACKENDS) test(`node lists rendered by the ${b.name} store equal renderNode / renderNodeBrief, byte for byte`, { skip: b.skip }, async (t) => {
+  const store = await b.open(t);
   const mk = (extra: Record<string, unknown>): Promise<NodeRecord> => store.createNode({ uuid: randomUUID(),
     driver: 'fake-hardware', ...initialState(82), ...extra });
   await mk({ name: 'plain' });
@@ -90,11 +84,8 @@ test('node lists rendered by SQLite equal renderNode / renderNodeBrief, byte for
   assert.deepEqual(maint.map((r) => JSON.parse(r.json).name as string), ['odd']);
 });
 
-test('rendered list pages are reused only while their rows are unchanged: updates, raw SQL updates, re-created UUIDs', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'bmts-render-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const store = SqliteStore.open(dir);
-  t.after(() => store.close());
+for (const b of STORE_BACKENDS) test(`${b.name} store: rendered list pages are reused only while their rows are unchanged: updates, raw SQL updates, re-created UUIDs`, { skip: b.skip }, async (t) => {
+  const store = await b.open(t);
   const conductor = { host: 'cond-1', group: '', drivers: ['fake-hardware'] };
   const spec = nodeListSpec({ minor: 82, base: 'http://h', conductor });
   const uuid = randomUUID();
@@ -114,7 +105,7 @@ test('rendered list pages are reused only while their rows are unchanged: update
   await store.releaseNode(uuid, 'me');
   assert.equal((await items())[0]?.reservation, null);
   // A statement outside the store's own UPDATEs still invalidates (the trigger bumps the version).
-  store.db.prepare("UPDATE nodes SET description = 'raw' WHERE uuid = ?").run(uuid);
+  await b.exec(store, "UPDATE nodes SET description = 'raw' WHERE uuid = ?", [uuid]);
   assert.equal((await items())[0]?.description, 'raw');
   // Same UUID, new row: never served the old row's rendering.
   await store.deleteNode(uuid);
@@ -124,7 +115,7 @@ test('rendered list pages are reused only while their rows are unchanged: update
   assert.deepEqual(await items(), await fresh());
   // Stored JSON with a raw newline (written around the store) renders too.
   await store.createNode({ uuid: randomUUID(), driver: 'fake-hardware', ...initialState(82), name: 'four' });
-  store.db.prepare(`UPDATE nodes SET extra = '{"a":\n1}' WHERE name = 'three'`).run();
+  await b.exec(store, `UPDATE nodes SET extra = '{"a":\n1}' WHERE name = 'three'`);
   const two = await items();
   assert.deepEqual(two.map((n) => [n.name, n.extra]), [['three', { a: 1 }], ['four', {}]]);
   // Another base URL is another rendering.
@@ -132,6 +123,26 @@ test('rendered list pages are reused only while their rows are unchanged: update
   const o = (JSON.parse(`[${(await store.renderNodeList({}, other)).items.toString('utf8')}]`) as
     { links: { href: string }[] }[])[0];
   assert.match(o?.links[0]?.href ?? '', /^http:\/\/other\/v1\/nodes\//);
+});
+
+for (const b of STORE_BACKENDS) test(`${b.name} store: a cached page is not served after another conductor's store changed its rows`, { skip: b.skip }, async (t) => {
+  const mine = await b.open(t);
+  const theirs = await b.reopen(t, mine);
+  const spec = nodeListSpec({ minor: 82, base: 'http://h', conductor: { host: 'c1', group: '', drivers: ['fake-hardware'] } });
+  const names = async (): Promise<unknown[]> =>
+    (JSON.parse(`[${(await mine.renderNodeList({}, spec)).items.toString('utf8')}]`) as Record<string, unknown>[]).map((n) => n.name);
+  const a = await theirs.createNode({ uuid: randomUUID(), driver: 'fake-hardware', ...initialState(82), name: 'a' });
+  await theirs.createNode({ uuid: randomUUID(), driver: 'fake-hardware', ...initialState(82), name: 'b' });
+  // Rendered twice: from now on the page is kept by `mine`.
+  assert.deepEqual(await names(), ['a', 'b']);
+  assert.deepEqual(await names(), ['a', 'b']);
+  await theirs.updateNode(a.uuid, { name: 'a2' });
+  assert.deepEqual(await names(), ['a2', 'b']);
+  assert.equal((await theirs.reserveNode(a.uuid, 'c2')).ok, true);
+  const item = JSON.parse(`[${(await mine.renderNodeList({}, spec)).items.toString('utf8')}]`) as Record<string, unknown>[];
+  assert.equal(item[0]?.reservation, 'c2');
+  await theirs.deleteNode(a.uuid);
+  assert.deepEqual(await names(), ['b']);
 });
 
 test('render cache: kept from the second render on, hit only for identical (id, version) rows, bounded', () => {

@@ -7,14 +7,13 @@ import { test } from 'node:test';
 import { buildConfig, loadConfig, parseFlags } from '../../conductor/config.js';
 import { applyJsonPatch, parsePatch } from '../../conductor/services/jsonpatch.js';
 import { initialState } from '../../conductor/states.js';
-import { SqliteStore } from '../../conductor/store/sqlite.js';
 import { DuplicateError } from '../../conductor/store/types.js';
+import { labPostgres, STORE_BACKENDS } from '../fixtures/stores.js';
+import { MIGRATIONS } from '../../conductor/store/migrations.js';
+import { PostgresStore } from '../../conductor/store/postgres.js';
 
-test('sqlite store: create, unique name, JSON validation, paging, reservations, cascade delete', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'bmts-store-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const store = SqliteStore.open(dir);
-  t.after(() => store.close());
+for (const b of STORE_BACKENDS) test(`${b.name} store: create, unique name, JSON validation, paging, reservations, cascade delete`, { skip: b.skip }, async (t) => {
+  const store = await b.open(t);
   const mk = (name: string | null, extra = {}) => store.createNode({ uuid: randomUUID(), driver: 'fake-hardware', name,
     ...initialState(82), ...extra });
   const a = await mk('a', { driver_info: { ipmi_address: '1.2.3.4' }, maintenance: true });
@@ -56,6 +55,43 @@ test('sqlite store: create, unique name, JSON validation, paging, reservations, 
   assert.equal(await store.getPortByAddress('52:54:00:aa:bb:cc'), undefined);
 });
 
+for (const b of STORE_BACKENDS) test(`${b.name} store: two stores race for one node's reservation, exactly one wins each round`, { skip: b.skip }, async (t) => {
+  const one = await b.open(t);
+  const two = await b.reopen(t, one);
+  const nodes = await Promise.all(Array.from({ length: 5 }, () => one.createNode({ uuid: randomUUID(),
+    driver: 'fake-hardware', ...initialState(82) })));
+  for (const n of nodes) {
+    const attempts = await Promise.all([one.reserveNode(n.uuid, 'c1'), two.reserveNode(n.uuid, 'c2'),
+      one.reserveNode(n.uuid, 'c3'), two.reserveNode(n.uuid, 'c4')]);
+    const winners = attempts.filter((a) => a.ok);
+    assert.equal(winners.length, 1, JSON.stringify(attempts));
+    const holder = (await two.getNodeByUuid(n.uuid))?.reservation;
+    assert.ok(holder && ['c1', 'c2', 'c3', 'c4'].includes(holder));
+    for (const a of attempts) if (!a.ok) assert.equal(a.holder, holder, 'losers are told who holds it');
+    assert.equal(winners[0]?.ok && winners[0].node.reservation, holder);
+  }
+  // Released by one store, free for the other.
+  const n0 = nodes[0]?.uuid ?? '';
+  const holder = (await one.getNodeByUuid(n0))?.reservation ?? '';
+  assert.equal(await two.releaseNode(n0, holder), true);
+  assert.equal((await one.reserveNode(n0, 'c9')).ok, true);
+});
+
+test('postgres store: conductors opening an empty database together migrate it once (advisory lock)', { skip: STORE_BACKENDS[1]?.skip ?? false }, async (t) => {
+  const lab = await labPostgres();
+  const url = await lab.createDatabase();
+  const name = new URL(url).pathname.slice(1);
+  t.after(() => lab.dropDatabase(name));
+  const stores = await Promise.all(Array.from({ length: 4 }, () => PostgresStore.open({ url, poolSize: 2 })));
+  t.after(() => Promise.all(stores.map((s) => s.close())));
+  const rows = await lab.query<{ version: number; n: string }>(name,
+    'SELECT version, COUNT(*) AS n FROM schema_version GROUP BY version ORDER BY version');
+  assert.deepEqual(rows.map((r) => [r.version, Number(r.n)]), MIGRATIONS.map((m) => [m.version, 1]));
+  // And the schema works for each of them.
+  await stores[0]?.createNode({ uuid: randomUUID(), driver: 'fake-hardware', ...initialState(82) });
+  assert.equal(await stores[3]?.countNodes(), 1);
+});
+
 test('config: defaults, flags override file, bad values are one ConfigError', async (t) => {
   const c = buildConfig({});
   assert.equal(c.host, '127.0.0.1');
@@ -74,6 +110,13 @@ test('config: defaults, flags override file, bad values are one ConfigError', as
   const l = loadConfig(['--config', join(dir, 'c.json'), '--port', '7002'], {});
   assert.equal(l.port, 7002);
   assert.equal(l.automated_clean, false);
+  // The store: SQLite unless a PostgreSQL URL comes from the file, BMTS_DATABASE_URL or --database-url (last wins).
+  assert.equal(l.database.url, undefined);
+  const pgUrl = 'postgresql://bm:pw@db.example:5432/bmts';
+  assert.equal(loadConfig([], { BMTS_DATABASE_URL: pgUrl }).database.url, pgUrl);
+  assert.equal(loadConfig(['--database-url', 'postgres://h/x'], { BMTS_DATABASE_URL: pgUrl }).database.url, 'postgres://h/x');
+  assert.equal(loadConfig(['--database-url=postgres://h/x'], {}).database.sqlite_file, 'conductor.sqlite');
+  assert.throws(() => loadConfig(['--database-url', 'mysql://h/x'], {}), /database\.url: must be a postgresql:\/\/ URL/);
   await writeFile(join(dir, 'bad.json'), '{nope');
   assert.throws(() => loadConfig(['--config', join(dir, 'bad.json')], {}), /not valid JSON/);
 });

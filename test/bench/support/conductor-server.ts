@@ -8,14 +8,17 @@
 import { setLogLevel } from '../../../common/logger.js';
 import { startConductor } from '../../../conductor/main.js';
 
-export async function serveBenchConductor(port: number, dir: string): Promise<void> {
+export async function serveBenchConductor(port: number, dir: string,
+  opts: { databaseUrl?: string; host?: string; restrictLookup?: boolean } = {}): Promise<void> {
   setLogLevel('warn');
   // Like for like with the Ironic it is compared to (noauth, plain HTTP): the API's own cost, not TLS's or bcrypt's.
   const c = await startConductor({ host: '127.0.0.1', port, data_dir: dir, require_tls: false,
     auth: { strategy: 'noauth' }, tls: { mode: 'off' }, enabled_hardware_types: ['fake-hardware'], automated_clean: false,
-    ...(process.env.BENCH_RENDER_CACHE_MIB !== undefined
-      ? { database: { backend: 'sqlite', sqlite_file: 'conductor.sqlite', render_cache_mib: Number(process.env.BENCH_RENDER_CACHE_MIB) } }
-      : {}),
+    database: { backend: 'sqlite', sqlite_file: 'conductor.sqlite',
+      ...(process.env.BENCH_RENDER_CACHE_MIB !== undefined ? { render_cache_mib: Number(process.env.BENCH_RENDER_CACHE_MIB) } : {}),
+      ...(opts.databaseUrl ? { url: opts.databaseUrl } : {}) },
+    ...(opts.host ? { conductor_host: opts.host } : {}),
+    ...(opts.restrictLookup === false ? { restrict_lookup: false } : {}),
     periodic: { sync_power_state_interval: 0, check_provision_state_interval: 0, reservation_cleanup_interval: 0 } });
   process.stdout.write(`READY ${c.url}\n`);
   const stop = (): void => { void c.close().then(() => process.exit(0)); };
