@@ -12,6 +12,7 @@ import { nodeActionRoutes } from './routes/node-actions.js';
 import { nodeRoutes } from './routes/nodes.js';
 import { miscRoutes, rootDocument } from './routes/misc.js';
 import { portRoutes } from './routes/ports.js';
+import { cloudRoutes } from './routes/cloud.js';
 
 export function createApp(c: ConductorContext): Koa {
   const app = new Koa({ proxy: false });
@@ -49,6 +50,7 @@ export function createApp(c: ConductorContext): Koa {
   nodeRoutes(router, c);
   nodeActionRoutes(router, c);
   portRoutes(router, c);
+  cloudRoutes(router, c);
   app.use(router.routes());
   app.use(async (ctx: Context, next: Next) => {
     await next();

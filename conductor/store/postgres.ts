@@ -195,6 +195,11 @@ export class PostgresStore implements Store {
     return Number((await this.one('SELECT COUNT(*) AS c FROM nodes'))?.c ?? 0);
   }
 
+  async shardCounts(): Promise<{ shard: string | null; count: number }[]> {
+    const rows = await this.query('SELECT shard, COUNT(id) AS c FROM nodes GROUP BY shard ORDER BY c DESC, shard');
+    return rows.map((r) => ({ shard: (r.shard as string | null) ?? null, count: Number(r.c) }));
+  }
+
   private async marker(table: 'nodes' | 'ports', q: NodeQuery | PortQuery): Promise<MarkerRow | undefined> {
     const m = markerQuery(POSTGRES, table, q);
     return m ? await this.one(m.sql, m.args) as MarkerRow | undefined : undefined;

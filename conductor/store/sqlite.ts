@@ -150,6 +150,11 @@ export class SqliteStore implements Store {
     return (this.stmt('SELECT COUNT(*) AS c FROM nodes').get() as { c: number }).c;
   }
 
+  async shardCounts(): Promise<{ shard: string | null; count: number }[]> {
+    const rows = this.stmt('SELECT shard, COUNT(id) AS c FROM nodes GROUP BY shard ORDER BY c DESC, shard').all() as { shard: string | null; c: number }[];
+    return rows.map((r) => ({ shard: r.shard, count: r.c }));
+  }
+
   async listNodes(q: NodeQuery): Promise<NodeRecord[]> {
     const { sql, args } = this.nodeListQuery(q);
     return (this.stmt(sql).all(...args) as Row[]).map(nodeFromRow);

@@ -199,6 +199,8 @@ export interface Store {
   /** listNodesJson's items as one buffer, for whole responses. */
   renderNodeList(query: NodeQuery, spec: NodeJsonSpec): Promise<NodeJsonList>;
   countNodes(): Promise<number>;
+  /** Nodes per shard (null: unsharded), most populated first (GET /v1/shards). */
+  shardCounts(): Promise<{ shard: string | null; count: number }[]>;
   /** Updates and returns the row; `expect.reservation` makes it conditional (fails with undefined). */
   updateNode(uuid: string, patch: NodeUpdate): Promise<NodeRecord>;
   /** Deletes the node with its ports and history. */

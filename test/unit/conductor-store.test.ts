@@ -77,6 +77,17 @@ for (const b of STORE_BACKENDS) test(`${b.name} store: two stores race for one n
   assert.equal((await one.reserveNode(n0, 'c9')).ok, true);
 });
 
+for (const b of STORE_BACKENDS) test(`${b.name} store: shard counts group nodes by shard, unsharded as null, largest first`, { skip: b.skip }, async (t) => {
+  const store = await b.open(t);
+  for (const shard of ['s1', 's2', 's1', null, 's1']) {
+    await store.createNode({ uuid: randomUUID(), driver: 'fake-hardware', shard, ...initialState(82) });
+  }
+  const all = await store.shardCounts();
+  assert.equal(all.length, 3);
+  assert.deepEqual(all[0], { shard: 's1', count: 3 });
+  assert.deepEqual(new Set(all.slice(1).map((x) => `${x.shard}:${x.count}`)), new Set(['null:1', 's2:1']));
+});
+
 test('postgres store: conductors opening an empty database together migrate it once (advisory lock)', { skip: STORE_BACKENDS[1]?.skip ?? false }, async (t) => {
   const lab = await labPostgres();
   const url = await lab.createDatabase();

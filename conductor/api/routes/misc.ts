@@ -37,6 +37,8 @@ function v1Document(base: string, minor: number): Record<string, unknown> {
   doc.drivers = links(base, 'drivers');
   if (minor >= 22) { doc.lookup = links(base, 'lookup'); doc.heartbeat = links(base, 'heartbeat'); }
   if (minor >= 49) doc.conductors = links(base, 'conductors');
+  if (minor >= 54) doc.events = links(base, 'events');
+  if (minor >= 82) doc.shards = links(base, 'shards');
   return doc;
 }
 
