@@ -256,8 +256,11 @@ const hooks: Record<HookName, Hook> = {
         if (!Array.isArray(row) || row.length !== 4 || !row.slice(0, 3).every((x) => typeof x === 'string')) continue;
         const [a, b, c, v] = row as [string, string, string, unknown];
         if ([a, b, c].some((k) => k === '__proto__' || k === 'constructor' || k === 'prototype')) continue;
-        extra[a] ??= {};
-        (extra[a][b] ??= {})[c] = v;
+        const cat = extra[a] ?? {};
+        const item = cat[b] ?? {};
+        item[c] = v;
+        cat[b] = item;
+        extra[a] = cat;
       }
       env.pluginData.extra = extra;
       delete env.pluginData.data;
