@@ -63,6 +63,12 @@ export const InspectorConfigSchema = z.object({
     /** driver_info of enrolled nodes; ipmi_address comes from the inventory's bmc_address. */
     driver_info: z.record(z.string(), z.unknown()).default({}),
     inspect_interface: z.string().default('agent'),
+    /**
+     * Node-facing URLs of the ramdisk unknown machines boot (the boot server's pxelinux.cfg/default, chained
+     * by boot.ipxe when no per-MAC config matches). Unset: unknown machines fall through to their next device.
+     */
+    deploy_kernel: z.string().url().optional(),
+    deploy_ramdisk: z.string().url().optional(),
   }).prefault({}),
 }).strict();
 

@@ -49,6 +49,17 @@ const num = (v: unknown): number => {
 const truthy = (v: unknown): boolean => typeof v === 'string' ? ['true', 'yes', '1', 'on', 't', 'y'].includes(v.toLowerCase()) : v === true || (typeof v === 'number' && v !== 0);
 const falsy = (v: unknown): boolean => typeof v === 'string' ? ['false', 'no', '0', 'off', 'f', 'n'].includes(v.toLowerCase()) : v === false || v === 0;
 
+/** Python `re` patterns as rules carry them: a leading (?i)/(?s)/(?m) becomes a JS flag. */
+function pyRegex(pattern: string, whole: boolean): RegExp {
+  const m = /^\(\?([ims]+)\)/.exec(pattern);
+  const body = m ? pattern.slice(m[0].length) : pattern;
+  try {
+    return new RegExp(whole ? `^(?:${body})$` : body, m?.[1] ?? '');
+  } catch (e) {
+    throw new InspectionDataError(`invalid regular expression ${JSON.stringify(pattern)}: ${(e as Error).message}`);
+  }
+}
+
 function pairwise(values: unknown, cmp: (a: unknown, b: unknown) => boolean): boolean {
   if (!Array.isArray(values) || values.length < 2) throw new InspectionDataError('"values" must be a list of at least 2 items');
   for (let i = 1; i < values.length; i++) if (!cmp(values[i - 1], values[i])) return false;
@@ -68,8 +79,8 @@ const OPERATORS: Record<string, (a: Obj) => boolean> = {
   'is-empty': (a) => a.value === null || a.value === undefined || a.value === '' ||
     (Array.isArray(a.value) && a.value.length === 0) || (typeof a.value === 'object' && Object.keys(a.value as Obj).length === 0),
   'one-of': (a) => Array.isArray(a.values) && a.values.some((v) => JSON.stringify(v) === JSON.stringify(a.value)),
-  matches: (a) => new RegExp(`^(?:${String(a.regex)})$`).test(String(a.value)),
-  contains: (a) => new RegExp(String(a.regex)).test(String(a.value)),
+  matches: (a) => pyRegex(String(a.regex), true).test(String(a.value)),
+  contains: (a) => pyRegex(String(a.regex), false).test(String(a.value)),
 };
 
 function setPath(target: Obj, path: string, value: unknown): void {

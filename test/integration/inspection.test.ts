@@ -255,3 +255,25 @@ test('discovery: an unknown agent on the host enrolls a node with its ports, pro
   assert.equal(inv.plugin_data.auto_discovered, true);
   assert.equal(found.pxe_enabled, true);
 });
+
+test('discovery boot: unknown MACs chain pxelinux.cfg/default, which boots the ramdisk with the callback', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'bmts-disc-http-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const c = await conductor(t, { api_url: 'http://192.0.2.1:6385', boot: { http_root: root, http_url: 'http://192.0.2.1:8080' },
+    inspector: { discovery: { enabled: true, deploy_kernel: 'http://192.0.2.1:8080/vmlinuz',
+      deploy_ramdisk: 'http://192.0.2.1:8080/initramfs' } } });
+  const bs = c.ctx?.bootServer;
+  assert.ok(bs);
+  const chain = await (await fetch(`${bs.localUrl}/boot.ipxe`)).text();
+  assert.match(chain, /chain --autofree http:\/\/192\.0\.2\.1:8080\/pxelinux\.cfg\/default \|\|/);
+  const res = await fetch(`${bs.localUrl}/pxelinux.cfg/default`);
+  assert.equal(res.status, 200);
+  const script = await res.text();
+  assert.match(script, /kernel --name deploy_kernel http:\/\/192\.0\.2\.1:8080\/vmlinuz .*ipa-inspection-callback-url=http:\/\/192\.0\.2\.1:6385\/v1\/continue_inspection/);
+  assert.doesNotMatch(script, /ipa-api-url/);
+  await c.close();
+  // Discovery off (the default): the same boot server has no default config.
+  const off = await conductor(t, { boot: { http_root: root, http_url: 'http://192.0.2.1:8080' } });
+  assert.equal(existsSync(join(root, 'pxelinux.cfg', 'default')), false);
+  void off;
+});
