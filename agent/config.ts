@@ -50,6 +50,10 @@ export interface AgentConfig {
   /** MACs sent on lookup instead of the inventory's (tests on hosts whose MACs no conductor knows). */
   lookupMacs: string[] | null;
   nodeUuid: string | null;
+  /** ipa-inspection-callback-url: post inspection data there before the lookup (agent/inspection.ts). */
+  inspectionCallbackUrls: string[];
+  /** ipa-inspection-collectors (IPA's default: default,logs). */
+  inspectionCollectors: string[];
 }
 
 const TRUE = new Set(['1', 'true', 'yes', 'on', 't', 'y']);
@@ -193,6 +197,8 @@ const KEYS = {
   'ipa-firmware-max-bytes': num(1),
   'ipa-lookup-macs': macList,
   'ipa-node-uuid': uuid,
+  'ipa-inspection-callback-url': apiUrls,
+  'ipa-inspection-collectors': list,
 } as const;
 
 type Key = keyof typeof KEYS;
@@ -347,6 +353,8 @@ export function buildConfig(sources: Map<string, string>[]): AgentConfig {
     firmwareMaxBytes: get('ipa-firmware-max-bytes', 1024 * 1024 * 1024),
     lookupMacs: get<string[] | null>('ipa-lookup-macs', null),
     nodeUuid: get<string | null>('ipa-node-uuid', null),
+    inspectionCallbackUrls: get<string[]>('ipa-inspection-callback-url', []),
+    inspectionCollectors: get<string[]>('ipa-inspection-collectors', ['default', 'logs']),
   };
 }
 

@@ -22,6 +22,7 @@ import { CommandExecutor } from './commands/executor.js';
 import { CommandRegistry } from './commands/registry.js';
 import { registerBuiltinExtensions } from './extensions/index.js';
 import { Heartbeater } from './heartbeat.js';
+import { runInspection, type InspectionOutcome } from './inspection/callback.js';
 import type { AgentLifecycle, EndReason } from './lifecycle.js';
 import { AGENT_VERSION, type CommandResult } from '../protocol/agent-api.js';
 import { createApp, startServer, type AgentHttpServer, type TlsMaterial } from './server.js';
@@ -49,6 +50,8 @@ export interface RunningAgent {
   token(): string | null;
   executor: CommandExecutor;
   heartbeater: Heartbeater | null;
+  /** What the inspection callback answered (null when ipa-inspection-callback-url is not set). */
+  inspection: InspectionOutcome | null;
   /** Resolves with an exit code when the agent ended itself (power-off/reboot/lockdown outside the ramdisk). */
   ended: Promise<number>;
   stop(): Promise<void>;
@@ -133,6 +136,15 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
   let token: string | null = config.agentToken;
   let heartbeatTimeoutS = 300;
   let client: ConductorClient | null = null;
+  // IPA inspects before the lookup: a node being inspected (or an unknown one, for discovery) is found by its data.
+  let inspection: InspectionOutcome | null = null;
+  if (config.inspectionCallbackUrls.length > 0 && !config.standalone) {
+    inspection = await runInspection({
+      callbackUrls: config.inspectionCallbackUrls, collectors: config.inspectionCollectors, logFile,
+      insecure: config.insecure, cafile: config.cafile, requestTimeoutMs: config.httpRequestTimeoutS * 1000,
+      globalRequestId: config.globalRequestId,
+    });
+  }
   if (config.apiUrls.length > 0 && !config.standalone) {
     client = new ConductorClient({
       apiUrls: config.apiUrls,
@@ -146,7 +158,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     log.info({ macs }, 'looking up the node');
     const found = await client.lookup({
       macs,
-      nodeUuid: config.nodeUuid,
+      nodeUuid: config.nodeUuid ?? inspection?.uuid ?? null,
       timeoutS: config.lookupTimeoutS,
       intervalS: config.lookupIntervalS,
       configuredToken: config.agentToken,
@@ -158,7 +170,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     heartbeatTimeoutS = found.heartbeatTimeoutS;
     setHardwareContext({ node, ...(found.config.agent_skip_bmc_detect === true ? { skipBmcDetect: true } : {}) });
     applyLookupImageSettings(found.config);
-  } else if (config.apiUrls.length === 0 && !config.standalone) {
+  } else if (config.apiUrls.length === 0 && !config.standalone && !inspection) {
     log.warn('no ipa-api-url: no lookup and no heartbeats; commands need ipa-agent-token');
   }
 
@@ -255,6 +267,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     token: () => token,
     executor,
     heartbeater,
+    inspection,
     ended,
     stop,
   };

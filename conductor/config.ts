@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, errorMessage } from '../common/errors.js';
 import { isForbiddenKey, parseJsonSafe } from '../common/safe-json.js';
+import { InspectorConfigSchema } from './inspection/config.js';
 
 const seconds = z.number().nonnegative();
 
@@ -162,6 +163,8 @@ export const ConfigSchema = z.object({
     image_cache_allow_loopback: z.boolean().default(false),
   }).default({ erase_devices_priority: 0, erase_devices_metadata_priority: null, default_boot_mode: 'bios',
     power_off_on_deploy_failure: true, image_download_source: 'direct', image_cache_allow_loopback: false }),
+  /** In-band/out-of-band inspection and discovery (conductor/inspection/config.ts). */
+  inspector: InspectorConfigSchema.prefault({}),
   node_history: z.boolean().default(true),
   node_history_max_entries: z.number().int().positive().default(300),
 }).strict();

@@ -20,6 +20,8 @@ import { DriverRegistry } from './drivers/index.js';
 import { startDriverServices } from './drivers/real.js';
 import { TaskManager } from './locks.js';
 import { createDirectDeploy } from './orchestration/direct.js';
+import { registerInspectInterfaces } from './inspection/register.js';
+import { writeDiscoveryBootConfig } from './inspection/discovery-boot.js';
 import { handleHeartbeat } from './orchestration/heartbeat.js';
 import { HeartbeatHub } from './orchestration/hooks.js';
 import { PeriodicTasks } from './periodic.js';
@@ -95,6 +97,8 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
     api: { scheme, caPem: apiTls?.caPem } };
   // Agent-driven deploy/cleaning: heartbeats carry step plans forward; images may come from our boot server.
   drivers.registerInterface('deploy', createDirectDeploy(ctx));
+  registerInspectInterfaces(ctx);
+  await writeDiscoveryBootConfig(ctx);
   opts.registerDrivers?.(drivers);
   heartbeats.handler = handleHeartbeat;
 

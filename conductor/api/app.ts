@@ -8,6 +8,7 @@ import type { ConductorContext } from '../context.js';
 import { MethodNotAllowed } from '../errors.js';
 import { authMiddleware } from './auth.js';
 import { errorMiddleware, parseVersion, sendError, setVersionHeaders, type ApiState } from './http.js';
+import { inspectionRoutes } from './routes/inspection.js';
 import { nodeActionRoutes } from './routes/node-actions.js';
 import { nodeRoutes } from './routes/nodes.js';
 import { miscRoutes, rootDocument } from './routes/misc.js';
@@ -51,6 +52,7 @@ export function createApp(c: ConductorContext): Koa {
   nodeActionRoutes(router, c);
   portRoutes(router, c);
   cloudRoutes(router, c);
+  inspectionRoutes(router, c);
   app.use(router.routes());
   app.use(async (ctx: Context, next: Next) => {
     await next();

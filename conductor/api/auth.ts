@@ -149,7 +149,8 @@ function dummyHash(cost: number): Promise<string> {
 }
 
 export function isPublicPath(path: string): boolean {
-  return path === '/' || path === '/v1' || path === '/v1/' || path === '/v1/lookup' || path.startsWith('/v1/heartbeat/');
+  return path === '/' || path === '/v1' || path === '/v1/' || path === '/v1/lookup' || path.startsWith('/v1/heartbeat/') ||
+    path === '/v1/continue_inspection' || path === '/v1/continue';
 }
 
 function clientAddress(ctx: Context): string {

@@ -105,7 +105,7 @@ export function registerFakeHardware(reg: DriverRegistry): void {
       boot: ['fake', 'ipxe'],
       console: ['fake', 'no-console'],
       deploy: ['fake', 'direct'],
-      inspect: ['fake', 'no-inspect'],
+      inspect: ['fake', 'no-inspect', 'agent'],
       management: ['fake'],
       network: ['noop', 'flat'],
       power: ['fake'],

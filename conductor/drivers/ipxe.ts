@@ -104,6 +104,8 @@ chain --autofree ${httpUrl}/pxelinux.cfg/\${net\${i}/mac:hexhyp} || goto next
 inc i
 goto nic
 :none
+# An unknown machine: the default config when there is one (discovery, conductor/inspection/discovery-boot.ts)
+chain --autofree ${httpUrl}/pxelinux.cfg/default ||
 echo No boot configuration for this machine here; trying the next boot device
 exit 0
 `;

@@ -17,17 +17,19 @@ import { RedfishManagement, RedfishPower, type RedfishOptions } from './redfish.
 import { RedfishClientPool } from './redfish-client.js';
 import { registerSshVirt } from './ssh-virt.js';
 import type { InterfaceKind } from './types.js';
+import { createRedfishInspect } from '../inspection/redfish-inspect.js';
 
 const log = getLogger('drivers');
 
-function common(power: string, management: string): Partial<Record<InterfaceKind, string[]>> {
+function common(power: string, management: string, inspect: string[] = []): Partial<Record<InterfaceKind, string[]>> {
   return {
     bios: ['no-bios'],
     // `fake` boot/deploy stay available for tests that have a real BMC but no network.
     boot: ['ipxe', 'fake'],
     console: ['no-console'],
     deploy: ['direct', 'fake'],
-    inspect: ['no-inspect'],
+    // Ironic's order: out-of-band (redfish) first, then in-band `agent` (conductor/inspection/), then none.
+    inspect: [...inspect, 'agent', 'no-inspect'],
     management: [management],
     network: ['noop', 'flat'],
     power: [power],
@@ -51,7 +53,7 @@ export function registerRealDrivers(reg: DriverRegistry): void {
   // Unconfigured ipxe: validate() says which boot.* settings are missing.
   registerInstances(reg, {}, {}, new IpxeBoot({ httpRoot: '', httpUrl: '' }), new RedfishClientPool());
   reg.registerHardwareType({ name: 'ipmi', supported: common('ipmitool', 'ipmitool') });
-  reg.registerHardwareType({ name: 'redfish', supported: common('redfish', 'redfish') });
+  reg.registerHardwareType({ name: 'redfish', supported: common('redfish', 'redfish', ['redfish']) });
   registerSshVirt(reg);
 }
 
@@ -103,6 +105,7 @@ export async function startDriverServices(cfg: ConductorConfig, reg: DriverRegis
     trustOnFirstUse: cfg.ssh.trust_on_first_use, commandTimeoutS: cfg.ssh.command_timeout,
     powerStateChangeTimeoutS: p.state_change_timeout,
   });
+  reg.registerInterface('inspect', createRedfishInspect(redfish, pool, () => cfg));
   return {
     bootServer,
     close: async () => {

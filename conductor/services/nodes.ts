@@ -5,6 +5,7 @@ import { allowedFileDirs, checkNodeFileRefs } from '../file-access.js';
 import { kernelParamTokens } from '../drivers/ipxe.js';
 import { randomUUID } from 'node:crypto';
 import type { ConductorContext } from '../context.js';
+import { deleteInspectionData } from '../inspection/inventory-store.js';
 import { NODE_INTERFACE_KINDS, type NodeInterfaceKind } from '../drivers/index.js';
 import {
   DuplicateName, InstanceAssociated, InvalidParameterValue, InvalidState, IronicError, NodeAlreadyExists,
@@ -251,5 +252,6 @@ export async function deleteNode(ctx: ConductorContext, ident: string): Promise<
         `Valid provision states to perform deletion are: "adopt failed", "available", "enroll", "manageable"`);
     }
     await ctx.store.deleteNode(n.uuid);
+    await deleteInspectionData(ctx.config, n.uuid);
   });
 }

@@ -19,6 +19,7 @@ import {
 import { applyConfiguration, createConfiguration, deleteConfiguration } from './raid.js';
 import { getOsInstallDevice } from './root-device.js';
 import { errorMessage } from '../../common/errors.js';
+import { collectLldpData, getUsbDevices } from './inventory-extra.js';
 
 const log = getLogger('generic-manager');
 
@@ -108,6 +109,8 @@ export const genericManager: HardwareManager = {
   getBmcInfo,
   listBlockDevices,
   getOsInstallDevice,
+  getUsbDevices: () => getUsbDevices(),
+  collectLldpData: () => collectLldpData(),
 
   /** standby.sync / run_image: flush everything to the disks. */
   async full_sync(): Promise<void> {

@@ -14,6 +14,7 @@ import { dispatchToManagers } from '../redispatch.js';
 import type { BlockDevice } from '../../block/devices.js';
 import { linkTarget, listDir, readSys, readSysInt, readText, realPath } from '../../block/sysfs.js';
 import { errorMessage } from '../../common/errors.js';
+import { getBiosGivenNicName, getBmcV6Address } from './inventory-extra.js';
 
 const log = getLogger('inventory');
 
@@ -39,7 +40,7 @@ export interface InterfaceInfo {
   vendor: string | null;
   product: string | null;
   client_id: null;
-  biosdevname: null;
+  biosdevname: string | null;
   speed_mbps: number | null;
   pci_address: string | null;
   driver: string | null;
@@ -185,7 +186,7 @@ export async function listNetworkInterfaces(): Promise<InterfaceInfo[]> {
       vendor: readSys(join(base, 'device', 'vendor')),
       product: readSys(join(base, 'device', 'device')),
       client_id: null,
-      biosdevname: null,
+      biosdevname: await getBiosGivenNicName(name),
       speed_mbps: speed !== null && speed > 0 ? speed : null,
       pci_address: pci,
       driver: driver ? basename(driver) : null,
@@ -234,12 +235,14 @@ export async function getBmcInfo(): Promise<BmcInfo> {
       const r = await run('ipmitool', ['lan', 'print', String(ch)], { quiet: true, timeoutMs: 10_000 });
       const ip = /^IP Address\s*:\s*(\S+)/m.exec(r.stdout)?.[1];
       const mac = /^MAC Address\s*:\s*(\S+)/m.exec(r.stdout)?.[1];
-      if (ip && ip !== '0.0.0.0') return { bmc_address: ip, bmc_v6address: '::/0', ...(mac ? { bmc_mac: mac } : {}) };
+      if (ip && ip !== '0.0.0.0') {
+        return { bmc_address: ip, bmc_v6address: await getBmcV6Address(true), ...(mac ? { bmc_mac: mac } : {}) };
+      }
     } catch {
       // channel absent or ipmitool hung: try the next
     }
   }
-  return { bmc_address: '0.0.0.0', bmc_v6address: '::/0' };
+  return { bmc_address: '0.0.0.0', bmc_v6address: await getBmcV6Address(true) };
 }
 
 export function toDiskInfo(d: BlockDevice): DiskInfo {

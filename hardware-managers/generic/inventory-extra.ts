@@ -1,0 +1,129 @@
+/**
+ * Inventory pieces IPA has and our first inventory lacked: the BMC's IPv6 address (`ipmitool lan6 print`), USB
+ * devices (`lshw -C usb` as IPA, else /sys/bus/usb), the BIOS-given NIC name (`biosdevname -i`), and LLDP.
+ * LLDP: IPA listens on raw sockets, which Node cannot open; we read lldpd's neighbours (`lldpcli`) when the
+ * ramdisk has lldpd, and report no LLDP otherwise (as IPA does when nothing is heard).
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { have, run } from '../../common/exec.js';
+import { listDir, readSys } from '../../block/sysfs.js';
+
+/** First global IPv6 address in `ipmitool lan6 print` output ('::/0' when none, as IPA). */
+export function parseLan6(out: string): string | null {
+  for (const m of out.matchAll(/^\s*Address:\s*([0-9a-fA-F:]+)(?:\/\d+)?\s*$/gm)) {
+    const a = (m[1] ?? '').toLowerCase();
+    if (a && a !== '::' && !a.startsWith('fe80:')) return a;
+  }
+  return null;
+}
+
+export async function getBmcV6Address(ipmiDevice: boolean): Promise<string> {
+  if (!ipmiDevice || !(await have('ipmitool'))) return '::/0';
+  for (let ch = 1; ch <= 11; ch++) {
+    try {
+      const r = await run('ipmitool', ['lan6', 'print', String(ch)], { quiet: true, timeoutMs: 10_000 });
+      const a = parseLan6(r.stdout);
+      if (a) return a;
+    } catch {
+      // channel absent, or no IPv6 support in this BMC
+    }
+  }
+  return '::/0';
+}
+
+export interface UsbDevice {
+  product: string | null;
+  vendor: string | null;
+  handle: string | null;
+}
+
+interface LshwNode { class?: string; product?: string; vendor?: string; handle?: string; children?: LshwNode[] }
+
+/** lshw's JSON (a list, or one object in older versions) flattened to its usb nodes with a product. */
+export function usbFromLshw(json: unknown): UsbDevice[] {
+  const out: UsbDevice[] = [];
+  const walk = (n: LshwNode): void => {
+    if (n.product || n.vendor) out.push({ product: n.product ?? null, vendor: n.vendor ?? null, handle: n.handle ?? null });
+    for (const c of n.children ?? []) walk(c);
+  };
+  for (const n of (Array.isArray(json) ? json : json ? [json] : []) as LshwNode[]) walk(n);
+  return out;
+}
+
+export async function getUsbDevices(sysRoot = '/sys'): Promise<UsbDevice[]> {
+  if (sysRoot === '/sys' && (await have('lshw'))) {
+    try {
+      const r = await run('lshw', ['-quiet', '-json', '-C', 'usb'], { quiet: true, timeoutMs: 60_000 });
+      const list = usbFromLshw(JSON.parse(r.stdout || '[]'));
+      if (list.length) return list;
+    } catch {
+      // fall back to sysfs
+    }
+  }
+  const base = join(sysRoot, 'bus/usb/devices');
+  return listDir(base).filter((d) => existsSync(join(base, d, 'idVendor'))).sort().map((d) => ({
+    product: readSys(join(base, d, 'product')) ?? readSys(join(base, d, 'idProduct')),
+    vendor: readSys(join(base, d, 'manufacturer')) ?? readSys(join(base, d, 'idVendor')),
+    handle: `USB:${readSys(join(base, d, 'busnum')) ?? '?'}:${readSys(join(base, d, 'devnum')) ?? '?'}`,
+  }));
+}
+
+/** `biosdevname -i IFACE` (null when the tool is absent or has no name, as IPA). */
+export async function getBiosGivenNicName(iface: string): Promise<string | null> {
+  if (!(await have('biosdevname'))) return null;
+  try {
+    const r = await run('biosdevname', ['-i', iface], { quiet: true, timeoutMs: 10_000, okCodes: [0, 2, 3, 4] });
+    const name = r.stdout.trim();
+    return r.exitCode === 0 && name ? name : null;
+  } catch {
+    return null;
+  }
+}
+
+const tlv = (type: number, value: Buffer): [number, string] => [type, value.toString('hex')];
+const macBytes = (mac: string): Buffer | null =>
+  /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(mac) ? Buffer.from(mac.replace(/:/g, ''), 'hex') : null;
+
+interface LldpcliIface {
+  chassis?: Record<string, { id?: { type?: string; value?: string } }>;
+  port?: { id?: { type?: string; value?: string } };
+}
+
+/** lldpcli's JSON neighbours → IPA's lldp_raw: {ifname: [[type, hex], ...]} (chassis id, port id, system name). */
+export function lldpFromLldpcli(json: unknown): Record<string, [number, string][]> {
+  const out: Record<string, [number, string][]> = {};
+  const ifaces = (json as { lldp?: { interface?: unknown } } | undefined)?.lldp?.interface;
+  const entries: [string, LldpcliIface][] = [];
+  if (Array.isArray(ifaces)) {
+    for (const o of ifaces) for (const [k, v] of Object.entries(o as Record<string, LldpcliIface>)) entries.push([k, v]);
+  } else if (ifaces && typeof ifaces === 'object') {
+    for (const [k, v] of Object.entries(ifaces as Record<string, LldpcliIface>)) entries.push([k, v]);
+  }
+  for (const [name, n] of entries) {
+    const tlvs: [number, string][] = [];
+    const [sysName, ch] = Object.entries(n.chassis ?? {})[0] ?? [];
+    const cid = ch?.id;
+    const cmac = cid?.type === 'mac' && cid.value ? macBytes(cid.value) : null;
+    if (cmac) tlvs.push(tlv(1, Buffer.concat([Buffer.from([4]), cmac])));
+    const pid = n.port?.id;
+    if (pid?.value) {
+      const pmac = pid.type === 'mac' ? macBytes(pid.value) : null;
+      tlvs.push(tlv(2, pmac ? Buffer.concat([Buffer.from([3]), pmac])
+        : Buffer.concat([Buffer.from([pid.type === 'ifname' ? 5 : 7]), Buffer.from(pid.value)])));
+    }
+    if (sysName) tlvs.push(tlv(5, Buffer.from(sysName)));
+    if (tlvs.length) out[name] = tlvs;
+  }
+  return out;
+}
+
+export async function collectLldpData(): Promise<Record<string, [number, string][]>> {
+  if (!(await have('lldpcli'))) return {};
+  try {
+    const r = await run('lldpcli', ['-f', 'json', 'show', 'neighbors'], { quiet: true, timeoutMs: 30_000 });
+    return lldpFromLldpcli(JSON.parse(r.stdout || '{}'));
+  } catch {
+    return {};
+  }
+}
