@@ -20,7 +20,7 @@ import { IpmiError, type IpmiErrorKind } from './errors.js';
 import {
   COMPLETION_CODES, type DecodedPacket, decodeIpmiResponse, decodeOpenSessionResponse, decodePacket, decodeRakp2,
   decodeRakp4, encodeIpmiRequest, encodeOpenSessionRequest, encodeRakp1, encodeRakp3, encodeV15Packet, encodeV2Packet,
-  type IpmiResponse, type PacketKeys, PayloadType, RMCP_STATUS,
+  type IpmiResponse, type OpenSessionResponse, type PacketKeys, PayloadType, type Rakp2, RMCP_STATUS,
 } from './packet.js';
 
 const log = getLogger('ipmi-native');
@@ -324,11 +324,29 @@ export class IpmiSession {
       if (Date.now() >= deadline) throw this.fail('unreachable', `session set-up timed out after ${round - 1} attempt(s)`);
       const consoleSid = randomInt(1, 0xffffffff);
       const openTag = this.nextTag();
+      // Answers that are not for this request (stale tag, other session) are skipped while waiting, so late
+      // datagrams of an earlier round can't restart the exchange over and over.
+      let otherAlgs: OpenSessionResponse | undefined;
       const open = await this.transact(
         () => encodeV2Packet({ payloadType: PayloadType.OPEN_SESSION_REQUEST, sessionId: 0, sessionSeq: 0, payload: encodeOpenSessionRequest(openTag, consoleSid, this.suite) }),
-        (p) => (p.version === '2.0' && p.payloadType === PayloadType.OPEN_SESSION_RESPONSE ? tryParse(() => decodeOpenSessionResponse(p.payload)) : undefined),
+        (p) => {
+          if (p.version !== '2.0' || p.payloadType !== PayloadType.OPEN_SESSION_RESPONSE) return undefined;
+          const r = tryParse(() => decodeOpenSessionResponse(p.payload));
+          if (!r || r.tag !== openTag) return undefined;
+          if (r.status !== 0) return r;
+          if (r.consoleSessionId !== consoleSid) return undefined;
+          if (r.authAlg === this.suite.authAlg && r.integrityAlg === this.suite.integrityAlg && r.confidentialityAlg === this.suite.confidentialityAlg) return r;
+          otherAlgs = r;
+          return undefined;
+        },
         deadline, 3);
-      if (!open.value || open.value.tag !== openTag) continue;
+      if (!open.value) {
+        if (otherAlgs) {
+          throw this.fail('cipher', `the BMC answered with other algorithms (auth ${otherAlgs.authAlg}, integrity ${otherAlgs.integrityAlg}, ` +
+            `confidentiality ${otherAlgs.confidentialityAlg})`);
+        }
+        continue;
+      }
       const o = open.value;
       if (o.status !== 0) {
         const text = RMCP_STATUS[o.status] ?? `status 0x${o.status.toString(16)}`;
@@ -336,19 +354,33 @@ export class IpmiSession {
         if ([0x09, 0x0a, 0x0d].includes(o.status)) throw this.fail('auth', `Open Session refused: ${text}`);
         throw this.fail('cipher', `Open Session refused: ${text}; check ipmi_cipher_suite`);
       }
-      if (o.consoleSessionId !== consoleSid) continue;
-      if (o.authAlg !== this.suite.authAlg || o.integrityAlg !== this.suite.integrityAlg || o.confidentialityAlg !== this.suite.confidentialityAlg) {
-        throw this.fail('cipher', `the BMC answered with other algorithms (auth ${o.authAlg}, integrity ${o.integrityAlg}, confidentiality ${o.confidentialityAlg})`);
-      }
       const consoleRandom = randomBytes(16);
       const rakp1Tag = this.nextTag();
       const rakp1 = encodeRakp1(rakp1Tag, o.bmcSessionId, consoleRandom, role, username);
       const digestLen = this.suite.hash === 'sha1' ? 20 : 32;
+      const inputsOf = (r: Rakp2): RakpInputs => ({
+        consoleSessionId: consoleSid, bmcSessionId: o.bmcSessionId, consoleRandom, bmcRandom: r.bmcRandom, bmcGuid: r.bmcGuid, role, username,
+      });
+      // RAKP messages carry no integrity trailer: a corrupted or forged RAKP 2 must not pass for a wrong password
+      // while the genuine one may still arrive, so a bad HMAC only counts once the attempt has timed out.
+      let badHmac = false;
       const r2 = await this.transact(
         () => encodeV2Packet({ payloadType: PayloadType.RAKP1, sessionId: 0, sessionSeq: 0, payload: rakp1 }),
-        (p) => (p.version === '2.0' && p.payloadType === PayloadType.RAKP2 ? tryParse(() => decodeRakp2(p.payload, digestLen)) : undefined),
+        (p) => {
+          if (p.version !== '2.0' || p.payloadType !== PayloadType.RAKP2) return undefined;
+          const r = tryParse(() => decodeRakp2(p.payload, digestLen));
+          if (!r || r.tag !== rakp1Tag) return undefined;
+          if (r.status !== 0) return r;
+          if (r.consoleSessionId !== consoleSid) return undefined;
+          if (sameBytes(rakp2AuthCode(this.suite, kuid, inputsOf(r)), r.authCode)) return r;
+          badHmac = true;
+          return undefined;
+        },
         deadline, 1);
-      if (!r2.value || r2.value.tag !== rakp1Tag) continue;
+      if (!r2.value) {
+        if (badHmac) throw this.fail('auth', 'authentication rejected: the RAKP 2 HMAC is invalid (wrong ipmi_password for this user)');
+        continue;
+      }
       const rakp2 = r2.value;
       if (rakp2.status !== 0) {
         const text = RMCP_STATUS[rakp2.status] ?? `status 0x${rakp2.status.toString(16)}`;
@@ -356,30 +388,32 @@ export class IpmiSession {
         if (rakp2.status === 0x01 || rakp2.status === 0x0b) throw this.fail('busy', `RAKP 2: ${text}`);
         throw this.fail('auth', `authentication rejected in RAKP 2: ${text}; check ipmi_username and ipmi_priv_level`);
       }
-      if (rakp2.consoleSessionId !== consoleSid) continue;
-      const inputs: RakpInputs = {
-        consoleSessionId: consoleSid, bmcSessionId: o.bmcSessionId, consoleRandom, bmcRandom: rakp2.bmcRandom,
-        bmcGuid: rakp2.bmcGuid, role, username,
-      };
-      if (!sameBytes(rakp2AuthCode(this.suite, kuid, inputs), rakp2.authCode)) {
-        throw this.fail('auth', 'authentication rejected: the RAKP 2 HMAC is invalid (wrong ipmi_password for this user)');
-      }
+      const inputs = inputsOf(rakp2);
       const keys = deriveSessionKeys(this.suite, this.target.kg ?? kuid, inputs);
       const rakp3Tag = this.nextTag();
       const rakp3 = encodeRakp3(rakp3Tag, 0, o.bmcSessionId, rakp3AuthCode(this.suite, kuid, inputs));
+      let badIcv = false;
       const r4 = await this.transact(
         () => encodeV2Packet({ payloadType: PayloadType.RAKP3, sessionId: 0, sessionSeq: 0, payload: rakp3 }),
-        (p) => (p.version === '2.0' && p.payloadType === PayloadType.RAKP4 ? tryParse(() => decodeRakp4(p.payload, this.suite.icvLength)) : undefined),
+        (p) => {
+          if (p.version !== '2.0' || p.payloadType !== PayloadType.RAKP4) return undefined;
+          const r = tryParse(() => decodeRakp4(p.payload, this.suite.icvLength));
+          if (!r || r.tag !== rakp3Tag) return undefined;
+          if (r.status !== 0) return r;
+          if (r.consoleSessionId !== consoleSid) return undefined;
+          if (sameBytes(rakp4Icv(this.suite, keys.sik, inputs), r.icv)) return r;
+          badIcv = true;
+          return undefined;
+        },
         deadline, 1);
-      if (!r4.value || r4.value.tag !== rakp3Tag) continue;
+      if (!r4.value) {
+        if (badIcv) throw this.fail('auth', 'the RAKP 4 integrity check value is invalid (wrong BMC key Kg?)');
+        continue;
+      }
       const rakp4 = r4.value;
       if (rakp4.status !== 0) {
         if (rakp4.status === 0x02 || rakp4.status === 0x08) continue;
         throw this.fail('auth', `session rejected in RAKP 4: ${RMCP_STATUS[rakp4.status] ?? `status 0x${rakp4.status.toString(16)}`}`);
-      }
-      if (rakp4.consoleSessionId !== consoleSid) continue;
-      if (!sameBytes(rakp4Icv(this.suite, keys.sik, inputs), rakp4.icv)) {
-        throw this.fail('auth', 'the RAKP 4 integrity check value is invalid (wrong BMC key Kg?)');
       }
       this.keys = { suite: this.suite, k1: keys.k1, aesKey: keys.aesKey };
       this.consoleSid = consoleSid;
