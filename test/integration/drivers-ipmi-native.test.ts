@@ -17,6 +17,7 @@ import { IpmiError } from '../../conductor/ipmi-native/errors.js';
 import { IpmiSessionPool } from '../../conductor/ipmi-native/pool.js';
 import { IpmiSession, type IpmiTarget } from '../../conductor/ipmi-native/session.js';
 import { freeUdpPort, startIpmiSim, type IpmiSim } from '../../lab/ipmi-sim.js';
+import { startTestConductor } from '../fixtures/conductor.js';
 
 const PASSWORD = 'S3cret-pw';
 const fast: Partial<IpmiNativeOptions> = { powerStateChangeTimeoutS: 10, softPowerOffTimeoutS: 10, pollIntervalS: 0.1 };
@@ -250,4 +251,63 @@ test('keep-alive holds an idle session; Close Session frees the BMC slot; idle s
   for (let i = 0; i < 30 && idle.established; i++) await sleep(100);
   assert.equal(idle.established, false);
   assert.equal(await activeSessions(), before);
+});
+
+test('through the conductor API: an ipmi node with ipmi-native power/management, enrolled, powered, deployed (fake deploy)', { skip }, async () => {
+  const c = await startTestConductor({
+    plain: true,
+    config: { automated_clean: false, power: { state_change_timeout: 10, soft_power_off_timeout: 10, ipmi_command_retry_timeout: 5,
+      ipmi_min_command_interval: 0, redfish_connection_attempts: 1, redfish_connection_retry_interval: 1 } },
+  });
+  try {
+    const created = await c.api('POST', '/v1/nodes', {
+      name: 'native-1', driver: 'ipmi', power_interface: 'ipmi-native', management_interface: 'ipmi-native',
+      boot_interface: 'fake', deploy_interface: 'fake', driver_info: sim.driverInfo(),
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const n = created.body as { uuid: string; power_interface: string; management_interface: string };
+    assert.deepEqual([n.power_interface, n.management_interface], ['ipmi-native', 'ipmi-native']);
+    const v = (await c.api('GET', `/v1/nodes/${n.uuid}/validate`)).body as Record<string, { result: boolean; reason?: string }>;
+    assert.equal(v.power?.result, true, v.power?.reason);
+    assert.equal(v.management?.result, true, v.management?.reason);
+    const node = async (): Promise<Record<string, unknown>> => (await c.api('GET', `/v1/nodes/${n.uuid}`)).body as Record<string, unknown>;
+    const waitFor = async (field: string, want: unknown): Promise<Record<string, unknown>> => {
+      let last: Record<string, unknown> = {};
+      for (let i = 0; i < 200; i++) {
+        last = await node();
+        if (last[field] === want) return last;
+        await sleep(100);
+      }
+      assert.fail(`${field} never became ${String(want)}: ${JSON.stringify(last)}`);
+    };
+
+    assert.equal((await c.api('PUT', `/v1/nodes/${n.uuid}/management/boot_device`, { boot_device: 'pxe', persistent: false })).status, 204);
+    assert.equal(sim.bootDevice(), 'pxe');
+    assert.equal(((await c.api('GET', `/v1/nodes/${n.uuid}/management/boot_device`)).body as { boot_device: string }).boot_device, 'pxe');
+    assert.equal((await c.api('PUT', `/v1/nodes/${n.uuid}/states/power`, { target: 'power on' })).status, 202);
+    await waitFor('power_state', 'power on');
+    assert.equal(sim.isOn(), true);
+    assert.equal((await c.api('PUT', `/v1/nodes/${n.uuid}/states/power`, { target: 'power off' })).status, 202);
+    await waitFor('power_state', 'power off');
+    assert.equal(sim.isOn(), false);
+
+    for (const [verb, state] of [['manage', 'manageable'], ['provide', 'available'], ['active', 'active']] as const) {
+      assert.equal((await c.api('PUT', `/v1/nodes/${n.uuid}/states/provision`, { target: verb })).status, 202);
+      await waitFor('provision_state', state);
+    }
+
+    // Bad credentials: the API accepts the request, the node records a clear last_error.
+    assert.equal((await c.api('PATCH', `/v1/nodes/${n.uuid}`, [{ op: 'replace', path: '/driver_info/ipmi_password', value: 'not-it' }])).status, 200);
+    assert.equal((await c.api('PUT', `/v1/nodes/${n.uuid}/states/power`, { target: 'power on' })).status, 202);
+    let last: Record<string, unknown> = {};
+    for (let i = 0; i < 100 && !last.last_error; i++) {
+      last = await node();
+      await sleep(100);
+    }
+    assert.match(String(last.last_error), /authentication rejected: the RAKP 2 HMAC is invalid/);
+    assert.ok(!String(last.last_error).includes('not-it'));
+    assert.equal(sim.isOn(), false);
+  } finally {
+    await c.close();
+  }
 });
