@@ -6,13 +6,16 @@
  * latency and calls/s. Then a power-state sync of `--bmcs` BMC endpoints (one ipmi_sim process each, record mode)
  * the way the periodic task runs it (conductor/drivers/power-sync.ts, `--concurrency` nodes in flight, like
  * Ironic's sync_power_state_workers=8) with each interface: for ipmi-native the first (cold: a session set-up per
- * BMC) and the second (warm: sessions reused, the steady state of a periodic sync) run. Wall-clock figures on a
+ * BMC) and the second (warm: sessions reused, the steady state of a periodic sync) run. ipmi_sim forks its chassis
+ * script for every power read, so Get Device ID (answered by ipmi_sim itself) is timed too, as the protocol's own
+ * cost per call: the native session vs `ipmitool raw 0x06 0x01`. Wall-clock figures on a
  * shared machine: the CPU time of this process is printed next to them.
  * Last line: `ipmi native_status_ms=… ipmitool_status_ms=… sync100_native_s=… sync100_ipmitool_s=… …`.
  */
 import { have } from '../../common/exec.js';
 import { IpmiNativePower } from '../../conductor/drivers/ipmi-native.js';
-import { IpmitoolPower } from '../../conductor/drivers/ipmitool.js';
+import { DEFAULT_IPMITOOL_OPTIONS, IpmitoolPower, parseIpmiInfo, runIpmitool } from '../../conductor/drivers/ipmitool.js';
+import { getDeviceId } from '../../conductor/ipmi-native/commands.js';
 import { syncPowerState } from '../../conductor/drivers/power-sync.js';
 import type { DriverNode, PowerInterface } from '../../conductor/drivers/types.js';
 import { IpmiSessionPool } from '../../conductor/ipmi-native/pool.js';
@@ -74,6 +77,16 @@ export default async function main(args: string[]): Promise<void> {
       `${n.cpuMs.toFixed(2)} ms CPU/call in this process, ${calls} calls)`);
     const t = await sequential(tool, one, toolCalls);
     console.log(`power status, one BMC, sequential: ipmitool   ${t.ms.toFixed(2)} ms/call (${t.perS.toFixed(1)} calls/s, ${toolCalls} calls)`);
+    const info = parseIpmiInfo(one);
+    const s0 = pool.session({ host: '127.0.0.1', port: first.port, username: first.username, password: first.password, cipherSuite: 3, privLevel: 'ADMINISTRATOR' });
+    const sent0 = s0.stats.packetsSent;
+    const nd = await timed(async () => { for (let i = 0; i < calls; i++) await getDeviceId(s0); });
+    const devNative = (nd.s * 1000) / calls;
+    const toolOpts = { ...DEFAULT_IPMITOOL_OPTIONS, minCommandIntervalS: 0, commandRetryTimeoutS: 30 };
+    const td = await timed(async () => { for (let i = 0; i < toolCalls; i++) await runIpmitool(info, ['raw', '0x06', '0x01'], toolOpts); });
+    const devTool = (td.s * 1000) / toolCalls;
+    console.log(`Get Device ID, one BMC, sequential: ipmi-native ${devNative.toFixed(2)} ms/call ` +
+      `(${((s0.stats.packetsSent - sent0) / calls).toFixed(2)} datagrams/call), ipmitool raw ${devTool.toFixed(2)} ms/call`);
 
     const t0 = Date.now();
     while (sims.length < bmcs) {
@@ -92,7 +105,7 @@ export default async function main(args: string[]): Promise<void> {
     console.log(`power sync of ${bmcs} BMCs, ${concurrency} in flight: ipmitool ${ts.s.toFixed(2)} s`);
     console.log(`ipmi native_status_ms=${n.ms.toFixed(2)} ipmitool_status_ms=${t.ms.toFixed(2)} sync100_native_s=${warm.s.toFixed(2)} ` +
       `sync100_ipmitool_s=${ts.s.toFixed(2)} sync100_native_cold_s=${cold.s.toFixed(2)} native_calls_s=${n.perS.toFixed(0)} ` +
-      `ipmitool_calls_s=${t.perS.toFixed(1)} bmcs=${bmcs}`);
+      `ipmitool_calls_s=${t.perS.toFixed(1)} native_devid_ms=${devNative.toFixed(2)} ipmitool_devid_ms=${devTool.toFixed(2)} bmcs=${bmcs}`);
   } finally {
     await pool.close();
     await Promise.all(sims.map((s) => s.stop()));
