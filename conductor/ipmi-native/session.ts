@@ -7,20 +7,16 @@
  * Datagrams that are malformed, from another address, fail their integrity check or replay an old sequence
  * number are dropped, never thrown.
  */
-import { randomBytes, randomInt } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { getLogger } from '../../common/logger.js';
-import {
-  type CipherSuite, type RakpInputs, cipherSuite, deriveSessionKeys, MAX_USERNAME_BYTES, rakp2AuthCode, rakp3AuthCode,
-  rakp4Icv, sameBytes, userKey,
-} from './crypto.js';
+import { type CipherSuite, cipherSuite, MAX_USERNAME_BYTES, userKey } from './crypto.js';
 import { IpmiError, type IpmiErrorKind } from './errors.js';
+import { type HandshakeIo, rmcpPlusHandshake } from './handshake.js';
 import {
-  COMPLETION_CODES, type DecodedPacket, decodeIpmiResponse, decodeOpenSessionResponse, decodePacket, decodeRakp2,
-  decodeRakp4, encodeIpmiRequest, encodeOpenSessionRequest, encodeRakp1, encodeRakp3, encodeV15Packet, encodeV2Packet,
-  type IpmiResponse, type OpenSessionResponse, type PacketKeys, PayloadType, type Rakp2, RMCP_STATUS,
+  COMPLETION_CODES, type DecodedPacket, decodeIpmiResponse, decodePacket, encodeIpmiRequest, encodeV2Packet,
+  type IpmiResponse, type PacketKeys, PayloadType,
 } from './packet.js';
 
 const log = getLogger('ipmi-native');
@@ -256,7 +252,7 @@ export class IpmiSession {
    * answer; per-attempt timeouts double up to the maximum, bounded by `deadline`. Resolves undefined on timeout.
    */
   private async transact<T>(build: () => Buffer, accept: (p: DecodedPacket) => T | undefined, deadline: number,
-    attempts = Infinity): Promise<{ value: T; tries: number } | { value: undefined; tries: number }> {
+    attempts = Infinity): Promise<{ value: T | undefined; tries: number }> {
     let timeout = this.opts.attemptTimeoutMs;
     let tries = 0;
     while (tries < attempts && Date.now() < deadline) {
@@ -300,129 +296,20 @@ export class IpmiSession {
   /** Get Channel Authentication Capabilities, Open Session, RAKP 1–4 and Set Session Privilege Level. */
   private async establish(deadline: number): Promise<void> {
     const priv = PRIV_LEVELS[this.target.privLevel];
-    // 1. Is there an IPMI 2.0 BMC at all? (also the cheapest "unreachable" signal)
-    const capSeq = this.nextRqSeq();
-    const capReq = encodeV15Packet(encodeIpmiRequest({ netFn: NETFN_APP, cmd: 0x38, rqSeq: capSeq, data: Buffer.from([0x8e, priv]) }));
-    const cap = await this.transact(() => capReq, (p) => {
-      if (p.version !== '1.5') return undefined;
-      const r = tryResponse(p.payload);
-      return r && r.cmd === 0x38 && r.rqSeq === capSeq ? r : undefined;
-    }, deadline);
-    if (!cap.value) {
-      throw this.fail('unreachable', `no response from the BMC after ${cap.tries} attempt(s) within ${Math.round(this.opts.callTimeoutMs / 1000)} s; ` +
-        'check ipmi_address/ipmi_port and that IPMI over LAN is enabled');
-    }
-    const c = cap.value;
-    if (c.completionCode !== 0 || c.data.length < 4 || ((c.data[1] as number) & 0x80) === 0 || ((c.data[3] as number) & 0x02) === 0) {
-      throw this.fail('cipher', 'the BMC does not offer IPMI 2.0 (RMCP+) on this channel');
-    }
-    // 2–4. Open Session and RAKP; a lost datagram restarts the exchange (BMCs dislike a repeated RAKP 1 or 3).
-    const username = Buffer.from(this.target.username, 'utf8');
-    const kuid = userKey(this.target.password);
-    const role = priv | 0x10; // name-only lookup
-    for (let round = 1; ; round++) {
-      if (Date.now() >= deadline) throw this.fail('unreachable', `session set-up timed out after ${round - 1} attempt(s)`);
-      const consoleSid = randomInt(1, 0xffffffff);
-      const openTag = this.nextTag();
-      // Answers that are not for this request (stale tag, other session) are skipped while waiting, so late
-      // datagrams of an earlier round can't restart the exchange over and over.
-      let otherAlgs: OpenSessionResponse | undefined;
-      const open = await this.transact(
-        () => encodeV2Packet({ payloadType: PayloadType.OPEN_SESSION_REQUEST, sessionId: 0, sessionSeq: 0, payload: encodeOpenSessionRequest(openTag, consoleSid, this.suite) }),
-        (p) => {
-          if (p.version !== '2.0' || p.payloadType !== PayloadType.OPEN_SESSION_RESPONSE) return undefined;
-          const r = tryParse(() => decodeOpenSessionResponse(p.payload));
-          if (!r || r.tag !== openTag) return undefined;
-          if (r.status !== 0) return r;
-          if (r.consoleSessionId !== consoleSid) return undefined;
-          if (r.authAlg === this.suite.authAlg && r.integrityAlg === this.suite.integrityAlg && r.confidentialityAlg === this.suite.confidentialityAlg) return r;
-          otherAlgs = r;
-          return undefined;
-        },
-        deadline, 3);
-      if (!open.value) {
-        if (otherAlgs) {
-          throw this.fail('cipher', `the BMC answered with other algorithms (auth ${otherAlgs.authAlg}, integrity ${otherAlgs.integrityAlg}, ` +
-            `confidentiality ${otherAlgs.confidentialityAlg})`);
-        }
-        continue;
-      }
-      const o = open.value;
-      if (o.status !== 0) {
-        const text = RMCP_STATUS[o.status] ?? `status 0x${o.status.toString(16)}`;
-        if (o.status === 0x01 || o.status === 0x0b) throw this.fail('busy', `Open Session refused: ${text}`);
-        if ([0x09, 0x0a, 0x0d].includes(o.status)) throw this.fail('auth', `Open Session refused: ${text}`);
-        throw this.fail('cipher', `Open Session refused: ${text}; check ipmi_cipher_suite`);
-      }
-      const consoleRandom = randomBytes(16);
-      const rakp1Tag = this.nextTag();
-      const rakp1 = encodeRakp1(rakp1Tag, o.bmcSessionId, consoleRandom, role, username);
-      const digestLen = this.suite.hash === 'sha1' ? 20 : 32;
-      const inputsOf = (r: Rakp2): RakpInputs => ({
-        consoleSessionId: consoleSid, bmcSessionId: o.bmcSessionId, consoleRandom, bmcRandom: r.bmcRandom, bmcGuid: r.bmcGuid, role, username,
-      });
-      // RAKP messages carry no integrity trailer: a corrupted or forged RAKP 2 must not pass for a wrong password
-      // while the genuine one may still arrive, so a bad HMAC only counts once the attempt has timed out.
-      let badHmac = false;
-      const r2 = await this.transact(
-        () => encodeV2Packet({ payloadType: PayloadType.RAKP1, sessionId: 0, sessionSeq: 0, payload: rakp1 }),
-        (p) => {
-          if (p.version !== '2.0' || p.payloadType !== PayloadType.RAKP2) return undefined;
-          const r = tryParse(() => decodeRakp2(p.payload, digestLen));
-          if (!r || r.tag !== rakp1Tag) return undefined;
-          if (r.status !== 0) return r;
-          if (r.consoleSessionId !== consoleSid) return undefined;
-          if (sameBytes(rakp2AuthCode(this.suite, kuid, inputsOf(r)), r.authCode)) return r;
-          badHmac = true;
-          return undefined;
-        },
-        deadline, 1);
-      if (!r2.value) {
-        if (badHmac) throw this.fail('auth', 'authentication rejected: the RAKP 2 HMAC is invalid (wrong ipmi_password for this user)');
-        continue;
-      }
-      const rakp2 = r2.value;
-      if (rakp2.status !== 0) {
-        const text = RMCP_STATUS[rakp2.status] ?? `status 0x${rakp2.status.toString(16)}`;
-        if (rakp2.status === 0x02 || rakp2.status === 0x08) continue;
-        if (rakp2.status === 0x01 || rakp2.status === 0x0b) throw this.fail('busy', `RAKP 2: ${text}`);
-        throw this.fail('auth', `authentication rejected in RAKP 2: ${text}; check ipmi_username and ipmi_priv_level`);
-      }
-      const inputs = inputsOf(rakp2);
-      const keys = deriveSessionKeys(this.suite, this.target.kg ?? kuid, inputs);
-      const rakp3Tag = this.nextTag();
-      const rakp3 = encodeRakp3(rakp3Tag, 0, o.bmcSessionId, rakp3AuthCode(this.suite, kuid, inputs));
-      let badIcv = false;
-      const r4 = await this.transact(
-        () => encodeV2Packet({ payloadType: PayloadType.RAKP3, sessionId: 0, sessionSeq: 0, payload: rakp3 }),
-        (p) => {
-          if (p.version !== '2.0' || p.payloadType !== PayloadType.RAKP4) return undefined;
-          const r = tryParse(() => decodeRakp4(p.payload, this.suite.icvLength));
-          if (!r || r.tag !== rakp3Tag) return undefined;
-          if (r.status !== 0) return r;
-          if (r.consoleSessionId !== consoleSid) return undefined;
-          if (sameBytes(rakp4Icv(this.suite, keys.sik, inputs), r.icv)) return r;
-          badIcv = true;
-          return undefined;
-        },
-        deadline, 1);
-      if (!r4.value) {
-        if (badIcv) throw this.fail('auth', 'the RAKP 4 integrity check value is invalid (wrong BMC key Kg?)');
-        continue;
-      }
-      const rakp4 = r4.value;
-      if (rakp4.status !== 0) {
-        if (rakp4.status === 0x02 || rakp4.status === 0x08) continue;
-        throw this.fail('auth', `session rejected in RAKP 4: ${RMCP_STATUS[rakp4.status] ?? `status 0x${rakp4.status.toString(16)}`}`);
-      }
-      this.keys = { suite: this.suite, k1: keys.k1, aesKey: keys.aesKey };
-      this.consoleSid = consoleSid;
-      this.bmcSid = o.bmcSessionId;
-      this.outSeq = 0;
-      this.inSeqHigh = 0;
-      this.inSeqRecent.clear();
-      break;
-    }
+    const io: HandshakeIo = {
+      transact: (build, accept, dl, attempts) => this.transact(build, accept, dl, attempts),
+      nextRqSeq: () => this.nextRqSeq(),
+      nextTag: () => this.nextTag(),
+      fail: (kind, what) => this.fail(kind, what),
+    };
+    const h = await rmcpPlusHandshake(io, this.suite, { username: this.target.username, password: this.target.password, priv,
+      ...(this.target.kg ? { kg: this.target.kg } : {}) }, deadline, this.opts.callTimeoutMs);
+    this.keys = h.keys;
+    this.consoleSid = h.consoleSid;
+    this.bmcSid = h.bmcSid;
+    this.outSeq = 0;
+    this.inSeqHigh = 0;
+    this.inSeqRecent.clear();
     // 5. Sessions start at User level (§13.14): raise to the requested one.
     const r = await this.exchange(NETFN_APP, 0x3b, Buffer.from([priv]), deadline).catch((e: unknown) => {
       this.drop();
