@@ -291,13 +291,11 @@ test('through the conductor API: an ipmi node with ipmi-native power/management,
     await waitFor('power_state', 'power off');
     assert.equal(sim.isOn(), false);
 
-    for (const [verb, state] of [['manage', 'manageable'], ['provide', 'available'], ['active', 'active']] as const) {
-      assert.equal((await c.api('PUT', `/v1/nodes/${n.uuid}/states/provision`, { target: verb })).status, 202);
-      await waitFor('provision_state', state);
-    }
-
     // Bad credentials: the API accepts the request, the node records a clear last_error.
-    assert.equal((await c.api('PATCH', `/v1/nodes/${n.uuid}`, [{ op: 'replace', path: '/driver_info/ipmi_password', value: 'not-it' }])).status, 200);
+    const patchPw = async (value: string): Promise<void> => {
+      assert.equal((await c.api('PATCH', `/v1/nodes/${n.uuid}`, [{ op: 'replace', path: '/driver_info/ipmi_password', value }])).status, 200);
+    };
+    await patchPw('not-it');
     assert.equal((await c.api('PUT', `/v1/nodes/${n.uuid}/states/power`, { target: 'power on' })).status, 202);
     let last: Record<string, unknown> = {};
     for (let i = 0; i < 100 && !last.last_error; i++) {
@@ -307,6 +305,23 @@ test('through the conductor API: an ipmi node with ipmi-native power/management,
     assert.match(String(last.last_error), /authentication rejected: the RAKP 2 HMAC is invalid/);
     assert.ok(!String(last.last_error).includes('not-it'));
     assert.equal(sim.isOn(), false);
+    await patchPw(PASSWORD);
+
+    assert.equal((await c.api('PUT', `/v1/nodes/${n.uuid}/states/power`, { target: 'power on' })).status, 202);
+    await waitFor('power_state', 'power on');
+    for (const [verb, state] of [['manage', 'manageable'], ['provide', 'available'], ['active', 'active']] as const) {
+      assert.equal((await c.api('PUT', `/v1/nodes/${n.uuid}/states/provision`, { target: verb })).status, 202);
+      await waitFor('provision_state', state);
+    }
+    assert.equal((await c.api('PUT', `/v1/nodes/${n.uuid}/states/power`, { target: 'power off' })).status, 202);
+    await waitFor('power_state', 'power off');
+
+    // Stopping the conductor ends its BMC session with Close Session (Get Session Info from another session).
+    const watcher = session();
+    const active = async (): Promise<number> => ((await raw(watcher, 0x06, 0x3d, [0x00])).data[2] as number) & 0x3f;
+    const withConductor = await active();
+    await c.close();
+    assert.equal(await active(), withConductor - 1);
   } finally {
     await c.close();
   }
