@@ -7,7 +7,10 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { chassisControl, getChassisStatus, getDeviceId } from '../../conductor/ipmi-native/commands.js';
+import { IpmiNativeManagement } from '../../conductor/drivers/ipmi-native.js';
+import type { DriverNode } from '../../conductor/drivers/types.js';
+import { chassisControl, getBootFlags, getChassisStatus, getDeviceId, setBootFlags } from '../../conductor/ipmi-native/commands.js';
+import { IpmiSessionPool } from '../../conductor/ipmi-native/pool.js';
 import { CIPHER_SUITES } from '../../conductor/ipmi-native/crypto.js';
 import { IpmiError } from '../../conductor/ipmi-native/errors.js';
 import { decodePacket, PacketError } from '../../conductor/ipmi-native/packet.js';
@@ -51,6 +54,31 @@ test('cipher suite 17: wrong password and wrong user are authentication errors',
     e instanceof IpmiError && e.kind === 'auth' && /unauthorized name/.test(e.message));
   // a suite-3-only request to a suite-17 BMC: refused algorithm, reported as a cipher problem
   await assert.rejects(getDeviceId(client(b, { cipherSuite: 3 })), (e: unknown) => e instanceof IpmiError && e.kind === 'cipher');
+});
+
+test('boot flags on the wire: persistent and EFI bits, device selector, the 60 s timeout disabled first (ipmi_sim ignores them)', async () => {
+  const b = await bmc();
+  const s = client(b);
+  await setBootFlags(s, { device: 'pxe', persistent: true, efi: true });
+  assert.equal(b.bootOptions.get(5)?.toString('hex'), 'e004000000');
+  assert.deepEqual(await getBootFlags(s), { device: 'pxe', persistent: true, efi: true, valid: true });
+  await setBootFlags(s, { device: 'disk', persistent: false, efi: false, disableTimeout: true });
+  assert.equal(b.bootOptions.get(3)?.toString('hex'), '08');
+  assert.equal(b.bootOptions.get(5)?.toString('hex'), '8008000000');
+  assert.deepEqual(await getBootFlags(s), { device: 'disk', persistent: false, efi: false, valid: true });
+
+  const pool = new IpmiSessionPool({ callTimeoutMs: 4000 });
+  cleanup.push(() => pool.close());
+  const mgmt = new IpmiNativeManagement(pool);
+  const node = (capabilities: string): DriverNode => ({
+    uuid: 'fake-bmc-node', driver: 'ipmi', instance_info: {}, driver_internal_info: {}, ports: [], properties: { capabilities },
+    driver_info: { ipmi_address: '127.0.0.1', ipmi_port: b.port, ipmi_username: 'root', ipmi_password: 'calvin-17', ipmi_cipher_suite: 17 },
+  });
+  await mgmt.setBootDevice(node('boot_mode:uefi'), 'cdrom', true);
+  assert.equal(b.bootOptions.get(5)?.toString('hex'), 'e014000000');
+  assert.deepEqual(await mgmt.getBootDevice(node('boot_mode:uefi')), { boot_device: 'cdrom', persistent: true });
+  await mgmt.setBootDevice(node('boot_mode:bios'), 'bios', false);
+  assert.equal(b.bootOptions.get(5)?.toString('hex'), '8018000000');
 });
 
 /** Datagrams that are not the answer: random, empty, header-only, truncated. */
