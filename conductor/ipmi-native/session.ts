@@ -296,6 +296,11 @@ export class IpmiSession {
   /** Get Channel Authentication Capabilities, Open Session, RAKP 1–4 and Set Session Privilege Level. */
   private async establish(deadline: number): Promise<void> {
     const priv = PRIV_LEVELS[this.target.privLevel];
+    try {
+      await this.ensureSocket();
+    } catch (e) {
+      throw this.fail('unreachable', `cannot reach the BMC address: ${(e as Error).message}; check ipmi_address`);
+    }
     const io: HandshakeIo = {
       transact: (build, accept, dl, attempts) => this.transact(build, accept, dl, attempts),
       nextRqSeq: () => this.nextRqSeq(),
