@@ -1,9 +1,10 @@
 /**
- * `npm run demo [-- --keep] [--api-port N]`: the whole mission in one run, on embedded defaults.
+ * `npm run demo [-- --keep] [--api-port N] [--ipmi ipmitool|ipmi-native]`: the whole mission in one run, on embedded defaults.
  * A conductor on 127.0.0.1, a QEMU "bare-metal" node behind an ipmi_sim BMC, enrolled (ipmi / ipxe / direct),
  * manage → provide (automated cleaning through the agent) → deploy a whole-disk image built here, until the VM
  * boots from its own disk and prints its marker; then per-phase timings and a full teardown.
- * `--keep` leaves conductor + node up (until Ctrl-C) for the `baremetal` CLI.
+ * `--keep` leaves conductor + node up (until Ctrl-C) for the `baremetal` CLI. `--ipmi ipmi-native` powers the node
+ * through the in-process RMCP+ client instead of ipmitool (conductor/drivers/ipmi-native.ts).
  */
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,16 +21,24 @@ import { Teardown } from './demo/teardown.js';
 interface Args {
   keep: boolean;
   apiPort: number | undefined;
+  ipmi: 'ipmitool' | 'ipmi-native';
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { keep: false, apiPort: undefined };
+  const args: Args = { keep: false, apiPort: undefined, ipmi: 'ipmitool' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--keep') args.keep = true;
     else if (a === '--api-port') args.apiPort = Number(argv[++i]);
-    else if (a === '--help' || a === '-h') {
-      console.log('usage: npm run demo [-- --keep] [--api-port N]');
+    else if (a === '--ipmi') {
+      const v = argv[++i];
+      if (v !== 'ipmitool' && v !== 'ipmi-native') {
+        console.error('--ipmi takes ipmitool or ipmi-native');
+        process.exit(2);
+      }
+      args.ipmi = v;
+    } else if (a === '--help' || a === '-h') {
+      console.log('usage: npm run demo [-- --keep] [--api-port N] [--ipmi ipmitool|ipmi-native]');
       process.exit(0);
     } else {
       console.error(`unknown argument: ${a}`);
@@ -101,7 +110,7 @@ async function main(): Promise<number> {
     say(`the baremetal CLI for this conductor: ${cliCommand(lab)} node list`);
     timer.start('enroll to instance booted');
     phase = 'enrolling the node (create, port, validate, manage)';
-    node = await enrollNode(lab, 0, teardown, reporter);
+    node = await enrollNode(lab, 0, teardown, reporter, { ipmiInterface: args.ipmi });
     phase = 'provide (automated cleaning through the agent)';
     await provideNode(lab, node, reporter, timer);
     phase = 'deploy';

@@ -11,6 +11,8 @@ import { startBootServer, type BootServer } from '../boot-server.js';
 import { allowedFileDirs } from '../file-access.js';
 import type { ConductorConfig } from '../config.js';
 import type { DriverRegistry } from './index.js';
+import { IpmiSessionPool } from '../ipmi-native/pool.js';
+import { IpmiNativeManagement, IpmiNativePower, type IpmiNativeOptions } from './ipmi-native.js';
 import { IpmitoolManagement, IpmitoolPower, type IpmitoolOptions } from './ipmitool.js';
 import { IpxeBoot } from './ipxe.js';
 import { RedfishManagement, RedfishPower, type RedfishOptions } from './redfish.js';
@@ -41,9 +43,12 @@ function common(power: string, management: string, inspect: string[] = []): Part
 }
 
 function registerInstances(reg: DriverRegistry, ipmi: Partial<IpmitoolOptions>, redfish: Partial<RedfishOptions>,
-  ipxe: IpxeBoot, pool: RedfishClientPool): void {
+  ipxe: IpxeBoot, pool: RedfishClientPool, ipmiPool: IpmiSessionPool): void {
   reg.registerInterface('power', new IpmitoolPower(ipmi));
   reg.registerInterface('management', new IpmitoolManagement(ipmi));
+  const native: Partial<IpmiNativeOptions> = { ...ipmi };
+  reg.registerInterface('power', new IpmiNativePower(ipmiPool, native));
+  reg.registerInterface('management', new IpmiNativeManagement(ipmiPool, native));
   reg.registerInterface('power', new RedfishPower(redfish, pool));
   reg.registerInterface('management', new RedfishManagement(redfish, pool));
   reg.registerInterface('boot', ipxe);
@@ -51,8 +56,11 @@ function registerInstances(reg: DriverRegistry, ipmi: Partial<IpmitoolOptions>, 
 
 export function registerRealDrivers(reg: DriverRegistry): void {
   // Unconfigured ipxe: validate() says which boot.* settings are missing.
-  registerInstances(reg, {}, {}, new IpxeBoot({ httpRoot: '', httpUrl: '' }), new RedfishClientPool());
-  reg.registerHardwareType({ name: 'ipmi', supported: common('ipmitool', 'ipmitool') });
+  registerInstances(reg, {}, {}, new IpxeBoot({ httpRoot: '', httpUrl: '' }), new RedfishClientPool(), new IpmiSessionPool());
+  reg.registerHardwareType({
+    name: 'ipmi',
+    supported: { ...common('ipmitool', 'ipmitool'), power: ['ipmitool', 'ipmi-native'], management: ['ipmitool', 'ipmi-native'] },
+  });
   reg.registerHardwareType({ name: 'redfish', supported: common('redfish', 'redfish', ['redfish']) });
   registerSshVirt(reg);
 }
@@ -99,7 +107,9 @@ export async function startDriverServices(cfg: ConductorConfig, reg: DriverRegis
     if (!cfg.boot.http_url) log.warn({ httpUrl: bs.httpUrl }, 'boot.http_url not set: nodes are told the loopback boot server URL');
   }
   const pool = new RedfishClientPool();
-  registerInstances(reg, ipmi, redfish, ipxe, pool);
+  // One IPMI session per BMC for this conductor; a call's budget is [power]ipmi_command_retry_timeout.
+  const ipmiPool = new IpmiSessionPool({ callTimeoutMs: p.ipmi_command_retry_timeout * 1000 });
+  registerInstances(reg, ipmi, redfish, ipxe, pool, ipmiPool);
   registerSshVirt(reg, {
     knownHostsFile: cfg.ssh.known_hosts_file ?? join(resolve(cfg.data_dir), 'ssh', 'known_hosts'),
     trustOnFirstUse: cfg.ssh.trust_on_first_use, commandTimeoutS: cfg.ssh.command_timeout,
@@ -109,6 +119,7 @@ export async function startDriverServices(cfg: ConductorConfig, reg: DriverRegis
   return {
     bootServer,
     close: async () => {
+      await ipmiPool.close();
       await pool.close();
       await bootServer?.close();
     },

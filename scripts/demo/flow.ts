@@ -133,7 +133,9 @@ export interface EnrolledNode {
 }
 
 /** A QEMU node behind ipmi_sim, enrolled (ipmi / ipxe / direct, port with its MAC), validated, then managed. */
-export async function enrollNode(lab: Lab, index: number, teardown: Teardown, reporter: Reporter): Promise<EnrolledNode> {
+export async function enrollNode(lab: Lab, index: number, teardown: Teardown, reporter: Reporter,
+  opts: { ipmiInterface?: 'ipmitool' | 'ipmi-native' } = {}): Promise<EnrolledNode> {
+  const ipmi = opts.ipmiInterface ?? 'ipmitool';
   const name = `demo-node-${index}`;
   const hw = await createLabNode({
     dir: lab.workDir,
@@ -153,8 +155,8 @@ export async function enrollNode(lab: Lab, index: number, teardown: Teardown, re
       driver: 'ipmi',
       boot_interface: 'ipxe',
       deploy_interface: 'direct',
-      power_interface: 'ipmitool',
-      management_interface: 'ipmitool',
+      power_interface: ipmi,
+      management_interface: ipmi,
       driver_info: {
         ...hw.bmc.driverInfo(),
         deploy_kernel: lab.ramdisk.kernel,
