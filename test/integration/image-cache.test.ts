@@ -289,3 +289,25 @@ test('a download cut short by the origin fails and leaves no entry', async () =>
     await cache.close();
   }
 });
+
+test('TTL clean-up removes unused images older than the TTL and keeps images in use', async () => {
+  const root = join(dir, 'c10');
+  let now = Date.now();
+  const master = await MasterImageCache.open({ root, sizeBytes: 64 * MiB, ttlMs: 60_000, allowLoopback: true,
+    downloadTimeoutS: 30, now: () => now });
+  const req = (name: string) => ({ url: origin.url(name), expected: { algo: 'sha256' as const, hex: sha256(blobs.get(name)!) }, forceRaw: false });
+  const held = join(root, 'held');
+  await master.linkInto(req('a.img'), held);
+  await master.linkInto(req('b.img'), join(root, 'dropped'));
+  await rm(join(root, 'dropped'));
+  now += 30_000;
+  await master.cleanUp();
+  assert.equal(master.list().length, 2, 'nothing is older than the TTL yet');
+  now += 60_000;
+  await master.cleanUp();
+  assert.deepEqual(master.list().map((e) => e.url), [origin.url('a.img')], 'the unused expired image went, the linked one stayed');
+  await rm(held);
+  await master.cleanUp();
+  assert.equal(master.list().length, 0);
+  assert.deepEqual(await readdir(join(root, 'master')), []);
+});
