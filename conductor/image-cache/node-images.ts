@@ -12,7 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -135,8 +135,12 @@ export class ConductorImageCache {
     const dir = join(this.nodesDir, nodeUuid, token);
     await mkdir(dir, { recursive: true, mode: 0o755 });
     try {
-      const entry = await this.master.linkInto(req, join(dir, name));
-      return { url: `${base}${URL_PREFIX}${nodeUuid}/${token}/${name}`, size: entry.size, served: entry.served,
+      // Linked under a name the server never serves, then renamed once the format of the cached bytes is known.
+      const pending = join(dir, '.pending');
+      const entry = await this.master.linkInto(req, pending);
+      const served = entry.diskFormat === 'raw' ? `${name.replace(/\.(qcow2|img|raw)$/i, '')}.raw` : name;
+      await rename(pending, join(dir, served));
+      return { url: `${base}${URL_PREFIX}${nodeUuid}/${token}/${served}`, size: entry.size, served: entry.served,
         diskFormat: entry.diskFormat };
     } catch (e) {
       await rm(join(this.nodesDir, nodeUuid), { recursive: true, force: true });
