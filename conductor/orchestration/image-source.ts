@@ -67,9 +67,11 @@ export async function resolveImage(ctx: ConductorContext, node: NodeRecord, sour
   if (!ctx.imageCache) {
     throw new InvalidParameterValue('image_download_source is "local" but this conductor runs no image cache');
   }
-  const img = await ctx.imageCache.acquireForNode(node.uuid, {
-    url: source, expected: expectedChecksum(node.instance_info), forceRaw: ctx.config.force_raw_images,
-  });
+  const expected = expectedChecksum(node.instance_info);
+  if (expected.algo === 'md5' && !ctx.config.agent.allow_md5_checksum) {
+    throw new InvalidParameterValue('md5 image checksums are not allowed (agent.allow_md5_checksum is off)');
+  }
+  const img = await ctx.imageCache.acquireForNode(node.uuid, { url: source, expected, forceRaw: ctx.config.force_raw_images });
   const imageInfo: Record<string, unknown> = {
     // The agent verifies the bytes it gets from us: the served checksum, never md5 of the original.
     checksum: undefined, os_hash_algo: img.served.algo, os_hash_value: img.served.hex,
