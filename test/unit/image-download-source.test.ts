@@ -39,3 +39,21 @@ test('the checksum the cache verifies: os_hash first, then image_checksum', () =
   assert.throws(() => expectedChecksum({ image_checksum: 'http://example.com/SHA256SUMS' }), /not an md5, sha256 or sha512/);
   assert.throws(() => expectedChecksum({}), /needs image_checksum/);
 });
+
+test('local: md5 is refused before any download unless allowed; the served checksum replaces the original', async () => {
+  const { resolveImage } = await import('../../conductor/orchestration/image-source.js');
+  const calls: unknown[] = [];
+  const imageCache = { acquireForNode: async (_n: string, req: unknown) => {
+    calls.push(req);
+    return { url: 'http://c/agent_images/x', size: 1, served: { algo: 'sha256', hex: 'ab' }, diskFormat: 'raw' };
+  } };
+  const mk = (allowMd5: boolean) => ({ config: buildConfig({ agent: { image_download_source: 'local', allow_md5_checksum: allowMd5 } }),
+    imageCache }) as unknown as ConductorContext;
+  const n = { uuid: 'u', instance_info: { image_checksum: 'd'.repeat(32) }, driver_info: {} } as never;
+  await assert.rejects(resolveImage(mk(false), n, 'http://o/img'), /md5 image checksums are not allowed/);
+  assert.equal(calls.length, 0);
+  const r = await resolveImage(mk(true), n, 'http://o/img');
+  assert.equal(calls.length, 1);
+  assert.deepEqual(r, { url: 'http://c/agent_images/x',
+    imageInfo: { checksum: undefined, os_hash_algo: 'sha256', os_hash_value: 'ab', disk_format: 'raw' } });
+});
