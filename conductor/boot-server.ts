@@ -40,6 +40,9 @@ export interface BootServerOptions {
   allowLoopback?: boolean;
 }
 
+/** Serves one request under a mounted prefix; resolves once the response is done. */
+export type MountHandler = (req: IncomingMessage, res: ServerResponse) => Promise<unknown>;
+
 export interface RequestRecord { method: string; path: string; status: number; bytes: number; range?: string }
 
 export interface CachedImage {
@@ -67,6 +70,8 @@ export interface BootServer {
    */
   cacheImage(sourceUrl: string, opts?: { checksum?: string }): Promise<string>;
   cacheImageDetailed(sourceUrl: string, opts?: { checksum?: string }): Promise<CachedImage>;
+  /** Hands requests under `prefix` to `handler` (the conductor's image cache serves per-node images so). */
+  mount(prefix: string, handler: MountHandler): void;
   close(): Promise<void>;
 }
 
@@ -132,7 +137,7 @@ export function checkCacheSource(sourceUrl: string, allowLoopback: boolean): URL
 }
 
 /** dns.lookup that fails for loopback/link-local results unless they are allowed. */
-function guardedLookup(allowLoopback: boolean): LookupFunction {
+export function guardedLookup(allowLoopback: boolean): LookupFunction {
   return ((hostname: string, options: LookupOptions, cb: (e: NodeJS.ErrnoException | null, a: string | LookupAddress[], f?: number) => void) => {
     dnsLookup(hostname, { ...options, all: true }, (err, addrs) => {
       if (err) return cb(err, '', 0);
@@ -155,6 +160,7 @@ export async function startBootServer(opts: BootServerOptions): Promise<BootServ
   const cacheReal = await realpath(cacheDir);
   const requests: RequestRecord[] = [];
   const inflight = new Map<string, Promise<CachedImage>>();
+  const mounts: Array<{ prefix: string; handler: MountHandler }> = [];
 
   const resolveFile = async (urlPath: string): Promise<string | undefined> => {
     let rel: string;
@@ -181,6 +187,12 @@ export async function startBootServer(opts: BootServerOptions): Promise<BootServ
       res.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body), ...headers });
       res.end(method === 'HEAD' ? undefined : body);
     };
+    const mounted = mounts.find((m) => path.startsWith(m.prefix));
+    if (mounted) {
+      await mounted.handler(req, res);
+      rec.status = res.statusCode;
+      return;
+    }
     if (method !== 'GET' && method !== 'HEAD') return finish(405, 'method not allowed\n', { Allow: 'GET, HEAD' });
     const file = await resolveFile(path);
     const st = file ? await stat(file).catch(() => undefined) : undefined; // missing file: a 404 below
@@ -284,6 +296,7 @@ export async function startBootServer(opts: BootServerOptions): Promise<BootServ
 
   return {
     port, localUrl, httpUrl, httpRoot: root, requests, urlFor, cacheImageDetailed,
+    mount: (prefix, handler) => { mounts.push({ prefix, handler }); },
     cacheImage: async (u, o) => (await cacheImageDetailed(u, o)).url,
     close: async () => {
       server.closeAllConnections();

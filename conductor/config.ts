@@ -142,6 +142,13 @@ export const ConfigSchema = z.object({
     max_response_bytes: z.number().int().positive().default(8 * 2 ** 20),
     /** Largest log.collect_system_logs response (base64 tarball) accepted and stored. */
     max_log_bytes: z.number().int().positive().default(64 * 2 ** 20),
+    /**
+     * Where agents get instance images (Ironic's [agent]image_download_source; per node: instance_info or
+     * driver_info image_download_source). http (default): from image_source itself; local: from the conductor's
+     * image cache (conductor/image-cache/); swift: no object store here, so as http. Absent: http, or the
+     * deprecated deploy.image_download_source.
+     */
+    image_download_source: z.enum(['swift', 'http', 'local']).optional(),
   }).default({ command_timeout: 60, max_command_attempts: 3, command_retry_interval: 2, command_wait_interval: 6, command_wait_attempts: 100,
     power_off_poll_attempts: 6, power_off_poll_interval: 5, deploy_logs_collect: 'on_failure', allow_md5_checksum: false,
     max_response_bytes: 8 * 2 ** 20, max_log_bytes: 64 * 2 ** 20 }),
@@ -153,8 +160,11 @@ export const ConfigSchema = z.object({
     default_boot_mode: z.enum(['bios', 'uefi']).default('bios'),
     /** Power the node off when a deploy fails (so a broken instance never runs). */
     power_off_on_deploy_failure: z.boolean().default(true),
-    /** direct: agents download image_source themselves; http: the conductor caches it on its boot server. */
-    image_download_source: z.enum(['direct', 'http']).default('direct'),
+    /**
+     * Deprecated spelling of agent.image_download_source (which wins when set): direct = http (agents fetch the
+     * origin), http = local (the conductor's image cache serves it).
+     */
+    image_download_source: z.enum(['direct', 'http']).optional(),
     /**
      * Let the boot server's image cache (and iPXE deploy_kernel/ramdisk URLs it caches) fetch from loopback
      * addresses. Off: only http(s) URLs that resolve to neither loopback nor link-local addresses are fetched,
@@ -162,7 +172,28 @@ export const ConfigSchema = z.object({
      */
     image_cache_allow_loopback: z.boolean().default(false),
   }).default({ erase_devices_priority: 0, erase_devices_metadata_priority: null, default_boot_mode: 'bios',
-    power_off_on_deploy_failure: true, image_download_source: 'direct', image_cache_allow_loopback: false }),
+    power_off_on_deploy_failure: true, image_cache_allow_loopback: false }),
+  /** Convert qcow2 images to raw in the conductor's image cache (Ironic's [DEFAULT]force_raw_images). */
+  force_raw_images: z.boolean().default(true),
+  /** The master image cache behind image_download_source=local (Ironic's instance_master_path and its size/TTL). */
+  image_cache: z.object({
+    /** Directory of the cache; default <data_dir>/image-cache. */
+    master_path: z.string().min(1).optional(),
+    /** Cap in MiB on all cached images, in use or not (Ironic [pxe]image_cache_size). */
+    size_mib: z.number().int().positive().default(20480),
+    /** Minutes an unused image stays (Ironic [pxe]image_cache_ttl). */
+    ttl_minutes: z.number().int().positive().default(10080),
+    /** Seconds per origin download (and per qemu-img run). */
+    download_timeout: z.number().positive().default(600),
+    /** Seconds between drops of links of nodes that left deploy and TTL clean-ups (0: only when space is needed). */
+    sweep_interval: seconds.default(60),
+    /** Own image server, used only when there is no boot server (boot.http_root unset). */
+    listen_host: z.string().default('127.0.0.1'),
+    listen_port: z.number().int().min(0).max(65535).default(0),
+    /** Guest-facing base URL of that server; default http://listen_host:port. */
+    http_url: z.string().url().optional(),
+  }).default({ size_mib: 20480, ttl_minutes: 10080, download_timeout: 600, sweep_interval: 60, listen_host: '127.0.0.1',
+    listen_port: 0 }),
   /** In-band/out-of-band inspection and discovery (conductor/inspection/config.ts). */
   inspector: InspectorConfigSchema.prefault({}),
   node_history: z.boolean().default(true),

@@ -8,6 +8,7 @@ import type { Logger } from '../common/logger.js';
 import type { BootServer } from './boot-server.js';
 import type { ConductorConfig } from './config.js';
 import type { DriverRegistry } from './drivers/index.js';
+import type { ConductorImageCache } from './image-cache/node-images.js';
 import type { TaskManager } from './locks.js';
 import type { HeartbeatHub } from './orchestration/hooks.js';
 import type { Store } from './store/types.js';
@@ -24,6 +25,8 @@ export interface ConductorContext {
   readonly drivers: DriverRegistry;
   /** The boot server (iPXE scripts, image cache) when boot.http_root is configured. */
   readonly bootServer: BootServer | undefined;
+  /** The master image cache and per-node image URLs (image_download_source=local); absent in bare test contexts. */
+  readonly imageCache?: ConductorImageCache | undefined;
   /** Heartbeat hand-over from the API to the orchestration, and its per-node bookkeeping. */
   readonly heartbeats: HeartbeatHub<ConductorContext>;
   /** Per node: consecutive power-state read failures of the periodic power sync. */

@@ -18,6 +18,7 @@ import { isLoopbackHost } from './boot-server.js';
 import { registerBuiltinDrivers } from './drivers/builtin.js';
 import { DriverRegistry } from './drivers/index.js';
 import { startDriverServices } from './drivers/real.js';
+import { startImageCache } from './image-cache/start.js';
 import { TaskManager } from './locks.js';
 import { createDirectDeploy } from './orchestration/direct.js';
 import { registerInspectInterfaces } from './inspection/register.js';
@@ -92,8 +93,9 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
   // Real drivers get their configuration, and the boot server (iPXE scripts, images) starts when configured.
   const driverServices = await startDriverServices(config, drivers);
   const heartbeats = new HeartbeatHub<ConductorContext>();
+  const imageCache = await startImageCache(config, store, driverServices.bootServer);
   const ctx: ConductorContext = { config, store, tasks, host: config.conductor_host, log, drivers,
-    bootServer: driverServices.bootServer, heartbeats, powerSyncFailures: new Map(),
+    bootServer: driverServices.bootServer, imageCache, heartbeats, powerSyncFailures: new Map(),
     api: { scheme, caPem: apiTls?.caPem } };
   // Agent-driven deploy/cleaning: heartbeats carry step plans forward; images may come from our boot server.
   drivers.registerInterface('deploy', createDirectDeploy(ctx));
@@ -118,6 +120,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
       server.listen(config.port, config.host, () => { server.off('error', reject); resolve(); });
     });
   } catch (e) {
+    await imageCache.close();
     await driverServices.close();
     await store.close();
     throw e;
@@ -144,6 +147,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
         setTimeout(() => server.closeAllConnections(), 2000).unref();
       });
       await Promise.race([Promise.all([tasks.idle(), heartbeats.idle()]), new Promise((r) => setTimeout(r, 10_000).unref())]);
+      await imageCache.close();
       await driverServices.close();
       // Shutting down: a failed offline mark only delays other conductors' takeover until our heartbeat ages out.
       await store.setConductorOnline(ctx.host, false).catch(() => undefined);

@@ -13,7 +13,7 @@ import { commandErrorText } from '../agent-client.js';
 import { agentClient, agentEndpoint, agentNodeDict, agentPortDicts } from './agent-node.js';
 import { bootModeOf, buildImageInfo, isPartitionImage, validateInstanceInfo, type InstanceInfoPolicy } from './image-info.js';
 import { allowedFileDirs } from '../file-access.js';
-import { resolveImageUrl } from './image-source.js';
+import { imageDownloadSource, resolveImage } from './image-source.js';
 import { runFrom, type Pending, type StepFlow } from './step-runner.js';
 import { DIRECT_DEPLOY_STEPS, type Step } from './steps.js';
 
@@ -44,8 +44,8 @@ const deployStep = {
   async write_image(ctx: ConductorContext, task: NodeTask, step: Step): Promise<Pending> {
     const n = task.node;
     const source = String(n.instance_info.image_source);
-    const url = await resolveImageUrl(ctx, n, source);
-    const imageInfo = buildImageInfo(n, [url], ctx.config.deploy.default_boot_mode, imagePolicy(ctx));
+    const image = await resolveImage(ctx, n, source);
+    const imageInfo = { ...buildImageInfo(n, [image.url], ctx.config.deploy.default_boot_mode, imagePolicy(ctx)), ...image.imageInfo };
     const args: Record<string, unknown> = { ...(step.args ?? {}), image_info: imageInfo };
     if (n.instance_info.configdrive !== undefined) args.configdrive = n.instance_info.configdrive;
     const res = await agentClient(ctx).executeDeployStep(agentEndpoint(task),
@@ -141,10 +141,12 @@ export function createDirectDeploy(ctx: ConductorContext): DeployInterface {
     validate(node) {
       // Before a deploy is requested the node may have no image yet: only a present image_source is checked.
       if (node.instance_info.image_source !== undefined) validateInstanceInfo(node.instance_info, imagePolicy(ctx));
+      imageDownloadSource(ctx, node);
     },
 
     async deploy(task) {
       validateInstanceInfo(task.node.instance_info, imagePolicy(ctx));
+      imageDownloadSource(ctx, task.node);
       await task.updateInternalInfo({ deploy_steps: DIRECT_DEPLOY_STEPS, deploy_step_index: -1, deploy_pending: undefined });
       try {
         const outcome = await runFrom(ctx, task, deployFlow, 0);
