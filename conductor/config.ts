@@ -187,6 +187,8 @@ export const ConfigSchema = z.object({
     /** External dnsmasq's pid file: SIGHUP after changes (else its inotify watch reads them). */
     pid_file: z.string().optional(),
     dnsmasq_binary: z.string().default('dnsmasq'),
+    /** User the managed dnsmasq runs as (dnsmasq's default: nobody, which must read tftp_root and dhcp.dir). */
+    dnsmasq_user: z.string().optional(),
     /** UEFI boot file of the ipxe interface: snponly.efi (Ironic's default) or ipxe.efi. */
     uefi_ipxe_bootfile: z.string().default('snponly.efi'),
   }).default({ provider: 'none', manage_dnsmasq: true, interface: 'br0', allow_unknown: false,

@@ -19,17 +19,20 @@ import { Teardown } from './demo/teardown.js';
 
 interface Args {
   keep: boolean;
+  /** QEMU's user-mode network instead of the rack (machines without network namespaces). */
+  userNet: boolean;
   apiPort: number | undefined;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { keep: false, apiPort: undefined };
+  const args: Args = { keep: false, userNet: false, apiPort: undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--keep') args.keep = true;
     else if (a === '--api-port') args.apiPort = Number(argv[++i]);
+    else if (a === '--user-net') args.userNet = true;
     else if (a === '--help' || a === '-h') {
-      console.log('usage: npm run demo [-- --keep] [--api-port N]');
+      console.log('usage: npm run demo [-- --keep] [--api-port N] [--user-net]');
       process.exit(0);
     } else {
       console.error(`unknown argument: ${a}`);
@@ -96,7 +99,8 @@ async function main(): Promise<number> {
     const image = await buildWholeDiskImage({ dir: imageDir, sizeMiB: 32 });
     say(`instance image: ${image.path} (${image.sizeBytes / 2 ** 20} MiB raw, MBR + FAT + syslinux, sha256 ${image.sha256.slice(0, 12)}...)`);
     phase = 'finding the deploy ramdisk and starting the conductor';
-    lab = await setUpLab({ workDir, imageDir, teardown, say, ...(args.apiPort ? { apiPort: args.apiPort } : {}) });
+    lab = await setUpLab({ workDir, imageDir, teardown, say, network: args.userNet ? 'user' : 'rack',
+      ...(args.apiPort ? { apiPort: args.apiPort } : {}) });
     timer.end('setup (instance image, ramdisk, conductor)');
     say(`the baremetal CLI for this conductor: ${cliCommand(lab)} node list`);
     timer.start('enroll to instance booted');

@@ -64,6 +64,8 @@ export interface DnsmasqSettings {
   /** Answer MACs without a host entry too (discovery); default: only known ones. */
   allowUnknown?: boolean;
   pidFile?: string | undefined;
+  /** User dnsmasq drops to (its default: nobody, which must then be able to read tftp_root and the dirs). */
+  user?: string | undefined;
 }
 
 export const dnsmasqPaths = (dir: string): { hostsdir: string; optsdir: string; leases: string; conf: string; log: string } => ({
@@ -73,7 +75,7 @@ export const dnsmasqPaths = (dir: string): { hostsdir: string; optsdir: string; 
 
 /** dnsmasq.conf for the provisioning network: DHCP (no DNS) on one interface, TFTP, per-node files. */
 export function dnsmasqConf(s: DnsmasqSettings): string {
-  for (const [k, v] of Object.entries({ interface: s.interface, range: s.range, dir: s.dir, tftpRoot: s.tftpRoot ?? '' })) {
+  for (const [k, v] of Object.entries({ interface: s.interface, range: s.range, dir: s.dir, tftpRoot: s.tftpRoot ?? '', user: s.user ?? '' })) {
     if (CONTROL.test(v)) throw new Error(`dnsmasq ${k} has control characters`);
   }
   if (!/^[A-Za-z0-9_.:-]+$/.test(s.interface)) throw new Error(`invalid interface name ${JSON.stringify(s.interface)}`);
@@ -97,6 +99,7 @@ export function dnsmasqConf(s: DnsmasqSettings): string {
     'log-dhcp',
     ...(s.tftpRoot ? ['enable-tftp', `tftp-root=${s.tftpRoot}`] : []),
     ...(s.pidFile ? [`pid-file=${s.pidFile}`] : []),
+    ...(s.user ? [`user=${s.user}`] : []),
   ];
   return `${lines.join('\n')}\n`;
 }
