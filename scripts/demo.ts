@@ -1,5 +1,5 @@
 /**
- * `npm run demo [-- --keep] [--api-port N]`: the whole mission in one run, on embedded defaults.
+ * `npm run demo [-- --keep] [--api-port N] [--user-net]`: the whole mission in one run, on embedded defaults.
  * A conductor on 127.0.0.1, a QEMU "bare-metal" node behind an ipmi_sim BMC, enrolled (ipmi / ipxe / direct),
  * manage → provide (automated cleaning through the agent) → deploy a whole-disk image built here, until the VM
  * boots from its own disk and prints its marker; then per-phase timings and a full teardown.
