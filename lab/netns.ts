@@ -23,6 +23,8 @@ export interface RackOptions {
   taps: number;
   /** First three octets of the /24 (default 192.168.77). */
   subnet?: string;
+  /** The test run this rack belongs to (scripts/test.sh's BMTS_TEST_RUN), named in the namespace for the sweep. */
+  testRun?: string | undefined;
 }
 
 export interface Rack {
@@ -43,8 +45,8 @@ export interface Rack {
 }
 
 /** Namespace names: `bmts-<test run suffix>-<pid>` under scripts/test.sh (its sweep finds them), else `bmts-<pid>-<rand>`. */
-export function rackNamespaceName(env: NodeJS.ProcessEnv = process.env, pid = process.pid): string {
-  const runId = env.BMTS_TEST_RUN?.replace(/^bmts-test-run-/, '');
+export function rackNamespaceName(testRun: string | undefined, pid = process.pid): string {
+  const runId = testRun?.replace(/^bmts-test-run-/, '');
   const tail = runId && /^[A-Za-z0-9-]+$/.test(runId) ? `${runId}-${pid}` : `${pid}-${Math.random().toString(36).slice(2, 8)}`;
   return `bmts-${tail}`;
 }
@@ -65,7 +67,7 @@ function bridgeSockets(a: Socket, b: Socket): void {
 }
 
 export async function createRack(opts: RackOptions): Promise<Rack> {
-  const ns = rackNamespaceName();
+  const ns = rackNamespaceName(opts.testRun);
   const subnet = opts.subnet ?? '192.168.77';
   const address = `${subnet}.1`;
   const bridge = 'br0';

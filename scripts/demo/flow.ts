@@ -125,7 +125,7 @@ export async function setUpLab(opts: LabOptions): Promise<Lab> {
   if (opts.network === 'rack') {
     const why = await rackUnavailable();
     if (why) throw new Error(`cannot build the lab rack: ${why} (use --user-net)`);
-    rack = await createRack({ dir: workDir, taps: opts.nodes ?? 1 });
+    rack = await createRack({ dir: workDir, taps: opts.nodes ?? 1, testRun: process.env.BMTS_TEST_RUN });
     const r = rack;
     teardown.add(`rack (namespace ${r.ns})`, () => r.destroy());
     say(`rack: namespace ${r.ns}, bridge ${r.bridge} ${r.address}/24, ${r.taps.length} TAP(s); DHCP ${r.dhcpRange} from the conductor's dnsmasq`);
