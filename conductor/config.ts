@@ -196,6 +196,34 @@ export const ConfigSchema = z.object({
     listen_port: 0 }),
   /** In-band/out-of-band inspection and discovery (conductor/inspection/config.ts). */
   inspector: InspectorConfigSchema.prefault({}),
+  /**
+   * DHCP for the provisioning network (conductor/dhcp/): `none` (the site's DHCP hands out the boot files) or
+   * `dnsmasq` (per-node host entries while a node boots a ramdisk; run by the conductor or by the site).
+   */
+  dhcp: z.object({
+    provider: z.enum(['none', 'dnsmasq']).default('none'),
+    /** Run and supervise dnsmasq (true) or only write its config and per-node files for an external one. */
+    manage_dnsmasq: z.boolean().default(true),
+    /** hostsdir/, optsdir/, leases, dnsmasq.conf; default <data_dir>/dhcp. */
+    dir: z.string().optional(),
+    interface: z.string().default('br0'),
+    /** `start,end[,lease time]` (dnsmasq dhcp-range). */
+    range: z.string().optional(),
+    /** Network namespace the managed dnsmasq runs in. */
+    namespace: z.string().optional(),
+    /** TFTP server address nodes are told (options 66/150, siaddr): the conductor's provisioning address. */
+    tftp_server: z.string().optional(),
+    /** Answer MACs without a host entry (discovery of unknown nodes). */
+    allow_unknown: z.boolean().default(false),
+    /** External dnsmasq's pid file: SIGHUP after changes (else its inotify watch reads them). */
+    pid_file: z.string().optional(),
+    dnsmasq_binary: z.string().default('dnsmasq'),
+    /** User the managed dnsmasq runs as (dnsmasq's default: nobody, which must read tftp_root and dhcp.dir). */
+    dnsmasq_user: z.string().optional(),
+    /** UEFI boot file of the ipxe interface: snponly.efi (Ironic's default) or ipxe.efi. */
+    uefi_ipxe_bootfile: z.string().default('snponly.efi'),
+  }).default({ provider: 'none', manage_dnsmasq: true, interface: 'br0', allow_unknown: false,
+    dnsmasq_binary: 'dnsmasq', uefi_ipxe_bootfile: 'snponly.efi' }),
   node_history: z.boolean().default(true),
   node_history_max_entries: z.number().int().positive().default(300),
 }).strict();

@@ -87,7 +87,7 @@ async function buildLocked(opts: RamdiskOptions, out: string, cacheDir: string):
     agentExe: sea.file,
     agentVersion: AGENT_VERSION,
     addManagers: opts.addManagers ?? [],
-    grub: opts.grub ?? true,
+    grub: opts.grub ?? false,
     filesDir: join(here, 'files'),
   });
   say(`ramdisk: tree staged: ${rootfs.tools.length} tools, ${rootfs.libs.length} libs, ${rootfs.modules.files.length} modules${rootfs.missingTools.length ? `, not on this host: ${rootfs.missingTools.join(' ')}` : ''} [${lap()}]`);
@@ -132,12 +132,13 @@ function parseCli(argv: string[]): RamdiskOptions {
       case '--cache-dir': opts.cacheDir = value(); break;
       case '--add-manager': opts.addManagers?.push(value()); break;
       case '--no-grub': opts.grub = false; break;
+      case '--grub': opts.grub = true; break;
       case '--level': opts.level = Number(value()); break;
       case '--fast': opts.level = 3; break;
       case '--kernel-version': opts.kernelVersion = value(); break;
       case '--dev-agent': opts.devAgent = true; break;
       case '--help': case '-h':
-        console.log('usage: npm run ramdisk -- [--out DIR] [--add-manager DIR]... [--no-grub] [--level N|--fast] [--kernel-version V] [--cache-dir DIR]');
+        console.log('usage: npm run ramdisk -- [--out DIR] [--add-manager DIR]... [--grub|--no-grub] [--level N|--fast] [--kernel-version V] [--cache-dir DIR]');
         process.exit(0);
         break;
       default: throw new Error(`unknown option ${flag}`);

@@ -19,13 +19,17 @@ export const RAMDISK_MANAGER_DIR = '/usr/lib/baremetal-agent/managers';
 export const RAMDISK_AGENT_PATH = '/usr/bin/baremetal-agent';
 export const RAMDISK_AGENT_LOG = '/var/log/baremetal-agent.log';
 
-/** External programs the agent and the hardware managers run (common/exec callers). */
+/**
+ * External programs the agent and the hardware managers run (common/exec callers), plus the diagnostics IPA users
+ * expect on a ramdisk (sfdisk, lspci, ethtool, lshw, smartctl). Left out because nothing runs them (busybox
+ * applets cover the shell's needs): e2fsck, resize2fs, tune2fs, losetup, findmnt, dmsetup, sha*sum.
+ */
 export const TOOLS = [
   'lsblk', 'blkid', 'wipefs', 'sgdisk', 'sfdisk', 'parted', 'partprobe', 'mkfs.vfat', 'mkfs.fat', 'mkfs.ext4',
-  'mke2fs', 'e2fsck', 'resize2fs', 'tune2fs', 'mkfs.xfs', 'mdadm', 'qemu-img', 'ipmitool', 'ip', 'efibootmgr',
+  'mke2fs', 'mkfs.xfs', 'mdadm', 'qemu-img', 'ipmitool', 'ip', 'efibootmgr',
   'zstd', 'xz', 'gzip', 'tar', 'blockdev', 'blkdiscard', 'hdparm', 'nvme', 'sync', 'kmod', 'modprobe', 'insmod',
-  'rmmod', 'lsmod', 'modinfo', 'losetup', 'findmnt', 'mount', 'umount', 'dmidecode', 'lspci', 'ethtool',
-  'lshw', 'smartctl', 'dd', 'sha256sum', 'md5sum', 'sha512sum', 'chroot', 'mkswap', 'fallocate', 'partx', 'dmsetup',
+  'rmmod', 'lsmod', 'modinfo', 'mount', 'umount', 'dmidecode', 'lspci', 'ethtool',
+  'lshw', 'smartctl', 'dd', 'chroot', 'mkswap', 'fallocate', 'partx',
   'shred', 'mdir',
 ];
 /** syslinux's MBR boot code, for install_bootloader on GRUB-less BIOS partition images (hardware-managers/deploy/syslinux.ts). */
@@ -33,7 +37,10 @@ export const SYSLINUX_MBR_FILES = ['/usr/lib/syslinux/mbr/mbr.bin', '/usr/lib/sy
 /** mtools converts FAT names through iconv (codepage 850): without these, mdir fails "Error setting code page". */
 const GCONV_DIR = '/usr/lib/x86_64-linux-gnu/gconv';
 export const MTOOLS_GCONV_FILES = ['IBM850.so', 'gconv-modules', 'gconv-modules.cache', 'gconv-modules.d'].map((f) => `${GCONV_DIR}/${f}`);
-/** Missing grub tools are reported, not fatal (grub is optional: --no-grub). */
+/**
+ * Only with --grub: the agent installs GRUB with the deployed image's own grub-install, in a chroot
+ * (hardware-managers/deploy/bootloader.ts), as IPA does; the ramdisk's copy (~4 MiB compressed) is never run.
+ */
 export const GRUB_TOOLS = ['grub-install', 'grub-probe', 'grub-mkimage', 'grub-editenv'];
 
 export interface ToolEntry {

@@ -1,5 +1,5 @@
 /**
- * `npm run demo [-- --keep] [--api-port N] [--ipmi ipmitool|ipmi-native]`: the whole mission in one run, on embedded defaults.
+ * `npm run demo [-- --keep] [--api-port N] [--ipmi ipmitool|ipmi-native] [--user-net]`: the whole mission in one run, on embedded defaults.
  * A conductor on 127.0.0.1, a QEMU "bare-metal" node behind an ipmi_sim BMC, enrolled (ipmi / ipxe / direct),
  * manage → provide (automated cleaning through the agent) → deploy a whole-disk image built here, until the VM
  * boots from its own disk and prints its marker; then per-phase timings and a full teardown.
@@ -20,16 +20,19 @@ import { Teardown } from './demo/teardown.js';
 
 interface Args {
   keep: boolean;
+  /** QEMU's user-mode network instead of the rack (machines without network namespaces). */
+  userNet: boolean;
   apiPort: number | undefined;
   ipmi: 'ipmitool' | 'ipmi-native';
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { keep: false, apiPort: undefined, ipmi: 'ipmitool' };
+  const args: Args = { keep: false, userNet: false, apiPort: undefined, ipmi: 'ipmitool' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--keep') args.keep = true;
     else if (a === '--api-port') args.apiPort = Number(argv[++i]);
+    else if (a === '--user-net') args.userNet = true;
     else if (a === '--ipmi') {
       const v = argv[++i];
       if (v !== 'ipmitool' && v !== 'ipmi-native') {
@@ -38,7 +41,7 @@ function parseArgs(argv: string[]): Args {
       }
       args.ipmi = v;
     } else if (a === '--help' || a === '-h') {
-      console.log('usage: npm run demo [-- --keep] [--api-port N] [--ipmi ipmitool|ipmi-native]');
+      console.log('usage: npm run demo [-- --keep] [--api-port N] [--ipmi ipmitool|ipmi-native] [--user-net]');
       process.exit(0);
     } else {
       console.error(`unknown argument: ${a}`);
@@ -105,7 +108,8 @@ async function main(): Promise<number> {
     const image = await buildWholeDiskImage({ dir: imageDir, sizeMiB: 32 });
     say(`instance image: ${image.path} (${image.sizeBytes / 2 ** 20} MiB raw, MBR + FAT + syslinux, sha256 ${image.sha256.slice(0, 12)}...)`);
     phase = 'finding the deploy ramdisk and starting the conductor';
-    lab = await setUpLab({ workDir, imageDir, teardown, say, ...(args.apiPort ? { apiPort: args.apiPort } : {}) });
+    lab = await setUpLab({ workDir, imageDir, teardown, say, network: args.userNet ? 'user' : 'rack',
+      ...(args.apiPort ? { apiPort: args.apiPort } : {}) });
     timer.end('setup (instance image, ramdisk, conductor)');
     say(`the baremetal CLI for this conductor: ${cliCommand(lab)} node list`);
     timer.start('enroll to instance booted');

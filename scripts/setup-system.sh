@@ -7,7 +7,7 @@ PKGS=(
   # nodes: VMs, network boot, the kernel the ramdisk boots
   qemu-system-x86 qemu-utils ipxe-qemu seabios linux-image-amd64 busybox-static cpio
   # tools the agent drives (also baked into the ramdisk)
-  util-linux gdisk parted mdadm dosfstools e2fsprogs xfsprogs zstd xz-utils gzip efibootmgr
+  util-linux fdisk gdisk parted mdadm dosfstools e2fsprogs xfsprogs zstd xz-utils gzip efibootmgr
   grub-pc-bin grub-efi-amd64-bin grub2-common genisoimage iproute2 kmod nvme-cli hdparm
   # ramdisk build: strip (node is stripped before the SEA blob is injected)
   binutils

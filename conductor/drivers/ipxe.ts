@@ -14,6 +14,8 @@ import { getLogger } from '../../common/logger.js';
 import { InvalidParameterValue } from '../errors.js';
 import { isLoopbackHost } from '../boot-server.js';
 import { checkAllowedFile, isInternalAddress, isLocalFileRef } from '../file-access.js';
+import { disableDhcp, enableDhcp, type BootDhcp } from './boot-dhcp.js';
+import { installBootLoaders } from './boot-loaders.js';
 import { CA_PATH, caInitrd } from './ca-initrd.js';
 import { DriverInfoReader } from './driver-info.js';
 import type { BootInterface, DriverNode, RamdiskBootParams } from './types.js';
@@ -39,6 +41,8 @@ export interface IpxeOptions {
   allowedFileDirs?: readonly string[];
   /** Loopback deploy_kernel/deploy_ramdisk URLs may be cached (deploy.image_cache_allow_loopback). */
   allowLoopback?: boolean;
+  /** DHCP provider and boot-file settings (conductor/dhcp/): the node's ports get boot options while it boots a ramdisk. */
+  dhcp?: BootDhcp | undefined;
 }
 
 type Source = { kind: 'path'; value: string } | { kind: 'loopback'; url: string } | { kind: 'remote'; url: string };
@@ -201,6 +205,8 @@ export class IpxeBoot implements BootInterface {
     if (this.opts.tftpRoot) {
       await mkdir(this.opts.tftpRoot, { recursive: true });
       await atomicWrite(join(this.opts.tftpRoot, 'boot.ipxe'), tftpChainScript(this.opts.httpUrl));
+      // Our DHCP hands out undionly.kpxe / snponly.efi: they must be in tftp_root.
+      if (this.opts.dhcp) await installBootLoaders(this.opts.tftpRoot);
     }
     this.scriptsWritten = true;
   }
@@ -251,6 +257,7 @@ export class IpxeBoot implements BootInterface {
       await rm(l, { force: true });
       await symlink(`../${node.uuid}/config`, l);
     }
+    await enableDhcp(this.opts.dhcp, node, 'ipxe', this.opts.httpUrl);
     log.info({ node: node.uuid, macs, kernelUrl, ramdiskUrl }, 'iPXE deploy ramdisk config written');
   }
 
@@ -265,6 +272,7 @@ export class IpxeBoot implements BootInterface {
   }
 
   async cleanUpRamdisk(node: DriverNode): Promise<void> {
+    await disableDhcp(this.opts.dhcp, node);
     await this.removeMacLinks(node.uuid);
     await rm(join(this.opts.httpRoot, node.uuid), { recursive: true, force: true });
     log.info({ node: node.uuid }, 'iPXE per-node files removed');

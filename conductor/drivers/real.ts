@@ -15,6 +15,9 @@ import { IpmiSessionPool } from '../ipmi-native/pool.js';
 import { IpmiNativeManagement, IpmiNativePower, type IpmiNativeOptions } from './ipmi-native.js';
 import { IpmitoolManagement, IpmitoolPower, type IpmitoolOptions } from './ipmitool.js';
 import { IpxeBoot } from './ipxe.js';
+import { PxeBoot } from './pxe.js';
+import { startDhcpProvider, type DhcpProvider } from '../dhcp/index.js';
+import type { BootDhcp } from './boot-dhcp.js';
 import { RedfishManagement, RedfishPower, type RedfishOptions } from './redfish.js';
 import { RedfishClientPool } from './redfish-client.js';
 import { registerSshVirt } from './ssh-virt.js';
@@ -27,7 +30,7 @@ function common(power: string, management: string, inspect: string[] = []): Part
   return {
     bios: ['no-bios'],
     // `fake` boot/deploy stay available for tests that have a real BMC but no network.
-    boot: ['ipxe', 'fake'],
+    boot: ['ipxe', 'pxe', 'fake'],
     console: ['no-console'],
     deploy: ['direct', 'fake'],
     // Ironic's order: out-of-band (redfish) first, then in-band `agent` (conductor/inspection/), then none.
@@ -43,7 +46,7 @@ function common(power: string, management: string, inspect: string[] = []): Part
 }
 
 function registerInstances(reg: DriverRegistry, ipmi: Partial<IpmitoolOptions>, redfish: Partial<RedfishOptions>,
-  ipxe: IpxeBoot, pool: RedfishClientPool, ipmiPool: IpmiSessionPool): void {
+  ipxe: IpxeBoot, pool: RedfishClientPool, ipmiPool: IpmiSessionPool, pxe: PxeBoot): void {
   reg.registerInterface('power', new IpmitoolPower(ipmi));
   reg.registerInterface('management', new IpmitoolManagement(ipmi));
   const native: Partial<IpmiNativeOptions> = { ...ipmi };
@@ -52,11 +55,13 @@ function registerInstances(reg: DriverRegistry, ipmi: Partial<IpmitoolOptions>, 
   reg.registerInterface('power', new RedfishPower(redfish, pool));
   reg.registerInterface('management', new RedfishManagement(redfish, pool));
   reg.registerInterface('boot', ipxe);
+  reg.registerInterface('boot', pxe);
 }
 
 export function registerRealDrivers(reg: DriverRegistry): void {
   // Unconfigured ipxe: validate() says which boot.* settings are missing.
-  registerInstances(reg, {}, {}, new IpxeBoot({ httpRoot: '', httpUrl: '' }), new RedfishClientPool(), new IpmiSessionPool());
+  registerInstances(reg, {}, {}, new IpxeBoot({ httpRoot: '', httpUrl: '' }), new RedfishClientPool(), new IpmiSessionPool(),
+    new PxeBoot({ tftpRoot: '' }));
   reg.registerHardwareType({
     name: 'ipmi',
     supported: { ...common('ipmitool', 'ipmitool'), power: ['ipmitool', 'ipmi-native'], management: ['ipmitool', 'ipmi-native'] },
@@ -68,6 +73,8 @@ export function registerRealDrivers(reg: DriverRegistry): void {
 export interface DriverServices {
   /** The boot server, when boot.http_root is configured (image cache for deploys: bootServer.cacheImage). */
   bootServer: BootServer | undefined;
+  /** The DHCP provider (conductor/dhcp/), `none` unless dhcp.provider is set. */
+  dhcp: DhcpProvider;
   close(): Promise<void>;
 }
 
@@ -85,31 +92,49 @@ export async function startDriverServices(cfg: ConductorConfig, reg: DriverRegis
   };
   let bootServer: BootServer | undefined;
   let ipxe = new IpxeBoot({ httpRoot: '', httpUrl: '' });
-  if (cfg.boot.http_root) {
-    const httpRoot = resolve(cfg.boot.http_root);
-    const dataDir = resolve(cfg.data_dir);
-    // Everything under http_root is public: it must not hold the database (BMC passwords, agent tokens).
-    if (dataDir === httpRoot || dataDir.startsWith(httpRoot + sep)) {
-      throw new ConfigError(`boot.http_root ${httpRoot} must not contain data_dir ${dataDir}: the boot server publishes it`);
+  const dhcpProvider = await startDhcpProvider(cfg);
+  const dhcp: BootDhcp | undefined = dhcpProvider.name === 'none' ? undefined : {
+    provider: dhcpProvider, tftpServer: cfg.dhcp.tftp_server ?? '', defaultBootMode,
+    uefiIpxeBootFile: cfg.dhcp.uefi_ipxe_bootfile,
+  };
+  let pxe = new PxeBoot({ tftpRoot: '' });
+  try {
+    if (cfg.boot.tftp_root) {
+      pxe = new PxeBoot({ tftpRoot: resolve(cfg.boot.tftp_root), kernelAppendParams: cfg.boot.kernel_append_params,
+        allowedFileDirs: allowedFileDirs(cfg), dhcp, defaultBootMode });
+      if (dhcp) await pxe.writeBootFiles();
     }
-    const allowLoopback = cfg.deploy.image_cache_allow_loopback;
-    bootServer = await startBootServer({
-      httpRoot, host: cfg.boot.listen_host, port: cfg.boot.listen_port ?? 0, allowLoopback,
-      ...(cfg.boot.http_url ? { httpUrl: cfg.boot.http_url } : {}),
-    });
-    const bs = bootServer;
-    ipxe = new IpxeBoot({
-      httpRoot: bs.httpRoot, httpUrl: bs.httpUrl, tftpRoot: cfg.boot.tftp_root,
-      kernelAppendParams: cfg.boot.kernel_append_params, cacheImage: (u) => bs.cacheImage(u),
-      allowedFileDirs: allowedFileDirs(cfg), allowLoopback,
-    });
-    await ipxe.writeBootScripts();
-    if (!cfg.boot.http_url) log.warn({ httpUrl: bs.httpUrl }, 'boot.http_url not set: nodes are told the loopback boot server URL');
+    if (cfg.boot.http_root) {
+      const httpRoot = resolve(cfg.boot.http_root);
+      const dataDir = resolve(cfg.data_dir);
+      // Everything under http_root is public: it must not hold the database (BMC passwords, agent tokens).
+      if (dataDir === httpRoot || dataDir.startsWith(httpRoot + sep)) {
+        throw new ConfigError(`boot.http_root ${httpRoot} must not contain data_dir ${dataDir}: the boot server publishes it`);
+      }
+      const allowLoopback = cfg.deploy.image_cache_allow_loopback;
+      bootServer = await startBootServer({
+        httpRoot, host: cfg.boot.listen_host, port: cfg.boot.listen_port ?? 0, allowLoopback,
+        ...(cfg.boot.http_url ? { httpUrl: cfg.boot.http_url } : {}),
+      });
+      const bs = bootServer;
+      ipxe = new IpxeBoot({
+        httpRoot: bs.httpRoot, httpUrl: bs.httpUrl, tftpRoot: cfg.boot.tftp_root,
+        kernelAppendParams: cfg.boot.kernel_append_params, cacheImage: (u) => bs.cacheImage(u),
+        allowedFileDirs: allowedFileDirs(cfg), allowLoopback, dhcp,
+      });
+      await ipxe.writeBootScripts();
+      if (!cfg.boot.http_url) log.warn({ httpUrl: bs.httpUrl }, 'boot.http_url not set: nodes are told the loopback boot server URL');
+    }
+  } catch (e) {
+    // dnsmasq (and the boot server) must not outlive a conductor that failed to start.
+    await bootServer?.close();
+    await dhcpProvider.close();
+    throw e;
   }
   const pool = new RedfishClientPool();
   // One IPMI session per BMC for this conductor; a call's budget is [power]ipmi_command_retry_timeout.
   const ipmiPool = new IpmiSessionPool({ callTimeoutMs: p.ipmi_command_retry_timeout * 1000 });
-  registerInstances(reg, ipmi, redfish, ipxe, pool, ipmiPool);
+  registerInstances(reg, ipmi, redfish, ipxe, pool, ipmiPool, pxe);
   registerSshVirt(reg, {
     knownHostsFile: cfg.ssh.known_hosts_file ?? join(resolve(cfg.data_dir), 'ssh', 'known_hosts'),
     trustOnFirstUse: cfg.ssh.trust_on_first_use, commandTimeoutS: cfg.ssh.command_timeout,
@@ -118,10 +143,12 @@ export async function startDriverServices(cfg: ConductorConfig, reg: DriverRegis
   reg.registerInterface('inspect', createRedfishInspect(redfish, pool, () => cfg));
   return {
     bootServer,
+    dhcp: dhcpProvider,
     close: async () => {
       await ipmiPool.close();
       await pool.close();
       await bootServer?.close();
+      await dhcpProvider.close();
     },
   };
 }

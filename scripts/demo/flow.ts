@@ -19,6 +19,7 @@ import {
 } from './components.js';
 import { createLabNode, demoMac, startImageServer, type ImageServer, type LabNode } from './lab.js';
 import type { PhaseTimer, Reporter } from './progress.js';
+import { createRack, rackUnavailable, type Rack } from '../../lab/netns.js';
 import type { Teardown } from './teardown.js';
 
 export interface Lab {
@@ -31,6 +32,9 @@ export interface Lab {
   bootPort: number;
   httpRoot: string;
   tftpRoot: string;
+  /** Rack mode: the provisioning network namespace (lab/netns.ts) and dnsmasq's lease file. */
+  rack?: Rack | undefined;
+  leaseFile?: string | undefined;
 }
 
 export interface LabOptions {
@@ -41,6 +45,13 @@ export interface LabOptions {
   say: (line: string) => void;
   /** Preferred API port (default 6385, a free one if taken). */
   apiPort?: number;
+  /**
+   * 'rack' (default for the demo): nodes on a bridge in a network namespace, DHCP/TFTP from the conductor's
+   * dnsmasq; 'user': QEMU's user-mode network with guestfwd (machines without namespaces).
+   */
+  network?: 'rack' | 'user';
+  /** Rack mode: how many nodes (TAPs) the rack gets (default 1). */
+  nodes?: number;
 }
 
 async function portOrFree(preferred: number): Promise<number> {
@@ -68,12 +79,13 @@ export function cliCommand(lab: Lab): string {
  * api_url's host (the guestfwd address) is in the certificate, and the ramdisk gets the CA from the iPXE script.
  */
 export function conductorConfig(workDir: string, apiPort: number, bootPort: number,
-  ramdiskFiles: readonly string[] = []): Record<string, unknown> {
+  ramdiskFiles: readonly string[] = [], rack?: Rack): Record<string, unknown> {
+  const guestAddr = rack?.address ?? GUEST_HOST_ADDR;
   return {
     host: '127.0.0.1',
     port: apiPort,
     data_dir: join(workDir, 'conductor-data'),
-    api_url: `https://${GUEST_HOST_ADDR}:${apiPort}`,
+    api_url: `https://${guestAddr}:${apiPort}`,
     automated_clean: true,
     // Heartbeats every 9-18 s instead of IPA's 90-180 s: the node waits on them between steps.
     heartbeat_timeout: 30,
@@ -88,11 +100,16 @@ export function conductorConfig(workDir: string, apiPort: number, bootPort: numb
     periodic: { sync_power_state_interval: 10, check_provision_state_interval: 10, reservation_cleanup_interval: 60 },
     boot: {
       http_root: join(workDir, 'httpboot'),
-      http_url: `http://${GUEST_HOST_ADDR}:${bootPort}`,
+      http_url: `http://${guestAddr}:${bootPort}`,
       tftp_root: join(workDir, 'tftpboot'),
       listen_port: bootPort,
       kernel_append_params: 'nofb nomodeset vga=normal console=ttyS0',
     },
+    // Rack: the conductor runs dnsmasq on the rack's bridge (in its namespace); entries only for booting nodes.
+    ...(rack ? {
+      dhcp: { provider: 'dnsmasq', manage_dnsmasq: true, namespace: rack.ns, interface: rack.bridge, range: rack.dhcpRange,
+        tftp_server: rack.address, dnsmasq_user: 'root' },
+    } : {}),
   };
 }
 
@@ -104,7 +121,16 @@ export async function setUpLab(opts: LabOptions): Promise<Lab> {
   teardown.add('image server', () => images.close());
   const apiPort = await portOrFree(opts.apiPort ?? 6385);
   const bootPort = await freePort();
-  const config = conductorConfig(workDir, apiPort, bootPort, [ramdisk.kernel, ramdisk.initramfs]);
+  let rack: Rack | undefined;
+  if (opts.network === 'rack') {
+    const why = await rackUnavailable();
+    if (why) throw new Error(`cannot build the lab rack: ${why} (use --user-net)`);
+    rack = await createRack({ dir: workDir, taps: opts.nodes ?? 1, testRun: process.env.BMTS_TEST_RUN });
+    const r = rack;
+    teardown.add(`rack (namespace ${r.ns})`, () => r.destroy());
+    say(`rack: namespace ${r.ns}, bridge ${r.bridge} ${r.address}/24, ${r.taps.length} TAP(s); DHCP ${r.dhcpRange} from the conductor's dnsmasq`);
+  }
+  const config = conductorConfig(workDir, apiPort, bootPort, [ramdisk.kernel, ramdisk.initramfs], rack);
   const boot = config.boot as { http_root: string; tftp_root: string };
   await mkdir(boot.http_root, { recursive: true });
   await mkdir(boot.tftp_root, { recursive: true });
@@ -112,10 +138,13 @@ export async function setUpLab(opts: LabOptions): Promise<Lab> {
   say(`starting the conductor on 127.0.0.1:${apiPort} (boot server :${bootPort}, data in ${workDir})`);
   const conductor = await startConductorProcess(config, workDir, api);
   teardown.add('conductor', () => conductor.stop());
+  // Nodes reach the API and the boot server at the bridge address, through the rack's forwarder.
+  if (rack) await rack.exposeToNodes([apiPort, bootPort]);
   const access = api.credentials();
   say(`API ${api.endpoint}: HTTPS (CA ${access?.caFile ?? 'none'}), http_basic user ${access?.username ?? '?'} ` +
     `(generated password in ${join(String(config.data_dir), 'admin-credentials.json')})`);
-  return { workDir, api, conductor, images, ramdisk, apiPort, bootPort, httpRoot: boot.http_root, tftpRoot: boot.tftp_root };
+  return { workDir, api, conductor, images, ramdisk, apiPort, bootPort, httpRoot: boot.http_root, tftpRoot: boot.tftp_root,
+    rack, leaseFile: rack ? join(String(config.data_dir), 'dhcp', 'dnsmasq.leases') : undefined };
 }
 
 /**
@@ -134,26 +163,34 @@ export interface EnrolledNode {
 
 /** A QEMU node behind ipmi_sim, enrolled (ipmi / ipxe / direct, port with its MAC), validated, then managed. */
 export async function enrollNode(lab: Lab, index: number, teardown: Teardown, reporter: Reporter,
-  opts: { ipmiInterface?: 'ipmitool' | 'ipmi-native' } = {}): Promise<EnrolledNode> {
+  opts: { ipmiInterface?: 'ipmitool' | 'ipmi-native'; bootInterface?: 'ipxe' | 'pxe'; firmware?: 'bios' | 'uefi' } = {}): Promise<EnrolledNode> {
   const ipmi = opts.ipmiInterface ?? 'ipmitool';
   const name = `demo-node-${index}`;
+  const mac = demoMac(index);
+  const tap = lab.rack?.taps[index];
+  if (lab.rack && !tap) throw new Error(`the rack has no TAP for node ${index}`);
+  const rack = lab.rack && tap && lab.leaseFile
+    ? { tap, execPrefix: lab.rack.execPrefix(), agentPort: await lab.rack.reachNode(mac, 9999, lab.leaseFile) } : undefined;
+  const firmware = opts.firmware ?? 'bios';
   const hw = await createLabNode({
+    ...(rack ? { rack } : {}),
+    firmware,
     dir: lab.workDir,
     name,
-    mac: demoMac(index),
+    mac,
     diskMiB: 8192,
     guestPorts: [lab.apiPort, lab.bootPort, lab.images.port],
     tftpRoot: lab.tftpRoot,
     bootfile: 'boot.ipxe',
   });
   teardown.add(`node ${name} (VM + BMC)`, () => hw.stop());
-  reporter.line(`node ${name}: QEMU VM (MAC ${hw.mac}, 8 GiB empty disk (sparse)) behind ipmi_sim on 127.0.0.1:${hw.bmc.port}/udp`);
+  reporter.line(`node ${name}: QEMU VM (MAC ${hw.mac}, ${firmware === 'uefi' ? 'UEFI (OVMF)' : 'BIOS'}, 8 GiB empty disk (sparse)${rack ? `, ${rack.tap} on the rack bridge` : ''}) behind ipmi_sim on 127.0.0.1:${hw.bmc.port}/udp`);
   let node: NodeJson;
   try {
     node = await lab.api.createNode({
       name,
       driver: 'ipmi',
-      boot_interface: 'ipxe',
+      boot_interface: opts.bootInterface ?? 'ipxe',
       deploy_interface: 'direct',
       power_interface: ipmi,
       management_interface: ipmi,
@@ -164,7 +201,7 @@ export async function enrollNode(lab: Lab, index: number, teardown: Teardown, re
         // The conductor never dials 10.0.2.x: the agent advertises the hostfwd port on loopback.
         kernel_append_params: `nofb nomodeset vga=normal console=ttyS0 quiet ipa-advertise-host=127.0.0.1 ipa-advertise-port=${hw.agentPort}`,
       },
-      properties: { cpu_arch: 'x86_64', cpus: 1, memory_mb: 1024, local_gb: 8, capabilities: 'boot_mode:bios' },
+      properties: { cpu_arch: 'x86_64', cpus: 1, memory_mb: 1024, local_gb: 8, capabilities: `boot_mode:${firmware}` },
     });
   } catch (e) {
     // Only a refusal naming one of the parts the demo needs counts as "not there yet"; anything else is a failure.

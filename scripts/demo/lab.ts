@@ -5,11 +5,11 @@
  * the host reaches the agent only through a hostfwd port on 127.0.0.1. Also the loopback image server.
  */
 import { createReadStream } from 'node:fs';
-import { stat, truncate, writeFile } from 'node:fs/promises';
+import { copyFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { basename, join, resolve, sep } from 'node:path';
-import { buildQemuArgs, freePort, GUEST_HOST_ADDR, stripAnsi } from '../../lab/qemu.js';
+import { buildQemuArgs, freePort, GUEST_HOST_ADDR, OVMF_VARS, stripAnsi } from '../../lab/qemu.js';
 import { daemonizableQemuArgs, startIpmiSim, type IpmiSim } from '../../lab/ipmi-sim.js';
 import { readFileSync, existsSync } from 'node:fs';
 
@@ -21,6 +21,13 @@ export interface LabNodeOptions {
   memoryMiB?: number;
   /** Host loopback ports the guest may reach (each gets a guestfwd rule at 10.0.2.100:PORT). */
   guestPorts: number[];
+  /**
+   * Rack mode (lab/netns.ts): the VM's NIC is this TAP in the rack's namespace (QEMU runs under `ip netns exec`),
+   * DHCP/TFTP come from the conductor's dnsmasq, and the agent is reached at `agentPort` through the rack.
+   */
+  rack?: { tap: string; execPrefix: string[]; agentPort: number };
+  /** UEFI firmware (OVMF) instead of SeaBIOS. */
+  firmware?: 'bios' | 'uefi';
   /** slirp TFTP root + DHCP bootfile (a TFTP name or an http:// URL). */
   tftpRoot?: string;
   bootfile: string;
@@ -49,7 +56,12 @@ export async function createLabNode(opts: LabNodeOptions): Promise<LabNode> {
   await truncate(disk, opts.diskMiB * 1024 * 1024);
   const serialLog = join(opts.dir, `${opts.name}-serial.log`);
   await writeFile(serialLog, '');
-  const agentPort = await freePort();
+  const agentPort = opts.rack?.agentPort ?? await freePort();
+  let uefiVars: string | undefined;
+  if (opts.firmware === 'uefi') {
+    uefiVars = join(opts.dir, `${opts.name}-OVMF_VARS.fd`);
+    await copyFile(OVMF_VARS, uefiVars);
+  }
   // SeaBIOS mirrors its console (and iPXE's, and "Boot failed"/"No bootable device") to the serial port only
   // when fw_cfg etc/sercon-port names it; QEMU sets that for -nographic, which can't be combined with -daemonize.
   const sercon = join(opts.dir, 'sercon-port.bin');
@@ -62,10 +74,13 @@ export async function createLabNode(opts: LabNodeOptions): Promise<LabNode> {
       pxeRom: true,
       noReboot: false,
       disks: [{ file: disk, format: 'raw' }],
-      guestfwd: opts.guestPorts.map((p) => ({ guestPort: p })),
-      hostfwd: [{ hostPort: agentPort, guestPort: 9999 }],
-      ...(opts.tftpRoot ? { tftp: opts.tftpRoot } : {}),
-      bootfile: opts.bootfile,
+      ...(opts.rack ? { tap: opts.rack.tap } : {
+        guestfwd: opts.guestPorts.map((p) => ({ guestPort: p })),
+        hostfwd: [{ hostPort: agentPort, guestPort: 9999 }],
+        ...(opts.tftpRoot ? { tftp: opts.tftpRoot } : {}),
+        bootfile: opts.bootfile,
+      }),
+      ...(uefiVars ? { firmware: 'uefi' as const, uefiVars } : {}),
       extraArgs: ['-fw_cfg', `name=etc/sercon-port,file=${sercon}`],
     },
     serialLog,
@@ -76,7 +91,8 @@ export async function createLabNode(opts: LabNodeOptions): Promise<LabNode> {
     if (all[i - 1] === '-serial') return ['-chardev', `file,id=ser0,path=${serialLog},append=on`, '-serial', 'chardev:ser0'];
     return [a];
   });
-  const bmc = await startIpmiSim({ qemu: { args } });
+  const [binary, ...prefix] = opts.rack ? [...opts.rack.execPrefix, 'qemu-system-x86_64'] : ['qemu-system-x86_64'];
+  const bmc = await startIpmiSim({ qemu: { args: [...prefix, ...args], binary } });
   const raw = (): Buffer => (existsSync(serialLog) ? readFileSync(serialLog) : Buffer.alloc(0));
   return {
     name: opts.name,

@@ -8,6 +8,7 @@
  *   - processes whose /proc/PID/environ holds BMTS_TEST_RUN=<id>;
  *   - mounts of, or under, the run dir; md arrays with a member on one of the run's loop devices;
  *   - loop devices whose backing file is under the run dir;
+ *   - network namespaces named `bmts-<run dir suffix>-*` (the lab rack, lab/netns.ts) and what runs in them;
  *   - entries left in the run dir.
  * `--phase before` sweeps runs whose runner (the PID in the dir name) is gone; `--phase after` sweeps this run and
  * exits 2 when anything was left. `--mode report` only lists (for developing on a shared machine).
@@ -133,6 +134,14 @@ function mountsOver(runDir: string, loops: Loop[]): string[] {
   return points.reverse(); // innermost first
 }
 
+/** The lab racks of these runs: namespaces `bmts-<PID-XXXXXX>-...` (lab/netns.ts rackNamespaceName). */
+async function runNamespaces(runDirs: string[]): Promise<string[]> {
+  const r = await run('ip', ['netns', 'list'], { quiet: true, okCodes: [0, 1, 255] }).catch(() => ({ stdout: '' }));
+  const names = r.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith('bmts'));
+  const prefixes = runDirs.map((d) => `bmts-${basename(d).slice(RUN_DIR_PREFIX.length)}-`);
+  return names.filter((n) => prefixes.some((p) => n.startsWith(p)));
+}
+
 async function killAll(procs: Proc[]): Promise<void> {
   for (const p of procs) {
     try {
@@ -180,6 +189,16 @@ async function sweep(runDirs: string[], clean: boolean, say: (s: string) => void
   for (const l of loops) {
     note(`loop device ${l.name} -> ${l.backFile}`);
     if (clean) await run('losetup', ['-d', l.name], { okCodes: [0, 1] });
+  }
+  for (const ns of await runNamespaces(runDirs)) {
+    note(`network namespace ${ns}`);
+    if (clean) {
+      const pids = await run('ip', ['netns', 'pids', ns], { quiet: true, okCodes: [0, 1, 255] });
+      for (const pid of pids.stdout.split('\n').map(Number).filter((p) => Number.isInteger(p) && p > 1)) {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+      await run('ip', ['netns', 'del', ns], { okCodes: [0, 1, 255] });
+    }
   }
   for (const d of runDirs) {
     if (!existsSync(d)) continue;

@@ -1,10 +1,14 @@
 /**
- * `npm run bench -- ramdisk [--runs N]`: the deploy ramdisk's size (compressed initramfs, kernel) and the time
- * from QEMU start to the first lookup request reaching the conductor, under TCG (KVM is not usable on this
- * host: /dev/kvm is PVM-backed). Last line: `ramdisk total_mib=… initramfs_mib=… kernel_mib=… boot_to_lookup_s=… accel=tcg`.
+ * `npm run bench -- ramdisk [--runs N] [--net rack|direct]`: the deploy ramdisk's size (compressed initramfs, kernel)
+ * and the time from QEMU start to the first lookup request reaching the conductor, under TCG (KVM is not usable on
+ * this host: /dev/kvm is PVM-backed). `rack` (the default where network namespaces work): iPXE PXE-boots on the lab
+ * rack's bridge, DHCP from dnsmasq, kernel + initramfs over HTTP (test/bench/ramdisk-rack.ts); `direct`: QEMU's
+ * -kernel/-initrd on the user network. Last line: `ramdisk total_mib=… initramfs_mib=… kernel_mib=… boot_to_lookup_s=… accel=tcg`.
  */
 import { startConductorStub } from '../fixtures/conductor-stub.js';
 import { bootRamdiskVm, ensureRamdisk } from '../fixtures/ramdisk.js';
+import { rackUnavailable } from '../../lab/netns.js';
+import { bootOverRack } from './ramdisk-rack.js';
 
 async function bootOnce(files: Parameters<typeof bootRamdiskVm>[0]['files']): Promise<{ lookupS: number; heartbeatS: number | null }> {
   const stub = await startConductorStub();
@@ -39,6 +43,11 @@ async function bootOnce(files: Parameters<typeof bootRamdiskVm>[0]['files']): Pr
 export default async function bench(args: string[]): Promise<void> {
   const runsIdx = args.indexOf('--runs');
   const runs = runsIdx >= 0 ? Math.max(1, Number(args[runsIdx + 1] ?? '1')) : 1;
+  const netIdx = args.indexOf('--net');
+  const noRack = await rackUnavailable();
+  const net = netIdx >= 0 ? args[netIdx + 1] : noRack ? 'direct' : 'rack';
+  if (net !== 'rack' && net !== 'direct') throw new Error(`--net rack|direct, not ${net}`);
+  if (net === 'rack' && noRack) throw new Error(`--net rack: ${noRack}`);
   const t0 = Date.now();
   const built = await ensureRamdisk();
   if (!built.ok) throw new Error(built.reason);
@@ -51,13 +60,13 @@ export default async function bench(args: string[]): Promise<void> {
   console.log('accel: tcg (KVM here is PVM-backed and hangs stock kernels)');
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
-    const r = await bootOnce(built);
+    const r = net === 'rack' ? await bootOverRack(built) : await bootOnce(built);
     times.push(r.lookupS);
-    console.log(`run ${i + 1}: QEMU start -> first lookup ${r.lookupS.toFixed(1)} s, -> first heartbeat ${r.heartbeatS === null ? 'n/a' : `${r.heartbeatS.toFixed(1)} s`}`);
+    console.log(`run ${i + 1} (${net}): QEMU start -> first lookup ${r.lookupS.toFixed(1)} s, -> first heartbeat ${r.heartbeatS === null ? 'n/a' : `${r.heartbeatS.toFixed(1)} s`}`);
   }
   const sorted = [...times].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)] ?? 0;
   console.log(
-    `ramdisk total_mib=${m.sizes.total_mib} initramfs_mib=${m.sizes.initramfs_mib} kernel_mib=${m.sizes.kernel_mib} boot_to_lookup_s=${median.toFixed(1)} accel=tcg`,
+    `ramdisk total_mib=${m.sizes.total_mib} initramfs_mib=${m.sizes.initramfs_mib} kernel_mib=${m.sizes.kernel_mib} boot_to_lookup_s=${median.toFixed(1)} net=${net} accel=tcg`,
   );
 }
