@@ -36,9 +36,19 @@ const LIST_HEAD = Buffer.from('{"nodes":[');
 /** Filters and options echoed into `next` links. */
 const ECHOED = LIST_PARAMS.filter((p) => p !== 'marker' && p !== 'limit');
 
-export function conductorFor(c: ConductorContext, node: { driver: string; conductor_group: string }): string | null {
+export function conductorFor(c: ConductorContext, node: { uuid: string; driver: string; conductor_group: string }):
+  string | null {
+  if (c.cluster) return c.cluster.ownerOf(node);
   if (node.conductor_group !== c.config.conductor_group) return null;
   return c.drivers.enabledHardwareTypes().some((t) => t.name === node.driver) ? c.host : null;
+}
+
+/** A rendered node item with its `conductor` key (when present) set to the ring's owner. */
+function withOwner(json: string, owner: string | null): string {
+  const item = JSON.parse(json) as Record<string, unknown>;
+  if (!Object.hasOwn(item, 'conductor')) return json;
+  item.conductor = owner;
+  return JSON.stringify(item);
 }
 
 async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean): Promise<void> {
@@ -68,8 +78,10 @@ async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean
   }
   if (q.provision_state !== undefined) query.provision_state = q.provision_state.split(',');
   if (q.shard !== undefined) query.shard = q.shard.split(',');
-  const wrongConductor = q.conductor !== undefined && q.conductor !== c.host;
-  const conductorOf = (n: { driver: string; conductor_group: string }): string | null => conductorFor(c, n);
+  // With other conductors alive, owners come from the hash ring (JS), not from the SQL rendering.
+  const shared = c.cluster?.shared === true;
+  const wrongConductor = q.conductor !== undefined && !shared && q.conductor !== c.host;
+  const conductorOf = (n: { uuid: string; driver: string; conductor_group: string }): string | null => conductorFor(c, n);
   let next: string | undefined;
   const pageNext = (count: number, lastUuid: string | undefined): void => {
     if (lastUuid && count === limit && q.instance_uuid === undefined) {
@@ -80,7 +92,12 @@ async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean
   const spec = nodeListSpec({ minor, base, ...(fields ? { fields } : {}), brief: !fields && !detail,
     conductor: { host: c.host, group: c.config.conductor_group, drivers: c.drivers.enabledHardwareTypes().map((t) => t.name) } });
   let items: Buffer;
-  if (q.conductor === undefined) {
+  if (shared && (q.conductor !== undefined || spec.fields.some((f) => f.fmt === 'conductor'))) {
+    const rows = await c.store.listNodesJson(query, spec);
+    pageNext(rows.length, rows[rows.length - 1]?.uuid);
+    const kept = q.conductor === undefined ? rows : rows.filter((r) => conductorOf(r) === q.conductor);
+    items = Buffer.from(kept.map((r) => withOwner(r.json, conductorOf(r))).join(','));
+  } else if (q.conductor === undefined) {
     const list = await c.store.renderNodeList(query, spec);
     pageNext(list.count, list.lastUuid);
     items = list.items;
