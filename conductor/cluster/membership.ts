@@ -8,6 +8,7 @@
 import { ConfigError, errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { ClusterView, RingNode } from '../context.js';
+import { IronicError } from '../errors.js';
 import type { ConductorRecord, Store } from '../store/types.js';
 import { HashRing } from './hash-ring.js';
 
@@ -154,7 +155,8 @@ export class Cluster implements ClusterView {
 
   async call(host: string, method: string, params: readonly unknown[]): Promise<unknown> {
     const url = this.live.get(host)?.rpc_url;
-    if (!url) throw new Error(`conductor ${host} has no RPC URL registered`);
+    if (!url) throw new IronicError(`Conductor ${host} has no RPC URL registered; it cannot take requests yet.`, 503,
+      'ConductorUnreachable');
     return this.rpc(url, method, params);
   }
 
