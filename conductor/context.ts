@@ -32,6 +32,8 @@ export interface ClusterView {
   readonly shared: boolean;
   /** Live conductors (any group) that have this hardware type enabled, sorted. */
   hostsFor(driver: string): string[];
+  /** The conductor groups of the live conductors, and every hardware type any of them enables. */
+  liveScope(): { groups: string[]; drivers: string[] };
   /** Live conductor names (this one included), sorted. */
   liveHosts(): readonly string[];
   /** Whether a registered conductor counts as alive now (online and heartbeating within heartbeat_timeout). */

@@ -147,6 +147,12 @@ export class Cluster implements ClusterView {
     return hosts.sort();
   }
 
+  liveScope(): { groups: string[]; drivers: string[] } {
+    const rows = [...this.live.values()];
+    return { groups: [...new Set(rows.map((r) => r.conductor_group.toLowerCase()))].sort(),
+      drivers: [...new Set(rows.flatMap((r) => r.drivers))].sort() };
+  }
+
   liveHosts(): readonly string[] {
     const hosts = new Set(this.live.keys());
     if (!this.stopped) hosts.add(this.settings.host);
