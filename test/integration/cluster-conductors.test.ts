@@ -1,5 +1,5 @@
 /**
- * Three conductor processes on one SQLite database: the hash ring spreads 300 nodes, every conductor answers the
+ * Three conductor processes on one database (a SQLite file, then PostgreSQL): the hash ring spreads 300 nodes, every conductor answers the
  * same, requests and agent heartbeats sent to a non-owner are carried out by the owner, and a conductor killed
  * with -9 while its nodes are mid-deploy and mid-clean is taken over: those nodes fail with a last_error naming
  * it, nodes waiting for their agent go on at the next heartbeat, and the restarted conductor gets its nodes back.
@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
+import { havePostgres, startPostgres } from '../../lab/postgres.js';
 import { HashRing } from '../../conductor/cluster/hash-ring.js';
 import { eventually } from '../fixtures/agent-http.js';
 import { startCluster } from '../fixtures/cluster.js';
@@ -54,10 +55,10 @@ async function fakeAgent(mode: 'stall' | 'refuse'): Promise<{ url: string; serve
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
 }
 
-test('three conductor processes on one SQLite file: ring, same answers, forwarding, kill -9 takeover, rejoin',
-  { timeout: 240_000 }, async (t) => {
+async function scenario(t: TestContext, databaseUrl?: string): Promise<void> {
     const cl = await startCluster({ names: NAMES, heartbeatInterval: HB_INTERVAL, heartbeatTimeout: HB_TIMEOUT,
-      config: { agent: { command_timeout: 60, max_command_attempts: 1, deploy_logs_collect: 'never' } } });
+      config: { agent: { command_timeout: 60, max_command_attempts: 1, deploy_logs_collect: 'never' },
+        ...(databaseUrl ? { database: { url: databaseUrl } } : {}) } });
     t.after(() => cl.close());
     const stall = await fakeAgent('stall');
     const refuse = await fakeAgent('refuse');
@@ -221,4 +222,14 @@ test('three conductor processes on one SQLite file: ring, same answers, forwardi
     await api('cond-a', 'PUT', `/v1/nodes/${back}/states/power`, { target: 'power on' });
     await eventually(async () => ((await api('cond-c', 'GET', `/v1/nodes/${back}`)) as { power_state: string }).power_state
       === 'power on', 'forwarded power on');
-  });
+  }
+
+test('three conductor processes on one SQLite file: ring, same answers, forwarding, kill -9 takeover, rejoin',
+  { timeout: 240_000 }, (t) => scenario(t));
+
+test('three conductor processes on one PostgreSQL database: the same', { timeout: 240_000,
+  skip: havePostgres() ? false : 'PostgreSQL 15 is not installed (npm run setup installs it)' }, async (t) => {
+  const pg = await startPostgres({ fast: true });
+  t.after(() => pg.stop());
+  await scenario(t, await pg.createDatabase());
+});
