@@ -198,7 +198,7 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 
 /**
  * Env vars understood: BMTS_HOST, BMTS_PORT, BMTS_DATA_DIR, BMTS_CONFIG, BMTS_API_URL, BMTS_AUTH_STRATEGY, BMTS_TLS,
- * BMTS_DATABASE_URL, BMTS_CONDUCTOR_HOSTNAME.
+ * BMTS_DATABASE_URL, BMTS_CONDUCTOR_HOSTNAME, BMTS_RPC_SECRET (conductor.rpc_secret).
  */
 function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -209,7 +209,10 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.BMTS_AUTH_STRATEGY) out.auth = { strategy: env.BMTS_AUTH_STRATEGY };
   if (env.BMTS_TLS) out.tls = { mode: env.BMTS_TLS };
   if (env.BMTS_DATABASE_URL) out.database = { url: env.BMTS_DATABASE_URL };
-  if (env.BMTS_CONDUCTOR_HOSTNAME) out.conductor = { hostname: env.BMTS_CONDUCTOR_HOSTNAME };
+  if (env.BMTS_CONDUCTOR_HOSTNAME || env.BMTS_RPC_SECRET) {
+    out.conductor = { ...(env.BMTS_CONDUCTOR_HOSTNAME ? { hostname: env.BMTS_CONDUCTOR_HOSTNAME } : {}),
+      ...(env.BMTS_RPC_SECRET ? { rpc_secret: env.BMTS_RPC_SECRET } : {}) };
+  }
   return out;
 }
 

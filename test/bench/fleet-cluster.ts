@@ -1,83 +1,107 @@
 /**
- * `npm run bench -- fleet-cluster [NODES]`: three conductor processes on one database (SQLite file by default;
- * BENCH_DATABASE_URL=postgresql://... for PostgreSQL), load spread over all three: node creates, single-node
- * shows and 1,000-node detail lists per second, then a kill -9 of one conductor and the seconds until every node
- * of the fleet shows a live owner again (takeover_s, with conductor.heartbeat_timeout 5 s, interval 1 s).
- * `clusterFigures()` is the piece `fleet` composes; the last line here is
- * `fleet-cluster x3_create_rps=... x3_show_rps=... x3_detail_rps=... takeover_s=...`.
+ * `npm run bench -- fleet-cluster [--nodes 1000] [--rss-nodes 10000] [--concurrency 16] [--lookups 5000]
+ * [--lists 20] [--takeover-nodes 1000]`: the several-conductors pieces of `fleet`.
+ *
+ * 1. PostgreSQL×3: three bench conductors (fleet.ts's bundled processes) on one real
+ *    PostgreSQL 15 (durable defaults), fleet.ts's measure() spreading creates, detail lists and lookups over all
+ *    three round-robin; the largest conductor RSS with --rss-nodes enrolled.
+ * 2. Takeover: three `npm run conductor` processes on another database (conductor.heartbeat_timeout 5 s, interval
+ *    1 s), --takeover-nodes nodes, kill -9 of one; takeover_s is the time from the kill until a survivor shows a live
+ *    owner for every node (the dead conductor's nodes re-mapped, its reservations gone).
+ * Last line: `fleet-cluster pg3_create_rps=… pg3_lookup_rps=… pg3_detail_ms=… pg3_rss_mib_10k=… takeover_s=…`.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startPostgres, type LabPostgres } from '../../lab/postgres.js';
 import { startCluster } from '../fixtures/cluster.js';
+import { freePort } from '../fixtures/conductor.js';
+import { measure, type FleetSettings } from './fleet.js';
+import { numArg } from './support/args.js';
+import {
+  bundleBenchConductor, startBenchConductor, stopBenchConductor, type BenchConductor,
+} from './support/conductor-process.js';
 
-const NAMES = ['bench-c1', 'bench-c2', 'bench-c3'];
 const HB_TIMEOUT = 5;
 
-export interface ClusterFigures {
-  create_rps: number;
-  show_rps: number;
-  detail_rps: number;
-  takeover_s: number;
-}
-
-async function pool<T>(items: readonly T[], width: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
+async function pool<T>(items: readonly T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(Array.from({ length: width }, async () => {
-    for (let i = next++; i < items.length; i = next++) await fn(items[i] as T, i);
+    for (let i = next++; i < items.length; i = next++) await fn(items[i] as T);
   }));
 }
 
-export async function clusterFigures(nodes = 1000, databaseUrl = process.env.BENCH_DATABASE_URL): Promise<ClusterFigures> {
-  const cl = await startCluster({ names: NAMES, heartbeatInterval: 1, heartbeatTimeout: HB_TIMEOUT,
-    ...(databaseUrl ? { config: { database: { url: databaseUrl } } as never } : {}) });
+/** Seconds from a kill -9 of one of three conductors until every node shows a live owner. */
+export async function takeoverSeconds(nodes: number, databaseUrl?: string): Promise<number> {
+  const names = ['takeover-1', 'takeover-2', 'takeover-3'];
+  const cl = await startCluster({ names, heartbeatInterval: 1, heartbeatTimeout: HB_TIMEOUT,
+    ...(databaseUrl ? { config: { database: { url: databaseUrl } } } : {}) });
   try {
-    const call = async (i: number, method: string, path: string, body?: unknown): Promise<unknown> => {
-      const r = await cl.api(NAMES[i % 3] as string, method, path, body);
-      if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-      return r.body;
-    };
-    const uuids: string[] = [];
-    let t0 = performance.now();
-    await pool(Array.from({ length: nodes }, (_, i) => i), 24, async (i) => {
-      uuids.push(((await call(i, 'POST', '/v1/nodes', { driver: 'fake-hardware' })) as { uuid: string }).uuid);
+    await pool(Array.from({ length: nodes }, (_, i) => i), 16, async (i) => {
+      const r = await cl.api(names[i % 3] as string, 'POST', '/v1/nodes', { driver: 'fake-hardware' });
+      if (r.status !== 201) throw new Error(`create: ${r.status} ${JSON.stringify(r.body)}`);
     });
-    const create_rps = nodes / ((performance.now() - t0) / 1000);
-
-    const shows = Math.min(3000, nodes * 3);
-    t0 = performance.now();
-    await pool(Array.from({ length: shows }, (_, i) => i), 24, async (i) => {
-      await call(i, 'GET', `/v1/nodes/${uuids[i % uuids.length]}`);
-    });
-    const show_rps = shows / ((performance.now() - t0) / 1000);
-
-    const lists = 30;
-    t0 = performance.now();
-    await pool(Array.from({ length: lists }, (_, i) => i), 6, async (i) => {
-      await call(i, 'GET', '/v1/nodes/detail?limit=1000');
-    });
-    const detail_rps = lists / ((performance.now() - t0) / 1000);
-
-    // Takeover: kill -9 one conductor; done when a survivor shows no node owned by it.
-    const victim = NAMES[1] as string;
-    t0 = performance.now();
+    const victim = names[1] as string;
+    const t0 = performance.now();
     await cl.kill(victim);
     for (;;) {
-      const body = await cl.api(NAMES[0] as string, 'GET', '/v1/nodes?fields=uuid,conductor&limit=1000');
-      const list = (body.body as { nodes: { conductor: string | null }[] }).nodes;
-      if (list.length && list.every((n) => n.conductor !== victim && n.conductor !== null)) break;
-      if (performance.now() - t0 > 4 * HB_TIMEOUT * 1000) throw new Error('takeover did not finish');
+      let done = true;
+      let marker = '';
+      for (;;) {
+        const r = await cl.api(names[0] as string, 'GET', `/v1/nodes?fields=uuid,conductor,reservation&limit=1000${marker}`);
+        const list = (r.body as { nodes: { uuid: string; conductor: string | null; reservation: string | null }[] }).nodes;
+        if (list.some((n) => n.conductor === victim || n.conductor === null || n.reservation === victim)) done = false;
+        if (!done || list.length < 1000) break;
+        marker = `&marker=${list[list.length - 1]?.uuid}`;
+      }
+      if (done) break;
+      if (performance.now() - t0 > 6 * HB_TIMEOUT * 1000) throw new Error('takeover did not finish');
       await new Promise((r) => setTimeout(r, 100));
     }
-    const takeover_s = (performance.now() - t0) / 1000;
-    return { create_rps, show_rps, detail_rps, takeover_s };
+    return (performance.now() - t0) / 1000;
   } finally {
     await cl.close();
   }
 }
 
-export default async function run(args: string[]): Promise<void> {
-  const nodes = Number(args[0] ?? 1000);
-  const f = await clusterFigures(nodes);
-  console.log(`3 conductors on ${process.env.BENCH_DATABASE_URL ? 'PostgreSQL' : 'one SQLite file'}, ${nodes} nodes, ` +
-    `heartbeat_timeout ${HB_TIMEOUT}s`);
-  console.log(`fleet-cluster x3_create_rps=${f.create_rps.toFixed(0)} x3_show_rps=${f.show_rps.toFixed(0)} ` +
-    `x3_detail_rps=${f.detail_rps.toFixed(1)} takeover_s=${f.takeover_s.toFixed(1)}`);
+export default async function bench(args: string[]): Promise<void> {
+  const s: FleetSettings = {
+    nodes: numArg(args, '--nodes', null, 1000), rssNodes: numArg(args, '--rss-nodes', null, 10_000),
+    conc: numArg(args, '--concurrency', null, 16), lookups: numArg(args, '--lookups', null, 5000),
+    lists: numArg(args, '--lists', null, 20),
+  };
+  const takeoverNodes = numArg(args, '--takeover-nodes', null, 1000);
+  // measure()'s requests (creates, lists, lookups) are served where they arrive, nothing is forwarded: the bench
+  // conductors need no shared RPC secret.
+  const bundle = await bundleBenchConductor();
+  let lab: LabPostgres | undefined;
+  const conductors: BenchConductor[] = [];
+  const dirs: string[] = [];
+  const keys: string[] = [];
+  try {
+    lab = await startPostgres();
+    const url = await lab.createDatabase('fleet3');
+    for (let i = 1; i <= 3; i++) {
+      const dir = await mkdtemp(join(tmpdir(), 'bmts-fleet3-'));
+      dirs.push(dir);
+      conductors.push(await startBenchConductor(bundle, await freePort(), dir,
+        { databaseUrl: url, host: `fleet-${i}`, restrictLookup: false }));
+    }
+    const f = await measure(conductors, s);
+    console.log(`PostgreSQL×3 (fsync on): create ${f.createRps.toFixed(0)} req/s, detail list of ${Math.min(s.nodes, 1000)} ` +
+      `nodes ${f.detailMs.toFixed(1)} ms, lookup ${f.lookupRps.toFixed(0)} req/s, RSS with ${s.rssNodes} nodes: ` +
+      `${f.rssMib.map((r) => `${r.toFixed(0)} MiB`).join(', ')}`);
+    keys.push(`pg3_create_rps=${f.createRps.toFixed(0)}`, `pg3_lookup_rps=${f.lookupRps.toFixed(0)}`,
+      `pg3_detail_ms=${f.detailMs.toFixed(1)}`, `pg3_rss_mib_10k=${Math.max(...f.rssMib).toFixed(0)}`);
+    for (const c of conductors.splice(0)) await stopBenchConductor(c);
+    const takeover = await takeoverSeconds(takeoverNodes, await lab.createDatabase('takeover'));
+    console.log(`takeover: ${takeoverNodes} nodes on 3 conductors, one killed -9, every node with a live owner after ` +
+      `${takeover.toFixed(1)} s (conductor.heartbeat_timeout ${HB_TIMEOUT} s, heartbeat_interval 1 s)`);
+    keys.push(`takeover_s=${takeover.toFixed(1)}`);
+  } finally {
+    for (const c of conductors) await stopBenchConductor(c);
+    await lab?.stop();
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  }
+  console.log(`fleet-cluster ${keys.join(' ')}`);
 }
