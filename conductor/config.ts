@@ -21,6 +21,30 @@ export const ConfigSchema = z.object({
   conductor_host: z.string().min(1).default(hostname()),
   conductor_group: z.string().default(''),
   /**
+   * Several conductors on one database (conductor/cluster/): this conductor's name (default conductor_host, the
+   * machine's hostname), its liveness heartbeat, the hash ring, and the internal JSON-RPC other conductors
+   * forward node requests to (Ironic's [conductor] heartbeat_* and [json_rpc]).
+   */
+  conductor: z.object({
+    hostname: z.string().min(1).max(255).optional(),
+    heartbeat_interval: z.number().positive().default(10),
+    heartbeat_timeout: z.number().positive().default(60),
+    /** 2^N ring points per conductor (Ironic's hash_partition_exponent). */
+    hash_partition_exponent: z.number().int().min(1).max(14).default(8),
+    /** Listen address and port of the internal RPC (port 0: any free port; the URL is registered). */
+    rpc_host: z.string().min(1).optional(),
+    rpc_port: z.number().int().min(0).max(65535).default(0),
+    /** URL other conductors reach this one's RPC at (default: built from rpc_host and the bound port). */
+    rpc_url: z.string().url().optional(),
+    /** Shared secret of the internal RPC; default: <data_dir>/rpc-secret, created on first start. */
+    rpc_secret: z.string().min(16).optional(),
+    rpc_secret_file: z.string().optional(),
+    /** Extra CA bundle (PEM file) the RPC client trusts for other conductors' https RPC URLs. */
+    rpc_ca_file: z.string().optional(),
+    rpc_timeout: seconds.default(60),
+  }).default({ heartbeat_interval: 10, heartbeat_timeout: 60, hash_partition_exponent: 8, rpc_port: 0,
+    rpc_timeout: 60 }),
+  /**
    * Directories local files (driver_info deploy_kernel/ramdisk, file:// image_source ...) may come from, checked
    * after realpath (Ironic's [conductor]file_url_allowed_paths). Absent: <data_dir>/images. See conductor/file-access.ts.
    */
@@ -233,7 +257,7 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 
 /**
  * Env vars understood: BMTS_HOST, BMTS_PORT, BMTS_DATA_DIR, BMTS_CONFIG, BMTS_API_URL, BMTS_AUTH_STRATEGY, BMTS_TLS,
- * BMTS_DATABASE_URL.
+ * BMTS_DATABASE_URL, BMTS_CONDUCTOR_HOSTNAME, BMTS_RPC_SECRET (conductor.rpc_secret).
  */
 function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -244,6 +268,10 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.BMTS_AUTH_STRATEGY) out.auth = { strategy: env.BMTS_AUTH_STRATEGY };
   if (env.BMTS_TLS) out.tls = { mode: env.BMTS_TLS };
   if (env.BMTS_DATABASE_URL) out.database = { url: env.BMTS_DATABASE_URL };
+  if (env.BMTS_CONDUCTOR_HOSTNAME || env.BMTS_RPC_SECRET) {
+    out.conductor = { ...(env.BMTS_CONDUCTOR_HOSTNAME ? { hostname: env.BMTS_CONDUCTOR_HOSTNAME } : {}),
+      ...(env.BMTS_RPC_SECRET ? { rpc_secret: env.BMTS_RPC_SECRET } : {}) };
+  }
   return out;
 }
 
@@ -255,6 +283,8 @@ export interface ParsedFlags {
   auth?: string;
   tls?: string;
   databaseUrl?: string;
+  /** conductor.hostname: this conductor's name among several. */
+  hostname?: string;
   /** Create the credentials and TLS files, print them, and exit (npm run setup). */
   init?: boolean;
 }
@@ -284,6 +314,7 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
       case '--auth': flags.auth = value(); break;
       case '--tls': flags.tls = value(); break;
       case '--database-url': flags.databaseUrl = value(); break;
+      case '--hostname': flags.hostname = value(); break;
       case '--init': flags.init = true; break;
       default: throw new ConfigError(`unknown flag: ${arg}`);
     }
@@ -312,6 +343,8 @@ export function buildConfig(input: ConfigInput | Record<string, unknown> = {}): 
     const msg = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
     throw new ConfigError(`invalid conductor configuration: ${msg}`);
   }
+  // conductor.hostname is the documented name; conductor_host stays its older spelling (one value for both).
+  if (r.data.conductor.hostname !== undefined) r.data.conductor_host = r.data.conductor.hostname;
   return r.data;
 }
 
@@ -341,6 +374,7 @@ export function loadConfig(argv: readonly string[] = [], env: NodeJS.ProcessEnv 
   if (flags.auth !== undefined) fromFlags.auth = { strategy: flags.auth };
   if (flags.tls !== undefined) fromFlags.tls = { mode: flags.tls };
   if (flags.databaseUrl !== undefined) fromFlags.database = { url: flags.databaseUrl };
+  if (flags.hostname !== undefined) fromFlags.conductor = { hostname: flags.hostname };
   const merged = deepMerge(deepMerge(fromFile, fromEnv(env)), fromFlags);
   if (typeof merged.data_dir === 'string') merged.data_dir = resolve(merged.data_dir);
   return buildConfig(merged);

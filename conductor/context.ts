@@ -11,7 +11,37 @@ import type { DriverRegistry } from './drivers/index.js';
 import type { ConductorImageCache } from './image-cache/node-images.js';
 import type { TaskManager } from './locks.js';
 import type { HeartbeatHub } from './orchestration/hooks.js';
-import type { Store } from './store/types.js';
+import type { ConductorRecord, Store } from './store/types.js';
+
+/** The node facts the hash ring keys on. */
+export interface RingNode {
+  readonly uuid: string;
+  readonly driver: string;
+  readonly conductor_group: string;
+}
+
+/**
+ * What the rest of the conductor sees of the other conductors sharing its database (conductor/cluster/
+ * membership.ts implements it). Absent: this conductor is alone and owns every node it can drive.
+ */
+export interface ClusterView {
+  /** The live conductor the hash ring of the node's group and hardware type maps it to, or null. */
+  ownerOf(node: RingNode): string | null;
+  /** Whether this conductor runs the node's periodic work: its owner, or the keeper of nodes nobody can own. */
+  owns(node: RingNode): boolean;
+  /** More than this conductor is alive. */
+  readonly shared: boolean;
+  /** Live conductors (any group) that have this hardware type enabled, sorted. */
+  hostsFor(driver: string): string[];
+  /** The conductor groups of the live conductors, and every hardware type any of them enables. */
+  liveScope(): { groups: string[]; drivers: string[] };
+  /** Live conductor names (this one included), sorted. */
+  liveHosts(): readonly string[];
+  /** Whether a registered conductor counts as alive now (online and heartbeating within heartbeat_timeout). */
+  isAlive(rec: ConductorRecord): boolean;
+  /** Calls a method of another conductor's internal RPC (conductor/cluster/rpc-methods.ts). */
+  call(host: string, method: string, params: readonly unknown[]): Promise<unknown>;
+}
 
 export interface ConductorContext {
   readonly config: ConductorConfig;
@@ -31,4 +61,6 @@ export interface ConductorContext {
   readonly heartbeats: HeartbeatHub<ConductorContext>;
   /** Per node: consecutive power-state read failures of the periodic power sync. */
   readonly powerSyncFailures: Map<string, number>;
+  /** The other conductors on the same database, when there is a cluster view (conductor/cluster/). */
+  readonly cluster?: ClusterView | undefined;
 }

@@ -3,6 +3,7 @@
  * -> periodic tasks. `startConductor()` is what tests use; run directly it is the `npm run conductor` CLI.
  */
 import { wipeAgentToken } from './services/power.js';
+import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -16,7 +17,7 @@ import type { ConductorContext } from './context.js';
 import { ensureAdminCredentials, writeOpenrc, type AdminCredentials } from './credentials.js';
 import { isLoopbackHost } from './boot-server.js';
 import { registerBuiltinDrivers } from './drivers/builtin.js';
-import { DriverRegistry } from './drivers/index.js';
+import { DriverRegistry, NODE_INTERFACE_KINDS } from './drivers/index.js';
 import { startDriverServices } from './drivers/real.js';
 import { startImageCache } from './image-cache/start.js';
 import { TaskManager } from './locks.js';
@@ -28,6 +29,11 @@ import { HeartbeatHub } from './orchestration/hooks.js';
 import { PeriodicTasks } from './periodic.js';
 import { STUCK_STATES } from './states.js';
 import { describeStore, openStore } from './store/open.js';
+import { Cluster } from './cluster/membership.js';
+import { rpcCaller } from './cluster/rpc-client.js';
+import { rpcSecret } from './cluster/rpc-secret.js';
+import { startRpcServer } from './cluster/rpc-server.js';
+import { takeOver } from './cluster/takeover.js';
 
 export interface RunningConductor {
   /** Base URL the API listens on, e.g. https://127.0.0.1:6385 */
@@ -45,9 +51,14 @@ export interface RunningConductor {
   close(): Promise<void>;
 }
 
-/** Fails nodes a previous life of this conductor left mid-operation. */
-async function recoverStuckNodes(ctx: ConductorContext): Promise<void> {
-  const stuck = await ctx.store.listNodes({ provision_state: [...STUCK_STATES] });
+/**
+ * Fails nodes a previous life of this conductor left mid-operation: the ones it held, and unreserved ones it owns
+ * (with other conductors alive, nodes they own or hold are theirs to deal with; see conductor/cluster/takeover.ts).
+ */
+async function recoverStuckNodes(ctx: ConductorContext, released: readonly string[]): Promise<void> {
+  const mine = new Set(released);
+  const stuck = (await ctx.store.listNodes({ provision_state: [...STUCK_STATES] }))
+    .filter((n) => mine.has(n.uuid) || (n.reservation === null && (ctx.cluster?.owns(n) ?? true)));
   for (const node of stuck) {
     await ctx.tasks.withNodeTask(node, { exclusive: true, retry: false, purpose: 'start-up recovery' }, async (task) => {
       const msg = `Conductor ${ctx.host} restarted while the node was in state "${task.node.provision_state}"; ` +
@@ -57,6 +68,26 @@ async function recoverStuckNodes(ctx: ConductorContext): Promise<void> {
       await wipeAgentToken(task);
     }).catch((e: unknown) => ctx.log.warn({ node: node.uuid, err: errorMessage(e) }, 'could not recover node'));
   }
+}
+
+/** Per interface kind, the implementations this conductor has enabled (recorded in `conductors`). */
+function enabledInterfaces(drivers: DriverRegistry): Record<string, string[]> {
+  const out: Record<string, Set<string>> = {};
+  for (const t of drivers.enabledHardwareTypes()) {
+    for (const kind of NODE_INTERFACE_KINDS) {
+      const set = out[kind] ?? new Set<string>();
+      for (const impl of drivers.supportedInterfaces(t, kind)) set.add(impl);
+      out[kind] = set;
+    }
+  }
+  return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, [...v].sort()]));
+}
+
+/** What the RPC client trusts for https peers: conductor.rpc_ca_file, and this conductor's own API CA. */
+async function rpcCaPem(config: ConductorConfig, own: string | undefined): Promise<string | undefined> {
+  const extra = config.conductor.rpc_ca_file ? await readFile(config.conductor.rpc_ca_file, 'utf8') : undefined;
+  const parts = [own, extra].filter((p): p is string => !!p);
+  return parts.length ? parts.join('\n') : undefined;
 }
 
 export interface ConductorOptions {
@@ -94,21 +125,48 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
   const driverServices = await startDriverServices(config, drivers);
   const heartbeats = new HeartbeatHub<ConductorContext>();
   const imageCache = await startImageCache(config, store, driverServices.bootServer);
+  const cc = config.conductor;
+  const secret = await rpcSecret(config);
+  const caller = rpcCaller({ secret, timeoutS: cc.rpc_timeout, caPem: await rpcCaPem(config, apiTls?.caPem) });
+  const cluster = new Cluster(store, { host: config.conductor_host, group: config.conductor_group,
+    drivers: drivers.enabledHardwareTypes().map((t) => t.name), hardwareInterfaces: enabledInterfaces(drivers),
+    rpcUrl: '', heartbeatIntervalS: cc.heartbeat_interval, heartbeatTimeoutS: cc.heartbeat_timeout,
+    partitionExponent: cc.hash_partition_exponent }, log, caller);
   const ctx: ConductorContext = { config, store, tasks, host: config.conductor_host, log, drivers,
     bootServer: driverServices.bootServer, imageCache, heartbeats, powerSyncFailures: new Map(),
-    api: { scheme, caPem: apiTls?.caPem } };
+    api: { scheme, caPem: apiTls?.caPem }, cluster };
   // Agent-driven deploy/cleaning: heartbeats carry step plans forward; images may come from our boot server.
   drivers.registerInterface('deploy', createDirectDeploy(ctx));
   registerInspectInterfaces(ctx);
   await writeDiscoveryBootConfig(ctx);
   opts.registerDrivers?.(drivers);
   heartbeats.handler = handleHeartbeat;
+  cluster.settings.drivers = drivers.enabledHardwareTypes().map((t) => t.name);
+  cluster.settings.hardwareInterfaces = enabledInterfaces(drivers);
 
+  // The internal RPC first: registration pings a live-looking namesake there, and peers forward to it at once.
+  const rpcServer = await startRpcServer(ctx, { host: cc.rpc_host ?? config.host, port: cc.rpc_port, secret,
+    maxBodyBytes: config.max_body_bytes + 64 * 1024, tls: apiTls ? { cert: apiTls.cert, key: apiTls.key } : undefined })
+    .catch(async (e: unknown) => {
+      await imageCache.close();
+      await driverServices.close();
+      await store.close();
+      throw e;
+    });
+  cluster.settings.rpcUrl = cc.rpc_url ?? rpcServer.url;
+  try {
+    // Before touching any reservation: a live namesake's would be ours to clear otherwise.
+    await cluster.register();
+  } catch (e) {
+    await rpcServer.close();
+    await imageCache.close();
+    await driverServices.close();
+    await store.close();
+    throw e;
+  }
   const released = await store.clearReservations(ctx.host);
   if (released.length) log.info({ count: released.length }, 'cleared stale reservations of this conductor');
-  await recoverStuckNodes(ctx);
-  await store.upsertConductor({ hostname: ctx.host, conductor_group: config.conductor_group,
-    drivers: drivers.enabledHardwareTypes().map((t) => t.name), online: true });
+  await recoverStuckNodes(ctx, released);
 
   const app = createApp(ctx);
   const server = apiTls ? createHttpsServer({ cert: apiTls.cert, key: apiTls.key }, app.callback())
@@ -120,6 +178,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
       server.listen(config.port, config.host, () => { server.off('error', reject); resolve(); });
     });
   } catch (e) {
+    await rpcServer.close();
     await imageCache.close();
     await driverServices.close();
     await store.close();
@@ -134,12 +193,15 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
   });
   const periodic = new PeriodicTasks(ctx);
   periodic.start();
+  cluster.onBeat = async (report) => { await takeOver(ctx, cluster, report); };
+  cluster.start();
   log.info({ url, data_dir: config.data_dir, database: describeStore(config), types: drivers.enabledHardwareTypes().map((t) => t.name) },
     'conductor listening');
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      await cluster.stop();
       await periodic.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -147,6 +209,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
         setTimeout(() => server.closeAllConnections(), 2000).unref();
       });
       await Promise.race([Promise.all([tasks.idle(), heartbeats.idle()]), new Promise((r) => setTimeout(r, 10_000).unref())]);
+      await rpcServer.close();
       await imageCache.close();
       await driverServices.close();
       // Shutting down: a failed offline mark only delays other conductors' takeover until our heartbeat ages out.
@@ -192,7 +255,7 @@ async function cli(): Promise<void> {
     if (e instanceof ConfigError) {
       process.stderr.write(`baremetal-conductor: ${e.message}\n` +
         'usage: npm run conductor -- [--host H] [--port P] [--data-dir DIR] [--config FILE.json] ' +
-        '[--auth http_basic|noauth] [--tls auto|off] [--database-url postgresql://...] [--init]\n');
+        '[--auth http_basic|noauth] [--tls auto|off] [--database-url postgresql://...] [--hostname NAME] [--init]\n');
       process.exit(2);
     }
     throw e;

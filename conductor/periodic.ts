@@ -62,6 +62,7 @@ export async function checkCallbackTimeouts(ctx: ConductorContext, now = Date.no
     const before = isoTime(new Date(now - timeoutS * 1000));
     for await (const node of eachNode(ctx, { provision_state: [state], maintenance: false, reserved: false,
       provision_updated_before: before })) {
+      if (ctx.cluster && !ctx.cluster.owns(node)) continue;
       await withQuietTask(ctx, node, 'callback timeout', async (task) => {
         // Re-check under the lock: a heartbeat may have touched the node meanwhile.
         if (task.node.provision_state !== state || (task.node.provision_updated_at ?? '') >= before) return;
@@ -79,6 +80,8 @@ export async function syncPowerStates(ctx: ConductorContext): Promise<number> {
   for await (const node of eachNode(ctx, { maintenance: false, reserved: false })) {
     if (NO_POWER_SYNC_STATES.has(node.provision_state) || !node.power_interface || node.power_interface === 'fake') continue;
     if (node.target_power_state) continue;
+    // Each conductor polls only the BMCs of the nodes the hash ring gives it.
+    if (ctx.cluster && !ctx.cluster.owns(node)) continue;
     await withQuietTask(ctx, node, 'power state sync', async (task) => {
       let actual: string;
       try {

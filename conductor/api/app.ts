@@ -9,6 +9,7 @@ import { MethodNotAllowed } from '../errors.js';
 import { authMiddleware } from './auth.js';
 import { errorMiddleware, parseVersion, sendError, setVersionHeaders, type ApiState } from './http.js';
 import { inspectionRoutes } from './routes/inspection.js';
+import { conductorRoutes } from './routes/conductors.js';
 import { nodeActionRoutes } from './routes/node-actions.js';
 import { nodeRoutes } from './routes/nodes.js';
 import { miscRoutes, rootDocument } from './routes/misc.js';
@@ -53,6 +54,7 @@ export function createApp(c: ConductorContext): Koa {
   portRoutes(router, c);
   cloudRoutes(router, c);
   inspectionRoutes(router, c);
+  conductorRoutes(router, c);
   app.use(router.routes());
   app.use(async (ctx: Context, next: Next) => {
     await next();

@@ -20,7 +20,7 @@ interface Op {
 export class GroupCommit {
   private pending: Op[] = [];
   private readonly savepoint: (fn: () => unknown) => unknown;
-  private readonly batch: (ops: Op[], out: { ok: boolean; v: unknown }[]) => void;
+  private readonly batch: Database.Transaction<(ops: Op[], out: { ok: boolean; v: unknown }[]) => void>;
 
   constructor(db: Database.Database) {
     this.savepoint = db.transaction((fn: () => unknown) => fn());
@@ -50,7 +50,9 @@ export class GroupCommit {
     this.pending = [];
     const out: { ok: boolean; v: unknown }[] = [];
     try {
-      this.batch(ops, out);
+      // BEGIN IMMEDIATE: with several conductor processes on one file, a deferred transaction that reads first
+      // cannot upgrade to a writer once another process has committed (SQLITE_BUSY, no busy wait).
+      this.batch.immediate(ops, out);
     } catch (e) {
       for (const op of ops) op.reject(e);
       return;

@@ -128,4 +128,12 @@ CREATE INDEX node_history_node ON node_history(node_uuid);
 ALTER TABLE nodes ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
 ${d.versionBumpTrigger('nodes')}`,
   },
+  {
+    version: 3,
+    description: 'conductors: enabled interfaces and the internal RPC URL (several conductors, conductor/cluster/)',
+    sql: `
+ALTER TABLE conductors ADD COLUMN hardware_interfaces TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE conductors ADD COLUMN rpc_url TEXT;
+`,
+  },
 ];

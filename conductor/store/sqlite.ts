@@ -225,11 +225,9 @@ export class SqliteStore implements Store {
   }
 
   async clearReservations(host: string): Promise<string[]> {
-    return this.db.transaction(() => {
-      const rows = this.stmt('SELECT uuid FROM nodes WHERE reservation = ?').all(host) as { uuid: string }[];
-      this.stmt('UPDATE nodes SET reservation = NULL, version = version + 1 WHERE reservation = ?').run(host);
-      return rows.map((r) => r.uuid);
-    })();
+    // One statement, so it needs no read-then-write transaction (other conductor processes may share the file).
+    return (this.stmt('UPDATE nodes SET reservation = NULL, version = version + 1 WHERE reservation = ? RETURNING uuid')
+      .all(host) as { uuid: string }[]).map((r) => r.uuid);
   }
 
   // ---- ports ------------------------------------------------------------------------------------------------
@@ -306,10 +304,12 @@ export class SqliteStore implements Store {
 
   async upsertConductor(rec: Omit<ConductorRecord, 'created_at' | 'updated_at'>): Promise<void> {
     const now = isoTime();
-    this.stmt(`INSERT INTO conductors (hostname, conductor_group, drivers, online, created_at, updated_at)
-      VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hostname) DO UPDATE SET conductor_group = excluded.conductor_group,
-      drivers = excluded.drivers, online = excluded.online, updated_at = excluded.updated_at`)
-      .run(rec.hostname, rec.conductor_group, JSON.stringify(rec.drivers), rec.online ? 1 : 0, now, now);
+    this.stmt(`INSERT INTO conductors (hostname, conductor_group, drivers, online, hardware_interfaces, rpc_url,
+      created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(hostname) DO UPDATE SET
+      conductor_group = excluded.conductor_group, drivers = excluded.drivers, online = excluded.online,
+      hardware_interfaces = excluded.hardware_interfaces, rpc_url = excluded.rpc_url, updated_at = excluded.updated_at`)
+      .run(rec.hostname, rec.conductor_group, JSON.stringify(rec.drivers), rec.online ? 1 : 0,
+        JSON.stringify(rec.hardware_interfaces ?? {}), rec.rpc_url ?? null, now, now);
   }
 
   async setConductorOnline(hostname: string, online: boolean): Promise<void> {
@@ -321,6 +321,8 @@ export class SqliteStore implements Store {
     return (this.stmt('SELECT * FROM conductors ORDER BY hostname').all() as Row[]).map((r) => ({
       hostname: r.hostname as string, conductor_group: r.conductor_group as string,
       drivers: JSON.parse(r.drivers as string) as string[], online: r.online === 1,
+      hardware_interfaces: JSON.parse((r.hardware_interfaces as string | undefined) ?? '{}') as Record<string, string[]>,
+      rpc_url: (r.rpc_url as string | null | undefined) ?? null,
       created_at: r.created_at as string, updated_at: r.updated_at as string | null,
     }));
   }

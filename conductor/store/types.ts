@@ -101,6 +101,10 @@ export interface ConductorRecord {
   conductor_group: string;
   drivers: string[];
   online: boolean;
+  /** Enabled interface implementations per kind (`power: [ipmitool, fake]`, ...). */
+  hardware_interfaces?: Record<string, string[]>;
+  /** Where other conductors reach this one's internal JSON-RPC (conductor/cluster/rpc-server.ts). */
+  rpc_url?: string | null;
   created_at: string;
   updated_at: string | null;
 }

@@ -8,6 +8,7 @@ import { HeartbeatBodySchema, type LookupResponse } from '../../../protocol/look
 import { checkHeartbeatVersion, heartbeat, lookup } from '../../services/agent.js';
 import { ident, MAX_VERSION_STRING, MIN_VERSION_STRING, noContent, parseBool, queryParams, readObject, state } from '../http.js';
 import { links, renderNode } from '../render.js';
+import { onOwner } from '../../cluster/forward.js';
 
 /** Built once: zod compiles a schema on its first parse, and `.strict()` makes a new schema each call. */
 const STRICT_HEARTBEAT = HeartbeatBodySchema.strict();
@@ -44,7 +45,7 @@ function v1Document(base: string, minor: number): Record<string, unknown> {
 
 function renderDriver(c: ConductorContext, t: HardwareType, base: string, minor: number, detail: boolean):
   Record<string, unknown> {
-  const out: Record<string, unknown> = { hosts: [c.host], name: t.name };
+  const out: Record<string, unknown> = { hosts: c.cluster?.hostsFor?.(t.name) ?? [c.host], name: t.name };
   if (minor >= 30) out.type = 'dynamic';
   out.links = links(base, 'drivers', t.name);
   if (minor >= 14) out.properties = links(base, 'drivers', `${t.name}/properties`);
@@ -91,14 +92,6 @@ export function miscRoutes(router: Router, c: ConductorContext): void {
     ctx.body = {};
   });
 
-  router.get('/v1/conductors', async (ctx) => {
-    const { minor, base } = state(ctx);
-    if (minor < 49) throw new NotFound('The resource could not be found.');
-    const rows = await c.store.listConductors();
-    ctx.body = { conductors: rows.map((r) => ({ hostname: r.hostname, conductor_group: r.conductor_group,
-      alive: r.online, links: links(base, 'conductors', r.hostname) })) };
-  });
-
   router.get('/v1/lookup', async (ctx: Context) => {
     const { minor, base } = state(ctx);
     if (minor < 22) throw new NotFound('The resource could not be found.');
@@ -133,7 +126,9 @@ export function miscRoutes(router: Router, c: ConductorContext): void {
       throw new InvalidParameterValue(`Invalid heartbeat: ${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'bad body'}`);
     }
     checkHeartbeatVersion(parsed.data, minor);
-    await heartbeat(c, ident(ctx.params.ident), parsed.data);
+    const id = ident(ctx.params.ident);
+    // An agent may heartbeat to any conductor (ipa-api-url lists several): the node's owner drives its steps.
+    await onOwner(c, id, 'heartbeat', [id, parsed.data], () => heartbeat(c, id, parsed.data));
     noContent(ctx, 202);
   });
 }

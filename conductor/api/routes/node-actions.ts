@@ -9,6 +9,7 @@ import {
   changePowerState, getBootDevice, getSupportedBootDevices, setBootDevice, setMaintenance, validateNode,
 } from '../../services/power.js';
 import { doProvisionAction, type ProvisionRequest } from '../../services/provision.js';
+import { onOwner } from '../../cluster/forward.js';
 import { ident, noContent, queryParams, readObject, rejectUnknownKeys, state } from '../http.js';
 import { links, renderStates } from '../render.js';
 import { listPortsFor } from './ports.js';
@@ -32,7 +33,8 @@ export function nodeActionRoutes(router: Router, c: ConductorContext): void {
     }
     if (body.disable_ramdisk !== undefined && minor < 70) throw new NotAcceptable();
     const id = ident(ctx.params.ident);
-    await doProvisionAction(c, id, body as unknown as ProvisionRequest, minor);
+    await onOwner(c, id, 'do_provisioning_action', [id, body, minor],
+      () => doProvisionAction(c, id, body as unknown as ProvisionRequest, minor));
     noContent(ctx, 202, `${base}/v1/nodes/${id}/states`);
   });
 
@@ -51,7 +53,9 @@ export function nodeActionRoutes(router: Router, c: ConductorContext): void {
       timeout = body.timeout;
     }
     const id = ident(ctx.params.ident);
-    await changePowerState(c, id, body.target, timeout);
+    const target = body.target;
+    await onOwner(c, id, 'change_node_power_state', [id, target, timeout ?? null],
+      () => changePowerState(c, id, target, timeout));
     noContent(ctx, 202, `${base}/v1/nodes/${id}/states`);
   });
 
@@ -88,11 +92,14 @@ export function nodeActionRoutes(router: Router, c: ConductorContext): void {
   });
 
   router.get('/v1/nodes/:ident/management/boot_device', async (ctx) => {
-    ctx.body = await getBootDevice(c, ident(ctx.params.ident));
+    const id = ident(ctx.params.ident);
+    ctx.body = await onOwner(c, id, 'get_boot_device', [id], () => getBootDevice(c, id));
   });
 
   router.get('/v1/nodes/:ident/management/boot_device/supported', async (ctx) => {
-    ctx.body = { supported_boot_devices: await getSupportedBootDevices(c, ident(ctx.params.ident)) };
+    const id = ident(ctx.params.ident);
+    ctx.body = { supported_boot_devices: await onOwner(c, id, 'get_supported_boot_devices', [id],
+      () => getSupportedBootDevices(c, id)) };
   });
 
   router.put('/v1/nodes/:ident/management/boot_device', async (ctx) => {
@@ -102,12 +109,16 @@ export function nodeActionRoutes(router: Router, c: ConductorContext): void {
     if (body.persistent !== undefined && typeof body.persistent !== 'boolean') {
       throw new InvalidParameterValue('"persistent" must be a boolean');
     }
-    await setBootDevice(c, ident(ctx.params.ident), body.boot_device, body.persistent === true);
+    const id = ident(ctx.params.ident);
+    const device = body.boot_device;
+    const persistent = body.persistent === true;
+    await onOwner(c, id, 'set_boot_device', [id, device, persistent], () => setBootDevice(c, id, device, persistent));
     noContent(ctx, 204);
   });
 
   router.get('/v1/nodes/:ident/validate', async (ctx) => {
-    ctx.body = await validateNode(c, ident(ctx.params.ident));
+    const id = ident(ctx.params.ident);
+    ctx.body = await onOwner(c, id, 'validate_driver_interfaces', [id], () => validateNode(c, id));
   });
 
   router.get('/v1/nodes/:ident/ports', (ctx) => listPortsFor(c, ctx, ident(ctx.params.ident), false));

@@ -2,6 +2,7 @@
  * /v1/nodes collection and items: list (brief / detail / fields, filters, paging with `next`), create, show,
  * JSON-patch update, delete.
  */
+import { randomBytes } from 'node:crypto';
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { ConductorContext } from '../../context.js';
@@ -36,9 +37,23 @@ const LIST_HEAD = Buffer.from('{"nodes":[');
 /** Filters and options echoed into `next` links. */
 const ECHOED = LIST_PARAMS.filter((p) => p !== 'marker' && p !== 'limit');
 
-export function conductorFor(c: ConductorContext, node: { driver: string; conductor_group: string }): string | null {
+export function conductorFor(c: ConductorContext, node: { uuid: string; driver: string; conductor_group: string }):
+  string | null {
+  if (c.cluster) return c.cluster.ownerOf(node);
   if (node.conductor_group !== c.config.conductor_group) return null;
   return c.drivers.enabledHardwareTypes().some((t) => t.name === node.driver) ? c.host : null;
+}
+
+/** Unguessable, so no stored value can contain it. */
+const OWNER_MARK = `owner-${randomBytes(16).toString('hex')}`;
+const OWNER_MARK_JSON = JSON.stringify(OWNER_MARK);
+
+/** A rendered node item with its `conductor` key (when present) set to the ring's owner. */
+function withOwner(json: string, owner: string | null): string {
+  const item = JSON.parse(json) as Record<string, unknown>;
+  if (!Object.hasOwn(item, 'conductor')) return json;
+  item.conductor = owner;
+  return JSON.stringify(item);
 }
 
 async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean): Promise<void> {
@@ -68,8 +83,10 @@ async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean
   }
   if (q.provision_state !== undefined) query.provision_state = q.provision_state.split(',');
   if (q.shard !== undefined) query.shard = q.shard.split(',');
-  const wrongConductor = q.conductor !== undefined && q.conductor !== c.host;
-  const conductorOf = (n: { driver: string; conductor_group: string }): string | null => conductorFor(c, n);
+  // With other conductors alive, owners come from the hash ring (JS), not from the SQL rendering.
+  const shared = c.cluster?.shared === true;
+  const wrongConductor = q.conductor !== undefined && !shared && q.conductor !== c.host;
+  const conductorOf = (n: { uuid: string; driver: string; conductor_group: string }): string | null => conductorFor(c, n);
   let next: string | undefined;
   const pageNext = (count: number, lastUuid: string | undefined): void => {
     if (lastUuid && count === limit && q.instance_uuid === undefined) {
@@ -80,7 +97,18 @@ async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean
   const spec = nodeListSpec({ minor, base, ...(fields ? { fields } : {}), brief: !fields && !detail,
     conductor: { host: c.host, group: c.config.conductor_group, drivers: c.drivers.enabledHardwareTypes().map((t) => t.name) } });
   let items: Buffer;
-  if (q.conductor === undefined) {
+  if (shared && (q.conductor !== undefined || spec.fields.some((f) => f.fmt === 'conductor'))) {
+    // All live conductors in the default group (the usual case): the store renders a per-process marker where a
+    // node has an owner, swapped for the owner's name here, instead of parsing every item again.
+    const scope = c.cluster?.liveScope();
+    const fast = scope?.groups.length === 1 && scope.groups[0] === '';
+    const rows = await c.store.listNodesJson(query, fast && scope
+      ? { ...spec, conductor: { host: OWNER_MARK, group: '', drivers: scope.drivers } } : spec);
+    pageNext(rows.length, rows[rows.length - 1]?.uuid);
+    const kept = q.conductor === undefined ? rows : rows.filter((r) => conductorOf(r) === q.conductor);
+    items = Buffer.from(kept.map((r) => fast ? r.json.replace(OWNER_MARK_JSON, JSON.stringify(conductorOf(r)))
+      : withOwner(r.json, conductorOf(r))).join(','));
+  } else if (q.conductor === undefined) {
     const list = await c.store.renderNodeList(query, spec);
     pageNext(list.count, list.lastUuid);
     items = list.items;
