@@ -8,6 +8,7 @@ import type { Logger } from '../common/logger.js';
 import type { BootServer } from './boot-server.js';
 import type { ConductorConfig } from './config.js';
 import type { DriverRegistry } from './drivers/index.js';
+import type { FleetState } from './fleet.js';
 import type { TaskManager } from './locks.js';
 import type { HeartbeatHub } from './orchestration/hooks.js';
 import type { Store } from './store/types.js';
@@ -28,4 +29,6 @@ export interface ConductorContext {
   readonly heartbeats: HeartbeatHub<ConductorContext>;
   /** Per node: consecutive power-state read failures of the periodic power sync. */
   readonly powerSyncFailures: Map<string, number>;
+  /** Concurrency limits, the worker pool and BMC call bounds (conductor/fleet.ts). */
+  readonly fleet: FleetState;
 }

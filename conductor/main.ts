@@ -19,6 +19,7 @@ import { registerBuiltinDrivers } from './drivers/builtin.js';
 import { DriverRegistry } from './drivers/index.js';
 import { startDriverServices } from './drivers/real.js';
 import { TaskManager } from './locks.js';
+import { FleetState } from './fleet.js';
 import { createDirectDeploy } from './orchestration/direct.js';
 import { registerInspectInterfaces } from './inspection/register.js';
 import { writeDiscoveryBootConfig } from './inspection/discovery-boot.js';
@@ -93,7 +94,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
   const driverServices = await startDriverServices(config, drivers);
   const heartbeats = new HeartbeatHub<ConductorContext>();
   const ctx: ConductorContext = { config, store, tasks, host: config.conductor_host, log, drivers,
-    bootServer: driverServices.bootServer, heartbeats, powerSyncFailures: new Map(),
+    bootServer: driverServices.bootServer, heartbeats, powerSyncFailures: new Map(), fleet: new FleetState(config),
     api: { scheme, caPem: apiTls?.caPem } };
   // Agent-driven deploy/cleaning: heartbeats carry step plans forward; images may come from our boot server.
   drivers.registerInterface('deploy', createDirectDeploy(ctx));
@@ -101,6 +102,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
   await writeDiscoveryBootConfig(ctx);
   opts.registerDrivers?.(drivers);
   heartbeats.handler = handleHeartbeat;
+  tasks.workerGate = () => ctx.fleet.workers.acquire();
 
   const released = await store.clearReservations(ctx.host);
   if (released.length) log.info({ count: released.length }, 'cleared stale reservations of this conductor');
