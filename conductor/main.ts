@@ -20,6 +20,7 @@ import { DriverRegistry } from './drivers/index.js';
 import { startDriverServices } from './drivers/real.js';
 import { TaskManager } from './locks.js';
 import { FleetState } from './fleet.js';
+import { boundBmcCalls } from './drivers/bmc-bounds.js';
 import { createDirectDeploy } from './orchestration/direct.js';
 import { registerInspectInterfaces } from './inspection/register.js';
 import { writeDiscoveryBootConfig } from './inspection/discovery-boot.js';
@@ -100,6 +101,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
   drivers.registerInterface('deploy', createDirectDeploy(ctx));
   registerInspectInterfaces(ctx);
   await writeDiscoveryBootConfig(ctx);
+  boundBmcCalls(drivers, ctx.fleet);
   opts.registerDrivers?.(drivers);
   heartbeats.handler = handleHeartbeat;
   tasks.workerGate = () => ctx.fleet.workers.acquire();

@@ -121,7 +121,7 @@ describe(`fleet: ${COUNT} virtual nodes on one conductor`, { skip: reason ?? fal
     fx = await startTestConductor({
       plain: true,
       config: {
-        heartbeat_timeout: 4,
+        heartbeat_timeout: 8,
         deploy_callback_timeout: 120,
         clean_callback_timeout: 120,
         enabled_hardware_types: ['redfish'],
@@ -129,7 +129,7 @@ describe(`fleet: ${COUNT} virtual nodes on one conductor`, { skip: reason ?? fal
           ipmi_min_command_interval: 0, redfish_connection_attempts: 2, redfish_connection_retry_interval: 0.2 },
         agent: { power_off_poll_attempts: 10, power_off_poll_interval: 0.3, command_wait_interval: 0.5,
           command_timeout: 60, max_command_attempts: 3, command_wait_attempts: 100, deploy_logs_collect: 'never' },
-        deploy: { fast_track: false, fast_track_timeout: 6 },
+        deploy: { fast_track: false, fast_track_timeout: 8 },
         conductor: { max_concurrent_deploy: 250, max_concurrent_clean: 50, workers_pool_size: 300, max_bmc_calls: 16,
           max_bmc_calls_per_address: 2 },
       },
@@ -217,7 +217,8 @@ describe(`fleet: ${COUNT} virtual nodes on one conductor`, { skip: reason ?? fal
     const v = vnode(name);
     const r = await api('PATCH', `/v1/nodes/${name}`, [{ op: 'add', path: '/driver_info/fast_track', value: 'true' }]);
     assert.equal(r.status, 200);
-    await cliOk(['node', 'undeploy', name, '--wait', '120']);
+    assert.equal((await provision(name, 'deleted')).status, 202);
+    await waitAll([name], 'available', 120_000);
     let n = await show(name);
     assert.equal(n.provision_state, 'available');
     assert.equal(v.agentRunning(), true, 'the agent stays up after cleaning');
@@ -225,13 +226,16 @@ describe(`fleet: ${COUNT} virtual nodes on one conductor`, { skip: reason ?? fal
     const pid = v.agentPid();
     // The agent keeps heartbeating while the node is available (the conductor records it).
     const before = String(n.driver_internal_info.agent_last_heartbeat);
-    await new Promise((res) => setTimeout(res, 3000));
-    n = await show(name);
+    for (let i = 0; i < 50 && String(n.driver_internal_info.agent_last_heartbeat) <= before; i++) {
+      await new Promise((res) => setTimeout(res, 200));
+      n = await show(name);
+    }
     assert.ok(String(n.driver_internal_info.agent_last_heartbeat) > before, 'heartbeats are recorded while available');
     await setImage(name);
     const log0 = v.powerLog().length;
     const boots0 = v.ramdiskBoots();
-    await cliOk(['node', 'deploy', name, '--wait', '120']);
+    assert.equal((await provision(name, 'active')).status, 202);
+    await waitAll([name], 'active', 120_000);
     n = await show(name);
     assert.equal(n.provision_state, 'active', String(n.last_error));
     const during = v.powerLog().slice(log0);
@@ -247,15 +251,17 @@ describe(`fleet: ${COUNT} virtual nodes on one conductor`, { skip: reason ?? fal
     const v = vnode(name);
     const r = await api('PATCH', `/v1/nodes/${name}`, [{ op: 'add', path: '/driver_info/fast_track', value: 'true' }]);
     assert.equal(r.status, 200);
-    await cliOk(['node', 'undeploy', name, '--wait', '120']);
+    assert.equal((await provision(name, 'deleted')).status, 202);
+    await waitAll([name], 'available', 120_000);
     assert.equal(v.agentRunning(), true, 'the agent stays up after cleaning');
     await v.crashAgent();
-    // Past fast_track_timeout (6 s) without a heartbeat: the agent counts as gone.
-    await new Promise((res) => setTimeout(res, 7000));
+    // Past fast_track_timeout (8 s) without a heartbeat: the agent counts as gone.
+    await new Promise((res) => setTimeout(res, 9000));
     await setImage(name);
     const log0 = v.powerLog().length;
     const boots0 = v.ramdiskBoots();
-    await cliOk(['node', 'deploy', name, '--wait', '120']);
+    assert.equal((await provision(name, 'active')).status, 202);
+    await waitAll([name], 'active', 120_000);
     const n = await show(name);
     assert.equal(n.provision_state, 'active', String(n.last_error));
     assert.equal(v.ramdiskBoots(), boots0 + 1, 'the ramdisk booted again');
