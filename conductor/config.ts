@@ -42,8 +42,19 @@ export const ConfigSchema = z.object({
     /** Extra CA bundle (PEM file) the RPC client trusts for other conductors' https RPC URLs. */
     rpc_ca_file: z.string().optional(),
     rpc_timeout: seconds.default(60),
+    // Fleet limits ([conductor] in Ironic; conductor/fleet.ts).
+    /** Nodes in deploying / wait call-back before deploy/rebuild requests get 503 ConcurrentActionLimit. */
+    max_concurrent_deploy: z.number().int().min(1).default(250),
+    /** Nodes in cleaning / clean wait / deleting before manual clean and undeploy requests get 503. */
+    max_concurrent_clean: z.number().int().min(1).default(50),
+    /** Background workers (provisioning workers, heartbeat runs) running at once; the rest queue. */
+    workers_pool_size: z.number().int().min(3).default(300),
+    /** BMC calls (power, boot device) in flight at once, in total and per BMC address; the rest queue. */
+    max_bmc_calls: z.number().int().min(1).default(64),
+    max_bmc_calls_per_address: z.number().int().min(1).default(2),
   }).default({ heartbeat_interval: 10, heartbeat_timeout: 60, hash_partition_exponent: 8, rpc_port: 0,
-    rpc_timeout: 60 }),
+    rpc_timeout: 60, max_concurrent_deploy: 250, max_concurrent_clean: 50, workers_pool_size: 300, max_bmc_calls: 64,
+    max_bmc_calls_per_address: 2 }),
   /**
    * Directories local files (driver_info deploy_kernel/ramdisk, file:// image_source ...) may come from, checked
    * after realpath (Ironic's [conductor]file_url_allowed_paths). Absent: <data_dir>/images. See conductor/file-access.ts.
@@ -195,8 +206,15 @@ export const ConfigSchema = z.object({
      * so an API user cannot make the conductor read services bound to 127.0.0.1 or 169.254.169.254.
      */
     image_cache_allow_loopback: z.boolean().default(false),
+    /**
+     * Ironic's [deploy]fast_track: after cleaning the agent stays up (node powered on, heartbeating) and a deploy
+     * within fast_track_timeout seconds of its last heartbeat uses it without a power cycle (conductor/fast-track.ts).
+     */
+    fast_track: z.boolean().default(false),
+    fast_track_timeout: z.number().int().min(0).max(300).default(300),
   }).default({ erase_devices_priority: 0, erase_devices_metadata_priority: null, default_boot_mode: 'bios',
-    power_off_on_deploy_failure: true, image_cache_allow_loopback: false }),
+    power_off_on_deploy_failure: true, image_cache_allow_loopback: false,
+    fast_track: false, fast_track_timeout: 300 }),
   /** Convert qcow2 images to raw in the conductor's image cache (Ironic's [DEFAULT]force_raw_images). */
   force_raw_images: z.boolean().default(true),
   /** The master image cache behind image_download_source=local (Ironic's instance_master_path and its size/TTL). */

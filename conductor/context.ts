@@ -9,6 +9,7 @@ import type { BootServer } from './boot-server.js';
 import type { ConductorConfig } from './config.js';
 import type { DriverRegistry } from './drivers/index.js';
 import type { ConductorImageCache } from './image-cache/node-images.js';
+import type { FleetState } from './fleet.js';
 import type { TaskManager } from './locks.js';
 import type { HeartbeatHub } from './orchestration/hooks.js';
 import type { ConductorRecord, Store } from './store/types.js';
@@ -63,4 +64,6 @@ export interface ConductorContext {
   readonly powerSyncFailures: Map<string, number>;
   /** The other conductors on the same database, when there is a cluster view (conductor/cluster/). */
   readonly cluster?: ClusterView | undefined;
+  /** Concurrency limits, the worker pool and BMC call bounds (conductor/fleet.ts). */
+  readonly fleet: FleetState;
 }

@@ -106,3 +106,10 @@ export class NoFreeConductorWorker extends IronicError {
 export class MethodNotAllowed extends IronicError {
   constructor() { super('The server could not comply with the request since it is either malformed or otherwise incorrect.', 405); }
 }
+/** Ironic's ConcurrentActionLimit (a TemporaryFailure): the limit itself is not disclosed, as in Ironic. */
+export class ConcurrentActionLimit extends IronicError {
+  constructor(taskType: 'provisioning' | 'unprovisioning' | 'cleaning') {
+    super(`Unable to process request at this time. The concurrent action limit for ${taskType} has been reached. ` +
+      'Please contact your administrator and try again later.', 503);
+  }
+}

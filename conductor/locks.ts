@@ -181,6 +181,8 @@ export class TaskManager {
   historyMax = 300;
   /** Called with an agent's pinned CA when that agent's life ends (the agent client drops its HTTP client). */
   onAgentGone: ((verifyCa: string) => void) | undefined;
+  /** Takes a slot of the conductor's worker pool before a spawned worker runs (conductor/fleet.ts); none: unbounded. */
+  workerGate: (() => Promise<() => void>) | undefined;
 
   constructor(readonly store: Store, readonly host: string, private readonly settings: LockSettings,
     readonly drivers: DriverRegistry) {}
@@ -244,11 +246,13 @@ export class TaskManager {
   private runWorker(task: NodeTask, work: (task: NodeTask) => Promise<void>): void {
     const p = (async () => {
       await new Promise((r) => setImmediate(r));
+      const slot = this.workerGate ? await this.workerGate() : undefined;
       try {
         await work(task);
       } catch (e) {
         log.error({ node: task.node.uuid, purpose: task.purpose, err: errorMessage(e) }, 'background task failed');
       } finally {
+        slot?.();
         await task.release().catch((e: unknown) => log.error({ err: errorMessage(e) }, 'release failed'));
       }
     })();

@@ -21,6 +21,8 @@ import { DriverRegistry, NODE_INTERFACE_KINDS } from './drivers/index.js';
 import { startDriverServices } from './drivers/real.js';
 import { startImageCache } from './image-cache/start.js';
 import { TaskManager } from './locks.js';
+import { FleetState } from './fleet.js';
+import { boundBmcCalls } from './drivers/bmc-bounds.js';
 import { createDirectDeploy } from './orchestration/direct.js';
 import { registerInspectInterfaces } from './inspection/register.js';
 import { writeDiscoveryBootConfig } from './inspection/discovery-boot.js';
@@ -133,16 +135,18 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
     rpcUrl: '', heartbeatIntervalS: cc.heartbeat_interval, heartbeatTimeoutS: cc.heartbeat_timeout,
     partitionExponent: cc.hash_partition_exponent }, log, caller);
   const ctx: ConductorContext = { config, store, tasks, host: config.conductor_host, log, drivers,
-    bootServer: driverServices.bootServer, imageCache, heartbeats, powerSyncFailures: new Map(),
+    bootServer: driverServices.bootServer, imageCache, heartbeats, powerSyncFailures: new Map(), fleet: new FleetState(config),
     api: { scheme, caPem: apiTls?.caPem }, cluster };
   // Agent-driven deploy/cleaning: heartbeats carry step plans forward; images may come from our boot server.
   drivers.registerInterface('deploy', createDirectDeploy(ctx));
   registerInspectInterfaces(ctx);
   await writeDiscoveryBootConfig(ctx);
+  boundBmcCalls(drivers, ctx.fleet);
   opts.registerDrivers?.(drivers);
   heartbeats.handler = handleHeartbeat;
   cluster.settings.drivers = drivers.enabledHardwareTypes().map((t) => t.name);
   cluster.settings.hardwareInterfaces = enabledInterfaces(drivers);
+  tasks.workerGate = () => ctx.fleet.workers.acquire();
 
   // The internal RPC first: registration pings a live-looking namesake there, and peers forward to it at once.
   const rpcServer = await startRpcServer(ctx, { host: cc.rpc_host ?? config.host, port: cc.rpc_port, secret,

@@ -257,6 +257,10 @@ export const STUCK_STATES: ReadonlySet<ProvisionState> = new Set<ProvisionState>
 export const LOOKUP_STATES: ReadonlySet<string> = new Set([
   'deploying', 'wait call-back', 'cleaning', 'clean wait', 'inspecting', 'inspect wait', 'rescuing', 'rescue wait',
 ]);
+/** Lookup under fast-track (Ironic's FASTTRACK_LOOKUP_ALLOWED_STATES): also a node at rest whose agent is up. */
+export const FASTTRACK_LOOKUP_STATES: ReadonlySet<string> = new Set([...LOOKUP_STATES, 'enroll', 'manageable', 'available']);
+/** Under fast-track these heartbeats are recorded too (Ironic's FASTTRACK_HEARTBEAT_ALLOWED), nothing more. */
+export const FASTTRACK_HEARTBEAT_RECORD_STATES: ReadonlySet<string> = new Set(['enroll', 'manageable', 'available']);
 /** Heartbeats are processed in these; the record-only ones stop after storing agent details. */
 export const HEARTBEAT_STATES: ReadonlySet<string> = new Set(['wait call-back', 'clean wait', 'rescue wait']);
 export const HEARTBEAT_RECORD_ONLY_STATES: ReadonlySet<string> = new Set(['deploying', 'cleaning', 'rescuing']);

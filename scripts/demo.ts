@@ -1,10 +1,11 @@
 /**
- * `npm run demo [-- --keep] [--api-port N] [--ipmi ipmitool|ipmi-native] [--user-net]`: the whole mission in one run, on embedded defaults.
+ * `npm run demo [-- --keep] [--api-port N] [--ipmi ipmitool|ipmi-native] [--user-net] [--nodes N]`: the whole mission in one run, on embedded defaults.
  * A conductor on 127.0.0.1, a QEMU "bare-metal" node behind an ipmi_sim BMC, enrolled (ipmi / ipxe / direct),
  * manage → provide (automated cleaning through the agent) → deploy a whole-disk image built here, until the VM
  * boots from its own disk and prints its marker; then per-phase timings and a full teardown.
  * `--keep` leaves conductor + node up (until Ctrl-C) for the `baremetal` CLI. `--ipmi ipmi-native` powers the node
  * through the in-process RMCP+ client instead of ipmitool (conductor/drivers/ipmi-native.ts).
+ * `--nodes N` (N > 1): a fleet of N virtual nodes instead (scripts/demo/fleet.ts), deployed at once with fast-track.
  */
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,6 +16,7 @@ import { buildWholeDiskImage, missingImageTools } from '../lab/instance-image.js
 import type { NodeJson } from './demo/api.js';
 import { ComponentMissing } from './demo/components.js';
 import { cliCommand, deployNode, enrollNode, imageUrl, provideNode, setUpLab, type EnrolledNode, type Lab } from './demo/flow.js';
+import { runFleetDemo } from './demo/fleet.js';
 import { createReporter, PhaseTimer } from './demo/progress.js';
 import { Teardown } from './demo/teardown.js';
 
@@ -24,16 +26,23 @@ interface Args {
   userNet: boolean;
   apiPort: number | undefined;
   ipmi: 'ipmitool' | 'ipmi-native';
+  nodes: number;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { keep: false, userNet: false, apiPort: undefined, ipmi: 'ipmitool' };
+  const args: Args = { keep: false, userNet: false, apiPort: undefined, ipmi: 'ipmitool', nodes: 1 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--keep') args.keep = true;
     else if (a === '--api-port') args.apiPort = Number(argv[++i]);
     else if (a === '--user-net') args.userNet = true;
-    else if (a === '--ipmi') {
+    else if (a === '--nodes') {
+      args.nodes = Number(argv[++i]);
+      if (!Number.isInteger(args.nodes) || args.nodes < 1 || args.nodes > 200) {
+        console.error('--nodes needs a whole number from 1 to 200');
+        process.exit(2);
+      }
+    } else if (a === '--ipmi') {
       const v = argv[++i];
       if (v !== 'ipmitool' && v !== 'ipmi-native') {
         console.error('--ipmi takes ipmitool or ipmi-native');
@@ -41,7 +50,7 @@ function parseArgs(argv: string[]): Args {
       }
       args.ipmi = v;
     } else if (a === '--help' || a === '-h') {
-      console.log('usage: npm run demo [-- --keep] [--api-port N] [--ipmi ipmitool|ipmi-native] [--user-net]');
+      console.log('usage: npm run demo [-- --keep] [--api-port N] [--ipmi ipmitool|ipmi-native] [--user-net] [--nodes N]');
       process.exit(0);
     } else {
       console.error(`unknown argument: ${a}`);
@@ -89,6 +98,9 @@ async function main(): Promise<number> {
   setLogLevel(process.env.LOG_LEVEL === 'debug' ? 'debug' : 'warn');
   const reporter = createReporter();
   const say = (l: string): void => reporter.line(l);
+  if (args.nodes > 1) {
+    return runFleetDemo({ nodes: args.nodes, keep: args.keep, apiPort: args.apiPort, say: (l) => console.log(l) });
+  }
   const timer = new PhaseTimer();
   const teardown = new Teardown();
   const offSignals = teardown.onSignals(say);

@@ -14,6 +14,7 @@ import { agentClient, agentEndpoint, agentNodeDict, agentPortDicts } from './age
 import { bootModeOf, buildImageInfo, isPartitionImage, validateInstanceInfo, type InstanceInfoPolicy } from './image-info.js';
 import { allowedFileDirs } from '../file-access.js';
 import { imageDownloadSource, resolveImage } from './image-source.js';
+import { isFastTrack } from '../fast-track.js';
 import { runFrom, type Pending, type StepFlow } from './step-runner.js';
 import { DIRECT_DEPLOY_STEPS, type Step } from './steps.js';
 
@@ -35,9 +36,26 @@ async function sleep(ms: number): Promise<void> {
   await new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * Fast-track: the agent is up and heartbeating, so nothing boots. The step waits as for a boot, and a heartbeat
+ * run is started at once (it waits for this task's lock) instead of waiting for the agent's next heartbeat:
+ * it learns the agent's steps and goes on as if the ramdisk had just called back.
+ */
+function continueOnRunningAgent(ctx: ConductorContext, task: NodeTask): void {
+  const uuid = task.node.uuid;
+  ctx.log.info({ node: uuid, state: task.node.provision_state }, 'fast-track: using the running agent, no power cycle');
+  setImmediate(() => {
+    const handler = ctx.heartbeats.handler;
+    if (!handler) return;
+    Promise.resolve(handler(uuid, ctx)).catch((e: unknown) =>
+      ctx.log.warn({ node: uuid, err: errorMessage(e) }, 'fast-track continuation failed; the next heartbeat retries'));
+  });
+}
+
 const deployStep = {
   async deploy(ctx: ConductorContext, task: NodeTask): Promise<Pending> {
-    await bootIntoRamdisk(ctx, task);
+    if (await isFastTrack(ctx, task)) continueOnRunningAgent(ctx, task);
+    else await bootIntoRamdisk(ctx, task);
     return 'boot';
   },
 
@@ -170,7 +188,8 @@ export function createDirectDeploy(ctx: ConductorContext): DeployInterface {
       await task.updateInternalInfo({ clean_steps: undefined, clean_step_index: undefined, clean_pending: 'boot' });
       await task.save({ clean_step: {} });
       try {
-        await bootIntoRamdisk(ctx, task);
+        if (await isFastTrack(ctx, task)) continueOnRunningAgent(ctx, task);
+        else await bootIntoRamdisk(ctx, task);
       } catch (e) {
         await powerOffAfterFailure(ctx, task);
         throw e;

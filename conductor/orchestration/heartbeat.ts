@@ -20,6 +20,7 @@ import {
   stepKey, type RequestedStep, type Step,
 } from './steps.js';
 import { collectLogsOnFailure } from './logs.js';
+import { isFastTrack } from '../fast-track.js';
 
 const LOCK_RETRY_MS = 200;
 /** A node reserved longer than this (a long power action, say) is retried on its next heartbeat instead. */
@@ -62,7 +63,8 @@ async function processWithLock(nodeUuid: string, ctx: ConductorContext): Promise
             await recordHeartbeat(task, facts);
             ctx.log.debug({ node: nodeUuid }, 'deferred heartbeat recorded');
           }
-          await processHeartbeat(ctx, task);
+          // The slot is taken under the node's lock: a slot holder never waits for a lock, so the pool cannot deadlock.
+          await ctx.fleet.workers.run(() => processHeartbeat(ctx, task));
         });
       return;
     } catch (e) {
@@ -180,12 +182,20 @@ async function continueCleaning(ctx: ConductorContext, task: NodeTask): Promise<
   } else if (outcome === 'done') {
     await collectLogsIfAlways(ctx, task);
     await tearDownCleaning(ctx, task);
-    await finishCleaning(task);
+    await finishCleaning(task, ctx);
   }
 }
 
-/** Cleaning done: the node powers off and its ramdisk boot files go (Ironic's tear_down_cleaning). */
+/**
+ * Cleaning done: the node powers off and its ramdisk boot files go (Ironic's tear_down_cleaning). Under fast-track
+ * the agent stays up, powered on and heartbeating, for the next deploy.
+ */
 async function tearDownCleaning(ctx: ConductorContext, task: NodeTask): Promise<void> {
+  if (await isFastTrack(ctx, task)) {
+    ctx.log.info({ node: task.node.uuid }, 'fast-track: the agent stays up after cleaning');
+    await task.driver.boot.cleanUpRamdisk(task.driverNode());
+    return;
+  }
   try {
     await agentClient(ctx).powerOff(agentEndpoint(task));
   } catch (e) {

@@ -8,7 +8,10 @@ import type { ConductorContext } from '../context.js';
 import { IncompleteLookup, InvalidParameterValue, NodeNotFound, NotFound } from '../errors.js';
 import { isUuid, type NodeTask } from '../locks.js';
 import { MASKED_TOKEN, type HeartbeatBody } from '../../protocol/lookup.js';
-import { HEARTBEAT_RECORD_ONLY_STATES, HEARTBEAT_STATES, LOOKUP_STATES } from '../states.js';
+import {
+  FASTTRACK_HEARTBEAT_RECORD_STATES, FASTTRACK_LOOKUP_STATES, HEARTBEAT_RECORD_ONLY_STATES, HEARTBEAT_STATES, LOOKUP_STATES,
+} from '../states.js';
+import { fastTrackAble, fastTrackEnabled } from '../fast-track.js';
 import type { NodeRecord } from '../store/types.js';
 import { isoTime } from '../time.js';
 
@@ -42,7 +45,8 @@ export async function lookup(ctx: ConductorContext, addresses: string | undefine
   if (nodeUuid) node = await ctx.store.getNodeByUuid(nodeUuid.toLowerCase());
   else node = await ctx.store.getNodeByMacs(macs);
   if (!node) throw new NotFound('Node with the given addresses could not be found.');
-  if (ctx.config.restrict_lookup && !LOOKUP_STATES.has(node.provision_state)) {
+  const lookupStates = enabledQuietly(ctx, node) ? FASTTRACK_LOOKUP_STATES : LOOKUP_STATES;
+  if (ctx.config.restrict_lookup && !lookupStates.has(node.provision_state)) {
     throw new NotFound('Node with the given addresses could not be found.');
   }
   if (apiMinor < 62) return { node, token: undefined };
@@ -112,7 +116,10 @@ export async function heartbeat(ctx: ConductorContext, ident: string, body: Hear
       `(callback_url ${body.callback_url}).`);
   }
   const state = node.provision_state;
-  if (!HEARTBEAT_STATES.has(state) && !HEARTBEAT_RECORD_ONLY_STATES.has(state)) {
+  // Under fast-track a node at rest (available, manageable, enroll) records its agent's heartbeats: that is what
+  // tells the next deploy the agent is still up (Ironic: heartbeat_allowed or fast_track_able).
+  const atRestRecorded = FASTTRACK_HEARTBEAT_RECORD_STATES.has(state) && fastTrackAble(ctx, node);
+  if (!HEARTBEAT_STATES.has(state) && !HEARTBEAT_RECORD_ONLY_STATES.has(state) && !atRestRecorded) {
     ctx.log.debug({ node: node.uuid, state }, 'heartbeat ignored in this state');
     return;
   }
@@ -155,4 +162,12 @@ export async function heartbeat(ctx: ConductorContext, ident: string, body: Hear
       ctx.log.error({ node: node.uuid, err: errorMessage(e) }, 'heartbeat handler failed');
     }
   })();
+}
+
+function enabledQuietly(ctx: ConductorContext, node: NodeRecord): boolean {
+  try {
+    return fastTrackEnabled(ctx, node);
+  } catch {
+    return false; // a malformed driver_info flag: the normal lookup rules
+  }
 }

@@ -17,6 +17,7 @@ import { canFire, VERBS } from '../states.js';
 import { buildConfigDrive, validateConfigDriveDict } from './configdrive.js';
 import { wipeAgentToken } from './power.js';
 import { isoTime } from '../time.js';
+import { fastTrackAble } from '../fast-track.js';
 
 export interface ProvisionRequest {
   target: string;
@@ -124,7 +125,7 @@ export async function doProvisionAction(ctx: ConductorContext, ident: string, re
         return;
       case 'clean':
         await task.driver.power.validate(task.driverNode());
-        await task.fire('clean', { target: 'manageable' });
+        await ctx.fleet.admit(ctx.store, 'cleaning', () => task.fire('clean', { target: 'manageable' }));
         task.spawn((t) => cleanWorker(ctx, t, { manual: true, steps: cleanSteps ?? [],
           disableRamdisk: req.disable_ramdisk ?? false }));
         return;
@@ -139,12 +140,13 @@ export async function doProvisionAction(ctx: ConductorContext, ident: string, re
         }
         const dii: Record<string, unknown> = { ...n.driver_internal_info };
         if (req.deploy_steps !== undefined) dii.user_deploy_steps = req.deploy_steps;
-        await task.fire(verb.event, { extra: { instance_info: info, driver_internal_info: dii, deploy_step: {} } });
+        await ctx.fleet.admit(ctx.store, 'provisioning', () =>
+          task.fire(verb.event, { extra: { instance_info: info, driver_internal_info: dii, deploy_step: {} } }));
         task.spawn((t) => deployWorker(ctx, t));
         return;
       }
       case 'delete':
-        await task.fire('delete');
+        await ctx.fleet.admit(ctx.store, 'unprovisioning', () => task.fire('delete'));
         task.spawn((t) => tearDownWorker(ctx, t));
         return;
       case 'inspect':
@@ -207,22 +209,39 @@ async function cleanWorker(ctx: ConductorContext, task: NodeTask,
   await guard(ctx, task, 'Failed to prepare node for cleaning', async () => {
     const enabled = task.node.automated_clean ?? ctx.config.automated_clean;
     if (!opts.manual && !enabled) {
-      await finishCleaning(task);
+      await finishCleaning(task, ctx);
       return;
     }
-    await wipeAgentToken(task, CLEAN_SCRATCH);
+    await wipeScratch(ctx, task, CLEAN_SCRATCH);
     if (opts.manual) await task.updateInternalInfo({ manual_clean_steps: opts.steps ?? [],
       cleaning_disable_ramdisk: opts.disableRamdisk || undefined });
     const r = await task.driver.deploy.clean(task, opts);
     if (r === 'wait') await task.fire('wait');
-    else await finishCleaning(task);
+    else await finishCleaning(task, ctx);
   });
 }
 
-/** Ends cleaning successfully: `available` (automated) or `manageable` (manual). */
-export async function finishCleaning(task: NodeTask): Promise<void> {
+/**
+ * Drops a run's scratch keys, and the agent token and URL unless fast-track may reuse the running agent
+ * (Ironic's wipe_*_internal_info keep them when the node is fast_track_able).
+ */
+async function wipeScratch(ctx: ConductorContext | undefined, task: NodeTask, keys: readonly string[]): Promise<void> {
+  if (ctx && fastTrackAble(ctx, task.node)) {
+    const changes: Record<string, unknown> = {};
+    for (const k of keys) if (k in task.node.driver_internal_info) changes[k] = undefined;
+    if (Object.keys(changes).length) await task.updateInternalInfo(changes);
+    return;
+  }
+  await wipeAgentToken(task, keys);
+}
+
+/**
+ * Ends cleaning successfully: `available` (automated) or `manageable` (manual). With `ctx` and fast-track, the
+ * agent's token and URL stay (the agent keeps running for the next deploy).
+ */
+export async function finishCleaning(task: NodeTask, ctx?: ConductorContext): Promise<void> {
   const manual = task.node.target_provision_state === 'manageable';
-  await wipeAgentToken(task, CLEAN_SCRATCH);
+  await wipeScratch(ctx, task, CLEAN_SCRATCH);
   if (task.node.provision_state === 'clean wait') await task.fire('resume');
   await task.fire(manual ? 'manage' : 'done', { extra: { clean_step: {} } });
 }
@@ -238,7 +257,7 @@ export async function failCleaning(task: NodeTask, message: string): Promise<voi
 
 async function deployWorker(ctx: ConductorContext, task: NodeTask): Promise<void> {
   await guard(ctx, task, 'Failed to deploy', async () => {
-    await wipeAgentToken(task, DEPLOY_SCRATCH.filter((k) => k !== 'user_deploy_steps'));
+    await wipeScratch(ctx, task, DEPLOY_SCRATCH.filter((k) => k !== 'user_deploy_steps'));
     const r = await task.driver.deploy.deploy(task);
     if (r === 'wait') await task.fire('wait');
     else await finishDeploy(task);
