@@ -54,6 +54,13 @@ test('two conductor processes started at once on an empty database migrate it on
   assert.equal((await b.api('PATCH', `/v1/nodes/${uuid}`, [{ op: 'add', path: '/extra/by', value: 'b2' }])).status, 200);
   const list = (await a.api('GET', '/v1/nodes/detail')).body as { nodes: Obj[] };
   assert.deepEqual(list.nodes.map((n) => n.extra), [{ by: 'b2' }]);
+  // A reservation held by one conductor (as during a running operation) locks the node for the other: 409 naming it.
+  await lab.query(name, "UPDATE nodes SET reservation = 'cond-a' WHERE uuid = $1", [uuid]);
+  const locked = await b.api('PATCH', `/v1/nodes/${uuid}`, [{ op: 'add', path: '/extra/by', value: 'b3' }]);
+  assert.equal(locked.status, 409);
+  assert.match(String((locked.body as Obj).error_message), /locked by host cond-a/);
+  await lab.query(name, 'UPDATE nodes SET reservation = NULL WHERE uuid = $1', [uuid]);
+  assert.equal((await b.api('PATCH', `/v1/nodes/${uuid}`, [{ op: 'add', path: '/extra/by', value: 'b3' }])).status, 200);
 });
 
 test('every acknowledged write is committed: a conductor killed right after its 201s lost none of them', { skip }, async (t) => {
