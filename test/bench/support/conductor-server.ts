@@ -21,14 +21,14 @@ export async function serveBenchConductor(port: number, dir: string,
     ...(opts.host ? { conductor_host: opts.host } : {}),
     ...(opts.restrictLookup === false ? { restrict_lookup: false } : {}),
     periodic: { sync_power_state_interval: 0, check_provision_state_interval: 0, reservation_cleanup_interval: 0 } });
-  process.stdout.write(`READY ${c.url}\n`);
-  // Where memory goes (fleet bench, --mem): process.memoryUsage() and V8's heap spaces, in MiB, on SIGUSR2.
+  // Where memory goes: process.memoryUsage() and V8's heap spaces, in MiB, on SIGUSR2.
   process.on('SIGUSR2', () => {
     const mib = (n: number): number => Math.round(n / 2 ** 20 * 10) / 10;
     const mem = Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [k, mib(v)]));
     const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name, mib(sp.space_size)]));
     process.stdout.write(`MEM ${JSON.stringify({ ...mem, spaces })}\n`);
   });
+  process.stdout.write(`READY ${c.url}\n`);
   const stop = (): void => { void c.close().then(() => process.exit(0)); };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
