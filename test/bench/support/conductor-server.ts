@@ -23,6 +23,8 @@ export async function serveBenchConductor(port: number, dir: string,
     periodic: { sync_power_state_interval: 0, check_provision_state_interval: 0, reservation_cleanup_interval: 0 } });
   // Where memory goes: process.memoryUsage() and V8's heap spaces, in MiB, on SIGUSR2.
   process.on('SIGUSR2', () => {
+    // With --expose-gc (BENCH_CHILD_NODE_FLAGS) what is live, not what awaits collection.
+    (globalThis as { gc?: () => void }).gc?.();
     const mib = (n: number): number => Math.round(n / 2 ** 20 * 10) / 10;
     const mem = Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [k, mib(v)]));
     const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name, mib(sp.space_size)]));
