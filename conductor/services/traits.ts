@@ -1,16 +1,14 @@
 /**
  * Node traits (API 1.37): set, add, remove under the node lock, validated as Ironic 21.4 does — a standard trait
- * from os-traits (the list Debian's python3-os-traits 2.9 ships, carried in conductor/api/os-traits.json) or
+ * from os-traits (the list Debian's python3-os-traits 2.9 ships, carried in conductor/services/os-traits.ts) or
  * CUSTOM_[A-Z0-9_]+, at most 255 characters, at most 50 per node. Traits are what Nova's placement matches
  * flavors against and what deploy templates key on, so a typo must be refused, not stored.
  */
-import { readFileSync } from 'node:fs';
 import type { ConductorContext } from '../context.js';
 import { InvalidParameterValue, NotFound } from '../errors.js';
+import { STANDARD_TRAITS } from './os-traits.js';
 
-const STANDARD = new Set(
-  (JSON.parse(readFileSync(new URL('../api/os-traits.json', import.meta.url), 'utf8')) as { traits: string[] }).traits,
-);
+const STANDARD = new Set(STANDARD_TRAITS);
 const CUSTOM = /^CUSTOM_[A-Z0-9_]+$/;
 export const MAX_TRAITS_PER_NODE = 50;
 

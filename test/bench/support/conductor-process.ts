@@ -2,8 +2,7 @@
  * A bench conductor in its own process (support/conductor-server.ts bundled by esbuild, run by plain node as
  * production runs dist/), and what the fleet bench reads of it: CPU time and RSS from /proc.
  */
-import { existsSync } from 'node:fs';
-import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -19,13 +18,6 @@ export async function bundleBenchConductor(): Promise<string> {
   const out = join(ROOT, 'build/bench/conductor-server.mjs');
   await build({ entryPoints: [join(ROOT, 'test/bench/support/conductor-server.ts')], outfile: out, bundle: true,
     platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning' });
-  // Data files modules read next to themselves (new URL('../api/x.json', import.meta.url)) resolve from
-  // build/bench/ once bundled: put them where that points.
-  const traits = join(ROOT, 'conductor/api/os-traits.json');
-  if (existsSync(traits)) {
-    await mkdir(join(ROOT, 'build/api'), { recursive: true });
-    await copyFile(traits, join(ROOT, 'build/api/os-traits.json'));
-  }
   return out;
 }
 
