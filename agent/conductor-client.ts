@@ -88,6 +88,11 @@ export interface ConductorClientOptions {
   apiVersion?: string | null;
   requestTimeoutMs?: number;
   log?: Logger;
+  /**
+   * Use the pre-1.22 routes: POST /v1/drivers/{driverName}/vendor_passthru/lookup with the version 2 body and
+   * POST /v1/nodes/{uuid}/vendor_passthru/heartbeat with {agent_url, agent_token, agent_version}.
+   */
+  legacy?: { driverName: string } | null;
 }
 
 interface HttpResult {
@@ -237,12 +242,17 @@ export class ConductorClient {
     nodeUuid: string | null,
     configuredToken: string | null,
   ): Promise<{ ok: true; result: LookupResult } | { ok: false; status: number; reason: string }> {
-    const version = minVersion(await this.apiVersion(), AGENT_TOKEN_VERSION);
+    const legacy = this.opts.legacy;
+    const version = legacy ? null : minVersion(await this.apiVersion(), AGENT_TOKEN_VERSION);
     const q = new URLSearchParams({ addresses: macs.join(',') });
     if (nodeUuid) q.set('node_uuid', nodeUuid);
     let r: HttpResult;
     try {
-      r = await this.call('GET', `/v1/lookup?${q.toString()}`, version);
+      r = legacy
+        ? await this.call('POST', `/v1/drivers/${encodeURIComponent(legacy.driverName)}/vendor_passthru/lookup`, null, {
+          version: '2', inventory: { interfaces: macs.map((m) => ({ mac_address: m })) },
+          ...(nodeUuid ? { node_uuid: nodeUuid } : {}) })
+        : await this.call('GET', `/v1/lookup?${q.toString()}`, version);
     } catch (e) {
       return { ok: false, status: 0, reason: errorMessage(e) };
     }
@@ -313,6 +323,7 @@ export class ConductorClient {
 
   /** One heartbeat; throws HeartbeatConflictError / HeartbeatConnectionError / HeartbeatError. */
   async heartbeat(nodeUuid: string, p: HeartbeatParams): Promise<void> {
+    if (this.opts.legacy) return this.legacyHeartbeat(nodeUuid, p);
     const detected = await this.apiVersion();
     const wantStatus = !!p.status && compareVersions(detected, AGENT_STATUS_VERSION) >= 0;
     const version = minVersion(detected, wantStatus ? AGENT_STATUS_VERSION : AGENT_VERIFY_CA_VERSION);
@@ -327,6 +338,21 @@ export class ConductorClient {
     let r: HttpResult;
     try {
       r = await this.call('POST', `/v1/heartbeat/${encodeURIComponent(nodeUuid)}`, version, body);
+    } catch (e) {
+      throw new HeartbeatConnectionError(errorMessage(e));
+    }
+    if (r.status === 409) throw new HeartbeatConflictError(`Error ${r.status}: ${ironicFaultstring(r.body)}`);
+    if (r.status < 200 || r.status >= 300) throw new HeartbeatError(`Error ${r.status}: ${ironicFaultstring(r.body)}`);
+  }
+
+  /** The old vendor passthru heartbeat; the token and version ride along (conductors that check them need them). */
+  private async legacyHeartbeat(nodeUuid: string, p: HeartbeatParams): Promise<void> {
+    const body: Record<string, unknown> = { agent_url: p.callbackUrl, agent_version: AGENT_VERSION };
+    if (p.token) body.agent_token = p.token;
+    if (p.verifyCa) body.agent_verify_ca = p.verifyCa;
+    let r: HttpResult;
+    try {
+      r = await this.call('POST', `/v1/nodes/${encodeURIComponent(nodeUuid)}/vendor_passthru/heartbeat`, null, body);
     } catch (e) {
       throw new HeartbeatConnectionError(errorMessage(e));
     }

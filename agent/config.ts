@@ -54,6 +54,14 @@ export interface AgentConfig {
   inspectionCallbackUrls: string[];
   /** ipa-inspection-collectors (IPA's default: default,logs). */
   inspectionCollectors: string[];
+  /**
+   * Look up and heartbeat on the pre-1.22 vendor passthru routes (ipa-legacy-vendor-passthru=1), for old
+   * conductors; `driverName` is the driver those routes name (old IPA's ipa-driver-name).
+   */
+  legacyVendorPassthru: boolean;
+  driverName: string;
+  /** Outside the ramdisk: the directory rescue.finalize_rescue writes etc/shadow under (never the host's). */
+  rescueRoot: string | null;
 }
 
 const TRUE = new Set(['1', 'true', 'yes', 'on', 't', 'y']);
@@ -199,6 +207,9 @@ const KEYS = {
   'ipa-node-uuid': uuid,
   'ipa-inspection-callback-url': apiUrls,
   'ipa-inspection-collectors': list,
+  'ipa-legacy-vendor-passthru': bool,
+  'ipa-rescue-root': nonEmpty,
+  'ipa-driver-name': z.string().regex(/^[A-Za-z0-9_.-]{1,255}$/, 'expected a driver name'),
 } as const;
 
 type Key = keyof typeof KEYS;
@@ -355,6 +366,9 @@ export function buildConfig(sources: Map<string, string>[]): AgentConfig {
     nodeUuid: get<string | null>('ipa-node-uuid', null),
     inspectionCallbackUrls: get<string[]>('ipa-inspection-callback-url', []),
     inspectionCollectors: get<string[]>('ipa-inspection-collectors', ['default', 'logs']),
+    legacyVendorPassthru: get('ipa-legacy-vendor-passthru', false),
+    driverName: get('ipa-driver-name', 'agent_ipmitool'),
+    rescueRoot: get<string | null>('ipa-rescue-root', null),
   };
 }
 

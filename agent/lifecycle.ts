@@ -5,7 +5,7 @@
  */
 import type { LookupConfig, LookupNode } from '../protocol/lookup.js';
 
-export type EndReason = 'power_off' | 'reboot' | 'lockdown';
+export type EndReason = 'power_off' | 'reboot' | 'lockdown' | 'rescue';
 
 export interface AgentLifecycle {
   /**
@@ -19,6 +19,8 @@ export interface AgentLifecycle {
   readonly standalone: boolean;
   /** The file the agent logs to (for log.collect_system_logs). */
   readonly logFile: string | null;
+  /** Where rescue.finalize_rescue writes etc/shadow outside the ramdisk (ipa-rescue-root). */
+  readonly rescueRoot?: string | null;
 }
 
 /** The stand-in when no agent runs (tests driving an executor alone): refuses what needs a running agent. */

@@ -153,6 +153,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       globalRequestId: config.globalRequestId,
       apiVersion: config.ironicApiVersion,
       requestTimeoutMs: config.httpRequestTimeoutS * 1000,
+      legacy: config.legacyVendorPassthru ? { driverName: config.driverName } : null,
     });
     const macs = config.lookupMacs ?? [...new Set([...(config.bootif ? [config.bootif] : []), ...(await inventoryMacs())])];
     log.info({ macs }, 'looking up the node');
@@ -196,6 +197,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
   const agentHooks: AgentLifecycle = {
     standalone: config.standalone,
     logFile,
+    rescueRoot: config.rescueRoot,
     nodeInfo: () => ({ node, config: lookupConfig }),
     setNodeInfo: (info) => {
       node = info.node;

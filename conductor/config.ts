@@ -266,6 +266,20 @@ export const ConfigSchema = z.object({
     uefi_ipxe_bootfile: z.string().default('snponly.efi'),
   }).default({ provider: 'none', manage_dnsmasq: true, interface: 'br0', allow_unknown: false,
     dnsmasq_binary: 'dnsmasq', uefi_ipxe_bootfile: 'snponly.efi' }),
+  /** Modules adding vendor passthru methods (conductor/operator-interfaces.ts); relative paths: under data_dir. */
+  vendor_plugins: z.array(z.string().min(1)).default([]),
+  /** Serial consoles (Ironic's [console]): socat / web console ports come from port_range "LOW:HIGH". */
+  console: z.object({
+    /** Address the socat and web console listeners bind to (Ironic's socat_address). */
+    host: z.string().min(1).default('127.0.0.1'),
+    /** Host put into console_info URLs (default: host). */
+    public_host: z.string().min(1).optional(),
+    port_range: z.string().regex(/^\d{1,5}:\d{1,5}$/).default('10000:20000'),
+    /** Lifetime of a web console's one-time URL token, seconds. */
+    token_ttl: z.number().int().positive().default(600),
+  }).default({ host: '127.0.0.1', port_range: '10000:20000', token_ttl: 600 }),
+  /** How rescue passwords are hashed before they reach the agent (Ironic's [conductor] option). */
+  rescue_password_hash_algorithm: z.enum(['sha256', 'sha512']).default('sha256'),
   node_history: z.boolean().default(true),
   node_history_max_entries: z.number().int().positive().default(300),
 }).strict();

@@ -28,6 +28,7 @@ import { registerInspectInterfaces } from './inspection/register.js';
 import { writeDiscoveryBootConfig } from './inspection/discovery-boot.js';
 import { handleHeartbeat } from './orchestration/heartbeat.js';
 import { HeartbeatHub } from './orchestration/hooks.js';
+import { registerOperatorInterfaces, startOperatorServices } from './operator-interfaces.js';
 import { PeriodicTasks } from './periodic.js';
 import { STUCK_STATES } from './states.js';
 import { describeStore, openStore } from './store/open.js';
@@ -141,6 +142,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
   drivers.registerInterface('deploy', createDirectDeploy(ctx));
   registerInspectInterfaces(ctx);
   await writeDiscoveryBootConfig(ctx);
+  const operatorKit = registerOperatorInterfaces(drivers, config, ctx);
   boundBmcCalls(drivers, ctx.fleet);
   opts.registerDrivers?.(drivers);
   heartbeats.handler = handleHeartbeat;
@@ -171,6 +173,13 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
   const released = await store.clearReservations(ctx.host);
   if (released.length) log.info({ count: released.length }, 'cleared stale reservations of this conductor');
   await recoverStuckNodes(ctx, released);
+  const operator = await startOperatorServices(ctx, operatorKit).catch(async (e: unknown) => {
+    await rpcServer.close();
+    await imageCache.close();
+    await driverServices.close();
+    await store.close();
+    throw e;
+  });
 
   const app = createApp(ctx);
   const server = apiTls ? createHttpsServer({ cert: apiTls.cert, key: apiTls.key }, app.callback())
@@ -184,6 +193,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
   } catch (e) {
     await rpcServer.close();
     await imageCache.close();
+    await operator.close();
     await driverServices.close();
     await store.close();
     throw e;
@@ -215,6 +225,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
       await Promise.race([Promise.all([tasks.idle(), heartbeats.idle()]), new Promise((r) => setTimeout(r, 10_000).unref())]);
       await rpcServer.close();
       await imageCache.close();
+      await operator.close();
       await driverServices.close();
       // Shutting down: a failed offline mark only delays other conductors' takeover until our heartbeat ages out.
       await store.setConductorOnline(ctx.host, false).catch(() => undefined);

@@ -10,6 +10,7 @@ import * as deploy from './deploy.js';
 import * as image from './image.js';
 import * as log from './log.js';
 import * as poll from './poll.js';
+import * as rescue from './rescue.js';
 import * as standby from './standby.js';
 import * as standbyImage from './standby-image.js';
 import * as system from './system.js';
@@ -23,6 +24,7 @@ export const EXTENSION_MODULES: readonly { extension: string; commands: Extensio
   log,
   system,
   poll,
+  rescue,
 ];
 
 /** IPA commands Ironic may send, with IPA's sync/async mode: any nobody implements answers NotImplemented. */

@@ -12,6 +12,7 @@ import { inspectionRoutes } from './routes/inspection.js';
 import { conductorRoutes } from './routes/conductors.js';
 import { nodeActionRoutes } from './routes/node-actions.js';
 import { nodeRoutes } from './routes/nodes.js';
+import { operatorRoutes } from './routes/operator.js';
 import { miscRoutes, rootDocument } from './routes/misc.js';
 import { portRoutes } from './routes/ports.js';
 import { cloudRoutes } from './routes/cloud.js';
@@ -51,6 +52,7 @@ export function createApp(c: ConductorContext): Koa {
   miscRoutes(router, c);
   nodeRoutes(router, c);
   nodeActionRoutes(router, c);
+  operatorRoutes(router, c);
   portRoutes(router, c);
   cloudRoutes(router, c);
   inspectionRoutes(router, c);

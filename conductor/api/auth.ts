@@ -148,9 +148,12 @@ function dummyHash(cost: number): Promise<string> {
   return p;
 }
 
-export function isPublicPath(path: string): boolean {
+/** The pre-1.22 agent routes (conductor/services/legacy-agent.ts): public for POST only, like today's. */
+const LEGACY_AGENT_PATH = /^\/v1\/(drivers\/[^/]+\/vendor_passthru\/lookup|nodes\/[^/]+\/vendor_passthru\/heartbeat)$/;
+
+export function isPublicPath(path: string, method = 'GET'): boolean {
   return path === '/' || path === '/v1' || path === '/v1/' || path === '/v1/lookup' || path.startsWith('/v1/heartbeat/') ||
-    path === '/v1/continue_inspection' || path === '/v1/continue';
+    path === '/v1/continue_inspection' || path === '/v1/continue' || (method === 'POST' && LEGACY_AGENT_PATH.test(path));
 }
 
 function clientAddress(ctx: Context): string {
@@ -167,7 +170,7 @@ export function authMiddleware(cfg: ConductorConfig): (ctx: Context, next: Next)
   const verified = new Map<string, string>();
   let verifiedGeneration = users.generation;
   return async (ctx, next) => {
-    if (isPublicPath(ctx.path)) return next();
+    if (isPublicPath(ctx.path, ctx.method)) return next();
     const header = ctx.get('authorization');
     const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
     if (!m?.[1]) throw new NotAuthorized('Authentication required');

@@ -337,4 +337,14 @@ export class IpmitoolManagement implements ManagementInterface {
       throw failure(e, (m, c) => new DriverOperationError(`Failed to get boot device of node ${node.uuid}: ${m}`, c));
     }
   }
+
+  /** As Ironic: `chassis power diag` (Chassis Control 05h, pulse a diagnostic interrupt). */
+  async injectNmi(node: DriverNode): Promise<void> {
+    const info = parseIpmiInfo(node);
+    try {
+      await runIpmitool(info, ['chassis', 'power', 'diag'], this.opts);
+    } catch (e) {
+      throw failure(e, (m, c) => new DriverOperationError(`Failed to inject NMI to node ${node.uuid}: ${m}`, c));
+    }
+  }
 }

@@ -250,6 +250,20 @@ export class RedfishManagement extends RedfishBase implements ManagementInterfac
       throw wrap(e, (m, c) => new DriverOperationError(`Failed to get boot device of node ${node.uuid}: ${m}`, c));
     }
   }
+
+  /** As Ironic (sushy RESET_NMI): ComputerSystem.Reset with ResetType Nmi, if the system allows it. */
+  async injectNmi(node: DriverNode): Promise<void> {
+    try {
+      const ctx = await this.ctx(node);
+      const { target, allowed } = await allowedResetTypes(ctx);
+      if (allowed && !allowed.includes('Nmi')) {
+        throw new DriverOperationError(`the system ${ctx.path} does not allow ResetType Nmi (allowed: ${allowed.join(', ')})`);
+      }
+      await ctx.client.call('POST', target, { ResetType: 'Nmi' });
+    } catch (e) {
+      throw wrap(e, (m, c) => new DriverOperationError(`Failed to inject NMI to node ${node.uuid}: ${m}`, c));
+    }
+  }
 }
 
 function wrap(err: unknown, make: (m: string, c: unknown) => Error): Error {

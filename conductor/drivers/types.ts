@@ -42,6 +42,8 @@ export interface ManagementInterface extends DriverInterface {
   getBootDevice(node: DriverNode): Promise<{ boot_device: BootDevice | null; persistent: boolean | null }>;
   setBootDevice(node: DriverNode, device: BootDevice, persistent: boolean): Promise<void>;
   getSensorsData?(node: DriverNode): Promise<Record<string, unknown>>;
+  /** PUT /v1/nodes/{id}/management/inject_nmi: a diagnostic interrupt to the node (Ironic's inject_nmi). */
+  injectNmi?(node: DriverNode): Promise<void>;
 }
 
 /** Parameters the conductor hands the boot interface when it boots the deploy ramdisk. */

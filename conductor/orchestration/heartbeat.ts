@@ -9,6 +9,7 @@ import type { ConductorContext } from '../context.js';
 import { IronicError } from '../errors.js';
 import type { NodeTask } from '../locks.js';
 import { failCleaning, failDeploy, finishCleaning, finishDeploy } from '../services/provision.js';
+import { continueRescue } from './rescue.js';
 import { AgentInProgress } from '../agent-client.js';
 import { agentClient, agentEndpoint } from './agent-node.js';
 import { cleanFlow, deployFlow, powerOffAfterFailure } from './direct.js';
@@ -81,6 +82,10 @@ export async function processHeartbeat(ctx: ConductorContext, task: NodeTask): P
   const state = task.node.provision_state;
   if (task.node.maintenance) {
     ctx.log.info({ node: task.node.uuid, state }, 'heartbeat: node in maintenance, not acting');
+    return;
+  }
+  if (state === 'rescue wait') {
+    await continueRescue(ctx, task);
     return;
   }
   const deployInterface = task.node.deploy_interface ?? task.driver.deploy.name;

@@ -17,6 +17,7 @@ import type { ConductorContext } from '../context.js';
 import type { NodeTask } from '../locks.js';
 import { agentClient, agentEndpoint, agentNodeDict, agentPortDicts } from './agent-node.js';
 import { agentSteps, stepKey, type Step, type StepKind } from './steps.js';
+import { agentStepAllowed, recordRaidResult } from '../drivers/agent-raid.js';
 
 export type StepOutcome = 'wait' | 'done';
 export type Pending = 'agent' | 'boot';
@@ -56,7 +57,8 @@ export async function refreshAgentSteps(ctx: ConductorContext, task: NodeTask, k
     : await client.getCleanSteps(ep, agentNodeDict(task), agentPortDicts(task));
   if (res.command_status === 'FAILED') throw new StepFailure(`Agent failed to return ${kind} steps: ${commandErrorText(res)}`);
   const result = AgentClient.stepsFrom(res, kind);
-  const steps = agentSteps(result, kind);
+  // An agent offers steps for interfaces the node may not have through it (raid with no-raid): never run those.
+  const steps = agentSteps(result, kind).filter((s) => agentStepAllowed(task.node as unknown as Record<string, unknown>, s.interface));
   await task.updateInternalInfo({
     [`agent_cached_${kind}_steps`]: steps,
     [`agent_cached_${kind}_steps_refreshed`]: isoTime(),
@@ -174,6 +176,7 @@ export async function continueSteps(ctx: ConductorContext, task: NodeTask, flow:
       await resume();
       return runFrom(ctx, task, flow, index);
     case 'run':
+      await recordRaidResult(task, current, commands.at(-1)?.command_result, flow.kind);
       await task.history(`${capital(flow.kind)} step ${stepKey(current)} done`, 'INFO', flow.kind === 'deploy' ? 'deploying' : 'cleaning');
       if (current.reboot_requested) {
         // The agent asked for a reboot after this step: boot the ramdisk again and go on when it calls back.

@@ -1,6 +1,7 @@
 /**
  * Node create / update (JSON patch) / delete: Ironic's API-level and conductor-level rules in one place.
  */
+import { stopConsoleOf } from './console.js';
 import { allowedFileDirs, checkNodeFileRefs } from '../file-access.js';
 import { kernelParamTokens } from '../drivers/ipxe.js';
 import { randomUUID } from 'node:crypto';
@@ -251,6 +252,7 @@ export async function deleteNode(ctx: ConductorContext, ident: string): Promise<
       throw new InvalidState(`Can not delete node "${n.uuid}" while it is in provision state "${n.provision_state}". ` +
         `Valid provision states to perform deletion are: "adopt failed", "available", "enroll", "manageable"`);
     }
+    await stopConsoleOf(task);
     await ctx.store.deleteNode(n.uuid);
     await deleteInspectionData(ctx.config, n.uuid);
   });

@@ -15,6 +15,8 @@ import {
 import type { NodeTask } from '../locks.js';
 import { canFire, VERBS } from '../states.js';
 import { buildConfigDrive, validateConfigDriveDict } from './configdrive.js';
+import { checkRequestedSteps } from '../drivers/agent-raid.js';
+import { hashRescuePassword } from '../drivers/agent-rescue.js';
 import { wipeAgentToken } from './power.js';
 import { isoTime } from '../time.js';
 import { fastTrackAble } from '../fast-track.js';
@@ -124,6 +126,7 @@ export async function doProvisionAction(ctx: ConductorContext, ident: string, re
         task.spawn((t) => cleanWorker(ctx, t, { manual: false }));
         return;
       case 'clean':
+        checkRequestedSteps(n as unknown as Record<string, unknown>, cleanSteps ?? []);
         await task.driver.power.validate(task.driverNode());
         await ctx.fleet.admit(ctx.store, 'cleaning', () => task.fire('clean', { target: 'manageable' }));
         task.spawn((t) => cleanWorker(ctx, t, { manual: true, steps: cleanSteps ?? [],
@@ -139,6 +142,7 @@ export async function doProvisionAction(ctx: ConductorContext, ident: string, re
             ? await buildConfigDrive(req.configdrive as Record<string, unknown>, n) : req.configdrive;
         }
         const dii: Record<string, unknown> = { ...n.driver_internal_info };
+        if (Array.isArray(req.deploy_steps)) checkRequestedSteps(n as unknown as Record<string, unknown>, req.deploy_steps as { interface?: unknown }[]);
         if (req.deploy_steps !== undefined) dii.user_deploy_steps = req.deploy_steps;
         await ctx.fleet.admit(ctx.store, 'provisioning', () =>
           task.fire(verb.event, { extra: { instance_info: info, driver_internal_info: dii, deploy_step: {} } }));
@@ -160,7 +164,10 @@ export async function doProvisionAction(ctx: ConductorContext, ident: string, re
         return;
       case 'rescue': {
         await task.driver.get('rescue').validate(task.driverNode());
-        await task.fire('rescue', { extra: { instance_info: { ...n.instance_info, rescue_password: req.rescue_password } } });
+        // Only the crypt hash is kept (Ironic keeps the plain text too, until rescue ends): API readers never see it.
+        const hashed = await hashRescuePassword(req.rescue_password ?? '', ctx.config.rescue_password_hash_algorithm);
+        const { rescue_password: _plain, ...kept } = n.instance_info;
+        await task.fire('rescue', { extra: { instance_info: { ...kept, hashed_rescue_password: hashed } } });
         task.spawn((t) => rescueWorker(ctx, t, req.rescue_password ?? ''));
         return;
       }
@@ -322,7 +329,7 @@ export async function finishRescue(task: NodeTask): Promise<void> {
 async function unrescueWorker(ctx: ConductorContext, task: NodeTask): Promise<void> {
   await guard(ctx, task, 'Failed to unrescue', async () => {
     await task.driver.get('rescue').unrescue(task);
-    const { rescue_password: _drop, ...info } = task.node.instance_info;
+    const { rescue_password: _drop, hashed_rescue_password: _hash, ...info } = task.node.instance_info;
     await task.fire('done', { extra: { instance_info: info } });
   });
 }

@@ -105,18 +105,12 @@ test('poll.get_hardware_info answers the generic manager\'s inventory of this ho
   assert.ok(r.json.command_result.cpu, 'inventory has cpu');
 });
 
-test('a stock command nobody implements yet fails clearly instead of succeeding', async () => {
-  const names = registry.describe();
-  const candidates = [['rescue', 'finalize_rescue']].filter(([e, c]) => names[e!]?.includes(c!));
-  assert.ok(candidates.length > 0, 'rescue.finalize_rescue stands in as not implemented');
+test('rescue.finalize_rescue outside the ramdisk without ipa-rescue-root refuses (the host\'s /etc/shadow is never touched)', async () => {
   const r = await cmd('rescue.finalize_rescue', { rescue_password: 'x' });
   assert.equal(r.json.command_status, 'FAILED');
-  assert.deepEqual(r.json.command_error, {
-    type: 'NotImplementedError',
-    code: 501,
-    message: 'Command not implemented',
-    details: 'rescue.finalize_rescue is not implemented by this agent yet',
-  });
+  assert.match(r.json.command_error.details, /host's \/etc\/shadow: refused/);
+  const bad = await cmd('rescue.finalize_rescue', { rescue_password: 'evil:0:0::\nroot::', hashed: true });
+  assert.equal(bad.status, 400, 'a "hash" that is no crypt hash never reaches a shadow file');
 });
 
 test('system.lockdown outside the ramdisk stops serving and ends the agent (exit code 0), host NICs untouched', async (t) => {

@@ -9,6 +9,7 @@ import { checkHeartbeatVersion, heartbeat, lookup } from '../../services/agent.j
 import { ident, MAX_VERSION_STRING, MIN_VERSION_STRING, noContent, parseBool, queryParams, readObject, state } from '../http.js';
 import { links, renderNode } from '../render.js';
 import { onOwner } from '../../cluster/forward.js';
+import { raidLogicalDiskProperties } from '../../operator-interfaces.js';
 
 /** Built once: zod compiles a schema on its first parse, and `.strict()` makes a new schema each call. */
 const STRICT_HEARTBEAT = HeartbeatBodySchema.strict();
@@ -88,8 +89,9 @@ export function miscRoutes(router: Router, c: ConductorContext): void {
   });
 
   router.get('/v1/drivers/:name/raid/logical_disk_properties', async (ctx) => {
-    c.drivers.getHardwareType( ident(ctx.params.name));
-    ctx.body = {};
+    if (state(ctx).minor < 12) throw new NotAcceptable();
+    const type = c.drivers.getHardwareType(ident(ctx.params.name));
+    ctx.body = raidLogicalDiskProperties(c.drivers, type);
   });
 
   router.get('/v1/lookup', async (ctx: Context) => {
