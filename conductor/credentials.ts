@@ -56,7 +56,8 @@ export async function ensureAdminCredentials(cfg: ConductorConfig): Promise<Ensu
   const config: ConductorConfig = { ...cfg, auth: { ...cfg.auth, htpasswd_file: files.htpasswd } };
   if (existsSync(files.htpasswd)) return { config, created: undefined };
   await mkdir(cfg.data_dir, { recursive: true });
-  const password = randomBytes(18).toString('base64url');
+  // A leading '-' would make `baremetal --os-password <pw>` (the command the demo prints) read it as an option.
+  const password = `p${randomBytes(18).toString('base64url')}`;
   const hash = await bcrypt.hash(password, BCRYPT_COST);
   // Credentials first: a crash in between leaves a password without its hash (retried), never the reverse.
   await writePrivate(files.credentials, `${JSON.stringify({ username: ADMIN_USER, password }, null, 1)}\n`);

@@ -10,10 +10,10 @@
  *   const url = await pg.createDatabase();       // postgresql://postgres@127.0.0.1:PORT/bmts_1, empty
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { chmod, chown, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { run } from '../common/exec.js';
@@ -110,8 +110,13 @@ export async function startPostgres(opts: LabPostgresOptions = {}): Promise<LabP
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    // The server runs as `postgres`: it must own its directory and reach it through the parents.
+    // The server runs as `postgres`: it must own its directory and reach it through the parents. A test run's
+    // TMPDIR (scripts/test-runner/sweep.ts) is 0700: give its parents the search bit only (no listing, no writes).
     await chmod(dir, 0o755);
+    for (let p = dirname(dir); p !== dirname(p) && basename(p).startsWith('bmts-'); p = dirname(p)) {
+      const mode = (await stat(p)).mode & 0o7777;
+      if ((mode & 0o001) === 0) await chmod(p, mode | 0o001);
+    }
     if (asRoot()) {
       const u = Number((await run('id', ['-u', 'postgres'], { quiet: true })).stdout.trim());
       const g = Number((await run('id', ['-g', 'postgres'], { quiet: true })).stdout.trim());

@@ -42,7 +42,7 @@ for (const database of ['sqlite', 'postgres'] as const) test(`baremetal CLI agai
     assert.notEqual(anon.exitCode, 0);
     assert.match(anon.stderr, /401|Unauthorized|Authentication required/i);
     const unverified = await run('baremetal', ['--os-auth-type', 'http_basic', '--os-username', c.auth.username,
-      '--os-password', c.auth.password, '--os-endpoint', c.url, 'node', 'list'],
+      `--os-password=${c.auth.password}`, '--os-endpoint', c.url, 'node', 'list'],
     { okCodes: [0, 1, 2], quiet: true, env: { OS_CLOUD: '', OS_CACERT: '', REQUESTS_CA_BUNDLE: '' } });
     assert.notEqual(unverified.exitCode, 0, 'without --os-cacert the certificate is not trusted');
     assert.match(unverified.stderr, /certificate|SSL/i);
