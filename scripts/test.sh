@@ -22,51 +22,92 @@ if [ $# -gt 0 ]; then files=("$@"); else mapfile -t files < <(find test -name '*
 sweep_mode=${BMTS_SWEEP:-clean}
 tmp_parent=${TMPDIR:-/tmp}
 run_dir=$(mktemp -d "$tmp_parent/bmts-test-run-$$-XXXXXX")
-summary="$run_dir.summary"
 sweep() { node --import tsx scripts/test-runner/sweep.ts --phase "$1" --run-dir "$run_dir" --mode "$sweep_mode"; }
 
+# Two lanes, each running its files one at a time: the machine lane (test/machine-lane.txt: QEMU VMs, many agent
+# processes, real Ironic, namespaces — what needs a core to itself) and the light lane (everything else: API,
+# store, unit and single-agent tests, mostly waiting on sockets). A VM under TCG keeps one core busy while the
+# light lane's tests mostly wait, so running the lanes side by side roughly halves the suite on 2 cores.
+# BMTS_TEST_LANES=1 (or naming files on the command line) runs everything in one lane, as before.
+machine=() light=()
+if [ $# -gt 0 ] || [ "${BMTS_TEST_LANES:-2}" = 1 ]; then
+  machine=("${files[@]}")
+else
+  declare -A heavy=()
+  while read -r f _; do [ -n "$f" ] && [ "${f#\#}" = "$f" ] && heavy[$f]=1; done < test/machine-lane.txt
+  for f in "${files[@]}"; do if [ -n "${heavy[$f]:-}" ]; then machine+=("$f"); else light+=("$f"); fi; done
+fi
+
 sweep before
-node_pid=
+pids=()
 on_signal() {
   trap - INT TERM
   echo "test run interrupted: stopping the tests and sweeping up"
-  [ -n "$node_pid" ] && kill -TERM "$node_pid" 2>/dev/null
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  wait
   sweep after
-  rm -f "$summary"
+  rm -f "$run_dir".*.summary "$run_dir".light.tap
   exit 130
 }
 trap on_signal INT TERM
 
 # Kept logs (test/fixtures/peer-ironic.ts) live outside the run dir, which the sweep removes.
 export BMTS_ARTIFACTS_DIR=${BMTS_ARTIFACTS_DIR:-$tmp_parent/bmts-artifacts}
-# Files run one at a time: disk and VM tests share loop devices and CPU.
-BMTS_TEST_RUN=$(basename "$run_dir") TMPDIR=$run_dir \
-  node --import tsx --test --test-concurrency=1 \
-  --test-reporter=tap --test-reporter-destination=stdout \
-  --test-reporter=./scripts/test-runner/summary-reporter.mjs --test-reporter-destination="$summary" \
-  "${files[@]}" 2>&1 &
-node_pid=$!
-wait "$node_pid"
-rc=$?
+# lane NAME TAP-DESTINATION FILE...
+lane() {
+  local name=$1 out=$2
+  shift 2
+  BMTS_TEST_RUN=$(basename "$run_dir") TMPDIR=$run_dir \
+    node --import tsx --test --test-concurrency=1 \
+    --test-reporter=tap --test-reporter-destination="$out" \
+    --test-reporter=./scripts/test-runner/summary-reporter.mjs --test-reporter-destination="$run_dir.$name.summary" \
+    "$@" 2>&1
+}
+rcs=()
+if [ ${#light[@]} -gt 0 ]; then
+  echo "lanes: ${#machine[@]} files in the machine lane (TAP below), ${#light[@]} in the light lane (TAP after it)"
+  lane light "$run_dir.light.tap" "${light[@]}" > "$run_dir.light.log" &
+  pids+=($!)
+fi
+if [ ${#machine[@]} -gt 0 ]; then
+  lane machine stdout "${machine[@]}" &
+  pids+=($!)
+fi
+rc=0
+for p in "${pids[@]}"; do wait "$p" || rc=$?; done
 trap - INT TERM
+if [ ${#light[@]} -gt 0 ]; then
+  echo "# ---- light lane ----"
+  cat "$run_dir.light.tap" "$run_dir.light.log" 2>/dev/null
+  rm -f "$run_dir.light.tap" "$run_dir.light.log"
+fi
 
 sweep after
 sweep_rc=$?
 
-passed=0 failed=0 skipped=0
-if [ -s "$summary" ]; then
+passed=0 failed=0 skipped=0 summaries=0
+times=()
+for summary in "$run_dir".*.summary; do
+  [ -s "$summary" ] || continue
+  summaries=$((summaries + 1))
   while IFS=$'\t' read -r kind verdict where reason; do
     [ "$kind" = note ] && printf '%s: %s: %s\n' "$verdict" "$where" "$reason"
+    [ "$kind" = filetime ] && times+=("$where"$'\t'"$verdict")
   done < "$summary"
-  passed=$(sed -n 's/^passed=//p' "$summary")
-  failed=$(sed -n 's/^failed=//p' "$summary")
-  skipped=$(sed -n 's/^skipped=//p' "$summary")
-else
-  echo "the test runner wrote no summary (exit code $rc)"
+  passed=$((passed + $(sed -n 's/^passed=//p' "$summary")))
+  failed=$((failed + $(sed -n 's/^failed=//p' "$summary")))
+  skipped=$((skipped + $(sed -n 's/^skipped=//p' "$summary")))
+  rm -f "$summary"
+done
+expected=$(( (${#machine[@]} > 0) + (${#light[@]} > 0) ))
+[ "$summaries" -eq "$expected" ] || echo "the test runner wrote $summaries of $expected summaries (exit code $rc)"
+if [ ${#times[@]} -gt 0 ]; then
+  echo "slowest files (seconds):"
+  printf '%s\n' "${times[@]}" | sort -rn | head -15 | awk -F'\t' '{printf "  %7.1f  %s\n", $1, $2}'
 fi
-rm -f "$summary"
 # A crash the reporter never saw, or a leftover, is a failure the closing line must show.
 if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then echo "node --test exited with $rc"; failed=1; fi
+if [ "$summaries" -ne "$expected" ] && [ "$failed" -eq 0 ]; then failed=1; fi
 if [ "$sweep_rc" -ne 0 ]; then echo "leftovers after the tests count as a failure"; failed=$((failed + 1)); fi
 [ "$passed" -gt 0 ] || echo "no test passed: a run must pass at least one test"
 echo "$passed passed, $failed failed, $skipped skipped"

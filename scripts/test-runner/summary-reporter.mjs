@@ -83,5 +83,15 @@ export default async function* summaryReporter(source) {
   for await (const ev of source) if (ev.type === 'test:pass' || ev.type === 'test:fail') events.push(ev);
   const t = tally(events, process.env.CI === 'true', loadAllowlist());
   for (const n of t.notes) yield `note\t${n}\n`;
+  // Seconds per file (its top-level tests), so a CI log shows where the suite's time goes.
+  /** @type {Map<string, number>} */
+  const perFile = new Map();
+  for (const ev of events) {
+    const d = /** @type {TestEventData & { details?: { duration_ms?: number } }} */ (ev.data);
+    if (d.nesting !== 0 || !d.file) continue;
+    const f = relative(REPO_ROOT, d.file);
+    perFile.set(f, (perFile.get(f) ?? 0) + (d.details?.duration_ms ?? 0) / 1000);
+  }
+  for (const [f, s] of perFile) yield `filetime\t${f}\t${s.toFixed(1)}\n`;
   yield `passed=${t.passed}\nfailed=${t.failed}\nskipped=${t.skipped}\n`;
 }
