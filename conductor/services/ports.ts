@@ -9,6 +9,7 @@ import { isUuid } from '../locks.js';
 import { DuplicateError, type PortFields, type PortRecord } from '../store/types.js';
 import { checkDictField } from './field-limits.js';
 import { applyJsonPatch, type PatchOp } from './jsonpatch.js';
+import { checkPortMembership } from './portgroups.js';
 
 const MAC_RE = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i;
 const LLC_KEYS = ['switch_id', 'port_id', 'switch_info', 'network_type', 'hostname'];
@@ -96,7 +97,12 @@ export async function createPort(ctx: ConductorContext, body: Record<string, unk
   }
   const uuid = (fields.uuid as string | undefined)?.toLowerCase() ?? randomUUID();
   const nodeUuid = await nodeForPort(ctx, fields.node_uuid as string);
-  return ctx.tasks.withNodeTask(nodeUuid, { exclusive: true, purpose: 'port create' }, async () => {
+  return ctx.tasks.withNodeTask(nodeUuid, { exclusive: true, purpose: 'port create' }, async (task) => {
+    if (fields.portgroup_uuid !== undefined && fields.portgroup_uuid !== null) {
+      fields.portgroup_uuid = await checkPortMembership(ctx, { node_uuid: nodeUuid, portgroup_uuid: String(fields.portgroup_uuid),
+        pxe_enabled: fields.pxe_enabled !== false, physical_network: (fields.physical_network as string | null | undefined) ?? null },
+      new Set(['portgroup_uuid', 'physical_network']), true, task.node.network_interface);
+    }
     try {
       return await ctx.store.createPort({ ...(fields as Partial<PortFields>), uuid, node_uuid: nodeUuid,
         address: fields.address as string });
@@ -124,7 +130,7 @@ export async function updatePort(ctx: ConductorContext, ident: string, ops: Patc
     }
   }
   const port = await getPort(ctx, ident);
-  return ctx.tasks.withNodeTask(port.node_uuid, { exclusive: true, purpose: 'port update' }, async () => {
+  return ctx.tasks.withNodeTask(port.node_uuid, { exclusive: true, purpose: 'port update' }, async (task) => {
     const doc: Record<string, unknown> = {};
     for (const f of PORT_PATCHABLE) doc[f] = (port as unknown as Record<string, unknown>)[f];
     const after = applyJsonPatch(doc, ops);
@@ -142,6 +148,11 @@ export async function updatePort(ctx: ConductorContext, ident: string, ops: Patc
     if (changed.address !== undefined) changed.address = normalizeMac(changed.address);
     if (changed.node_uuid !== undefined) changed.node_uuid = await nodeForPort(ctx, changed.node_uuid as string);
     if (Object.keys(changed).length === 0) return port;
+    const merged = { ...port, ...changed } as PortRecord;
+    if (merged.portgroup_uuid) {
+      const pg = await checkPortMembership(ctx, merged, new Set(Object.keys(changed)), false, task.node.network_interface);
+      if ('portgroup_uuid' in changed) changed.portgroup_uuid = pg;
+    }
     try {
       return await ctx.store.updatePort(port.uuid, changed as Partial<PortFields>);
     } catch (e) {
