@@ -196,6 +196,13 @@ describe('chassis, portgroups and VIFs', { skip: reason ?? false }, () => {
     assert.equal((await api('GET', `/v1/portgroups/pg-a/ports`, undefined, 23)).status, 404);
     const filtered = await api('GET', `/v1/ports?portgroup=pg-a`);
     assert.deepEqual((filtered.body.ports as Obj[]).map((p) => p.uuid), [member.body.uuid]);
+    const loose = await api('POST', '/v1/ports', { node_uuid: n, address: nextMac() });
+    const join = [{ op: 'replace', path: '/portgroup_uuid', value: strict.body.uuid }];
+    assert.equal((await api('PATCH', `/v1/ports/${String(loose.body.uuid)}`, join, 23)).status, 406);
+    const joined = await api('PATCH', `/v1/ports/${String(loose.body.uuid)}`, join);
+    assert.equal(joined.status, 409, 'a PXE-enabled port cannot join a portgroup without standalone ports');
+    assert.match(fault(joined.body), /because of: 'pxe_enabled' was set to True/);
+    assert.equal((await api('GET', `/v1/nodes/${n}/portgroups/pg-a`)).status, 403);
     const move = await api('PATCH', '/v1/portgroups/pg-a', [{ op: 'replace', path: '/node_uuid', value: other }]);
     assert.equal(move.status, 400, 'a portgroup with ports stays on its node');
     const paged = await api('GET', `/v1/nodes/${n}/portgroups?limit=1`);

@@ -128,6 +128,11 @@ export function portgroupRoutes(router: Router, c: ConductorContext): void {
   router.get('/v1/portgroups/:ident/ports/detail', v24, (ctx) => listPortgroupPorts(c, ctx, ident(ctx.params.ident), true));
   router.get('/v1/nodes/:ident/portgroups', v24, (ctx) => list(c, ctx, false, ident(ctx.params.ident)));
   router.get('/v1/nodes/:ident/portgroups/detail', v24, (ctx) => list(c, ctx, true, ident(ctx.params.ident)));
+  // Ironic serves the node's portgroup collection read-only: one item through it is refused once it is found.
+  router.get('/v1/nodes/:ident/portgroups/:pg', v24, async (ctx) => {
+    await getPortgroup(c, ident(ctx.params.pg));
+    throw new IronicError('Operation not permitted.', 403, 'OperationNotPermitted');
+  });
 
   router.get('/v1/nodes/:ident/vifs', v28, async (ctx) => {
     queryParams(ctx, []);

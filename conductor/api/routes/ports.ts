@@ -96,6 +96,13 @@ export function portRoutes(router: Router, c: ConductorContext): void {
   router.patch('/v1/ports/:ident', async (ctx) => {
     const { minor, base } = state(ctx);
     const ops = parsePatch(await readJson(ctx, c.config.max_body_bytes));
+    // Ironic's _check_allowed_port_fields: a field newer than the request's microversion may not be set or removed.
+    for (const op of ops) {
+      const root = op.path.split('/')[1] ?? '';
+      if ((CREATE_KEY_VERSIONS[root] ?? 0) > minor || (op.path === '/local_link_connection/network_type' && minor < 64)) {
+        throw new NotAcceptable();
+      }
+    }
     const port = await updatePort(c, ident(ctx.params.ident), ops);
     ctx.body = renderPort(port, { minor, base });
   });
