@@ -46,7 +46,7 @@ async function portgroupsOf(ctx: ConductorContext, nodeUuid: string): Promise<Po
 export async function listVifs(ctx: ConductorContext, ident: string): Promise<{ id: string }[]> {
   return ctx.tasks.withNodeTask(ident, { exclusive: false, purpose: 'list vifs' }, async (task) => {
     if (isNoop(task)) return [];
-    const ports = await ctx.store.listPorts({ node_uuid: task.node.uuid });
+    const ports = task.ports;
     const groups = await portgroupsOf(ctx, task.node.uuid);
     // Ports first, then portgroups, as VIFPortIDMixin.vif_list.
     return [...ports, ...groups].map(vifOf).filter((v): v is string => v !== undefined).map((id) => ({ id }));
@@ -97,7 +97,7 @@ export async function attachVif(ctx: ConductorContext, ident: string, info: Reco
   const vif = checkVifId(info.id);
   await ctx.tasks.withNodeTask(ident, { exclusive: true, purpose: 'attach vif' }, async (task) => {
     if (isNoop(task)) return;
-    const ports = await ctx.store.listPorts({ node_uuid: task.node.uuid });
+    const ports = task.ports;
     const groups = await portgroupsOf(ctx, task.node.uuid);
     const free = freePortLikes(vif, ports, groups, info);
     if (!free.length) {
@@ -116,7 +116,7 @@ export async function detachVif(ctx: ConductorContext, ident: string, vifId: str
   const vif = checkVifId(vifId, 'vif_id');
   await ctx.tasks.withNodeTask(ident, { exclusive: true, purpose: 'detach vif' }, async (task) => {
     if (isNoop(task)) return;
-    const ports = await ctx.store.listPorts({ node_uuid: task.node.uuid });
+    const ports = task.ports;
     const groups = await portgroupsOf(ctx, task.node.uuid);
     // Portgroups first, then ports, as VIFPortIDMixin._get_port_like_obj_by_vif_id.
     const g = groups.find((x) => vifOf(x) === vif);

@@ -141,7 +141,9 @@ describe('chassis, portgroups and VIFs', { skip: reason ?? false }, () => {
 
   test('portgroup API: microversion gates (404 below 1.23 / 1.24, 406 for mode below 1.26), links, errors', async () => {
     const n = await node();
-    assert.equal((await api('GET', '/v1/portgroups', undefined, 22)).status, 404);
+    const gone = await api('GET', '/v1/portgroups', undefined, 22);
+    assert.equal(gone.status, 404);
+    assert.equal(fault(gone.body), 'Resource could not be found.');
     assert.equal((await api('POST', '/v1/portgroups', { node_uuid: n }, 22)).status, 404);
     assert.equal((await api('GET', `/v1/nodes/${n}/portgroups`, undefined, 23)).status, 404);
     assert.equal((await api('POST', '/v1/portgroups', { node_uuid: n, mode: 'balance-rr' }, 25)).status, 406);

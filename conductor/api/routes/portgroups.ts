@@ -13,7 +13,9 @@ import {
 } from '../../services/portgroups.js';
 import { attachVif, checkAttachBody, detachVif, listVifs } from '../../services/vifs.js';
 import { getPortgroup as readPortgroup, listPortgroups, type PortgroupRecord } from '../../store/portgroups.js';
-import { ident, noContent, parseLimit, parseSortDir, queryParams, readJson, readObject, state } from '../http.js';
+import {
+  ident, noContent, parseLimit, parseSortDir, queryParams, readJson, readObject, sendError, state,
+} from '../http.js';
 import { links } from '../render.js';
 import { listPage, schemaKeys, wantedFields } from './listing.js';
 import { listPortgroupPorts } from './ports.js';
@@ -43,10 +45,14 @@ function checkModeFields(names: readonly (string | undefined)[], minor: number):
   if (minor < 26 && names.some((f) => f === 'mode' || f === 'properties')) throw new NotAcceptable();
 }
 
-function since(minor: number) {
+/**
+ * A route that does not exist below `minor`: 404. The portgroup controller raises Ironic's NotFound itself
+ * ("Resource could not be found."); node sub-resources are refused by pecan's routing (the generic text).
+ */
+function since(minor: number, message = 'The resource could not be found.') {
   return async (ctx: Context, next: Next): Promise<void> => {
     if (state(ctx).minor < minor) {
-      ctx.status = 404;
+      sendError(ctx, 404, message);
       return;
     }
     await next();
@@ -89,7 +95,7 @@ async function list(c: ConductorContext, ctx: Context, detailRoute: boolean, nod
 }
 
 export function portgroupRoutes(router: Router, c: ConductorContext): void {
-  const v23 = since(23);
+  const v23 = since(23, 'Resource could not be found.');
   const v24 = since(24);
   const v28 = since(28);
   router.get('/v1/portgroups', v23, (ctx) => list(c, ctx, false));
