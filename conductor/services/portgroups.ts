@@ -152,6 +152,7 @@ export async function updatePortgroup(ctx: ConductorContext, ident: string, ops:
   for (const k of fields) before[k] = pg[k];
   const after = applyJsonPatch(before, ops);
   if (!('mode' in after)) throw new InvalidParameterValue("'mode' is a mandatory attribute and can not be removed");
+  if (after.node_uuid === undefined) throw new InvalidParameterValue("Schema error for patch: 'node_uuid' is a required property");
   checkFields(after);
   const target = after.node_uuid !== pg.node_uuid ? await bodyNode(ctx, String(after.node_uuid)) : undefined;
   const changed: Partial<PortgroupFields> = {};

@@ -65,6 +65,7 @@ function checkFields(f: Record<string, unknown>): void {
     (typeof f.physical_network !== 'string' || f.physical_network.length > 64)) {
     throw new InvalidParameterValue('Invalid physical_network: expected a string of at most 64 characters.');
   }
+  if (f.physical_network === '') throw new IronicError('A non-empty value is required when setting physical_network', 400, 'Invalid');
   if (f.node_uuid !== undefined && (typeof f.node_uuid !== 'string' || !isUuid(f.node_uuid))) {
     throw new InvalidParameterValue(`Expected a UUID for node_uuid but received ${JSON.stringify(f.node_uuid)}.`);
   }

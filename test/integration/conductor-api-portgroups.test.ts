@@ -126,6 +126,9 @@ describe('chassis, portgroups and VIFs', { skip: reason ?? false }, () => {
     assert.equal(internal.status, 400);
     assert.match(fault(internal.body), /Cannot patch \/created_at\. Only the following can be updated: uuid, extra, description/);
     assert.equal((await api('GET', '/v1/chassis/not-a-uuid')).status, 400);
+    const write = await api('POST', `/v1/chassis/${id}/nodes`, { driver: 'fake-hardware' });
+    assert.equal(write.status, 403);
+    assert.equal(fault(write.body), 'Operation not permitted.');
 
     const missing = '6bd4e8c3-4b4d-4a55-9a0f-1b3c3e3a4a10';
     const orphan = await api('POST', '/v1/nodes', { driver: 'fake-hardware', chassis_uuid: missing });
@@ -188,6 +191,8 @@ describe('chassis, portgroups and VIFs', { skip: reason ?? false }, () => {
     assert.equal(pxe.status, 409);
     assert.match(fault(pxe.body), /doesn't support standalone ports/);
     assert.equal((await api('POST', '/v1/ports', { node_uuid: n, address: nextMac(), portgroup_uuid: pg.body.uuid }, 23)).status, 406);
+    const empty = await api('POST', '/v1/ports', { node_uuid: n, address: nextMac(), physical_network: '' });
+    assert.equal(fault(empty.body), 'A non-empty value is required when setting physical_network');
     const member = await api('POST', '/v1/ports', { node_uuid: n, address: nextMac(), portgroup_uuid: pg.body.uuid, physical_network: 'p1' });
     assert.equal(member.status, 201);
     const otherNet = await api('POST', '/v1/ports', { node_uuid: n, address: nextMac(), portgroup_uuid: pg.body.uuid, physical_network: 'p2' });

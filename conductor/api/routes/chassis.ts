@@ -2,7 +2,7 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { ConductorContext } from '../../context.js';
-import { InvalidParameterValue } from '../../errors.js';
+import { InvalidParameterValue, IronicError } from '../../errors.js';
 import { isUuid } from '../../locks.js';
 import { CHASSIS_KEYS, createChassis, deleteChassis, getChassis, updateChassis } from '../../services/chassis.js';
 import { parsePatch } from '../../services/jsonpatch.js';
@@ -90,4 +90,10 @@ export function chassisRoutes(router: Router, c: ConductorContext): void {
   };
   router.get('/v1/chassis/:ident/nodes', nodes(false));
   router.get('/v1/chassis/:ident/nodes/detail', nodes(true));
+  // The chassis' node collection is read-only in Ironic (NodesController.from_chassis): writes and items are 403.
+  const refused = async (): Promise<void> => {
+    throw new IronicError('Operation not permitted.', 403, 'OperationNotPermitted');
+  };
+  router.post('/v1/chassis/:ident/nodes', refused);
+  router.get('/v1/chassis/:ident/nodes/:node', refused);
 }
