@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { ConductorContext } from '../context.js';
-import { InvalidParameterValue, IronicError, MACAlreadyExists, NodeNotFound, PortAlreadyExists, PortNotFound } from '../errors.js';
+import { InvalidParameterValue, InvalidState, IronicError, MACAlreadyExists, NodeNotFound, PortAlreadyExists, PortNotFound } from '../errors.js';
 import { isUuid } from '../locks.js';
 import { DuplicateError, type PortFields, type PortRecord } from '../store/types.js';
 import { checkDictField } from './field-limits.js';
@@ -164,7 +164,16 @@ export async function updatePort(ctx: ConductorContext, ident: string, ops: Patc
 
 export async function deletePort(ctx: ConductorContext, ident: string): Promise<void> {
   const port = await getPort(ctx, ident);
-  await ctx.tasks.withNodeTask(port.node_uuid, { exclusive: true, purpose: 'port delete' }, async () => {
+  await ctx.tasks.withNodeTask(port.node_uuid, { exclusive: true, purpose: 'port delete' }, async (task) => {
+    // Ironic's destroy_port: a port still bound to a VIF stays, unless the node is in maintenance.
+    const uses = [['tenant_vif_port_id', 'tenant'], ['cleaning_vif_port_id', 'cleaning'],
+      ['provisioning_vif_port_id', 'provisioning'], ['rescuing_vif_port_id', 'rescuing'],
+      ['inspection_vif_port_id', 'inspecting']] as const;
+    const bound = uses.find(([key]) => port.internal_info[key]);
+    if (bound && !task.node.maintenance) {
+      throw new InvalidState(`Cannot delete the port ${port.uuid} as it is bound to VIF ` +
+        `${String(port.internal_info[bound[0]])} for ${bound[1]} use.`);
+    }
     await ctx.store.deletePort(port.uuid);
   });
 }

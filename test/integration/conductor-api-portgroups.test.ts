@@ -239,6 +239,9 @@ describe('chassis, portgroups and VIFs', { skip: reason ?? false }, () => {
     assert.equal(both.status, 400);
     assert.equal(fault(both.body), 'Cannot specify both port_uuid and portgroup_uuid');
     assert.equal((await api('POST', `/v1/nodes/${n}/vifs`, { id: 'vif-2', port_uuid: lone.body.uuid })).status, 204);
+    const bound = await api('DELETE', `/v1/ports/${String(lone.body.uuid)}`);
+    assert.equal(bound.status, 400);
+    assert.equal(fault(bound.body), `Cannot delete the port ${String(lone.body.uuid)} as it is bound to VIF vif-2 for tenant use.`);
     const full = await api('POST', `/v1/nodes/${n}/vifs`, { id: 'vif-3' });
     assert.equal(full.status, 400, 'the only port left is a member of a portgroup with a VIF');
     const vifs = await api('GET', `/v1/nodes/${n}/vifs`);
