@@ -9,7 +9,7 @@ import { isUuid } from '../locks.js';
 import {
   createChassis as insertChassis, deleteChassis as removeChassis, getChassis as readChassis, updateChassis as writeChassis,
   type ChassisFields, type ChassisRecord,
-} from '../store/portgroups.js';
+} from '../store/chassis.js';
 import { DuplicateError } from '../store/types.js';
 import { checkDictField } from './field-limits.js';
 import { applyJsonPatch, type PatchOp } from './jsonpatch.js';

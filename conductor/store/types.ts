@@ -231,7 +231,7 @@ export interface Store {
   setConductorOnline(hostname: string, online: boolean): Promise<void>;
   listConductors(): Promise<ConductorRecord[]>;
 
-  /** Plain statements for resource modules on the shared schema (chassis and portgroups: store/portgroups.ts). */
+  /** Plain statements for resource modules on the shared schema (store/chassis.ts, store/portgroups.ts). */
   readonly sql: SqlRunner;
 }
 

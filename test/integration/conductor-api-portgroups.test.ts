@@ -113,6 +113,9 @@ describe('chassis, portgroups and VIFs', { skip: reason ?? false }, () => {
     assert.deepEqual(Object.keys(picked.body).sort(), ['extra', 'links']);
     assert.equal((await api('GET', `/v1/chassis/${id}?fields=extra`, undefined, 7)).status, 406);
     assert.equal((await api('GET', '/v1/chassis?detail=true', undefined, 42)).status, 400);
+    const gone = await api('GET', '/v1/chassis?marker=6bd4e8c3-4b4d-4a55-9a0f-1b3c3e3a4a13');
+    assert.equal(gone.status, 404, "Ironic looks the marker up as a chassis");
+    assert.equal(fault(gone.body), 'Chassis 6bd4e8c3-4b4d-4a55-9a0f-1b3c3e3a4a13 could not be found.');
     const bad = await api('POST', '/v1/chassis', { description: 'x', name: 'nope' });
     assert.equal(bad.status, 400);
     assert.match(fault(bad.body), /Additional properties are not allowed \('name' was unexpected\)/);

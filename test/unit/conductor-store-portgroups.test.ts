@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
 import { initialState } from '../../conductor/states.js';
+import { createChassis, deleteChassis, getChassis, listChassis, updateChassis } from '../../conductor/store/chassis.js';
 import {
-  countPortgroupPorts, createChassis, createPortgroup, deleteChassis, deletePortgroup, getChassis, getPortgroup, listChassis,
-  listPortgroups, updateChassis, updatePortgroup,
+  countPortgroupPorts, createPortgroup, deletePortgroup, getPortgroup, listPortgroups, updatePortgroup,
 } from '../../conductor/store/portgroups.js';
 import { DuplicateError } from '../../conductor/store/types.js';
 import { STORE_BACKENDS } from '../fixtures/stores.js';

@@ -4,9 +4,11 @@ import type { Context } from 'koa';
 import type { ConductorContext } from '../../context.js';
 import { InvalidParameterValue, IronicError } from '../../errors.js';
 import { isUuid } from '../../locks.js';
-import { CHASSIS_KEYS, createChassis, deleteChassis, getChassis, updateChassis } from '../../services/chassis.js';
+import {
+  CHASSIS_KEYS, chassisNotFound, createChassis, deleteChassis, getChassis, updateChassis,
+} from '../../services/chassis.js';
 import { parsePatch } from '../../services/jsonpatch.js';
-import { listChassis, type ChassisRecord } from '../../store/portgroups.js';
+import { listChassis, type ChassisRecord } from '../../store/chassis.js';
 import { ident, noContent, parseLimit, parseSortDir, queryParams, readJson, readObject, state } from '../http.js';
 import { links } from '../render.js';
 import { listChassisNodes } from './nodes.js';
@@ -43,7 +45,7 @@ async function list(c: ConductorContext, ctx: Context, detailRoute: boolean): Pr
   const sortDir = parseSortDir(q.sort_dir);
   const rows = await listChassis(c.store.sql, { limit, sort_key: sortKey, sort_dir: sortDir,
     ...(q.marker !== undefined ? { marker: q.marker.toLowerCase() } : {}) },
-  (m) => new InvalidParameterValue(`Chassis ${m} could not be found.`));
+  (m) => chassisNotFound(m));
   ctx.body = listPage('chassis', rows.map((r) => renderChassis(r, base, detailRoute ? undefined : fields)), {
     base, resource: detailRoute ? 'chassis/detail' : 'chassis', limit, sortKey, sortDir, detail,
     fields: detailRoute ? undefined : fields,
