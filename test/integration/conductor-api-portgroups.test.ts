@@ -214,6 +214,8 @@ describe('chassis, portgroups and VIFs', { skip: reason ?? false }, () => {
     assert.equal(joined.status, 409, 'a PXE-enabled port cannot join a portgroup without standalone ports');
     assert.match(fault(joined.body), /because of: 'pxe_enabled' was set to True/);
     assert.equal((await api('GET', `/v1/nodes/${n}/portgroups/pg-a`)).status, 403);
+    assert.equal((await api('POST', `/v1/nodes/${n}/portgroups`, { node_uuid: n })).status, 403);
+    assert.equal((await api('DELETE', `/v1/nodes/${n}/portgroups/no-such-pg`)).status, 404);
     const move = await api('PATCH', '/v1/portgroups/pg-a', [{ op: 'replace', path: '/node_uuid', value: other }]);
     assert.equal(move.status, 400, 'a portgroup with ports stays on its node');
     const paged = await api('GET', `/v1/nodes/${n}/portgroups?limit=1`);

@@ -135,10 +135,14 @@ export function portgroupRoutes(router: Router, c: ConductorContext): void {
   router.get('/v1/nodes/:ident/portgroups', v24, (ctx) => list(c, ctx, false, ident(ctx.params.ident)));
   router.get('/v1/nodes/:ident/portgroups/detail', v24, (ctx) => list(c, ctx, true, ident(ctx.params.ident)));
   // Ironic serves the node's portgroup collection read-only: one item through it is refused once it is found.
-  router.get('/v1/nodes/:ident/portgroups/:pg', v24, async (ctx) => {
-    await getPortgroup(c, ident(ctx.params.pg));
+  const refused = async (ctx: Context): Promise<void> => {
+    if (ctx.params.pg !== undefined) await getPortgroup(c, ident(ctx.params.pg));
     throw new IronicError('Operation not permitted.', 403, 'OperationNotPermitted');
-  });
+  };
+  router.get('/v1/nodes/:ident/portgroups/:pg', v24, refused);
+  router.patch('/v1/nodes/:ident/portgroups/:pg', v24, refused);
+  router.delete('/v1/nodes/:ident/portgroups/:pg', v24, refused);
+  router.post('/v1/nodes/:ident/portgroups', v24, refused);
 
   router.get('/v1/nodes/:ident/vifs', v28, async (ctx) => {
     queryParams(ctx, []);
