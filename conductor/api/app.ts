@@ -16,6 +16,8 @@ import { operatorRoutes } from './routes/operator.js';
 import { miscRoutes, rootDocument } from './routes/misc.js';
 import { portRoutes } from './routes/ports.js';
 import { cloudRoutes } from './routes/cloud.js';
+import { chassisRoutes } from './routes/chassis.js';
+import { portgroupRoutes } from './routes/portgroups.js';
 
 export function createApp(c: ConductorContext): Koa {
   const app = new Koa({ proxy: false });
@@ -55,6 +57,8 @@ export function createApp(c: ConductorContext): Koa {
   operatorRoutes(router, c);
   portRoutes(router, c);
   cloudRoutes(router, c);
+  chassisRoutes(router, c);
+  portgroupRoutes(router, c);
   inspectionRoutes(router, c);
   conductorRoutes(router, c);
   app.use(router.routes());

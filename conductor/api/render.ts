@@ -92,8 +92,9 @@ export function renderNode(node: NodeRecord, o: NodeRenderOptions): Obj {
   if (o.fields === undefined) {
     out.links = links(o.base, 'nodes', node.uuid);
     out.ports = links(o.base, 'nodes', `${node.uuid}/ports`);
-    // Only routed sub-resources are linked (no portgroups or volume here).
+    // Only routed sub-resources are linked (no volume here).
     if (o.minor >= 14) out.states = links(o.base, 'nodes', `${node.uuid}/states`);
+    if (o.minor >= 24) out.portgroups = links(o.base, 'nodes', `${node.uuid}/portgroups`);
   }
   return out;
 }
@@ -157,6 +158,7 @@ export function nodeListSpec(o: { minor: number; base: string; fields?: readonly
   if (o.fields === undefined) {
     links.push(['links', ''], ['ports', '/ports']);
     if (o.minor >= 14) links.push(['states', '/states']);
+    if (o.minor >= 24) links.push(['portgroups', '/portgroups']);
   }
   return { ...common, fields, links };
 }

@@ -10,7 +10,7 @@ import { deleteInspectionData } from '../inspection/inventory-store.js';
 import { NODE_INTERFACE_KINDS, type NodeInterfaceKind } from '../drivers/index.js';
 import {
   DuplicateName, InstanceAssociated, InvalidParameterValue, InvalidState, IronicError, NodeAlreadyExists,
-  NodeAssociated, NodeProtected,
+  NodeAssociated, NodeProtected, NotAcceptable,
 } from '../errors.js';
 import { isUuid } from '../locks.js';
 import { DELETE_ALLOWED_STATES, initialState, INTERFACE_UPDATE_STATES, UPDATE_ALLOWED_STATES } from '../states.js';
@@ -18,6 +18,7 @@ import { DuplicateError, type NodeFields, type NodeRecord } from '../store/types
 import { checkDictField, checkStringField } from './field-limits.js';
 import { applyJsonPatch, type PatchOp } from './jsonpatch.js';
 import { strBool } from './ports.js';
+import { checkNodeChassis } from './chassis.js';
 
 const NAME_RE = /^[A-Za-z0-9\-._~]+$/;
 const RESERVED_NAMES = new Set(['detail', 'validate', 'ports', 'portgroups', 'states', 'maintenance', 'vifs',
@@ -131,6 +132,7 @@ export async function createNode(ctx: ConductorContext, body: Record<string, unk
   }
   const ifaces = ctx.drivers.resolveInterfaceFields(driver, interfaceRequests(body));
   const fields: Record<string, unknown> = { ...body, ...ifaces, uuid, driver };
+  if (body.chassis_uuid !== undefined) fields.chassis_uuid = await checkNodeChassis(ctx, body.chassis_uuid);
   // These columns are NOT NULL; an explicit null means "not set", as in a PATCH that removes them.
   for (const b of ['maintenance', 'console_enabled', 'protected', 'retired'] as const) if (fields[b] === null) delete fields[b];
   fields.conductor_group = typeof body.conductor_group === 'string' ? body.conductor_group.toLowerCase() : '';
@@ -154,7 +156,7 @@ function patchDoc(node: NodeRecord): Record<string, unknown> {
 
 /** PATCH /v1/nodes/{id} with an RFC 6902 patch. */
 export async function updateNode(ctx: ConductorContext, ident: string, ops: PatchOp[],
-  opts: { resetInterfaces?: boolean } = {}): Promise<NodeRecord> {
+  opts: { resetInterfaces?: boolean; apiMinor?: number } = {}): Promise<NodeRecord> {
   for (const op of ops) {
     const root = op.path.split('/')[1] ?? '';
     if (!PATCHABLE_FIELDS.has(root)) {
@@ -192,6 +194,11 @@ export async function updateNode(ctx: ConductorContext, ident: string, ops: Patc
     for (const b of ['maintenance', 'protected', 'retired'] as const) if (b in changed && changed[b] === null) changed[b] = false;
     if ('conductor_group' in changed) changed.conductor_group = String(changed.conductor_group ?? '').toLowerCase();
     checkTypes(changed);
+    if ('chassis_uuid' in changed) {
+      changed.chassis_uuid = await checkNodeChassis(ctx, changed.chassis_uuid);
+      // Ironic 1.25: only from then on may a node's chassis be unset.
+      if (node.chassis_uuid && changed.chassis_uuid === null && (opts.apiMinor ?? 25) < 25) throw new NotAcceptable();
+    }
     checkNodeFileRefs(allowedFileDirs(ctx.config), changed);
     checkKernelParams(changed);
 

@@ -4,11 +4,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { ConductorContext } from '../context.js';
-import { InvalidParameterValue, IronicError, MACAlreadyExists, NodeNotFound, PortAlreadyExists, PortNotFound } from '../errors.js';
+import { InvalidParameterValue, InvalidState, IronicError, MACAlreadyExists, NodeNotFound, PortAlreadyExists, PortNotFound } from '../errors.js';
 import { isUuid } from '../locks.js';
 import { DuplicateError, type PortFields, type PortRecord } from '../store/types.js';
 import { checkDictField } from './field-limits.js';
 import { applyJsonPatch, type PatchOp } from './jsonpatch.js';
+import { checkPortMembership } from './portgroups.js';
 
 const MAC_RE = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i;
 const LLC_KEYS = ['switch_id', 'port_id', 'switch_info', 'network_type', 'hostname'];
@@ -64,6 +65,7 @@ function checkFields(f: Record<string, unknown>): void {
     (typeof f.physical_network !== 'string' || f.physical_network.length > 64)) {
     throw new InvalidParameterValue('Invalid physical_network: expected a string of at most 64 characters.');
   }
+  if (f.physical_network === '') throw new IronicError('A non-empty value is required when setting physical_network', 400, 'Invalid');
   if (f.node_uuid !== undefined && (typeof f.node_uuid !== 'string' || !isUuid(f.node_uuid))) {
     throw new InvalidParameterValue(`Expected a UUID for node_uuid but received ${JSON.stringify(f.node_uuid)}.`);
   }
@@ -96,7 +98,12 @@ export async function createPort(ctx: ConductorContext, body: Record<string, unk
   }
   const uuid = (fields.uuid as string | undefined)?.toLowerCase() ?? randomUUID();
   const nodeUuid = await nodeForPort(ctx, fields.node_uuid as string);
-  return ctx.tasks.withNodeTask(nodeUuid, { exclusive: true, purpose: 'port create' }, async () => {
+  return ctx.tasks.withNodeTask(nodeUuid, { exclusive: true, purpose: 'port create' }, async (task) => {
+    if (fields.portgroup_uuid !== undefined && fields.portgroup_uuid !== null) {
+      fields.portgroup_uuid = await checkPortMembership(ctx, { node_uuid: nodeUuid, portgroup_uuid: String(fields.portgroup_uuid),
+        pxe_enabled: fields.pxe_enabled !== false, physical_network: (fields.physical_network as string | null | undefined) ?? null },
+      new Set(['portgroup_uuid', 'physical_network']), true, task.node.network_interface);
+    }
     try {
       return await ctx.store.createPort({ ...(fields as Partial<PortFields>), uuid, node_uuid: nodeUuid,
         address: fields.address as string });
@@ -124,7 +131,7 @@ export async function updatePort(ctx: ConductorContext, ident: string, ops: Patc
     }
   }
   const port = await getPort(ctx, ident);
-  return ctx.tasks.withNodeTask(port.node_uuid, { exclusive: true, purpose: 'port update' }, async () => {
+  return ctx.tasks.withNodeTask(port.node_uuid, { exclusive: true, purpose: 'port update' }, async (task) => {
     const doc: Record<string, unknown> = {};
     for (const f of PORT_PATCHABLE) doc[f] = (port as unknown as Record<string, unknown>)[f];
     const after = applyJsonPatch(doc, ops);
@@ -142,6 +149,11 @@ export async function updatePort(ctx: ConductorContext, ident: string, ops: Patc
     if (changed.address !== undefined) changed.address = normalizeMac(changed.address);
     if (changed.node_uuid !== undefined) changed.node_uuid = await nodeForPort(ctx, changed.node_uuid as string);
     if (Object.keys(changed).length === 0) return port;
+    const merged = { ...port, ...changed } as PortRecord;
+    if (merged.portgroup_uuid) {
+      const pg = await checkPortMembership(ctx, merged, new Set(Object.keys(changed)), false, task.node.network_interface);
+      if ('portgroup_uuid' in changed) changed.portgroup_uuid = pg;
+    }
     try {
       return await ctx.store.updatePort(port.uuid, changed as Partial<PortFields>);
     } catch (e) {
@@ -152,7 +164,16 @@ export async function updatePort(ctx: ConductorContext, ident: string, ops: Patc
 
 export async function deletePort(ctx: ConductorContext, ident: string): Promise<void> {
   const port = await getPort(ctx, ident);
-  await ctx.tasks.withNodeTask(port.node_uuid, { exclusive: true, purpose: 'port delete' }, async () => {
+  await ctx.tasks.withNodeTask(port.node_uuid, { exclusive: true, purpose: 'port delete' }, async (task) => {
+    // Ironic's destroy_port: a port still bound to a VIF stays, unless the node is in maintenance.
+    const uses = [['tenant_vif_port_id', 'tenant'], ['cleaning_vif_port_id', 'cleaning'],
+      ['provisioning_vif_port_id', 'provisioning'], ['rescuing_vif_port_id', 'rescuing'],
+      ['inspection_vif_port_id', 'inspecting']] as const;
+    const bound = uses.find(([key]) => port.internal_info[key]);
+    if (bound && !task.node.maintenance) {
+      throw new InvalidState(`Cannot delete the port ${port.uuid} as it is bound to VIF ` +
+        `${String(port.internal_info[bound[0]])} for ${bound[1]} use.`);
+    }
     await ctx.store.deletePort(port.uuid);
   });
 }

@@ -136,4 +136,36 @@ ALTER TABLE conductors ADD COLUMN hardware_interfaces TEXT NOT NULL DEFAULT '{}'
 ALTER TABLE conductors ADD COLUMN rpc_url TEXT;
 `,
   },
+  {
+    version: 10,
+    description: 'chassis and portgroups (Ironic 1.23+); ports.portgroup_uuid indexed',
+    // A node's portgroups go with it (ON DELETE CASCADE), as Ironic's destroy_node removes them.
+    sql: (d) => `
+CREATE TABLE chassis (
+  id ${d.autoId},
+  uuid TEXT NOT NULL UNIQUE,
+  description TEXT,
+  extra TEXT NOT NULL DEFAULT '{}',
+  created_at TEXT NOT NULL,
+  updated_at TEXT
+);
+CREATE TABLE portgroups (
+  id ${d.autoId},
+  uuid TEXT NOT NULL UNIQUE,
+  name TEXT UNIQUE,
+  node_uuid TEXT NOT NULL REFERENCES nodes(uuid) ON DELETE CASCADE,
+  address TEXT UNIQUE,
+  extra TEXT NOT NULL DEFAULT '{}',
+  internal_info TEXT NOT NULL DEFAULT '{}',
+  standalone_ports_supported INTEGER NOT NULL DEFAULT 1,
+  mode TEXT,
+  properties TEXT NOT NULL DEFAULT '{}',
+  created_at TEXT NOT NULL,
+  updated_at TEXT
+);
+CREATE INDEX portgroups_node_uuid ON portgroups(node_uuid);
+CREATE INDEX ports_portgroup_uuid ON ports(portgroup_uuid);
+CREATE INDEX nodes_chassis_uuid ON nodes(chassis_uuid);
+`,
+  },
 ];

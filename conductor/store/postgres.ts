@@ -35,7 +35,7 @@ import {
   DuplicateError,
   type ConductorRecord, type HistoryRecord, type NewHistory, type NewNode, type NewPort, type NodeJsonList,
   type NodeJsonRow, type NodeJsonSpec, type NodeQuery, type NodeRecord, type NodeUpdate, type PortFields,
-  type PortQuery, type PortRecord, type ReserveResult, type Store,
+  type PortQuery, type PortRecord, type ReserveResult, type SqlRunner, type Store,
 } from './types.js';
 
 const log = getLogger('store');
@@ -75,6 +75,19 @@ export class PostgresStore implements Store {
   private readonly lists: PgNodeLists;
   /** `?` SQL -> `$n` SQL, for the statements built at run time (bounded like SQLite's statement cache). */
   private readonly texts = new Map<string, string>();
+  readonly sql: SqlRunner = {
+    dialect: POSTGRES,
+    read: (sql, args = []) => this.query(sql, args),
+    write: async (sql, args = []) => {
+      try {
+        return await this.query(sql, args);
+      } catch (e) {
+        const field = pgUniqueViolation(e);
+        if (field) throw new DuplicateError(field, '');
+        throw e;
+      }
+    },
+  };
 
   private constructor(readonly url: string, opts: PostgresOptions) {
     this.pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10, idleTimeoutMillis: 30_000,

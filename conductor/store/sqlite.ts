@@ -21,7 +21,7 @@ import {
   DuplicateError,
   type ConductorRecord, type HistoryRecord, type NewHistory, type NewNode, type NewPort, type NodeJsonList,
   type NodeJsonRow, type NodeJsonSpec, type NodeQuery, type NodeRecord, type NodeUpdate, type PortFields,
-  type PortQuery, type PortRecord, type ReserveResult, type Store,
+  type PortQuery, type PortRecord, type ReserveResult, type SqlRunner, type Store,
 } from './types.js';
 import { InvalidParameterValue, NotFound } from '../errors.js';
 import { isoTime } from '../time.js';
@@ -43,6 +43,23 @@ export class SqliteStore implements Store {
   private readonly lists: NodeListRenderer;
   /** Every write goes through here (one transaction per event-loop turn). */
   private readonly writes: GroupCommit;
+  /** Writes join the group commit; reads run at once. */
+  readonly sql: SqlRunner = {
+    dialect: SQLITE,
+    read: async (sql, args = []) => this.stmt(sql).all(...args) as Row[],
+    write: (sql, args = []) => this.writes.run(() => {
+      try {
+        const s = this.stmt(sql);
+        if (s.reader) return s.all(...args) as Row[];
+        s.run(...args);
+        return [];
+      } catch (e) {
+        const field = uniqueViolation(e);
+        if (field) throw new DuplicateError(field, '');
+        throw e;
+      }
+    }),
+  };
 
   constructor(opts: SqliteOptions) {
     this.db = new Database(opts.file);

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { TransitionPatch } from '../states.js';
+import type { Dialect } from './dialect.js';
 
 export type Json = Record<string, unknown>;
 
@@ -229,6 +230,17 @@ export interface Store {
   upsertConductor(rec: Omit<ConductorRecord, 'created_at' | 'updated_at'>): Promise<void>;
   setConductorOnline(hostname: string, online: boolean): Promise<void>;
   listConductors(): Promise<ConductorRecord[]>;
+
+  /** Plain statements for resource modules on the shared schema (store/chassis.ts, store/portgroups.ts). */
+  readonly sql: SqlRunner;
+}
+
+/** One statement at a time with `?` placeholders; the same SQL on both stores (the dialect says what differs). */
+export interface SqlRunner {
+  readonly dialect: Dialect;
+  read(sql: string, args?: readonly unknown[]): Promise<Record<string, unknown>[]>;
+  /** A writing statement in its own transaction; RETURNING rows; unique violations become DuplicateError. */
+  write(sql: string, args?: readonly unknown[]): Promise<Record<string, unknown>[]>;
 }
 
 /** JSON columns must be plain objects (traits a string list) before they reach the database. */

@@ -150,14 +150,6 @@ export function nodeActionRoutes(router: Router, c: ConductorContext): void {
       conductor: h.conductor, user: h.user, links: links(base, 'nodes', `${node.uuid}/history/${h.uuid}`) };
   });
 
-  router.get('/v1/nodes/:ident/vifs', async (ctx) => {
-    if (state(ctx).minor < 28) throw new NotAcceptable();
-    const node = await c.tasks.findNode(ident(ctx.params.ident));
-    const vifs = (await c.store.listPorts({ node_uuid: node.uuid }))
-      .map((p) => p.internal_info.tenant_vif_port_id).filter((v): v is string => typeof v === 'string');
-    ctx.body = { vifs: vifs.map((id) => ({ id })) };
-  });
-
   router.get('/v1/nodes/:ident/traits', async (ctx) => {
     if (state(ctx).minor < 37) throw new NotAcceptable();
     const node = await c.tasks.findNode(ident(ctx.params.ident));

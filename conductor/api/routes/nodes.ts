@@ -56,9 +56,15 @@ function withOwner(json: string, owner: string | null): string {
   return JSON.stringify(item);
 }
 
-async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean): Promise<void> {
+/** GET /v1/chassis/{uuid}/nodes[/detail]: the node list of one chassis. */
+export function listChassisNodes(c: ConductorContext, ctx: Context, forceDetail: boolean, chassisUuid: string): Promise<void> {
+  return listNodes(c, ctx, forceDetail, chassisUuid);
+}
+
+async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean, chassisUuid?: string): Promise<void> {
   const { minor, base } = state(ctx);
   const q = queryParams(ctx, LIST_PARAMS);
+  if (chassisUuid !== undefined) q.chassis_uuid = chassisUuid;
   const detail = forceDetail || (q.detail !== undefined && (minor < 43 ? (() => { throw new NotAcceptable(); })()
     : parseBool('detail', q.detail) === true));
   if (forceDetail && q.detail !== undefined) throw new InvalidParameterValue('Can not specify ?detail=True on /detail.');
@@ -151,7 +157,7 @@ export function nodeRoutes(router: Router, c: ConductorContext): void {
     const reset = parseBool('reset_interfaces', q.reset_interfaces);
     if (reset !== undefined && minor < 45) throw new NotAcceptable();
     const ops = parsePatch(await readJson(ctx, c.config.max_body_bytes));
-    const node = await updateNode(c, ident(ctx.params.ident), ops, reset ? { resetInterfaces: true } : {});
+    const node = await updateNode(c, ident(ctx.params.ident), ops, { apiMinor: minor, ...(reset ? { resetInterfaces: true } : {}) });
     ctx.body = renderNode(node, { minor, base, conductor: conductorFor(c, node) });
   });
 

@@ -5,6 +5,7 @@ import type { ConductorContext } from '../../context.js';
 import { InvalidParameterValue, NotAcceptable } from '../../errors.js';
 import { parsePatch } from '../../services/jsonpatch.js';
 import { createPort, deletePort, getPort, updatePort } from '../../services/ports.js';
+import { getPortgroup } from '../../services/portgroups.js';
 import type { PortQuery } from '../../store/types.js';
 import {
   ident, noContent, parseBool, parseLimit, parseSortDir, queryParams, readJson, readObject, rejectUnknownKeys, state,
@@ -19,7 +20,8 @@ const CREATE_KEY_VERSIONS: Record<string, number> = {
 const LIST_PARAMS = ['node', 'node_uuid', 'address', 'portgroup', 'shard', 'fields', 'detail', 'marker', 'limit',
   'sort_key', 'sort_dir'];
 
-async function listPorts(c: ConductorContext, ctx: Context, forceDetail: boolean, nodeIdent?: string): Promise<void> {
+async function listPorts(c: ConductorContext, ctx: Context, forceDetail: boolean, nodeIdent?: string,
+  portgroupIdent?: string): Promise<void> {
   const { minor, base } = state(ctx);
   const q = queryParams(ctx, LIST_PARAMS);
   const detail = forceDetail || parseBool('detail', q.detail) === true;
@@ -32,7 +34,12 @@ async function listPorts(c: ConductorContext, ctx: Context, forceDetail: boolean
   const nodeRef = nodeIdent ?? q.node ?? q.node_uuid;
   if (nodeRef !== undefined) query.node_uuid = (await c.tasks.findNode(nodeRef)).uuid;
   if (q.address !== undefined) query.address = q.address;
-  if (q.portgroup !== undefined) query.portgroup_uuid = q.portgroup;
+  const pgRef = portgroupIdent ?? q.portgroup;
+  if (pgRef !== undefined) {
+    // Ironic 1.24: filtering by portgroup (UUID or name).
+    if (minor < 24) throw new NotAcceptable();
+    query.portgroup_uuid = (await getPortgroup(c, pgRef)).uuid;
+  }
   if (q.shard !== undefined) {
     // Ironic 1.82: the ports of nodes in the given shard(s).
     if (minor < 82) throw new NotAcceptable();
@@ -46,9 +53,9 @@ async function listPorts(c: ConductorContext, ctx: Context, forceDetail: boolean
   };
   const last = ports[ports.length - 1];
   if (last && ports.length === limit) {
-    const echoed = ['node', 'node_uuid', 'address', 'shard', 'detail', 'fields', 'sort_key', 'sort_dir'];
+    const echoed = ['node', 'node_uuid', 'address', 'portgroup', 'shard', 'detail', 'fields', 'sort_key', 'sort_dir'];
     const args = echoed.filter((k) => q[k] !== undefined).map((k) => `${k}=${encodeURIComponent(q[k] as string)}&`).join('');
-    const path = nodeIdent ? `/v1/nodes/${nodeIdent}/ports` : '/v1/ports';
+    const path = nodeIdent ? `/v1/nodes/${nodeIdent}/ports` : portgroupIdent ? `/v1/portgroups/${portgroupIdent}/ports` : '/v1/ports';
     body.next = `${base}${path}${forceDetail ? '/detail' : ''}?${args}limit=${limit}&marker=${last.uuid}`;
   }
   ctx.body = body;
@@ -56,6 +63,11 @@ async function listPorts(c: ConductorContext, ctx: Context, forceDetail: boolean
 
 export function listPortsFor(c: ConductorContext, ctx: Context, nodeIdent: string, detail: boolean): Promise<void> {
   return listPorts(c, ctx, detail, nodeIdent);
+}
+
+/** GET /v1/portgroups/{pg}/ports[/detail]. */
+export function listPortgroupPorts(c: ConductorContext, ctx: Context, portgroupIdent: string, detail: boolean): Promise<void> {
+  return listPorts(c, ctx, detail, undefined, portgroupIdent);
 }
 
 export function portRoutes(router: Router, c: ConductorContext): void {
@@ -84,6 +96,13 @@ export function portRoutes(router: Router, c: ConductorContext): void {
   router.patch('/v1/ports/:ident', async (ctx) => {
     const { minor, base } = state(ctx);
     const ops = parsePatch(await readJson(ctx, c.config.max_body_bytes));
+    // Ironic's _check_allowed_port_fields: a field newer than the request's microversion may not be set or removed.
+    for (const op of ops) {
+      const root = op.path.split('/')[1] ?? '';
+      if ((CREATE_KEY_VERSIONS[root] ?? 0) > minor || (op.path === '/local_link_connection/network_type' && minor < 64)) {
+        throw new NotAcceptable();
+      }
+    }
     const port = await updatePort(c, ident(ctx.params.ident), ops);
     ctx.body = renderPort(port, { minor, base });
   });
