@@ -16,6 +16,7 @@ import { operatorRoutes } from './routes/operator.js';
 import { miscRoutes, rootDocument } from './routes/misc.js';
 import { portRoutes } from './routes/ports.js';
 import { cloudRoutes } from './routes/cloud.js';
+import { allocationRoutes } from './routes/allocations.js';
 
 export function createApp(c: ConductorContext): Koa {
   const app = new Koa({ proxy: false });
@@ -57,6 +58,7 @@ export function createApp(c: ConductorContext): Koa {
   cloudRoutes(router, c);
   inspectionRoutes(router, c);
   conductorRoutes(router, c);
+  allocationRoutes(router, c);
   app.use(router.routes());
   app.use(async (ctx: Context, next: Next) => {
     await next();

@@ -28,6 +28,7 @@ import { isoTime } from '../time.js';
 import { POSTGRES } from './dialect.js';
 import { MIGRATIONS, migrationSql } from './migrations.js';
 import { PgNodeLists } from './postgres-lists.js';
+import { postgresRunner, type SqlRunner } from './sql-runner.js';
 import { isPgForeignKeyViolation, pgUniqueViolation, safeUrl } from './postgres-rows.js';
 import { markerQuery, nodeListQuery, portListQuery, type MarkerRow } from './queries.js';
 import { NODE_COLS, NODE_JSON_COLS, nodeFromRow, PORT_COLS, portFromRow, toDb, type ColType, type Row } from './sqlite-rows.js';
@@ -72,6 +73,7 @@ export interface PostgresOptions {
 export class PostgresStore implements Store {
   readonly kind = 'postgresql';
   readonly pool: pg.Pool;
+  readonly sql: SqlRunner;
   private readonly lists: PgNodeLists;
   /** `?` SQL -> `$n` SQL, for the statements built at run time (bounded like SQLite's statement cache). */
   private readonly texts = new Map<string, string>();
@@ -81,6 +83,7 @@ export class PostgresStore implements Store {
       connectionTimeoutMillis: 30_000 });
     // An idle connection dropped by the server must not take the process down; the pool makes a new one.
     this.pool.on('error', (e) => log.warn({ err: e.message, database: safeUrl(url) }, 'idle PostgreSQL connection failed'));
+    this.sql = postgresRunner(this.pool);
     this.lists = new PgNodeLists((sql, args, array) => this.query(sql, args, array), opts.renderCacheBytes ?? 8 * 2 ** 20);
   }
 

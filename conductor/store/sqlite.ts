@@ -11,6 +11,7 @@ import { MIGRATIONS, migrationSql } from './migrations.js';
 import { SQLITE } from './dialect.js';
 import { markerQuery, nodeListQuery, portListQuery, type MarkerRow } from './queries.js';
 import { GroupCommit } from './group-commit.js';
+import { sqliteRunner, type SqlRunner } from './sql-runner.js';
 import { NodeListRenderer } from './sqlite-json.js';
 import {
   NODE_COLS, NODE_JSON_COLS, nodeFromRow, PORT_COLS, portFromRow, toDb,
@@ -43,6 +44,7 @@ export class SqliteStore implements Store {
   private readonly lists: NodeListRenderer;
   /** Every write goes through here (one transaction per event-loop turn). */
   private readonly writes: GroupCommit;
+  readonly sql: SqlRunner;
 
   constructor(opts: SqliteOptions) {
     this.db = new Database(opts.file);
@@ -52,6 +54,7 @@ export class SqliteStore implements Store {
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
     this.writes = new GroupCommit(this.db);
+    this.sql = sqliteRunner(this.db, this.writes);
     this.lists = new NodeListRenderer(this.db, (sql) => this.rawStmt(sql), opts.renderCacheBytes ?? 8 * 2 ** 20);
   }
 

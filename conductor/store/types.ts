@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { TransitionPatch } from '../states.js';
+import type { SqlRunner } from './sql-runner.js';
 
 export type Json = Record<string, unknown>;
 
@@ -189,6 +190,8 @@ export interface NodeJsonRow {
 
 export interface Store {
   readonly kind: string;
+  /** Plain SQL for the resources kept in their own store modules (allocations, deploy templates). */
+  readonly sql: SqlRunner;
   close(): Promise<void>;
 
   createNode(node: NewNode): Promise<NodeRecord>;
