@@ -17,6 +17,7 @@ import { miscRoutes, rootDocument } from './routes/misc.js';
 import { portRoutes } from './routes/ports.js';
 import { cloudRoutes } from './routes/cloud.js';
 import { allocationRoutes } from './routes/allocations.js';
+import { deployTemplateRoutes } from './routes/deploy-templates.js';
 
 export function createApp(c: ConductorContext): Koa {
   const app = new Koa({ proxy: false });
@@ -59,6 +60,7 @@ export function createApp(c: ConductorContext): Koa {
   inspectionRoutes(router, c);
   conductorRoutes(router, c);
   allocationRoutes(router, c);
+  deployTemplateRoutes(router, c);
   app.use(router.routes());
   app.use(async (ctx: Context, next: Next) => {
     await next();

@@ -39,7 +39,9 @@ function v1Document(base: string, minor: number): Record<string, unknown> {
   doc.drivers = links(base, 'drivers');
   if (minor >= 22) { doc.lookup = links(base, 'lookup'); doc.heartbeat = links(base, 'heartbeat'); }
   if (minor >= 49) doc.conductors = links(base, 'conductors');
+  if (minor >= 52) doc.allocations = links(base, 'allocations');
   if (minor >= 54) doc.events = links(base, 'events');
+  if (minor >= 55) doc.deploy_templates = links(base, 'deploy_templates');
   if (minor >= 82) doc.shards = links(base, 'shards');
   return doc;
 }
