@@ -1,0 +1,248 @@
+/**
+ * Allocations (1.52+) and deploy templates (1.55) through the real `baremetal` CLI (allocation create/list/show/
+ * delete, deploy template create/list/show/delete) and raw HTTP for the microversion gates, bad input and the
+ * concurrency promise: many allocations at once against fewer nodes never give a node twice, and the surplus ends
+ * `error` with Ironic's last_error text.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { haveBaremetalCli, startTestConductor, type TestConductor } from '../fixtures/conductor.js';
+
+type Obj = Record<string, unknown>;
+const reason = (await haveBaremetalCli()) ? undefined : 'the baremetal CLI (python3-ironicclient) is not installed';
+
+describe('allocations and deploy templates', { skip: reason ?? false }, () => {
+  let fx: TestConductor;
+  const v = (minor: number): Record<string, string> => ({ 'X-OpenStack-Ironic-API-Version': `1.${minor}` });
+  const cli = async (args: string[]): Promise<string> => {
+    const r = await fx.cli(args);
+    assert.equal(r.exitCode, 0, `baremetal ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const fault = (body: unknown): string => (JSON.parse((body as { error_message: string }).error_message) as { faultstring: string }).faultstring;
+
+  async function waitNode(id: string, state: string): Promise<Obj> {
+    for (let i = 0; i < 500; i++) {
+      const n = (await fx.api('GET', `/v1/nodes/${id}`)).body as Obj;
+      if (n.provision_state === state && n.reservation === null) return n;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`node ${id} did not reach ${state}`);
+  }
+
+  /** A fake-hardware node made available (manage, provide; no automated cleaning). */
+  async function availableNode(name: string, resourceClass: string, traits: string[] = []): Promise<string> {
+    const r = await fx.api('POST', '/v1/nodes', { driver: 'fake-hardware', name, resource_class: resourceClass });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    const id = (r.body as Obj).uuid as string;
+    if (traits.length) assert.equal((await fx.api('PUT', `/v1/nodes/${id}/traits`, { traits })).status, 204);
+    assert.equal((await fx.api('PUT', `/v1/nodes/${id}/states/provision`, { target: 'manage' })).status, 202);
+    await waitNode(id, 'manageable');
+    assert.equal((await fx.api('PUT', `/v1/nodes/${id}/states/provision`, { target: 'provide' })).status, 202);
+    const n = await waitNode(id, 'available');
+    assert.notEqual(n.power_state, null, 'allocation needs a known power state');
+    return id;
+  }
+
+  async function settled(uuid: string): Promise<Obj> {
+    for (let i = 0; i < 500; i++) {
+      const a = (await fx.api('GET', `/v1/allocations/${uuid}`)).body as Obj;
+      if (a.state !== 'allocating') return a;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`allocation ${uuid} still allocating`);
+  }
+
+  before(async () => {
+    fx = await startTestConductor({ config: { automated_clean: false } });
+  });
+  after(async () => { await fx?.close(); });
+
+  test('CLI: allocation create --wait picks the matching node; list, show, node allocation_uuid, delete frees it', async () => {
+    const plain = await availableNode('plain-1', 'cli-class');
+    const gpu = await availableNode('gpu-1', 'cli-class', ['CUSTOM_GPU']);
+    const created = JSON.parse(await cli(['allocation', 'create', '--resource-class', 'cli-class', '--trait', 'CUSTOM_GPU',
+      '--name', 'alloc-gpu', '--extra', 'team=a', '--wait', '30', '-f', 'json'])) as Obj;
+    assert.equal(created.state, 'active');
+    assert.equal(created.node_uuid, gpu);
+    assert.deepEqual(created.traits, ['CUSTOM_GPU']);
+    assert.deepEqual(created.extra, { team: 'a' });
+    const node = (await fx.api('GET', `/v1/nodes/${gpu}`)).body as Obj;
+    assert.equal(node.allocation_uuid, created.uuid);
+    assert.equal(node.instance_uuid, created.uuid);
+    assert.equal(((await fx.api('GET', `/v1/nodes/${gpu}`, undefined, v(51))).body as Obj).allocation_uuid, undefined,
+      'allocation_uuid is 1.52');
+
+    const shown = JSON.parse(await cli(['allocation', 'show', 'alloc-gpu', '-f', 'json'])) as Obj;
+    assert.equal(shown.uuid, created.uuid);
+    const listed = JSON.parse(await cli(['allocation', 'list', '--node', gpu, '-f', 'json'])) as Obj[];
+    assert.deepEqual(listed.map((a) => a.UUID), [created.uuid]);
+    const viaNode = await fx.api('GET', `/v1/nodes/gpu-1/allocation`);
+    assert.equal((viaNode.body as Obj).uuid, created.uuid);
+
+    // Candidates: the only candidate is taken, so a second allocation fails with Ironic's text.
+    const second = JSON.parse(await cli(['allocation', 'create', '--resource-class', 'cli-class', '--candidate-node', 'gpu-1',
+      '-f', 'json'])) as Obj;
+    const failed = await settled(second.uuid as string);
+    assert.equal(failed.state, 'error');
+    assert.equal(failed.last_error, `Failed to process allocation ${String(second.uuid)}: none of the requested nodes are ` +
+      'available and match the resource class cli-class.');
+    assert.equal(failed.node_uuid, null);
+    assert.deepEqual(failed.candidate_nodes, [gpu], 'candidate names are stored as UUIDs');
+
+    await cli(['allocation', 'delete', 'alloc-gpu', String(second.uuid)]);
+    const freed = (await fx.api('GET', `/v1/nodes/${gpu}`)).body as Obj;
+    assert.equal(freed.allocation_uuid, null);
+    assert.equal(freed.instance_uuid, null);
+    assert.equal((await fx.api('GET', `/v1/nodes/${gpu}/allocation`)).status, 404);
+    assert.equal((await fx.api('GET', `/v1/allocations/alloc-gpu`)).status, 404);
+    assert.notEqual(plain, gpu);
+  });
+
+  test('12 concurrent allocations for 4 nodes: 4 active on distinct nodes, 8 error with Ironic\'s last_error', async () => {
+    const nodes = new Set<string>();
+    for (let i = 0; i < 4; i++) nodes.add(await availableNode(`race-${i}`, 'race-class'));
+    const posted = await Promise.all(Array.from({ length: 12 }, () =>
+      fx.api('POST', '/v1/allocations', { resource_class: 'race-class' })));
+    for (const r of posted) {
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      assert.equal((r.body as Obj).state, 'allocating');
+      assert.match(r.headers.get('location') ?? '', /\/v1\/allocations\/[0-9a-f-]{36}$/);
+    }
+    const final = await Promise.all(posted.map((r) => settled((r.body as Obj).uuid as string)));
+    const active = final.filter((a) => a.state === 'active');
+    const errored = final.filter((a) => a.state === 'error');
+    assert.equal(active.length, 4);
+    assert.equal(errored.length, 8);
+    const given = active.map((a) => a.node_uuid as string);
+    assert.equal(new Set(given).size, 4, 'no node given twice');
+    for (const n of given) assert.ok(nodes.has(n));
+    for (const a of active) {
+      assert.equal(((await fx.api('GET', `/v1/nodes/${String(a.node_uuid)}`)).body as Obj).allocation_uuid, a.uuid);
+    }
+    for (const a of errored) {
+      assert.match(a.last_error as string, new RegExp(`^Failed to process allocation ${String(a.uuid)}: (no available nodes ` +
+        'match the resource class race-class|all nodes were filtered out during reservation)\\.$'));
+      assert.equal(a.node_uuid, null);
+    }
+    const listed = (await fx.api('GET', '/v1/allocations?resource_class=race-class&state=active')).body as { allocations: Obj[] };
+    assert.equal(listed.allocations.length, 4);
+    for (const a of active) assert.equal((await fx.api('DELETE', `/v1/allocations/${String(a.uuid)}`)).status, 204);
+  });
+
+  test('allocation gates and errors (Ironic 21.4 statuses and texts)', async () => {
+    let r = await fx.api('GET', '/v1/allocations', undefined, v(51));
+    assert.equal(r.status, 404);
+    r = await fx.api('POST', '/v1/allocations', { resource_class: 'x' }, v(51));
+    assert.equal(r.status, 405);
+    r = await fx.api('GET', '/v1/nodes/race-0/allocation', undefined, v(51));
+    assert.equal(r.status, 404);
+    r = await fx.api('POST', '/v1/allocations', {}, v(52));
+    assert.equal(r.status, 400);
+    assert.equal(fault(r.body), 'The resource_class field is mandatory when not backfilling');
+    r = await fx.api('POST', '/v1/allocations', { resource_class: 'x', bogus: 1 });
+    assert.equal(r.status, 400);
+    assert.match(fault(r.body), /Additional properties are not allowed \('bogus' was unexpected\)/);
+    r = await fx.api('POST', '/v1/allocations', { resource_class: 'x', traits: ['lower'] });
+    assert.equal(r.status, 400);
+    r = await fx.api('POST', '/v1/allocations', { resource_class: 'x', name: 'bad name!' });
+    assert.equal(r.status, 400);
+    assert.equal(fault(r.body), "Cannot create allocation with invalid name 'bad name!'");
+    r = await fx.api('POST', '/v1/allocations', { resource_class: 'x', candidate_nodes: ['no-such-node'] });
+    assert.equal(r.status, 400);
+    r = await fx.api('POST', '/v1/allocations', { resource_class: 'x', owner: 'p1' }, v(59));
+    assert.equal(r.status, 406, 'owner is 1.60');
+    r = await fx.api('POST', '/v1/allocations', { node: 'race-0' }, v(57));
+    assert.equal(r.status, 400);
+    assert.equal(fault(r.body), 'Cannot set node when creating an allocation in this API version');
+    r = await fx.api('GET', '/v1/allocations?sort_key=traits');
+    assert.equal(r.status, 400);
+    r = await fx.api('GET', '/v1/allocations?owner=p1', undefined, v(59));
+    assert.equal(r.status, 406);
+
+    const created = await fx.api('POST', '/v1/allocations', { resource_class: 'none-class', name: 'patchme' }, v(60));
+    assert.equal((created.body as Obj).owner, null, 'owner shown at 1.60');
+    const uuid = (created.body as Obj).uuid as string;
+    assert.equal(((await fx.api('GET', `/v1/allocations/${uuid}`, undefined, v(59))).body as Obj).owner, undefined);
+    const failed = await settled(uuid);
+    assert.equal(failed.last_error, `Failed to process allocation ${uuid}: no available nodes match the resource class none-class.`);
+    r = await fx.api('PATCH', `/v1/allocations/${uuid}`, [{ op: 'replace', path: '/name', value: 'patched' }], v(56));
+    assert.equal(r.status, 405, 'PATCH is 1.57');
+    r = await fx.api('PATCH', `/v1/allocations/${uuid}`, [{ op: 'replace', path: '/resource_class', value: 'y' }], v(57));
+    assert.equal(r.status, 400);
+    assert.equal(fault(r.body), 'Cannot patch /resource_class. Only the following can be updated: name, extra');
+    r = await fx.api('PATCH', `/v1/allocations/${uuid}`, [{ op: 'replace', path: '/name', value: 'patched' },
+      { op: 'add', path: '/extra/k', value: 'v' }], v(57));
+    assert.equal(r.status, 200);
+    assert.equal((r.body as Obj).name, 'patched');
+    assert.deepEqual((r.body as Obj).extra, { k: 'v' });
+    r = await fx.api('GET', '/v1/allocations?fields=uuid,name&state=error');
+    for (const a of (r.body as { allocations: Obj[] }).allocations) assert.deepEqual(Object.keys(a).sort(), ['name', 'uuid']);
+    r = await fx.api('GET', '/v1/allocations/does-not-exist');
+    assert.equal(r.status, 404);
+    assert.equal(fault(r.body), 'Allocation does-not-exist could not be found.');
+    assert.equal((await fx.api('DELETE', `/v1/allocations/${uuid}`)).status, 204);
+  });
+
+  test('backfill (1.58): an active node gets an allocation with its instance UUID; a non-active node is refused', async () => {
+    const id = await availableNode('bf-1', 'bf-class');
+    const inst = '3b1d0c8e-7f41-4f0e-9a51-6c1c3c7f2a10';
+    assert.equal((await fx.api('PATCH', `/v1/nodes/${id}`, [{ op: 'add', path: '/instance_uuid', value: inst }])).status, 200);
+    let r = await fx.api('POST', '/v1/allocations', { node: 'bf-1' }, v(58));
+    assert.equal(r.status, 400);
+    assert.match(fault(r.body), /Cannot backfill an allocation for node .*Node must be in the "active" state, but the current state is "available"/);
+    const failed = (await fx.api('GET', `/v1/allocations/${inst}`)).body as Obj;
+    assert.equal(failed.state, 'error');
+    assert.equal((await fx.api('DELETE', `/v1/allocations/${inst}`)).status, 204);
+    assert.equal((await fx.api('PUT', `/v1/nodes/${id}/states/provision`, { target: 'active' })).status, 202);
+    await waitNode(id, 'active');
+    r = await fx.api('POST', '/v1/allocations', { node: 'bf-1' }, v(58));
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.equal((r.body as Obj).uuid, inst, 'the allocation takes the node\'s instance_uuid');
+    assert.equal((r.body as Obj).state, 'active');
+    assert.equal((r.body as Obj).resource_class, 'bf-class');
+    assert.equal(((await fx.api('GET', `/v1/nodes/${id}`)).body as Obj).allocation_uuid, inst);
+    r = await fx.api('DELETE', '/v1/nodes/bf-1/allocation');
+    assert.equal(r.status, 409);
+    assert.match(fault(r.body), /because the node is active \(and maintenance mode is off\)/);
+  });
+
+  test('CLI: deploy template create/list/show/delete; gates, validation, duplicate names', async () => {
+    const steps = JSON.stringify([{ interface: 'bios', step: 'apply_configuration', args: { settings: [] }, priority: 150 }]);
+    const t = JSON.parse(await cli(['deploy', 'template', 'create', 'CUSTOM_HYPERTHREADING_ON', '--steps', steps,
+      '--extra', 'a=b', '-f', 'json'])) as Obj;
+    assert.equal(t.name, 'CUSTOM_HYPERTHREADING_ON');
+    assert.deepEqual(t.steps, [{ interface: 'bios', step: 'apply_configuration', args: { settings: [] }, priority: 150 }]);
+    const listed = JSON.parse(await cli(['deploy', 'template', 'list', '-f', 'json'])) as Obj[];
+    assert.deepEqual(listed.map((x) => x.Name), ['CUSTOM_HYPERTHREADING_ON']);
+    const shown = JSON.parse(await cli(['deploy', 'template', 'show', 'CUSTOM_HYPERTHREADING_ON', '-f', 'json'])) as Obj;
+    assert.equal(shown.uuid, t.uuid);
+    assert.deepEqual(shown.extra, { a: 'b' });
+    const list = (await fx.api('GET', '/v1/deploy_templates', undefined, v(55))).body as { deploy_templates: Obj[] };
+    assert.deepEqual(Object.keys(list.deploy_templates[0] ?? {}).sort(), ['links', 'name', 'uuid']);
+
+    let r = await fx.api('POST', '/v1/deploy_templates', { name: 'CUSTOM_HYPERTHREADING_ON', steps: JSON.parse(steps) as unknown });
+    assert.equal(r.status, 409);
+    assert.equal(fault(r.body), 'A deploy template with name CUSTOM_HYPERTHREADING_ON already exists.');
+    r = await fx.api('POST', '/v1/deploy_templates', { name: 'NOT_CUSTOM', steps: JSON.parse(steps) as unknown });
+    assert.equal(r.status, 400);
+    r = await fx.api('POST', '/v1/deploy_templates', { name: 'CUSTOM_Y', steps: [{ interface: 'deploy', step: 'x', args: {}, priority: 1 },
+      { interface: 'deploy', step: 'x', args: {}, priority: 2 }] });
+    assert.equal(r.status, 400);
+    assert.match(fault(r.body), /^Deploy template invalid: Duplicate deploy steps/);
+    r = await fx.api('GET', '/v1/deploy_templates', undefined, v(54));
+    assert.equal(r.status, 404);
+    r = await fx.api('POST', '/v1/deploy_templates', { name: 'CUSTOM_Z', steps: JSON.parse(steps) as unknown }, v(54));
+    assert.equal(r.status, 405);
+    r = await fx.api('PATCH', '/v1/deploy_templates/CUSTOM_HYPERTHREADING_ON', [{ op: 'replace', path: '/uuid', value: 'x' }]);
+    assert.equal(r.status, 400);
+    r = await fx.api('PATCH', '/v1/deploy_templates/CUSTOM_HYPERTHREADING_ON', [{ op: 'replace', path: '/steps/0/priority', value: 0 }]);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(((r.body as Obj).steps as Obj[])[0]?.priority, 0);
+
+    await cli(['deploy', 'template', 'delete', 'CUSTOM_HYPERTHREADING_ON']);
+    r = await fx.api('GET', '/v1/deploy_templates/CUSTOM_HYPERTHREADING_ON');
+    assert.equal(r.status, 404);
+    assert.equal(fault(r.body), 'Deploy template CUSTOM_HYPERTHREADING_ON could not be found.');
+  });
+});
