@@ -5,6 +5,8 @@
  * `error` with Ironic's last_error text.
  */
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { haveBaremetalCli, startTestConductor, type TestConductor } from '../fixtures/conductor.js';
 
@@ -244,5 +246,63 @@ describe('allocations and deploy templates', { skip: reason ?? false }, () => {
     r = await fx.api('GET', '/v1/deploy_templates/CUSTOM_HYPERTHREADING_ON');
     assert.equal(r.status, 404);
     assert.equal(fault(r.body), 'Deploy template CUSTOM_HYPERTHREADING_ON could not be found.');
+  });
+
+  test('deploy: the steps of templates named in instance_info.traits are run (enabled with args) or disabled (priority 0)', async (t) => {
+    // A stand-in agent: offers one disabled in-band step, records every command, and leaves steps running.
+    const commands: { name: string; params: Obj }[] = [];
+    const agent = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = (chunks.length ? JSON.parse(Buffer.concat(chunks).toString()) : {}) as { name?: string; params?: Obj };
+        const name = String(body.name ?? '');
+        if (req.method === 'POST') commands.push({ name, params: body.params ?? {} });
+        res.writeHead(200, { 'content-type': 'application/json' });
+        if (req.method === 'GET') { res.end(JSON.stringify({ commands: [] })); return; }
+        const result = name === 'deploy.get_deploy_steps' ? { deploy_steps: { TestManager: [{ interface: 'deploy',
+          step: 'tune_firmware', priority: 0, reboot_requested: false, abortable: false, argsinfo: null }] },
+        hardware_manager_version: { TestManager: '1' } } : null;
+        res.end(JSON.stringify({ id: `c${commands.length}`, command_name: name, command_error: null, command_result: result,
+          command_status: result ? 'SUCCEEDED' : 'RUNNING' }));
+      });
+    });
+    await new Promise<void>((r) => agent.listen(0, '127.0.0.1', () => r()));
+    t.after(() => { agent.closeAllConnections(); agent.close(); });
+    const agentUrl = `http://127.0.0.1:${(agent.address() as AddressInfo).port}`;
+
+    for (const tpl of [
+      { name: 'CUSTOM_TUNED', steps: [{ interface: 'deploy', step: 'tune_firmware', args: { level: 3 }, priority: 95 }] },
+      { name: 'CUSTOM_NO_TENANT_NET', steps: [{ interface: 'deploy', step: 'switch_to_tenant_network', args: {}, priority: 0 }] },
+      { name: 'CUSTOM_UNUSED', steps: [{ interface: 'deploy', step: 'prepare_instance_boot', args: {}, priority: 0 }] },
+    ]) assert.equal((await fx.api('POST', '/v1/deploy_templates', tpl)).status, 201);
+    const mac = '52:54:00:dd:00:01';
+    const r = await fx.api('POST', '/v1/nodes', { driver: 'fake-hardware', name: 'tpl-node', deploy_interface: 'direct',
+      automated_clean: false, instance_info: { image_source: 'http://127.0.0.1:9/image.raw', image_os_hash_algo: 'sha256',
+        image_os_hash_value: 'a'.repeat(64), traits: ['CUSTOM_TUNED', 'CUSTOM_NO_TENANT_NET', 'CUSTOM_NOT_A_TEMPLATE'] } });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    const id = (r.body as Obj).uuid as string;
+    assert.equal((await fx.api('POST', '/v1/ports', { address: mac, node_uuid: id })).status, 201);
+    for (const [target, state] of [['manage', 'manageable'], ['provide', 'available'], ['active', 'wait call-back']]) {
+      assert.equal((await fx.api('PUT', `/v1/nodes/${id}/states/provision`, { target })).status, 202);
+      await waitNode(id, state as string);
+    }
+    const lk = (await fx.api('GET', `/v1/lookup?addresses=${mac}`)).body as { config: { agent_token: string } };
+    const hb = await fx.api('POST', `/v1/heartbeat/${id}`, { callback_url: agentUrl, agent_token: lk.config.agent_token,
+      agent_version: '9.0.0' });
+    assert.equal(hb.status, 202, JSON.stringify(hb.body));
+    let executed: { name: string; params: Obj } | undefined;
+    for (let i = 0; i < 500 && !executed; i++) {
+      executed = commands.find((c) => c.name === 'deploy.execute_deploy_step');
+      if (!executed) await new Promise((res) => setTimeout(res, 20));
+    }
+    assert.ok(executed, `commands: ${commands.map((c) => c.name).join(', ')}`);
+    assert.deepEqual({ ...(executed.params.step as Obj) }, { interface: 'deploy', step: 'tune_firmware', priority: 95,
+      args: { level: 3 }, abortable: false, reboot_requested: false },
+    "the template's step runs first after deploy.deploy (95), with the template's args");
+    const n = (await fx.api('GET', `/v1/nodes/${id}`)).body as { driver_internal_info: { deploy_steps: Obj[] } };
+    assert.deepEqual(n.driver_internal_info.deploy_steps.map((s) => `${String(s.step)}:${String(s.priority)}`), [
+      'deploy:100', 'tune_firmware:95', 'write_image:80', 'prepare_instance_boot:60', 'tear_down_agent:40', 'boot_instance:20',
+    ], 'switch_to_tenant_network disabled by CUSTOM_NO_TENANT_NET; CUSTOM_UNUSED is not an instance trait');
   });
 });
