@@ -21,7 +21,6 @@ import {
 } from '../store/allocations.js';
 import { DuplicateError, type Json, type NodeRecord } from '../store/types.js';
 import { applyJsonPatch, type PatchOp } from './jsonpatch.js';
-import { validateName } from './nodes.js';
 import { isValidTrait } from './traits.js';
 
 const CREATE_KEYS = new Set(['candidate_nodes', 'extra', 'name', 'node', 'owner', 'resource_class', 'traits', 'uuid']);
@@ -66,9 +65,8 @@ function checkSchema(body: Record<string, unknown>, what: string): void {
 
 function checkName(name: unknown, verb: 'create' | 'update'): void {
   if (name === null || name === undefined || name === '') return;
-  try {
-    validateName(name);
-  } catch {
+  // Ironic's is_valid_logical_name (RFC 3986 unreserved characters, at most 255).
+  if (typeof name !== 'string' || name.length > 255 || !/^[A-Za-z0-9\-._~]+$/.test(name)) {
     throw new InvalidParameterValue(`Cannot ${verb} allocation with invalid name '${String(name)}'`);
   }
 }
@@ -318,4 +316,20 @@ export async function allocationOfNode(c: ConductorContext, nodeIdent: string, m
   const a = rows[0];
   if (!a) throw new NotFound(`Allocation for node ${nodeIdent} was not found`);
   return a;
+}
+
+/**
+ * Ironic removes a node's allocation when the node is torn down (undeploy) and when its instance_uuid is removed
+ * by PATCH; the node's instance_uuid and allocation_uuid go with it. Called under the node's exclusive lock.
+ */
+export async function removeNodeAllocation(c: ConductorContext, task: { node: NodeRecord }): Promise<void> {
+  const uuid = task.node.allocation_uuid;
+  if (!uuid) return;
+  await destroyAllocation(c.store.sql, uuid);
+  task.node = (await c.store.getNodeByUuid(task.node.uuid)) ?? task.node;
+}
+
+/** Ironic's destroy_node deletes the node's allocations (an active one only in maintenance, checked by the caller). */
+export async function deleteAllocationsOfNode(c: ConductorContext, nodeUuid: string): Promise<void> {
+  await c.store.sql.write('DELETE FROM allocations WHERE node_uuid = ?', [nodeUuid]);
 }

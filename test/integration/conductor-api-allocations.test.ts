@@ -186,7 +186,7 @@ describe('allocations and deploy templates', { skip: reason ?? false }, () => {
     assert.equal((await fx.api('DELETE', `/v1/allocations/${uuid}`)).status, 204);
   });
 
-  test('backfill (1.58): an active node gets an allocation with its instance UUID; a non-active node is refused', async () => {
+  test('backfill (1.58) of an active node; undeploy, removing instance_uuid and deleting the node remove the allocation', async () => {
     const id = await availableNode('bf-1', 'bf-class');
     const inst = '3b1d0c8e-7f41-4f0e-9a51-6c1c3c7f2a10';
     assert.equal((await fx.api('PATCH', `/v1/nodes/${id}`, [{ op: 'add', path: '/instance_uuid', value: inst }])).status, 200);
@@ -207,6 +207,26 @@ describe('allocations and deploy templates', { skip: reason ?? false }, () => {
     r = await fx.api('DELETE', '/v1/nodes/bf-1/allocation');
     assert.equal(r.status, 409);
     assert.match(fault(r.body), /because the node is active \(and maintenance mode is off\)/);
+
+    // Undeploy removes the allocation with the instance, as Ironic's tear down does.
+    assert.equal((await fx.api('PUT', `/v1/nodes/${id}/states/provision`, { target: 'deleted' })).status, 202);
+    const torn = await waitNode(id, 'available');
+    assert.equal(torn.allocation_uuid, null);
+    assert.equal(torn.instance_uuid, null);
+    assert.equal((await fx.api('GET', `/v1/allocations/${inst}`)).status, 404);
+
+    // Removing instance_uuid by PATCH removes the allocation too; deleting a node (in maintenance) deletes its allocation.
+    const a1 = (await fx.api('POST', '/v1/allocations', { resource_class: 'bf-class' })).body as Obj;
+    assert.equal((await settled(a1.uuid as string)).node_uuid, id);
+    r = await fx.api('PATCH', `/v1/nodes/${id}`, [{ op: 'remove', path: '/instance_uuid' }]);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal((r.body as Obj).allocation_uuid, null);
+    assert.equal((await fx.api('GET', `/v1/allocations/${String(a1.uuid)}`)).status, 404);
+    const a2 = (await fx.api('POST', '/v1/allocations', { resource_class: 'bf-class' })).body as Obj;
+    assert.equal((await settled(a2.uuid as string)).node_uuid, id);
+    assert.equal((await fx.api('PUT', `/v1/nodes/${id}/maintenance`, { reason: 'gone' })).status, 202);
+    assert.equal((await fx.api('DELETE', `/v1/nodes/${id}`)).status, 204);
+    assert.equal((await fx.api('GET', `/v1/allocations/${String(a2.uuid)}`)).status, 404);
   });
 
   test('CLI: deploy template create/list/show/delete; gates, validation, duplicate names', async () => {
