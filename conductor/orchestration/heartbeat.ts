@@ -17,7 +17,7 @@ import type { HeartbeatFacts } from './hooks.js';
 import { recordHeartbeat } from '../services/agent.js';
 import { continueSteps, plan, refreshAgentSteps, runFrom, StepFailure, stepIndex } from './step-runner.js';
 import {
-  applyPriorityOverrides, automatedSteps, deployStepsWithUser, DIRECT_DEPLOY_STEPS, manualSteps, mergeSteps, withTemplateSteps,
+  applyPriorityOverrides, automatedSteps, DIRECT_DEPLOY_STEPS, manualSteps, mergeSteps, planDeploySteps,
   stepKey, type RequestedStep, type Step,
 } from './steps.js';
 import { collectLogsOnFailure } from './logs.js';
@@ -138,7 +138,7 @@ async function continueDeploy(ctx: ConductorContext, task: NodeTask): Promise<vo
     const user = (task.node.driver_internal_info.user_deploy_steps ?? []) as RequestedStep[];
     const traits = task.node.instance_info.traits;
     const templates = Array.isArray(traits) ? await deployTemplatesByNames(ctx.store.sql, traits.filter((t) => typeof t === 'string')) : [];
-    const full = deployStepsWithUser(mergeSteps(DIRECT_DEPLOY_STEPS, agent), withTemplateSteps(user, templates));
+    const full = planDeploySteps(mergeSteps(DIRECT_DEPLOY_STEPS, agent), user, templates);
     const index = current ? full.findIndex((s) => stepKey(s) === stepKey(current)) : -1;
     await task.updateInternalInfo({ deploy_steps: full, deploy_step_index: index });
   }

@@ -136,6 +136,23 @@ export function withTemplateSteps(user: readonly RequestedStep[], templates: rea
   return [...user, ...fromTemplates.filter((s) => !named.has(stepKey(s)))];
 }
 
+/**
+ * The deploy plan from the available steps, the user's deploy_steps and the matching deploy templates. Template
+ * steps are validated on their own first so that a bad one is reported as Ironic does (naming the templates).
+ */
+export function planDeploySteps(available: Step[], user: readonly RequestedStep[],
+  templates: readonly { name: string; steps: readonly RequestedStep[] }[]): Step[] {
+  if (templates.length) {
+    try {
+      deployStepsWithUser(available, withTemplateSteps([], templates));
+    } catch (e) {
+      throw new InvalidParameterValue('Validation of deploy steps from deploy templates matching this node\'s instance ' +
+        `traits failed. Matching deploy templates: ${templates.map((t) => t.name).join(',')}. Errors: ${(e as Error).message}`);
+    }
+  }
+  return deployStepsWithUser(available, withTemplateSteps(user, templates));
+}
+
 /** The direct deploy interface's out-of-band steps (Ironic's priorities). */
 export const DIRECT_DEPLOY_STEPS: Step[] = [
   { interface: 'deploy', step: 'deploy', priority: 100 },

@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { deployStepsWithUser, DIRECT_DEPLOY_STEPS, mergeSteps, stepKey, withTemplateSteps, type Step } from '../../conductor/orchestration/steps.js';
+import {
+  deployStepsWithUser, DIRECT_DEPLOY_STEPS, mergeSteps, planDeploySteps, stepKey, withTemplateSteps, type Step,
+} from '../../conductor/orchestration/steps.js';
 import { validateTemplate } from '../../conductor/services/deploy-templates.js';
 
 const agent: Step[] = [
@@ -47,6 +49,9 @@ test('a template step that no interface offers, or that lacks a required argumen
     /bios\.nope is not supported/);
   assert.throws(() => deployStepsWithUser(available, withTemplateSteps([], [{ steps: [{ interface: 'raid', step: 'apply_configuration', args: {}, priority: 1 }] }])),
     /missing required argument\(s\): raid_config/);
+  assert.throws(() => planDeploySteps(available, [], [{ name: 'CUSTOM_BAD', steps: [{ interface: 'bios', step: 'nope', args: {}, priority: 1 }] }]),
+    /Validation of deploy steps from deploy templates matching this node's instance traits failed\. Matching deploy templates: CUSTOM_BAD\. Errors: Deploy step bios\.nope is not supported/);
+  assert.deepEqual(planDeploySteps(available, [], []).map(stepKey), deployStepsWithUser(available, []).map(stepKey));
 });
 
 test('template validation: trait name, step schema, duplicates (Ironic texts)', () => {

@@ -33,7 +33,7 @@ function v1Document(base: string, minor: number): Record<string, unknown> {
     media_types: [{ base: 'application/json', type: 'application/vnd.openstack.ironic.v1+json' }],
     version: versionObject(base),
   };
-  // Only resources this conductor routes are linked (no chassis, portgroups, volume, allocations, ...).
+  // Only resources this conductor routes are linked (no chassis, portgroups, volume, ...).
   doc.nodes = links(base, 'nodes');
   doc.ports = links(base, 'ports');
   doc.drivers = links(base, 'drivers');
