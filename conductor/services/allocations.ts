@@ -17,7 +17,7 @@ import { isUuid } from '../locks.js';
 import { UPDATE_ALLOWED_STATES } from '../states.js';
 import {
   backfillNode, claimNode, createAllocation as storeCreate, destroyAllocation, failAllocation,
-  getAllocationByName, getAllocationByUuid, listAllocations, updateAllocation, type AllocationRecord,
+  getAllocationByName, getAllocationByUuid, listAllocations, takeOverAllocation, updateAllocation, type AllocationRecord,
 } from '../store/allocations.js';
 import { DuplicateError, type Json, type NodeRecord } from '../store/types.js';
 import { applyJsonPatch, type PatchOp } from './jsonpatch.js';
@@ -25,9 +25,6 @@ import { isValidTrait } from './traits.js';
 
 const CREATE_KEYS = new Set(['candidate_nodes', 'extra', 'name', 'node', 'owner', 'resource_class', 'traits', 'uuid']);
 export const ALLOCATION_PATCHABLE = ['name', 'extra'];
-/** Ironic's [conductor]node_locked_retry_attempts / _interval defaults. */
-const LOCKED_RETRY_ATTEMPTS = 3;
-const LOCKED_RETRY_INTERVAL_MS = 1000;
 
 function schemaError(what: string, msg: string): InvalidParameterValue {
   return new InvalidParameterValue(`Schema error for ${what}: ${msg}`);
@@ -250,11 +247,12 @@ async function allocate(c: ConductorContext, alloc: AllocationRecord): Promise<v
     nodes = retry;
     const error = nodes.length ? `could not reserve any of ${nodes.length} suitable nodes`
       : 'all nodes were filtered out during reservation';
-    if (!nodes.length || attempt >= LOCKED_RETRY_ATTEMPTS) {
+    // Ironic retries the whole list node_locked_retry_attempts times, node_locked_retry_interval apart.
+    if (!nodes.length || attempt >= Math.max(1, c.config.locks.node_locked_retry_attempts)) {
       await failAllocation(c.store.sql, alloc.uuid, failed(alloc.uuid, error));
       return;
     }
-    await new Promise((r) => setTimeout(r, LOCKED_RETRY_INTERVAL_MS));
+    await new Promise((r) => setTimeout(r, c.config.locks.node_locked_retry_interval * 1000));
   }
 }
 
@@ -332,4 +330,29 @@ export async function removeNodeAllocation(c: ConductorContext, task: { node: No
 /** Ironic's destroy_node deletes the node's allocations (an active one only in maintenance, checked by the caller). */
 export async function deleteAllocationsOfNode(c: ConductorContext, nodeUuid: string): Promise<void> {
   await c.store.sql.write('DELETE FROM allocations WHERE node_uuid = ?', [nodeUuid]);
+}
+
+/**
+ * Ironic's _check_orphan_allocations: allocations still `allocating` on a conductor that is gone are taken over
+ * (one conductor wins each, by a conditional update) and processed again. `own` also resumes this host's own,
+ * left by its previous run (at start-up).
+ */
+export async function checkOrphanAllocations(c: ConductorContext, opts: { own?: boolean } = {}): Promise<number> {
+  const pending = await listAllocations(c.store.sql, { state: 'allocating' });
+  if (!pending.length) return 0;
+  const conductors = await c.store.listConductors();
+  const alive = (host: string | null): boolean => {
+    if (host === c.host) return !opts.own;
+    const rec = conductors.find((r) => r.hostname === host);
+    return !!rec && !!c.cluster && c.cluster.isAlive(rec);
+  };
+  let taken = 0;
+  for (const a of pending) {
+    if (alive(a.conductor_affinity)) continue;
+    if (!(await takeOverAllocation(c.store.sql, a.uuid, a.conductor_affinity, c.host))) continue;
+    c.log.info({ allocation: a.uuid, from: a.conductor_affinity }, 'taking over an unfinished allocation');
+    spawnAllocate(c, { ...a, conductor_affinity: c.host });
+    taken++;
+  }
+  return taken;
 }

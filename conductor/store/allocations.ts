@@ -156,10 +156,20 @@ export function backfillNode(sql: SqlRunner, allocationUuid: string, nodeUuid: s
   ]);
 }
 
-/** The allocation fails (state error, Ironic's last_error); a deleted one stays deleted. */
+/**
+ * The allocation fails (state error, Ironic's last_error). Only an allocating one: a deleted one stays deleted and
+ * one another worker finished meanwhile keeps its node.
+ */
 export async function failAllocation(sql: SqlRunner, uuid: string, error: string): Promise<void> {
-  await sql.write(`UPDATE allocations SET node_uuid = NULL, state = 'error', last_error = ?, updated_at = ? WHERE uuid = ?`,
-    [error, isoTime(), uuid]);
+  await sql.write(`UPDATE allocations SET node_uuid = NULL, state = 'error', last_error = ?, updated_at = ?
+    WHERE uuid = ? AND state = 'allocating'`, [error, isoTime(), uuid]);
+}
+
+/** Moves an unfinished allocation from conductor `from` to `to`; false when another conductor took it first. */
+export function takeOverAllocation(sql: SqlRunner, uuid: string, from: string | null, to: string): Promise<boolean> {
+  return sql.atomic([{ sql: `UPDATE allocations SET conductor_affinity = ?, updated_at = ? WHERE uuid = ?
+      AND state = 'allocating' AND ${from === null ? 'conductor_affinity IS NULL' : 'conductor_affinity = ?'}`,
+  args: from === null ? [to, isoTime(), uuid] : [to, isoTime(), uuid, from], required: true }]);
 }
 
 /** Deletes the allocation and frees its node (instance_uuid, allocation_uuid) in one transaction, as Ironic. */

@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { checkOrphanAllocations } from '../../conductor/services/allocations.js';
+import { createAllocation } from '../../conductor/store/allocations.js';
 import { haveBaremetalCli, startTestConductor, type TestConductor } from '../fixtures/conductor.js';
 
 type Obj = Record<string, unknown>;
@@ -130,6 +132,25 @@ describe('allocations and deploy templates', { skip: reason ?? false }, () => {
     const listed = (await fx.api('GET', '/v1/allocations?resource_class=race-class&state=active')).body as { allocations: Obj[] };
     assert.equal(listed.allocations.length, 4);
     for (const a of active) assert.equal((await fx.api('DELETE', `/v1/allocations/${String(a.uuid)}`)).status, 204);
+  });
+
+  test("unfinished allocations of a conductor that is gone are taken over and processed (Ironic's orphan check)", async () => {
+    const ctx = fx.ctx;
+    assert.ok(ctx, 'in-process conductor');
+    const id = await availableNode('orphan-1', 'orphan-class');
+    const orphan = await createAllocation(ctx.store.sql, { uuid: '0b7f5c1e-2d4a-4c6b-8e9f-1a2b3c4d5e6f', resource_class: 'orphan-class',
+      conductor_affinity: 'a-conductor-that-died' });
+    const mine = await createAllocation(ctx.store.sql, { uuid: '1c8a6d2f-3e5b-4d7c-9fa0-2b3c4d5e6f70', resource_class: 'orphan-class',
+      conductor_affinity: ctx.host });
+    assert.equal(await checkOrphanAllocations(ctx), 1, "only the dead conductor's allocation: this host's own is running");
+    const done = await settled(orphan.uuid);
+    assert.equal(done.state, 'active');
+    assert.equal(done.node_uuid, id);
+    assert.equal(((await fx.api('GET', `/v1/allocations/${mine.uuid}`)).body as Obj).state, 'allocating');
+    assert.equal(await checkOrphanAllocations(ctx, { own: true }), 1, 'at start-up this host resumes its own');
+    const failed = await settled(mine.uuid);
+    assert.equal(failed.last_error, `Failed to process allocation ${mine.uuid}: no available nodes match the resource class orphan-class.`);
+    for (const a of [orphan.uuid, mine.uuid]) assert.equal((await fx.api('DELETE', `/v1/allocations/${a}`)).status, 204);
   });
 
   test('allocation gates and errors (Ironic 21.4 statuses and texts)', async () => {
