@@ -120,8 +120,10 @@ export const ConfigSchema = z.object({
     check_provision_state_interval: seconds.default(60),
     reservation_cleanup_interval: seconds.default(60),
     power_state_sync_max_retries: z.number().int().nonnegative().default(3),
+    /** Ironic's [conductor]check_allocations_interval: taking over allocations of conductors that are gone. */
+    check_allocations_interval: seconds.default(60),
   }).default({ sync_power_state_interval: 60, check_provision_state_interval: 60, reservation_cleanup_interval: 60,
-    power_state_sync_max_retries: 3 }),
+    power_state_sync_max_retries: 3, check_allocations_interval: 60 }),
   locks: z.object({
     node_locked_retry_attempts: z.number().int().nonnegative().default(3),
     node_locked_retry_interval: seconds.default(1),

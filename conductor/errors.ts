@@ -104,7 +104,9 @@ export class NoFreeConductorWorker extends IronicError {
   constructor() { super('Requested action cannot be performed due to lack of free conductor workers.', 503); }
 }
 export class MethodNotAllowed extends IronicError {
-  constructor() { super('The server could not comply with the request since it is either malformed or otherwise incorrect.', 405); }
+  constructor(message = 'The server could not comply with the request since it is either malformed or otherwise incorrect.') {
+    super(message, 405);
+  }
 }
 /** Ironic's ConcurrentActionLimit (a TemporaryFailure): the limit itself is not disclosed, as in Ironic. */
 export class ConcurrentActionLimit extends IronicError {

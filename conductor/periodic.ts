@@ -10,6 +10,7 @@ import { failCleaning, failDeploy } from './services/provision.js';
 import { wipeAgentToken } from './services/power.js';
 import type { NodeRecord } from './store/types.js';
 import { isoTime } from './time.js';
+import { checkOrphanAllocations } from './services/allocations.js';
 
 const PAGE = 500;
 /** Power sync leaves these alone: the conductor itself is driving power there. */
@@ -136,6 +137,10 @@ export class PeriodicTasks {
     this.every('callback-timeouts', p.check_provision_state_interval, () => checkCallbackTimeouts(this.ctx));
     this.every('power-sync', p.sync_power_state_interval, () => syncPowerStates(this.ctx));
     this.every('reservation-cleanup', p.reservation_cleanup_interval, () => cleanupReservations(this.ctx));
+    this.every('orphan-allocations', p.check_allocations_interval, () => checkOrphanAllocations(this.ctx));
+    // This host's own unfinished allocations are from its previous run: resume them now.
+    void checkOrphanAllocations(this.ctx, { own: true })
+      .catch((e: unknown) => this.ctx.log.error({ err: errorMessage(e) }, 'resuming unfinished allocations failed'));
   }
 
   private every(name: string, intervalS: number, fn: () => Promise<unknown>): void {

@@ -18,6 +18,8 @@ import { portRoutes } from './routes/ports.js';
 import { cloudRoutes } from './routes/cloud.js';
 import { chassisRoutes } from './routes/chassis.js';
 import { portgroupRoutes } from './routes/portgroups.js';
+import { allocationRoutes } from './routes/allocations.js';
+import { deployTemplateRoutes } from './routes/deploy-templates.js';
 
 export function createApp(c: ConductorContext): Koa {
   const app = new Koa({ proxy: false });
@@ -61,6 +63,8 @@ export function createApp(c: ConductorContext): Koa {
   portgroupRoutes(router, c);
   inspectionRoutes(router, c);
   conductorRoutes(router, c);
+  allocationRoutes(router, c);
+  deployTemplateRoutes(router, c);
   app.use(router.routes());
   app.use(async (ctx: Context, next: Next) => {
     await next();

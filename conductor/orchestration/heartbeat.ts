@@ -17,10 +17,11 @@ import type { HeartbeatFacts } from './hooks.js';
 import { recordHeartbeat } from '../services/agent.js';
 import { continueSteps, plan, refreshAgentSteps, runFrom, StepFailure, stepIndex } from './step-runner.js';
 import {
-  applyPriorityOverrides, automatedSteps, deployStepsWithUser, DIRECT_DEPLOY_STEPS, manualSteps, mergeSteps,
+  applyPriorityOverrides, automatedSteps, DIRECT_DEPLOY_STEPS, manualSteps, mergeSteps, planDeploySteps,
   stepKey, type RequestedStep, type Step,
 } from './steps.js';
 import { collectLogsOnFailure } from './logs.js';
+import { deployTemplatesByNames } from '../store/deploy-templates.js';
 import { isFastTrack } from '../fast-track.js';
 
 const LOCK_RETRY_MS = 200;
@@ -135,7 +136,9 @@ async function continueDeploy(ctx: ConductorContext, task: NodeTask): Promise<vo
     const current = plan(task, 'deploy')[stepIndex(task, 'deploy')];
     const agent = await refreshAgentSteps(ctx, task, 'deploy');
     const user = (task.node.driver_internal_info.user_deploy_steps ?? []) as RequestedStep[];
-    const full = deployStepsWithUser(mergeSteps(DIRECT_DEPLOY_STEPS, agent), user);
+    const traits = task.node.instance_info.traits;
+    const templates = Array.isArray(traits) ? await deployTemplatesByNames(ctx.store.sql, traits.filter((t) => typeof t === 'string')) : [];
+    const full = planDeploySteps(mergeSteps(DIRECT_DEPLOY_STEPS, agent), user, templates);
     const index = current ? full.findIndex((s) => stepKey(s) === stepKey(current)) : -1;
     await task.updateInternalInfo({ deploy_steps: full, deploy_step_index: index });
   }

@@ -123,6 +123,36 @@ export function deployStepsWithUser(available: Step[], requested: RequestedStep[
   return automatedSteps([...byKey.values()]);
 }
 
+/**
+ * Ironic's _get_all_deployment_steps, the requested half: the user's deploy_steps first, then the steps of the
+ * deploy templates matching the node's instance traits that the user did not name (the user wins over a template).
+ * deployStepsWithUser then lets these override the driver's steps (priority, args) and drops those with priority 0.
+ */
+export function withTemplateSteps(user: readonly RequestedStep[], templates: readonly { steps: readonly RequestedStep[] }[]):
+  RequestedStep[] {
+  const named = new Set(user.map(stepKey));
+  const fromTemplates = templates.flatMap((t) => t.steps.map((s) => ({ interface: s.interface, step: s.step,
+    args: s.args ?? {}, ...(s.priority !== undefined ? { priority: s.priority } : {}) })));
+  return [...user, ...fromTemplates.filter((s) => !named.has(stepKey(s)))];
+}
+
+/**
+ * The deploy plan from the available steps, the user's deploy_steps and the matching deploy templates. Template
+ * steps are validated on their own first so that a bad one is reported as Ironic does (naming the templates).
+ */
+export function planDeploySteps(available: Step[], user: readonly RequestedStep[],
+  templates: readonly { name: string; steps: readonly RequestedStep[] }[]): Step[] {
+  if (templates.length) {
+    try {
+      deployStepsWithUser(available, withTemplateSteps([], templates));
+    } catch (e) {
+      throw new InvalidParameterValue('Validation of deploy steps from deploy templates matching this node\'s instance ' +
+        `traits failed. Matching deploy templates: ${templates.map((t) => t.name).join(',')}. Errors: ${(e as Error).message}`);
+    }
+  }
+  return deployStepsWithUser(available, withTemplateSteps(user, templates));
+}
+
 /** The direct deploy interface's out-of-band steps (Ironic's priorities). */
 export const DIRECT_DEPLOY_STEPS: Step[] = [
   { interface: 'deploy', step: 'deploy', priority: 100 },

@@ -9,7 +9,7 @@ import type { ConductorContext } from '../context.js';
 import { deleteInspectionData } from '../inspection/inventory-store.js';
 import { NODE_INTERFACE_KINDS, type NodeInterfaceKind } from '../drivers/index.js';
 import {
-  DuplicateName, InstanceAssociated, InvalidParameterValue, InvalidState, IronicError, NodeAlreadyExists,
+  Conflict, DuplicateName, InstanceAssociated, InvalidParameterValue, InvalidState, IronicError, NodeAlreadyExists,
   NodeAssociated, NodeProtected, NotAcceptable,
 } from '../errors.js';
 import { isUuid } from '../locks.js';
@@ -19,6 +19,10 @@ import { checkDictField, checkStringField } from './field-limits.js';
 import { applyJsonPatch, type PatchOp } from './jsonpatch.js';
 import { strBool } from './ports.js';
 import { checkNodeChassis } from './chassis.js';
+import { deleteAllocationsOfNode, removeNodeAllocation } from './allocations.js';
+
+/** Ironic's allowed_update_states for removing the instance_uuid of a node with an allocation. */
+const INSTANCE_REMOVAL_STATES: ReadonlySet<string> = new Set(['enroll', 'inspecting', 'inspect wait', 'manageable', 'available']);
 
 const NAME_RE = /^[A-Za-z0-9\-._~]+$/;
 const RESERVED_NAMES = new Set(['detail', 'validate', 'ports', 'portgroups', 'states', 'maintenance', 'vifs',
@@ -240,6 +244,14 @@ export async function updateNode(ctx: ConductorContext, ident: string, ops: Patc
     if (changed.retired_reason && !retired) {
       throw new InvalidParameterValue('Cannot set retired_reason when retired is unset');
     }
+    if ('instance_uuid' in changed && changed.instance_uuid === null && node.allocation_uuid) {
+      if (!node.maintenance && !INSTANCE_REMOVAL_STATES.has(node.provision_state)) {
+        // Ironic's InvalidState is a 409.
+        throw new Conflict(`Node ${node.uuid} with an allocation can not have instance_uuid removed unless it is in one ` +
+          `of allowed (${[...INSTANCE_REMOVAL_STATES].join(', ')}) states or in maintenance mode.`);
+      }
+      await removeNodeAllocation(ctx, task);
+    }
     try {
       return await task.save(changed as Partial<NodeFields>);
     } catch (e) {
@@ -260,6 +272,7 @@ export async function deleteNode(ctx: ConductorContext, ident: string): Promise<
         `Valid provision states to perform deletion are: "adopt failed", "available", "enroll", "manageable"`);
     }
     await stopConsoleOf(task);
+    await deleteAllocationsOfNode(ctx, n.uuid);
     await ctx.store.deleteNode(n.uuid);
     await deleteInspectionData(ctx.config, n.uuid);
   });

@@ -20,6 +20,7 @@ import { hashRescuePassword } from '../drivers/agent-rescue.js';
 import { wipeAgentToken } from './power.js';
 import { isoTime } from '../time.js';
 import { fastTrackAble } from '../fast-track.js';
+import { removeNodeAllocation } from './allocations.js';
 
 export interface ProvisionRequest {
   target: string;
@@ -288,6 +289,7 @@ async function tearDownWorker(ctx: ConductorContext, task: NodeTask): Promise<vo
   await guard(ctx, task, 'Error while tearing down the node', async () => {
     await task.driver.deploy.tearDown(task);
     await task.save({ instance_info: {}, instance_uuid: null, deploy_step: {} });
+    await removeNodeAllocation(ctx, task);
     await wipeAgentToken(task, DEPLOY_SCRATCH);
     await task.fire('clean');
   });

@@ -4,7 +4,8 @@
  */
 import { isoTime } from '../time.js';
 import { insert, page, parseJson, update, type PageQuery, type Row, type SortColumns } from './resource-rows.js';
-import type { Json, SqlRunner } from './types.js';
+import type { SqlRunner } from './sql-runner.js';
+import type { Json } from './types.js';
 
 export interface ChassisRecord {
   id: number;

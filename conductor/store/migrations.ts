@@ -168,4 +168,44 @@ CREATE INDEX ports_portgroup_uuid ON ports(portgroup_uuid);
 CREATE INDEX nodes_chassis_uuid ON nodes(chassis_uuid);
 `,
   },
+  {
+    version: 20,
+    description: 'allocations (Ironic 1.52): a node reserved for an instance by resource class, traits, candidates',
+    sql: (d) => `
+CREATE TABLE allocations (
+  id ${d.autoId},
+  uuid TEXT NOT NULL UNIQUE,
+  name TEXT UNIQUE,
+  node_uuid TEXT,
+  state TEXT NOT NULL,
+  owner TEXT,
+  last_error TEXT,
+  resource_class TEXT,
+  traits TEXT NOT NULL DEFAULT '[]',
+  candidate_nodes TEXT NOT NULL DEFAULT '[]',
+  extra TEXT NOT NULL DEFAULT '{}',
+  conductor_affinity TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT
+);
+CREATE INDEX allocations_node_uuid ON allocations(node_uuid);
+CREATE INDEX allocations_state ON allocations(state);
+`,
+  },
+  {
+    version: 21,
+    description: 'deploy_templates (Ironic 1.55): named deploy step sets applied by instance trait',
+    sql: (d) => `
+CREATE TABLE deploy_templates (
+  id ${d.autoId},
+  uuid TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL UNIQUE,
+  description TEXT,
+  steps TEXT NOT NULL DEFAULT '[]',
+  extra TEXT NOT NULL DEFAULT '{}',
+  created_at TEXT NOT NULL,
+  updated_at TEXT
+);
+`,
+  },
 ];

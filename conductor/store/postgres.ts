@@ -28,6 +28,7 @@ import { isoTime } from '../time.js';
 import { POSTGRES } from './dialect.js';
 import { MIGRATIONS, migrationSql } from './migrations.js';
 import { PgNodeLists } from './postgres-lists.js';
+import { postgresRunner, type SqlRunner } from './sql-runner.js';
 import { isPgForeignKeyViolation, pgUniqueViolation, safeUrl } from './postgres-rows.js';
 import { markerQuery, nodeListQuery, portListQuery, type MarkerRow } from './queries.js';
 import { NODE_COLS, NODE_JSON_COLS, nodeFromRow, PORT_COLS, portFromRow, toDb, type ColType, type Row } from './sqlite-rows.js';
@@ -35,7 +36,7 @@ import {
   DuplicateError,
   type ConductorRecord, type HistoryRecord, type NewHistory, type NewNode, type NewPort, type NodeJsonList,
   type NodeJsonRow, type NodeJsonSpec, type NodeQuery, type NodeRecord, type NodeUpdate, type PortFields,
-  type PortQuery, type PortRecord, type ReserveResult, type SqlRunner, type Store,
+  type PortQuery, type PortRecord, type ReserveResult, type Store,
 } from './types.js';
 
 const log = getLogger('store');
@@ -72,28 +73,16 @@ export interface PostgresOptions {
 export class PostgresStore implements Store {
   readonly kind = 'postgresql';
   readonly pool: pg.Pool;
+  readonly sql: SqlRunner;
   private readonly lists: PgNodeLists;
   /** `?` SQL -> `$n` SQL, for the statements built at run time (bounded like SQLite's statement cache). */
   private readonly texts = new Map<string, string>();
-  readonly sql: SqlRunner = {
-    dialect: POSTGRES,
-    read: (sql, args = []) => this.query(sql, args),
-    write: async (sql, args = []) => {
-      try {
-        return await this.query(sql, args);
-      } catch (e) {
-        const field = pgUniqueViolation(e);
-        if (field) throw new DuplicateError(field, '');
-        throw e;
-      }
-    },
-  };
-
   private constructor(readonly url: string, opts: PostgresOptions) {
     this.pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10, idleTimeoutMillis: 30_000,
       connectionTimeoutMillis: 30_000 });
     // An idle connection dropped by the server must not take the process down; the pool makes a new one.
     this.pool.on('error', (e) => log.warn({ err: e.message, database: safeUrl(url) }, 'idle PostgreSQL connection failed'));
+    this.sql = postgresRunner(this.pool);
     this.lists = new PgNodeLists((sql, args, array) => this.query(sql, args, array), opts.renderCacheBytes ?? 8 * 2 ** 20);
   }
 

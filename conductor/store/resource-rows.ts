@@ -5,7 +5,8 @@
  */
 import { InvalidParameterValue } from '../errors.js';
 import { isoTime } from '../time.js';
-import type { Json, SortDir, SqlRunner } from './types.js';
+import type { SqlRunner } from './sql-runner.js';
+import type { Json, SortDir } from './types.js';
 
 export type Row = Record<string, unknown>;
 

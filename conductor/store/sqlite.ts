@@ -11,6 +11,7 @@ import { MIGRATIONS, migrationSql } from './migrations.js';
 import { SQLITE } from './dialect.js';
 import { markerQuery, nodeListQuery, portListQuery, type MarkerRow } from './queries.js';
 import { GroupCommit } from './group-commit.js';
+import { sqliteRunner, type SqlRunner } from './sql-runner.js';
 import { NodeListRenderer } from './sqlite-json.js';
 import {
   NODE_COLS, NODE_JSON_COLS, nodeFromRow, PORT_COLS, portFromRow, toDb,
@@ -21,7 +22,7 @@ import {
   DuplicateError,
   type ConductorRecord, type HistoryRecord, type NewHistory, type NewNode, type NewPort, type NodeJsonList,
   type NodeJsonRow, type NodeJsonSpec, type NodeQuery, type NodeRecord, type NodeUpdate, type PortFields,
-  type PortQuery, type PortRecord, type ReserveResult, type SqlRunner, type Store,
+  type PortQuery, type PortRecord, type ReserveResult, type Store,
 } from './types.js';
 import { InvalidParameterValue, NotFound } from '../errors.js';
 import { isoTime } from '../time.js';
@@ -43,23 +44,7 @@ export class SqliteStore implements Store {
   private readonly lists: NodeListRenderer;
   /** Every write goes through here (one transaction per event-loop turn). */
   private readonly writes: GroupCommit;
-  /** Writes join the group commit; reads run at once. */
-  readonly sql: SqlRunner = {
-    dialect: SQLITE,
-    read: async (sql, args = []) => this.stmt(sql).all(...args) as Row[],
-    write: (sql, args = []) => this.writes.run(() => {
-      try {
-        const s = this.stmt(sql);
-        if (s.reader) return s.all(...args) as Row[];
-        s.run(...args);
-        return [];
-      } catch (e) {
-        const field = uniqueViolation(e);
-        if (field) throw new DuplicateError(field, '');
-        throw e;
-      }
-    }),
-  };
+  readonly sql: SqlRunner;
 
   constructor(opts: SqliteOptions) {
     this.db = new Database(opts.file);
@@ -69,6 +54,7 @@ export class SqliteStore implements Store {
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
     this.writes = new GroupCommit(this.db);
+    this.sql = sqliteRunner(this.db, this.writes);
     this.lists = new NodeListRenderer(this.db, (sql) => this.rawStmt(sql), opts.renderCacheBytes ?? 8 * 2 ** 20);
   }
 

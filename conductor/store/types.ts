@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import type { TransitionPatch } from '../states.js';
-import type { Dialect } from './dialect.js';
+import type { SqlRunner } from './sql-runner.js';
 
 export type Json = Record<string, unknown>;
 
@@ -190,6 +190,8 @@ export interface NodeJsonRow {
 
 export interface Store {
   readonly kind: string;
+  /** Plain SQL for the resources kept in their own store modules (chassis, portgroups, allocations, deploy templates). */
+  readonly sql: SqlRunner;
   close(): Promise<void>;
 
   createNode(node: NewNode): Promise<NodeRecord>;
@@ -231,16 +233,6 @@ export interface Store {
   setConductorOnline(hostname: string, online: boolean): Promise<void>;
   listConductors(): Promise<ConductorRecord[]>;
 
-  /** Plain statements for resource modules on the shared schema (store/chassis.ts, store/portgroups.ts). */
-  readonly sql: SqlRunner;
-}
-
-/** One statement at a time with `?` placeholders; the same SQL on both stores (the dialect says what differs). */
-export interface SqlRunner {
-  readonly dialect: Dialect;
-  read(sql: string, args?: readonly unknown[]): Promise<Record<string, unknown>[]>;
-  /** A writing statement in its own transaction; RETURNING rows; unique violations become DuplicateError. */
-  write(sql: string, args?: readonly unknown[]): Promise<Record<string, unknown>[]>;
 }
 
 /** JSON columns must be plain objects (traits a string list) before they reach the database. */

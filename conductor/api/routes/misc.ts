@@ -33,7 +33,7 @@ function v1Document(base: string, minor: number): Record<string, unknown> {
     media_types: [{ base: 'application/json', type: 'application/vnd.openstack.ironic.v1+json' }],
     version: versionObject(base),
   };
-  // Only resources this conductor routes are linked (no volume, allocations, ...), in Ironic's order.
+  // Only resources this conductor routes are linked (no volume, ...), in Ironic's order.
   doc.chassis = links(base, 'chassis');
   doc.nodes = links(base, 'nodes');
   doc.ports = links(base, 'ports');
@@ -41,7 +41,9 @@ function v1Document(base: string, minor: number): Record<string, unknown> {
   if (minor >= 23) doc.portgroups = links(base, 'portgroups');
   if (minor >= 22) { doc.lookup = links(base, 'lookup'); doc.heartbeat = links(base, 'heartbeat'); }
   if (minor >= 49) doc.conductors = links(base, 'conductors');
+  if (minor >= 52) doc.allocations = links(base, 'allocations');
   if (minor >= 54) doc.events = links(base, 'events');
+  if (minor >= 55) doc.deploy_templates = links(base, 'deploy_templates');
   if (minor >= 82) doc.shards = links(base, 'shards');
   return doc;
 }
