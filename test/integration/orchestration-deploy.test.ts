@@ -206,8 +206,10 @@ describe('conductor + agent: cleaning and deploys on a loop device', { skip: rea
   });
 
   test('heartbeats with a wrong token are refused with 400', async () => {
+    // The URL the node has on file (if any): a changed callback_url is refused before the token is looked at, as in Ironic.
+    const known = (await show()).driver_internal_info.agent_url;
     const { status, body } = await conductor.api('POST', `/v1/heartbeat/${uuid}`,
-      { callback_url: 'http://127.0.0.1:1', agent_token: 'x'.repeat(43), agent_version: '11.1.0' });
+      { callback_url: typeof known === 'string' ? known : 'http://127.0.0.1:1', agent_token: 'x'.repeat(43), agent_version: '11.1.0' });
     assert.equal(status, 400);
     assert.match(JSON.stringify(body), /token/i);
   });
