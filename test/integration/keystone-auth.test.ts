@@ -1,0 +1,187 @@
+/**
+ * Issue 21, Keystone authentication: a real Keystone 22 (Debian's package, one process, lab/keystone.ts) issues
+ * tokens; our conductor runs with auth.strategy keystone and validates them with its own service user. Shown with
+ * the `baremetal` CLI (password auth through Keystone, the conductor found by --os-endpoint-override and by the
+ * catalog) and
+ * raw API calls: admin sees every node, the lessee1 project's member only its nodes (others are 404), its reader
+ * cannot write, a lessee member cannot change the provision state (Ironic's default needs a lessee admin), a bad
+ * token is 401. One Keystone for the whole file (its set-up is the slow part).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { run } from '../../common/exec.js';
+import { KeystoneValidator } from '../../conductor/api/keystone.js';
+import { keystoneAuthSchema } from '../../conductor/keystone-config.js';
+import { haveKeystone, type LabKeystone, startKeystone } from '../../lab/keystone.js';
+import { haveBaremetalCli, startTestConductor, type TestConductor } from '../fixtures/conductor.js';
+
+type Obj = Record<string, unknown>;
+
+test('Keystone tokens and Ironic default policy', { timeout: 600_000 }, async (t) => {
+  if (!(await haveKeystone()) || !(await haveBaremetalCli())) {
+    t.skip('keystone or the baremetal CLI not installed (apt-get install keystone python3-ironicclient)');
+    return;
+  }
+  const ks: LabKeystone = await startKeystone();
+  // Registered before anything else can fail, so the Keystone process ends by its pid whatever happens next.
+  t.after(() => ks.stop());
+  const exitHandler = (): void => ks.stopSync();
+  process.once('exit', exitHandler);
+  t.after(() => { process.off('exit', exitHandler); });
+
+  const service = await ks.createProject('service');
+  await ks.createUser('ironic', 'ironic-pw', service.id, ['service']);
+  const lessee = await ks.createProject('lessee1');
+  const other = await ks.createProject('other1');
+  await ks.createUser('lessee-member', 'member-pw', lessee.id, ['member']);
+  await ks.createUser('lessee-reader', 'reader-pw', lessee.id, ['reader']);
+
+  const keystone = { auth_url: ks.url, username: 'ironic', password: 'ironic-pw', project_name: 'service' };
+  const c: TestConductor = await startTestConductor({ plain: true, config: { auth: { strategy: 'keystone', keystone } } });
+  t.after(() => c.close());
+  await ks.addEndpoint('baremetal', 'ironic', c.url);
+
+  const adminToken = await ks.adminToken();
+  const memberToken = await ks.token({ user: 'lessee-member', password: 'member-pw', project: 'lessee1' });
+  const readerToken = await ks.token({ user: 'lessee-reader', password: 'reader-pw', project: 'lessee1' });
+  const as = (token: string) => (method: string, path: string, body?: unknown) =>
+    c.api(method, path, body, { 'X-Auth-Token': token });
+  const admin = as(adminToken);
+  const member = as(memberToken);
+  const reader = as(readerToken);
+
+  const mk = async (name: string, extra: Obj): Promise<string> => {
+    const r = await admin('POST', '/v1/nodes', { driver: 'fake-hardware', name, driver_info: { secret_thing: 'x' }, ...extra });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    return String((r.body as Obj).uuid);
+  };
+  const leased = await mk('leased', { lessee: lessee.id });
+  const owned = await mk('owned', { owner: lessee.id });
+  const free = await mk('free', {});
+  const foreign = await mk('foreign', { owner: other.id });
+
+  const cliEnv = (user: string, password: string, project: string): Record<string, string> => ({
+    OS_CLOUD: '', OS_AUTH_TYPE: 'password', OS_AUTH_URL: ks.url, OS_USERNAME: user, OS_PASSWORD: password,
+    OS_PROJECT_NAME: project, OS_USER_DOMAIN_ID: 'default', OS_PROJECT_DOMAIN_ID: 'default', OS_IDENTITY_API_VERSION: '3',
+    OS_BAREMETAL_API_VERSION: '1.82',
+  });
+  const cli = (env: Record<string, string>, args: string[], endpoint = true) =>
+    run('baremetal', [...(endpoint ? ['--os-endpoint-override', c.url] : []), ...args], {
+      env, okCodes: Array.from({ length: 256 }, (_, i) => i), timeoutMs: 120_000, quiet: true,
+    });
+  const names = (stdout: string): string[] => (JSON.parse(stdout) as { Name: string }[]).map((n) => n.Name).sort();
+
+  await t.test('the CLI as admin (password auth through Keystone) lists every node', async () => {
+    const r = await cli(cliEnv('admin', ks.adminPassword, 'admin'), ['node', 'list', '-f', 'json']);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.deepEqual(names(r.stdout), ['foreign', 'free', 'leased', 'owned']);
+  });
+
+  await t.test('the CLI as the lessee1 member, the conductor found in the catalog, lists only its nodes', async () => {
+    const r = await cli(cliEnv('lessee-member', 'member-pw', 'lessee1'), ['node', 'list', '-f', 'json'], false);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.deepEqual(names(r.stdout), ['leased', 'owned']);
+    const shown = await cli(cliEnv('lessee-member', 'member-pw', 'lessee1'), ['node', 'show', 'free', '-f', 'json']);
+    assert.notEqual(shown.exitCode, 0, 'another project\'s node is not shown');
+    assert.match(shown.stderr, /could not be found/i);
+  });
+
+  await t.test('the CLI with a bad token gets 401', async () => {
+    const r = await run('baremetal', ['--os-auth-type', 'admin_token', '--os-token', 'not-a-valid-token',
+      '--os-endpoint', c.url, 'node', 'list'], {
+      env: { OS_CLOUD: '' }, okCodes: Array.from({ length: 256 }, (_, i) => i), timeoutMs: 120_000, quiet: true,
+    });
+    assert.notEqual(r.exitCode, 0);
+    assert.match(r.stderr, /401|requires authentication|Unauthorized/i, r.stderr);
+  });
+
+  await t.test('401 bodies in Ironic\'s shape, with a Keystone challenge', async () => {
+    for (const headers of [{}, { 'X-Auth-Token': 'bogus' }] as Record<string, string>[]) {
+      const r = await c.api('GET', '/v1/nodes', undefined, headers);
+      assert.equal(r.status, 401);
+      const inner = JSON.parse(String((r.body as Obj).error_message)) as Obj;
+      assert.match(String(inner.faultstring), /requires authentication/);
+      assert.equal(r.headers.get('www-authenticate'), `Keystone uri="${ks.url}"`);
+    }
+    assert.equal((await c.api('GET', '/v1')).status, 200, 'the version document stays public');
+  });
+
+  await t.test('project scope: list filtered, others\' nodes 404, asking for another project 403', async () => {
+    const list = await member('GET', '/v1/nodes');
+    assert.equal(list.status, 200);
+    assert.deepEqual(((list.body as { nodes: Obj[] }).nodes).map((n) => n.uuid).sort(), [leased, owned].sort());
+    assert.equal((await member('GET', `/v1/nodes/${free}`)).status, 404);
+    assert.equal((await member('GET', `/v1/nodes/foreign`)).status, 404, 'by name too');
+    assert.equal((await member('PATCH', `/v1/nodes/${foreign}`, [{ op: 'add', path: '/extra/x', value: 1 }])).status, 404);
+    const asked = await member('GET', `/v1/nodes?project=${other.id}`);
+    assert.equal(asked.status, 403);
+    assert.match(String((asked.body as Obj).error_message), /baremetal:node:list_all/);
+    const all = await admin('GET', '/v1/nodes');
+    assert.equal(((all.body as { nodes: Obj[] }).nodes).length, 4);
+  });
+
+  await t.test('a lessee sees its node with infrastructure details redacted; the owner does not', async () => {
+    const asLessee = (await member('GET', `/v1/nodes/${leased}`)).body as Obj;
+    assert.match(JSON.stringify(asLessee.driver_info), /Redacted/);
+    assert.match(JSON.stringify(asLessee.driver_internal_info), /Redacted/);
+    const asOwner = (await member('GET', `/v1/nodes/${owned}`)).body as Obj;
+    assert.doesNotMatch(JSON.stringify(asOwner.driver_info), /Redacted/);
+    const asAdmin = (await admin('GET', `/v1/nodes/${leased}`)).body as Obj;
+    assert.doesNotMatch(JSON.stringify(asAdmin.driver_info), /Redacted/);
+  });
+
+  await t.test('member writes as Ironic allows; readers cannot write; lessee members cannot deploy', async () => {
+    assert.equal((await member('PATCH', `/v1/nodes/${leased}`, [{ op: 'add', path: '/extra/tag', value: 'm' }])).status, 200,
+      'update_extra: project member (owner or lessee)');
+    const drv = await member('PATCH', `/v1/nodes/${leased}`, [{ op: 'add', path: '/driver_info/x', value: 1 }]);
+    assert.equal(drv.status, 403, 'update:driver_info is for owner members only');
+    assert.match(String((drv.body as Obj).error_message), /baremetal:node:update:driver_info/);
+    assert.equal((await member('PATCH', `/v1/nodes/${owned}`, [{ op: 'add', path: '/driver_info/x', value: 1 }])).status, 200,
+      'the owner member may');
+    const wrote = await reader('PATCH', `/v1/nodes/${owned}`, [{ op: 'add', path: '/extra/tag', value: 'r' }]);
+    assert.equal(wrote.status, 403, 'a reader cannot write');
+    assert.equal((await reader('GET', `/v1/nodes/${owned}`)).status, 200, 'but reads');
+    const prov = await member('PUT', `/v1/nodes/${leased}/states/provision`, { target: 'manage' });
+    assert.equal(prov.status, 403, 'set_provision_state needs a lessee admin');
+    assert.equal((await member('PUT', `/v1/nodes/${owned}/states/provision`, { target: 'manage' })).status, 202,
+      'an owner member may');
+    assert.equal((await member('POST', '/v1/nodes', { driver: 'fake-hardware' })).status, 403, 'creating nodes is admin work');
+    assert.equal((await member('DELETE', `/v1/nodes/${owned}`)).status, 403);
+    assert.equal((await member('GET', '/v1/drivers')).status, 403, 'drivers are for system readers');
+    assert.equal((await admin('GET', '/v1/drivers')).status, 200);
+  });
+
+  await t.test('ports follow their node\'s visibility', async () => {
+    for (const [node, mac] of [[leased, '52:54:00:aa:00:01'], [free, '52:54:00:aa:00:02']] as const) {
+      assert.equal((await admin('POST', '/v1/ports', { node_uuid: node, address: mac })).status, 201);
+    }
+    const mine = (await member('GET', '/v1/ports?fields=address')).body as { ports: Obj[] };
+    assert.deepEqual(mine.ports.map((p) => p.address), ['52:54:00:aa:00:01']);
+    assert.ok(!('node_uuid' in (mine.ports[0] ?? {})), 'only the asked-for fields');
+    const all = (await admin('GET', '/v1/ports')).body as { ports: Obj[] };
+    assert.equal(all.ports.length, 2);
+    const foreignPort = all.ports.find((p) => p.node_uuid === free);
+    assert.equal((await member('GET', `/v1/ports/${String(foreignPort?.uuid)}`)).status, 404);
+    assert.equal((await member('POST', '/v1/ports', { node_uuid: leased, address: '52:54:00:aa:00:03' })).status, 403,
+      'port:create needs an owner admin');
+  });
+
+  await t.test('the validator: cache by token, bounded, invalid tokens cached as invalid', async () => {
+    const v = new KeystoneValidator(keystoneAuthSchema.parse({ ...keystone, token_cache_size: 2 }));
+    const creds = await v.validate(memberToken);
+    assert.equal(creds?.projectId, lessee.id);
+    assert.ok(creds?.roles.includes('member') && creds.roles.includes('reader'), 'implied roles are in the token');
+    assert.equal(creds?.system, false);
+    const calls = v.validations;
+    assert.equal((await v.validate(memberToken))?.userName, 'lessee-member');
+    assert.equal(v.validations, calls, 'the second look-up came from the cache');
+    assert.equal(await v.validate('bogus'), null);
+    assert.equal(await v.validate('bogus'), null);
+    assert.equal(v.validations, calls + 1, 'an invalid token is asked once');
+    await v.validate(readerToken);
+    assert.equal(v.cacheSize, 2, 'bounded to token_cache_size');
+    const sys = await v.validate(await ks.token({ user: 'admin', password: ks.adminPassword, system: true }));
+    assert.equal(sys?.system, true);
+    assert.equal(sys?.projectId, null);
+  });
+});
