@@ -37,7 +37,8 @@ test('Keystone tokens and Ironic default policy', { timeout: 600_000 }, async (t
   await ks.createUser('lessee-reader', 'reader-pw', lessee.id, ['reader']);
 
   const keystone = { auth_url: ks.url, username: 'ironic', password: 'ironic-pw', project_name: 'service' };
-  const c: TestConductor = await startTestConductor({ plain: true, config: { auth: { strategy: 'keystone', keystone } } });
+  const c: TestConductor = await startTestConductor({ plain: true,
+    config: { automated_clean: false, auth: { strategy: 'keystone', keystone } } });
   t.after(() => c.close());
   await ks.addEndpoint('baremetal', 'ironic', c.url);
 
@@ -164,6 +165,44 @@ test('Keystone tokens and Ironic default policy', { timeout: 600_000 }, async (t
     assert.equal((await member('GET', `/v1/ports/${String(foreignPort?.uuid)}`)).status, 404);
     assert.equal((await member('POST', '/v1/ports', { node_uuid: leased, address: '52:54:00:aa:00:03' })).status, 403,
       'port:create needs an owner admin');
+  });
+
+  await t.test('openstacksdk through Keystone as the owner member: fields, instance_info, deploy with a config drive dict, undeploy', async () => {
+    // Debian's python3-openstacksdk (needs /usr/bin/python3: the python3 on PATH may be another one). The conductor
+    // comes from the Keystone catalog. `owned` (owner lessee1) was made manageable above.
+    const script = String.raw`
+import json, sys
+import openstack
+a = json.loads(sys.argv[1])
+conn = openstack.connect(auth_url=a['auth_url'], username=a['user'], password=a['password'], project_name=a['project'],
+    user_domain_id='default', project_domain_id='default', region_name='RegionOne', baremetal_api_version='1.82')
+out = {}
+out['listed'] = sorted([n.name, n.provision_state] for n in conn.baremetal.nodes(fields=['uuid', 'name', 'provision_state']))
+node = conn.baremetal.find_node('owned', ignore_missing=False)
+conn.baremetal.set_node_provision_state(node, 'provide', wait=True, timeout=60)
+conn.baremetal.patch_node(node, [{'op': 'add', 'path': '/instance_info/image_source', 'value': 'http://127.0.0.1:1/img.qcow2'}])
+out['instance_info'] = conn.baremetal.get_node(node).instance_info
+node = conn.baremetal.set_node_provision_state(node, 'active', wait=True, timeout=60,
+    config_drive={'meta_data': {'hostname': 'sdk-host'}, 'user_data': '#cloud-config\n'})
+out['deployed'] = node.provision_state
+node = conn.baremetal.set_node_provision_state(node, 'deleted', wait=True, timeout=60)
+out['undeployed'] = node.provision_state
+try:
+    conn.baremetal.set_node_provision_state(conn.baremetal.find_node('leased', ignore_missing=False), 'manage')
+    out['lessee_manage'] = 'allowed'
+except openstack.exceptions.HttpException as e:
+    out['lessee_manage'] = e.status_code
+print(json.dumps(out))
+`;
+    const r = await run('/usr/bin/python3', ['-c', script, JSON.stringify({ auth_url: ks.url, user: 'lessee-member',
+      password: 'member-pw', project: 'lessee1' })], { timeoutMs: 180_000, quiet: true, okCodes: [0, 1] });
+    assert.equal(r.exitCode, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as Obj;
+    assert.deepEqual(out.listed, [['leased', 'enroll'], ['owned', 'manageable']], 'only its nodes, fields honoured');
+    assert.equal((out.instance_info as Obj).image_source, 'http://127.0.0.1:1/img.qcow2');
+    assert.equal(out.deployed, 'active');
+    assert.equal(out.undeployed, 'available');
+    assert.equal(out.lessee_manage, 403, 'a lessee member may not change the provision state');
   });
 
   await t.test('the validator: cache by token, bounded, invalid tokens cached as invalid', async () => {
