@@ -228,9 +228,26 @@ export function policyMiddleware(c: ConductorContext): (ctx: Context, next: Next
       case 'global':
         authorize(creds, plan.rule);
         return next();
-      case 'node-create':
-        if (!allowed(creds, 'baremetal:node:create')) authorize(creds, 'baremetal:node:create:self_owned_node');
+      case 'node-create': {
+        if (allowed(creds, 'baremetal:node:create')) return next();
+        authorize(creds, 'baremetal:node:create:self_owned_node');
+        if (creds.system) return next();
+        // A node a project admin creates for itself is its project's (Ironic's post(): owned_node).
+        const raw = await readRaw(ctx, c.config.max_body_bytes + 1);
+        let body: unknown;
+        try { body = JSON.parse(raw.toString('utf8')); } catch { body = undefined; }
+        if (body && typeof body === 'object' && !Array.isArray(body)) {
+          const b = body as Record<string, unknown>;
+          if (b.owner !== undefined && b.owner !== null && b.owner !== creds.projectId) {
+            throw new IronicError('Cannot create a node as a project scoped admin with an owner other than your own project.', 400, 'Invalid');
+          }
+          b.owner = creds.projectId;
+          (ctx.state as { rawBody?: Buffer }).rawBody = Buffer.from(JSON.stringify(b));
+        } else {
+          (ctx.state as { rawBody?: Buffer }).rawBody = raw;
+        }
         return next();
+      }
       case 'node-list': {
         const q = new URLSearchParams(ctx.querystring);
         if (!allowed(creds, 'baremetal:node:list_all')) {

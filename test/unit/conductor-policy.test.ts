@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { KeystoneCredentials } from '../../conductor/api/keystone.js';
-import { parseTokenBody } from '../../conductor/api/keystone.js';
+import { KeystoneValidator, parseTokenBody } from '../../conductor/api/keystone.js';
+import { keystoneAuthSchema } from '../../conductor/keystone-config.js';
+import { freePort } from '../fixtures/conductor.js';
 import { patchRules, planFor } from '../../conductor/api/policy-middleware.js';
 import { checkRule, type PolicySettings } from '../../conductor/api/policy.js';
 
@@ -90,4 +92,18 @@ test('token bodies', () => {
   assert.equal(c?.system, false);
   assert.equal(parseTokenBody({ token: { user: { id: 'u' } } }), null, 'no expiry: not a token');
   assert.equal(parseTokenBody('x'), null);
+});
+
+test('Keystone unreachable: 503, nothing cached', async () => {
+  const port = await freePort();
+  const v = new KeystoneValidator(keystoneAuthSchema.parse({ auth_url: `http://127.0.0.1:${port}`, username: 'u', password: 'p', timeout_ms: 2000 }));
+  assert.equal(v.base, `http://127.0.0.1:${port}/v3`, '/v3 appended');
+  for (let i = 0; i < 2; i++) {
+    await assert.rejects(v.validate('some-token'), (e: Error & { status?: number }) => {
+      assert.equal(e.status, 503);
+      assert.match(e.message, /Keystone service is temporarily unavailable/);
+      return true;
+    });
+  }
+  assert.equal(v.cacheSize, 0);
 });
