@@ -35,6 +35,7 @@ test('Keystone tokens and Ironic default policy', { timeout: 600_000 }, async (t
   const other = await ks.createProject('other1');
   await ks.createUser('lessee-member', 'member-pw', lessee.id, ['member']);
   await ks.createUser('lessee-reader', 'reader-pw', lessee.id, ['reader']);
+  await ks.createUser('lessee-admin', 'ladmin-pw', lessee.id, ['admin']);
 
   const keystone = { auth_url: ks.url, username: 'ironic', password: 'ironic-pw', project_name: 'service' };
   const c: TestConductor = await startTestConductor({ plain: true,
@@ -203,6 +204,32 @@ print(json.dumps(out))
     assert.equal(out.deployed, 'active');
     assert.equal(out.undeployed, 'available');
     assert.equal(out.lessee_manage, 403, 'a lessee member may not change the provision state');
+  });
+
+  await t.test('a project admin: everything under 21.4\'s defaults; its own nodes only with enforce_new_defaults', async () => {
+    const token = await ks.token({ user: 'lessee-admin', password: 'ladmin-pw', project: 'lessee1' });
+    const legacy = await c.api('GET', '/v1/nodes', undefined, { 'X-Auth-Token': token });
+    assert.equal(((legacy.body as { nodes: Obj[] }).nodes).length, 4, 'the deprecated rule:is_admin still applies by default');
+    const strict = await startTestConductor({ plain: true,
+      config: { automated_clean: false, auth: { strategy: 'keystone', keystone: { ...keystone, enforce_new_defaults: true } } } });
+    try {
+      const api = (method: string, path: string, body?: unknown) => strict.api(method, path, body, { 'X-Auth-Token': token });
+      const sysAdmin = await ks.token({ user: 'admin', password: ks.adminPassword, system: true });
+      const r0 = await strict.api('POST', '/v1/nodes', { driver: 'fake-hardware', name: 'sys-made' }, { 'X-Auth-Token': sysAdmin });
+      assert.equal(r0.status, 201, JSON.stringify(r0.body));
+      assert.equal((r0.body as Obj).owner, null, 'a system admin\'s node has no owner forced on it');
+      const made = await api('POST', '/v1/nodes', { driver: 'fake-hardware', name: 'self-made' });
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      assert.equal((made.body as Obj).owner, lessee.id, 'create:self_owned_node: owned by the caller\'s project');
+      const foreignOwner = await api('POST', '/v1/nodes', { driver: 'fake-hardware', owner: other.id });
+      assert.equal(foreignOwner.status, 400);
+      const seen = ((await api('GET', '/v1/nodes')).body as { nodes: Obj[] }).nodes.map((n) => n.name);
+      assert.deepEqual(seen, ['self-made'], 'new defaults: a project admin sees its project\'s nodes only');
+      assert.equal((await api('GET', `/v1/nodes/sys-made`)).status, 404);
+      assert.equal((await api('DELETE', `/v1/nodes/self-made`)).status, 204, 'delete:self_owned_node');
+    } finally {
+      await strict.close();
+    }
   });
 
   await t.test('the validator: cache by token, bounded, invalid tokens cached as invalid', async () => {
