@@ -16,7 +16,7 @@
  */
 import type { Context, Next } from 'koa';
 import type { ConductorContext } from '../context.js';
-import { IronicError, NodeNotFound, PortNotFound } from '../errors.js';
+import { IronicError, NodeNotFound, PortNotFound, RequestEntityTooLarge } from '../errors.js';
 import type { NodeRecord } from '../store/types.js';
 import { isPublicPath } from './auth.js';
 import type { KeystoneCredentials } from './keystone.js';
@@ -183,13 +183,20 @@ const REDACTED = {
   driver_info: { content: '** Redacted - requires baremetal:node:get:driver_info permission. **' },
 } as const;
 
+/**
+ * The whole request body, kept up to `limit` bytes; past that the rest is drained (not kept) so the route can
+ * still answer 413 on a live connection (breaking out of the stream would destroy the socket).
+ */
 async function readRaw(ctx: Context, limit: number): Promise<Buffer> {
+  if (Number(ctx.get('content-length') || 0) > limit) {
+    ctx.req.resume();
+    throw new RequestEntityTooLarge(limit);
+  }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+    if (size <= limit) chunks.push(chunk);
     size += chunk.length;
-    if (size > limit) break;
-    chunks.push(chunk);
   }
   return Buffer.concat(chunks);
 }
@@ -233,7 +240,7 @@ export function policyMiddleware(c: ConductorContext): (ctx: Context, next: Next
         authorize(creds, 'baremetal:node:create:self_owned_node');
         if (creds.system) return next();
         // A node a project admin creates for itself is its project's (Ironic's post(): owned_node).
-        const raw = await readRaw(ctx, c.config.max_body_bytes + 1);
+        const raw = await readRaw(ctx, c.config.max_body_bytes);
         let body: unknown;
         try { body = JSON.parse(raw.toString('utf8')); } catch { body = undefined; }
         if (body && typeof body === 'object' && !Array.isArray(body)) {
@@ -281,7 +288,7 @@ export function policyMiddleware(c: ConductorContext): (ctx: Context, next: Next
             authorize(creds, 'baremetal:node:delete:self_owned_node', t);
           }
         } else if (plan.rules === 'patch') {
-          const raw = await readRaw(ctx, c.config.max_body_bytes + 1);
+          const raw = await readRaw(ctx, c.config.max_body_bytes);
           (ctx.state as { rawBody?: Buffer }).rawBody = raw;
           let patch: unknown;
           try { patch = JSON.parse(raw.toString('utf8')); } catch { patch = undefined; }
@@ -311,7 +318,7 @@ export function policyMiddleware(c: ConductorContext): (ctx: Context, next: Next
         return next();
       }
       case 'port-create': {
-        const raw = await readRaw(ctx, c.config.max_body_bytes + 1);
+        const raw = await readRaw(ctx, c.config.max_body_bytes);
         (ctx.state as { rawBody?: Buffer }).rawBody = raw;
         let body: Record<string, unknown> | undefined;
         try { body = JSON.parse(raw.toString('utf8')) as Record<string, unknown>; } catch { body = undefined; }

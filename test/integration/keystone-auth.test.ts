@@ -149,6 +149,8 @@ test('Keystone tokens and Ironic default policy', { timeout: 600_000 }, async (t
       'an owner member may');
     assert.equal((await member('POST', '/v1/nodes', { driver: 'fake-hardware' })).status, 403, 'creating nodes is admin work');
     assert.equal((await member('DELETE', `/v1/nodes/${owned}`)).status, 403);
+    const big = await member('PATCH', `/v1/nodes/${owned}`, [{ op: 'add', path: '/extra/big', value: 'x'.repeat(2 * 1024 * 1024) }]);
+    assert.equal(big.status, 413, 'a body read for the policy still has the size limit');
     assert.equal((await member('GET', '/v1/drivers')).status, 403, 'drivers are for system readers');
     assert.equal((await admin('GET', '/v1/drivers')).status, 200);
   });
