@@ -161,6 +161,8 @@ test('Keystone tokens and Ironic default policy', { timeout: 600_000 }, async (t
     }
     const mine = (await member('GET', '/v1/ports?fields=address')).body as { ports: Obj[] };
     assert.deepEqual(mine.ports.map((p) => p.address), ['52:54:00:aa:00:01']);
+    const brief = (await member('GET', '/v1/ports')).body as { ports: Obj[] };
+    assert.deepEqual(brief.ports.map((p) => p.address), ['52:54:00:aa:00:01'], 'brief items too');
     assert.ok(!('node_uuid' in (mine.ports[0] ?? {})), 'only the asked-for fields');
     const all = (await admin('GET', '/v1/ports')).body as { ports: Obj[] };
     assert.equal(all.ports.length, 2);
@@ -168,6 +170,26 @@ test('Keystone tokens and Ironic default policy', { timeout: 600_000 }, async (t
     assert.equal((await member('GET', `/v1/ports/${String(foreignPort?.uuid)}`)).status, 404);
     assert.equal((await member('POST', '/v1/ports', { node_uuid: leased, address: '52:54:00:aa:00:03' })).status, 403,
       'port:create needs an owner admin');
+  });
+
+  await t.test('port groups by their node, allocations by their owner', async () => {
+    const pgMine = await admin('POST', '/v1/portgroups', { node_uuid: leased, name: 'pg-mine' });
+    assert.equal(pgMine.status, 201, JSON.stringify(pgMine.body));
+    assert.equal((await admin('POST', '/v1/portgroups', { node_uuid: free, name: 'pg-free' })).status, 201);
+    assert.equal((await member('GET', '/v1/portgroups/pg-mine')).status, 200);
+    assert.equal((await member('GET', '/v1/portgroups/pg-free')).status, 404);
+    const pgs = (await member('GET', '/v1/portgroups')).body as { portgroups: Obj[] };
+    assert.deepEqual(pgs.portgroups.map((p) => p.name), ['pg-mine']);
+    for (const [name, owner] of [['alloc-mine', lessee.id], ['alloc-other', other.id]] as const) {
+      const r = await admin('POST', '/v1/allocations', { name, resource_class: 'no-such-class', owner });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+    }
+    assert.equal((await member('GET', '/v1/allocations/alloc-mine')).status, 200);
+    assert.equal((await member('GET', '/v1/allocations/alloc-other')).status, 404);
+    assert.equal((await reader('DELETE', '/v1/allocations/alloc-mine')).status, 403, 'readers cannot delete');
+    const allocs = (await member('GET', '/v1/allocations')).body as { allocations: Obj[] };
+    assert.deepEqual(allocs.allocations.map((a) => a.name), ['alloc-mine']);
+    assert.equal(((await admin('GET', '/v1/allocations')).body as { allocations: Obj[] }).allocations.length, 2);
   });
 
   await t.test('openstacksdk through Keystone as the owner member: fields, instance_info, deploy with a config drive dict, undeploy', async () => {
