@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { ConfigError, errorMessage } from '../common/errors.js';
 import { isForbiddenKey, parseJsonSafe } from '../common/safe-json.js';
 import { InspectorConfigSchema } from './inspection/config.js';
+import { keystoneAuthSchema } from './keystone-config.js';
 
 const seconds = z.number().nonnegative();
 
@@ -76,7 +77,9 @@ export const ConfigSchema = z.object({
   }).default({ backend: 'sqlite', sqlite_file: 'conductor.sqlite', render_cache_mib: 8, pool_size: 10 }),
   /** Operator authentication (conductor/api/auth.ts); http_basic unless noauth is chosen explicitly. */
   auth: z.object({
-    strategy: z.enum(['noauth', 'http_basic']).default('http_basic'),
+    strategy: z.enum(['noauth', 'http_basic', 'keystone']).default('http_basic'),
+    /** strategy keystone: token validation and Ironic's default policy (conductor/api/keystone.ts, policy.ts). */
+    keystone: keystoneAuthSchema.optional(),
     /** htpasswd-style file `user:$2b$...` (bcrypt); default <data_dir>/htpasswd, created with a random password. */
     htpasswd_file: z.string().optional(),
     /** Failed logins from one address within failure_window seconds before it gets 429 until the window ends. */

@@ -86,6 +86,9 @@ export async function writeOpenrc(cfg: ConductorConfig, url: string, caFile: str
   const lines = ['# baremetal-ts conductor: `source` this, then run `baremetal node list`', 'unset OS_CLOUD'];
   if (cfg.auth.strategy === 'noauth') {
     lines.push('export OS_AUTH_TYPE=none');
+  } else if (cfg.auth.strategy === 'keystone') {
+    lines.push('export OS_AUTH_TYPE=password', `export OS_AUTH_URL=${shellQuote(cfg.auth.keystone?.auth_url ?? '')}`,
+      '# export OS_USERNAME=... OS_PASSWORD=... OS_PROJECT_NAME=... OS_USER_DOMAIN_ID=default OS_PROJECT_DOMAIN_ID=default');
   } else {
     const creds = await readAdminCredentials(cfg.data_dir);
     lines.push('export OS_AUTH_TYPE=http_basic', `export OS_USERNAME=${shellQuote(creds?.username ?? ADMIN_USER)}`);

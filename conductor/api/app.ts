@@ -7,6 +7,7 @@ import Koa, { type Context, type Next } from 'koa';
 import type { ConductorContext } from '../context.js';
 import { MethodNotAllowed } from '../errors.js';
 import { authMiddleware } from './auth.js';
+import { policyMiddleware } from './policy-middleware.js';
 import { errorMiddleware, parseVersion, sendError, setVersionHeaders, type ApiState } from './http.js';
 import { inspectionRoutes } from './routes/inspection.js';
 import { conductorRoutes } from './routes/conductors.js';
@@ -51,6 +52,7 @@ export function createApp(c: ConductorContext): Koa {
   });
 
   app.use(authMiddleware(c.config));
+  app.use(policyMiddleware(c));
 
   const router = new Router();
   miscRoutes(router, c);

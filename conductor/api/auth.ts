@@ -1,5 +1,6 @@
 /**
- * Operator authentication: `noauth` (every request passes, any X-Auth-Token ignored) or `http_basic` against an
+ * Operator authentication: `noauth` (every request passes, any X-Auth-Token ignored), `keystone` (tokens validated by
+ * Keystone, see keystoneAuth below) or `http_basic` against an
  * htpasswd-style file of bcrypt hashes (Ironic's [DEFAULT]auth_strategy / [json_rpc]http_basic_auth_user_file).
  * The root documents and the agent endpoints (lookup, heartbeat) are always public, as in Ironic.
  *
@@ -20,6 +21,7 @@ import { ConfigError, errorMessage } from '../../common/errors.js';
 import { getLogger } from '../../common/logger.js';
 import type { ConductorConfig } from '../config.js';
 import { IronicError, NotAuthorized } from '../errors.js';
+import { type KeystoneCredentials, KeystoneValidator } from './keystone.js';
 
 const log = getLogger('auth');
 
@@ -161,8 +163,37 @@ function clientAddress(ctx: Context): string {
   return a.startsWith('::ffff:') ? a.slice(7) : a;
 }
 
+/**
+ * `keystone`: X-Auth-Token validated by Keystone (conductor/api/keystone.ts); the credentials go to
+ * ctx.state.keystone for the policy (policy-middleware.ts). Missing or invalid tokens get 401 with
+ * `WWW-Authenticate: Keystone uri="..."`, as keystonemiddleware answers for Ironic.
+ */
+function keystoneAuth(cfg: ConductorConfig): (ctx: Context, next: Next) => Promise<void> {
+  const ks = cfg.auth.keystone;
+  if (!ks) throw new ConfigError('auth.strategy keystone needs auth.keystone (auth_url, username, password, ...)');
+  const validator = new KeystoneValidator(ks);
+  const challenge = `Keystone uri="${ks.www_authenticate_uri ?? ks.auth_url}"`;
+  return async (ctx, next) => {
+    if (isPublicPath(ctx.path, ctx.method)) return next();
+    const token = ctx.get('x-auth-token').trim();
+    if (!token) {
+      ctx.set('WWW-Authenticate', challenge);
+      throw new NotAuthorized('The request you have made requires authentication.');
+    }
+    const creds = token.length <= 8192 ? await validator.validate(token) : null;
+    if (!creds) {
+      log.warn({ addr: clientAddress(ctx), path: ctx.path }, 'invalid Keystone token');
+      ctx.set('WWW-Authenticate', challenge);
+      throw new NotAuthorized('The request you have made requires authentication: the token is invalid or expired.');
+    }
+    (ctx.state as { keystone?: KeystoneCredentials }).keystone = creds;
+    await next();
+  };
+}
+
 export function authMiddleware(cfg: ConductorConfig): (ctx: Context, next: Next) => Promise<void> {
   if (cfg.auth.strategy === 'noauth') return async (_ctx, next) => { await next(); };
+  if (cfg.auth.strategy === 'keystone') return keystoneAuth(cfg);
   if (!cfg.auth.htpasswd_file) throw new ConfigError('auth.strategy http_basic needs auth.htpasswd_file');
   const users = new HtpasswdFile(cfg.auth.htpasswd_file);
   void dummyHash(users.cost());

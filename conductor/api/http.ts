@@ -69,7 +69,8 @@ export async function errorMiddleware(ctx: Context, next: Next): Promise<void> {
       message = errorMessage(e);
     }
     if (status >= 500) log.error({ err: errorMessage(e), stack: (e as Error).stack, path: ctx.path }, 'request failed');
-    if (status === 401) ctx.set('WWW-Authenticate', 'Basic realm="Baremetal API"');
+    // A Keystone challenge set by the auth middleware stays; http_basic's is the default.
+    if (status === 401 && !ctx.response.get('WWW-Authenticate')) ctx.set('WWW-Authenticate', 'Basic realm="Baremetal API"');
     sendError(ctx, status, message);
   }
 }
@@ -136,7 +137,10 @@ export async function readJson(ctx: Context, limit: number): Promise<unknown> {
     ctx.req.resume();
     throw new RequestEntityTooLarge(limit);
   }
-  const text = (await readBody(ctx.req, limit)).toString('utf8');
+  // A body the policy middleware already read (its rules depend on it: node PATCH paths, a port's node).
+  const early = (ctx.state as { rawBody?: Buffer }).rawBody;
+  if (early && early.length > limit) throw new RequestEntityTooLarge(limit);
+  const text = (early ?? await readBody(ctx.req, limit)).toString('utf8');
   if (text.trim() === '') return undefined;
   try {
     return parseJsonSafe(text, BODY_JSON_LIMITS);

@@ -19,20 +19,58 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Checks the dictionary's shape (400 on anything else). */
+/**
+ * Ironic's _CONFIG_DRIVE_SCHEMA (api/controllers/v1/utils.py): meta_data, network_data and vendor_data objects,
+ * user_data an object, a list, a string or null, nothing else; 400 "Invalid configdrive format: ..." otherwise.
+ */
 export function validateConfigDriveDict(cd: Record<string, unknown>): void {
   const unknown = Object.keys(cd).filter((k) => !(KEYS as readonly string[]).includes(k));
   if (unknown.length) {
-    throw new InvalidParameterValue(`Invalid config drive: unexpected keys ${unknown.join(', ')}; allowed are ${KEYS.join(', ')}.`);
+    throw new InvalidParameterValue(`Invalid configdrive format: Additional properties are not allowed ` +
+      `(${unknown.map((k) => `'${k}'`).join(', ')} ${unknown.length > 1 ? 'were' : 'was'} unexpected); the config drive keys are ${KEYS.join(', ')}.`);
   }
   for (const k of ['meta_data', 'network_data', 'vendor_data'] as const) {
-    if (cd[k] !== undefined && cd[k] !== null && !isObject(cd[k])) {
-      throw new InvalidParameterValue(`Invalid config drive: ${k} must be a dictionary.`);
+    if (k in cd && !isObject(cd[k])) {
+      throw new InvalidParameterValue(`Invalid configdrive format: ${JSON.stringify(cd[k])} is not of type 'object' (config drive ${k}).`);
     }
   }
   const ud = cd.user_data;
   if (ud !== undefined && ud !== null && typeof ud !== 'string' && typeof ud !== 'object') {
-    throw new InvalidParameterValue('Invalid config drive: user_data must be a string, a dictionary or a list.');
+    throw new InvalidParameterValue(`Invalid configdrive format: ${JSON.stringify(ud)} is not of type 'object', 'array', ` +
+      `'string', 'null' (config drive user_data).`);
+  }
+}
+
+/** Base64 with the whitespace Ironic tolerates; anything else that is not a URL is refused (utils.py _B64_ALPHABET). */
+const B64 = /^[A-Za-z0-9+/=\n\r\t ]*$/;
+
+/**
+ * Ironic's check_allow_configdrive for PUT .../states/provision: empty means none; only with target active (and
+ * rebuild from 1.35); a dictionary from 1.56, its vendor_data from 1.59 (400, not 406, as Ironic); a string must be
+ * a URL or base64.
+ */
+export function checkConfigDriveRequest(target: string, configdrive: unknown, apiMinor: number): void {
+  if (!configdrive) return;
+  const targets = apiMinor >= 35 ? ['active', 'rebuild'] : ['active'];
+  if (!targets.includes(target)) {
+    throw new InvalidParameterValue(`Adding a config drive is only supported when setting provision state to ${targets.join(', ')}`);
+  }
+  if (isObject(configdrive)) {
+    validateConfigDriveDict(configdrive);
+    if (apiMinor < 56) {
+      throw new InvalidParameterValue('Providing a JSON object for configdrive is only supported starting with API version 1.56');
+    }
+    if ('vendor_data' in configdrive && apiMinor < 59) {
+      throw new InvalidParameterValue('Providing vendor_data in configdrive is only supported starting with API version 1.59');
+    }
+    return;
+  }
+  if (typeof configdrive !== 'string') {
+    throw new InvalidParameterValue(`Invalid configdrive format: ${JSON.stringify(configdrive)} is not valid under any of the given schemas`);
+  }
+  if (configdrive.includes('://')) return;
+  if (!B64.test(configdrive)) {
+    throw new InvalidParameterValue('Invalid configdrive format: it is neither a JSON, nor a URL, nor a base64 string');
   }
 }
 
@@ -52,16 +90,23 @@ export async function buildConfigDrive(cd: Record<string, unknown>, node: { uuid
   }
   const work = await mkdtemp(join(tmpdir(), 'bmts-configdrive-'));
   try {
-    const dir = join(work, 'root', 'openstack', 'latest');
-    await mkdir(dir, { recursive: true });
-    // As Ironic: the node's UUID (and name) unless the caller's meta_data has its own.
-    const meta = { uuid: node.uuid, ...(node.name ? { name: node.name } : {}), ...(isObject(cd.meta_data) ? cd.meta_data : {}) };
-    await writeFile(join(dir, 'meta_data.json'), JSON.stringify(meta));
-    if (cd.user_data !== undefined && cd.user_data !== null) {
-      await writeFile(join(dir, 'user_data'), typeof cd.user_data === 'string' ? cd.user_data : JSON.stringify(cd.user_data));
+    // As Ironic's build_configdrive: the node's UUID (and name) unless the caller's meta_data has its own; user_data
+    // as given when a string, JSON when a dict or list; openstacksdk's layout: every file under both metadata
+    // versions it writes (2012-08-10 and latest), empty network_data/vendor_data/user_data left out.
+    const meta = { ...(isObject(cd.meta_data) ? cd.meta_data : {}) };
+    if (meta.uuid === undefined) meta.uuid = node.uuid;
+    if (node.name && meta.name === undefined) meta.name = node.name;
+    const ud = cd.user_data;
+    const userData = typeof ud === 'string' ? (ud || undefined) : ud !== null && typeof ud === 'object' ? JSON.stringify(ud) : undefined;
+    const nonEmpty = (v: unknown): v is Record<string, unknown> => isObject(v) && Object.keys(v).length > 0;
+    for (const version of ['2012-08-10', 'latest']) {
+      const dir = join(work, 'root', 'openstack', version);
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, 'meta_data.json'), JSON.stringify(meta));
+      if (userData !== undefined) await writeFile(join(dir, 'user_data'), userData);
+      if (nonEmpty(cd.network_data)) await writeFile(join(dir, 'network_data.json'), JSON.stringify(cd.network_data));
+      if (nonEmpty(cd.vendor_data)) await writeFile(join(dir, 'vendor_data2.json'), JSON.stringify(cd.vendor_data));
     }
-    if (isObject(cd.network_data)) await writeFile(join(dir, 'network_data.json'), JSON.stringify(cd.network_data));
-    if (isObject(cd.vendor_data)) await writeFile(join(dir, 'vendor_data2.json'), JSON.stringify(cd.vendor_data));
     const iso = join(work, 'configdrive.iso');
     try {
       await run(tool, ['-o', iso, '-ldots', '-allow-lowercase', '-allow-multidot', '-l', '-quiet', '-J', '-r',

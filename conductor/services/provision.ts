@@ -14,7 +14,7 @@ import {
 } from '../errors.js';
 import type { NodeTask } from '../locks.js';
 import { canFire, VERBS } from '../states.js';
-import { buildConfigDrive, validateConfigDriveDict } from './configdrive.js';
+import { buildConfigDrive, checkConfigDriveRequest } from './configdrive.js';
 import { checkRequestedSteps } from '../drivers/agent-raid.js';
 import { hashRescuePassword } from '../drivers/agent-rescue.js';
 import { wipeAgentToken } from './power.js';
@@ -64,18 +64,7 @@ export async function doProvisionAction(ctx: ConductorContext, ident: string, re
   if (!verb) throw new InvalidParameterValue(`The requested action "${req.target}" is not a valid provision state.`);
   if (apiMinor < verb.minVersion) throw new NotAcceptable();
   const isDeploy = verb.event === 'deploy' || verb.event === 'rebuild';
-  if (req.configdrive !== undefined && req.configdrive !== null && !isDeploy) {
-    throw new InvalidParameterValue(`Adding a config drive is only supported when setting provision state to ` +
-      `active or rebuild`);
-  }
-  if (req.configdrive !== null && typeof req.configdrive === 'object' && apiMinor < 56) throw new NotAcceptable();
-  if (req.configdrive !== undefined && req.configdrive !== null) {
-    if (typeof req.configdrive === 'object' && !Array.isArray(req.configdrive)) {
-      validateConfigDriveDict(req.configdrive as Record<string, unknown>);
-    } else if (typeof req.configdrive !== 'string') {
-      throw new InvalidParameterValue('Invalid config drive: must be a string (gzip+base64 image or URL) or a dictionary.');
-    }
-  }
+  checkConfigDriveRequest(req.target, req.configdrive, apiMinor);
   if (req.deploy_steps !== undefined && !isDeploy) {
     throw new InvalidParameterValue('"deploy_steps" can only be used when deploying (setting target to active or rebuild)');
   }
@@ -138,7 +127,8 @@ export async function doProvisionAction(ctx: ConductorContext, ident: string, re
         await task.driver.power.validate(task.driverNode());
         await task.driver.deploy.validate(task.driverNode());
         const info = { ...n.instance_info };
-        if (req.configdrive !== undefined && req.configdrive !== null) {
+        // Empty (null, '', {}) means no config drive, as Ironic's `if configdrive`.
+        if (req.configdrive && (typeof req.configdrive !== 'object' || Object.keys(req.configdrive).length > 0)) {
           info.configdrive = typeof req.configdrive === 'object' && !Array.isArray(req.configdrive)
             ? await buildConfigDrive(req.configdrive as Record<string, unknown>, n) : req.configdrive;
         }
