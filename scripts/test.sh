@@ -28,9 +28,11 @@ sweep() { node --import tsx scripts/test-runner/sweep.ts --phase "$1" --run-dir 
 # processes, real Ironic, namespaces — what needs a core to itself) and the light lane (everything else: API,
 # store, unit and single-agent tests, mostly waiting on sockets). A VM under TCG keeps one core busy while the
 # light lane's tests mostly wait, so running the lanes side by side roughly halves the suite on 2 cores.
-# BMTS_TEST_LANES=1 (or naming files on the command line) runs everything in one lane, as before.
+# Files named on the command line run in one lane unless BMTS_TEST_LANES=2; BMTS_TEST_LANES=1 forces one lane.
 machine=() light=()
-if [ $# -gt 0 ] || [ "${BMTS_TEST_LANES:-2}" = 1 ]; then
+default_lanes=2
+[ $# -gt 0 ] && default_lanes=1
+if [ "${BMTS_TEST_LANES:-$default_lanes}" = 1 ]; then
   machine=("${files[@]}")
 else
   declare -A heavy=()
