@@ -3,12 +3,11 @@
  * target, LUN 1 backed by the root device, CHAP enforced when credentials are given.
  *
  * tgtd always runs from its own temp dir (its control socket via TGT_IPC_SOCKET, so it never meets a system tgtd
- * or another agent's), in the foreground as our child, and is stopped by its pid. The CHAP password reaches tgtadm
+ * or another agent's), in the foreground as our child, and is stopped by its pid (tgtd ignores SIGTERM: `tgtadm --mode system --op delete`, then SIGKILL). The CHAP password reaches tgtadm
  * in argv (tgtadm has no other way); it is masked in the exec log line.
  */
 import { existsSync, rmSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run, spawnLong } from '../../common/exec.js';
@@ -39,12 +38,30 @@ export class TgtError extends Error {}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function portOpen(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: host === '0.0.0.0' ? '127.0.0.1' : host, port });
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
+/**
+ * Whether `pid` itself holds a listening TCP socket on `port`. tgtd does not fail when its portal port is taken: it
+ * runs on without a portal, so a connect test would find the other listener. /proc/net/tcp{,6} gives the listening
+ * sockets' inodes, /proc/<pid>/fd the process's.
+ */
+async function listensOn(pid: number, port: number): Promise<boolean> {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const text = await readFile(table, 'utf8').catch(() => '');
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // local_address is HEXIP:HEXPORT, st 0A is LISTEN, field 9 the inode.
+      if (f.length > 9 && f[1]?.endsWith(`:${hexPort}`) && f[3] === '0A') inodes.add(f[9]!);
+    }
+  }
+  if (inodes.size === 0) return false;
+  const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+  for (const fd of fds) {
+    const link = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    const m = /^socket:\[(\d+)\]$/.exec(link);
+    if (m && inodes.has(m[1]!)) return true;
+  }
+  return false;
 }
 
 function alive(pid: number): boolean {
@@ -76,7 +93,9 @@ export async function startTgtTarget(o: TgtTargetOptions): Promise<TgtTarget> {
     if (stopped) return;
     stopped = true;
     if (!exited && pid > 0) {
-      try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ }
+      // tgtd ignores SIGTERM: its own shutdown (which also drops the targets) first, SIGKILL if it hangs.
+      await run('tgtadm', ['-C', '0', '--mode', 'system', '--op', 'delete', '--force'], { env, timeoutMs: 5000 })
+        .catch(() => undefined); // SIGKILL below covers a tgtd that no longer answers
       const t = setTimeout(() => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }, 3000);
       await done;
       clearTimeout(t);
@@ -90,7 +109,7 @@ export async function startTgtTarget(o: TgtTargetOptions): Promise<TgtTarget> {
     const deadline = Date.now() + (o.startTimeoutMs ?? 10_000);
     for (;;) {
       if (exited) throw new TgtError(`tgtd exited at start-up: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
-      if (existsSync(join(dir, 'socket.0')) && await portOpen(o.host, o.port)) break;
+      if (existsSync(join(dir, 'socket.0')) && await listensOn(pid, o.port)) break;
       if (Date.now() > deadline) {
         throw new TgtError(`tgtd did not listen on ${o.host}:${o.port} in time (port taken?): ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
       }

@@ -76,13 +76,13 @@ async function withSecret<T>(password: string, fn: (objectArgs: string[], secret
 /** Turns qemu-img's libiscsi errors into what an operator reads in last_error. */
 export function explainIscsiError(t: Omit<IscsiTarget, 'password'>, stderr: string): string {
   const where = iscsiDisplayUrl(t);
-  if (/Authentication failure|CHAP|authenticat/i.test(stderr)) {
-    return `iSCSI login to ${where} was refused (CHAP authentication failed)`;
+  // qemu-img quotes the option string first ("Could not open 'driver=iscsi,…'"): only libiscsi's words count.
+  const said = stderr.replace(/'[^']*'/g, "'…'");
+  if (/Authentication failure/i.test(said)) return `iSCSI login to ${where} was refused (CHAP authentication failed)`;
+  if (/Failed to connect|Connection refused|reconnect|No route|timed out/i.test(said)) {
+    return `could not reach the iSCSI target ${where}: ${lastLine(said)}`;
   }
-  if (/Connection refused|Failed to connect|connect to|No route|timed out/i.test(stderr)) {
-    return `could not reach the iSCSI target ${where}: ${lastLine(stderr)}`;
-  }
-  return `iSCSI I/O with ${where} failed: ${lastLine(stderr)}`;
+  return `iSCSI I/O with ${where} failed: ${lastLine(said)}`;
 }
 
 function lastLine(s: string): string {
