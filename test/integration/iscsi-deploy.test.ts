@@ -77,8 +77,13 @@ describe('iscsi deploy: conductor writes the image over iSCSI to the agent\'s lo
     for (const f of await readdir(dir)) if (f.startsWith('agent-boot-')) all += await readFile(join(dir, f), 'utf8');
     return all;
   };
+  /** instance_info goes with an undeploy (as in Ironic): set before each deploy. */
+  const setImage = (sha = imageSha): Promise<string> => cli(['node', 'set', uuid,
+    '--instance-info', `image_source=${images.url('disk-gpt-ext4.raw')}`,
+    '--instance-info', 'image_os_hash_algo=sha256', '--instance-info', `image_os_hash_value=${sha}`]);
   /** Deploy and return seconds from the request to active. */
   const timedDeploy = async (): Promise<number> => {
+    await setImage();
     const t0 = Date.now();
     await cli(['node', 'deploy', uuid]);
     const n = await waitFor((x) => x.provision_state === 'active' || x.provision_state === 'deploy failed', 'deploy end', 180_000);
@@ -110,9 +115,7 @@ describe('iscsi deploy: conductor writes the image over iSCSI to the agent\'s lo
       '--name', 'iscsi-node', '--driver-info', `iscsi_portal_port=${portalPort}`, '-f', 'json'])) as { uuid: string };
     uuid = created.uuid;
     await cli(['port', 'create', MAC, '--node', uuid]);
-    await cli(['node', 'set', uuid, '--property', `root_device={"name": "${dev}"}`,
-      '--instance-info', `image_source=${images.url('disk-gpt-ext4.raw')}`,
-      '--instance-info', 'image_os_hash_algo=sha256', '--instance-info', `image_os_hash_value=${imageSha}`]);
+    await cli(['node', 'set', uuid, '--property', `root_device={"name": "${dev}"}`]);
     node = startFakeNode({ conductor, nodeUuid: uuid, mac: MAC, allowlist: loops.allowlist, logDir: dir });
     await cli(['node', 'manage', uuid, '--wait', '60']);
     await cli(['node', 'provide', uuid, '--wait', '60']);
@@ -165,22 +168,20 @@ describe('iscsi deploy: conductor writes the image over iSCSI to the agent\'s lo
   });
 
   test('a wrong image checksum ends in deploy failed, no target is started', async () => {
-    await cli(['node', 'set', uuid, '--instance-info', `image_os_hash_value=${'0'.repeat(64)}`]);
-    try {
-      await cli(['node', 'deploy', uuid]);
-      const n = await waitFor((x) => x.provision_state === 'deploy failed', 'deploy failed');
-      assert.match(n.last_error ?? '', /deploy\.write_image failed .*failed to verify against checksum: expected sha256 0{64}, got [0-9a-f]{64}/);
-      assert.equal('iscsi_chap_password' in (await show()).driver_internal_info, false);
-      assert.equal(await tgtdOnPortal(), '');
-    } finally {
-      await cli(['node', 'set', uuid, '--instance-info', `image_os_hash_value=${imageSha}`]);
-    }
+    await setImage('0'.repeat(64));
+    await cli(['node', 'deploy', uuid]);
+    const n = await waitFor((x) => x.provision_state === 'deploy failed', 'deploy failed');
+    assert.match(n.last_error ?? '', /deploy\.write_image failed .*failed to verify against checksum: expected sha256 0{64}, got [0-9a-f]{64}/);
+    assert.equal('iscsi_chap_password' in (await show()).driver_internal_info, false);
+    assert.equal(await tgtdOnPortal(), '');
+    await cli(['node', 'undeploy', uuid, '--wait', '120']);
   });
 
   test('a target that cannot start (portal port taken) ends in deploy failed with that reason', async () => {
     const srv: Server = createServer();
     await new Promise<void>((r) => srv.listen(portalPort, '127.0.0.1', r));
     try {
+      await setImage();
       await cli(['node', 'deploy', uuid]);
       const n = await waitFor((x) => x.provision_state === 'deploy failed', 'deploy failed', 120_000);
       assert.match(n.last_error ?? '', /The agent could not start the iSCSI target: .*tgtd did not listen on 127\.0\.0\.1:\d+ in time \(port taken\?\)/);
