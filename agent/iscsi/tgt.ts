@@ -77,11 +77,14 @@ function alive(pid: number): boolean {
 export async function startTgtTarget(o: TgtTargetOptions): Promise<TgtTarget> {
   const dir = await mkdtemp(join(tmpdir(), 'bmts-tgtd-'));
   const env = { TGT_IPC_SOCKET: join(dir, 'socket') };
-  // A process exit without stop() (the agent killed mid-deploy) must not leave the temp dir behind; tgtd itself
-  // goes with us (execa's cleanup kills children on exit).
-  const onExit = (): void => rmSync(dir, { recursive: true, force: true });
-  process.once('exit', onExit);
   const child = spawnLong('tgtd', ['-f', '-C', '0', '--iscsi', `portal=${o.host}:${o.port}`], { env, cwd: dir });
+  // An agent exit without stop() (SIGTERM mid-deploy) must take tgtd and its temp dir along: execa's cleanup only
+  // sends SIGTERM, which tgtd ignores.
+  const onExit = (): void => {
+    if (child.pid) try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
   let stderr = '';
   child.stderr?.on('data', (b: Buffer) => { stderr = (stderr + b.toString()).slice(-4000); });
   child.stdout?.on('data', () => undefined);

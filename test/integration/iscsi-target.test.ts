@@ -7,19 +7,21 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { startTgtTarget, tgtdRunning, type TgtTarget } from '../../agent/iscsi/tgt.js';
-import { have, run } from '../../common/exec.js';
+import { have, run, spawnLong } from '../../common/exec.js';
 import { addLogFile, setLogLevel } from '../../common/logger.js';
 import {
   chapUsername, fileDigest, IscsiIoError, newChapSecret, newIqn, readBackDigest, writeRawImage, type IscsiTarget,
 } from '../../conductor/iscsi/initiator.js';
 import { freePort } from '../fixtures/conductor.js';
 
+const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const UUID = '1be26c0b-03f2-4d2e-ae87-c02d7f33c123';
 
 async function skipReason(): Promise<string | undefined> {
@@ -89,6 +91,35 @@ describe('iSCSI: tgt target and QEMU initiator on loopback', { skip: reason ?? f
     await assert.rejects(writeRawImage(conn, image, 30_000), /could not reach the iSCSI target/);
     const leftovers = (await readFile(logFile, 'utf8')).match(/bmts-tgtd-[A-Za-z0-9]+/g) ?? [];
     for (const d of leftovers) assert.equal(existsSync(join(tmpdir(), d)), false, `${d} removed`);
+  });
+
+  test('an agent process ending on SIGTERM with a target running takes tgtd and its temp dir along', async () => {
+    const port = await freePort();
+    const script = `import { startTgtTarget } from ${JSON.stringify(join(REPO, 'agent/iscsi/tgt.ts'))};
+const t = await startTgtTarget({ iqn: 'iqn.2008-10.org.openstack:exit-test', backingStore: ${JSON.stringify(lun)},
+  host: '127.0.0.1', port: ${port} });
+process.on('SIGTERM', () => process.exit(0));
+console.log('PID ' + t.pid);
+setInterval(() => undefined, 1000);`;
+    const child = spawnLong(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO });
+    child.catch(() => undefined); // the exit is checked below
+    let out = '';
+    const pid = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no tgtd pid from the child: ${out}`)), 20_000);
+      child.stdout?.on('data', (b: Buffer) => {
+        out += b.toString();
+        const m = /PID (\d+)/.exec(out);
+        if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+      });
+    });
+    assert.equal(tgtdRunning(pid), true);
+    const dirs = async (): Promise<string[]> => (await readdir(tmpdir())).filter((d) => d.startsWith('bmts-tgtd-'));
+    assert.equal((await dirs()).length, 1);
+    child.kill('SIGTERM');
+    await child;
+    for (let i = 0; i < 50 && tgtdRunning(pid); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(tgtdRunning(pid), false, 'tgtd was killed with its parent');
+    assert.deepEqual(await dirs(), [], 'its temp dir is gone');
   });
 
   test('a taken portal port fails the start with a clear text and leaves no tgtd', async () => {
