@@ -24,6 +24,7 @@ import { TaskManager } from './locks.js';
 import { FleetState } from './fleet.js';
 import { boundBmcCalls } from './drivers/bmc-bounds.js';
 import { createDirectDeploy } from './orchestration/direct.js';
+import { createIscsiDeploy } from './orchestration/iscsi-deploy.js';
 import { registerInspectInterfaces } from './inspection/register.js';
 import { writeDiscoveryBootConfig } from './inspection/discovery-boot.js';
 import { handleHeartbeat } from './orchestration/heartbeat.js';
@@ -140,6 +141,7 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
     api: { scheme, caPem: apiTls?.caPem }, cluster };
   // Agent-driven deploy/cleaning: heartbeats carry step plans forward; images may come from our boot server.
   drivers.registerInterface('deploy', createDirectDeploy(ctx));
+  drivers.registerInterface('deploy', createIscsiDeploy(ctx));
   registerInspectInterfaces(ctx);
   await writeDiscoveryBootConfig(ctx);
   const operatorKit = registerOperatorInterfaces(drivers, config, ctx);

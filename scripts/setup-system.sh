@@ -19,6 +19,8 @@ PKGS=(
   postgresql
   # provisioning network (dnsmasq DHCP/TFTP in a namespace), UEFI nodes, PXELINUX/GRUB boot files
   dnsmasq-base ovmf pxelinux ipxe
+  # iscsi deploy: the agent's user-space target (tgtd/tgtadm), the conductor's libiscsi initiator for qemu-img
+  tgt qemu-block-extra
   # inventory tools IPA users expect in the ramdisk
   pciutils usbutils ethtool lshw smartmontools
   # inspection peer, cloud identity, openstacksdk client

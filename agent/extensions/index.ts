@@ -8,6 +8,7 @@ import { NotImplementedCommand } from '../../protocol/agent-api.js';
 import * as clean from './clean.js';
 import * as deploy from './deploy.js';
 import * as image from './image.js';
+import * as iscsi from './iscsi.js';
 import * as log from './log.js';
 import * as poll from './poll.js';
 import * as rescue from './rescue.js';
@@ -25,6 +26,7 @@ export const EXTENSION_MODULES: readonly { extension: string; commands: Extensio
   system,
   poll,
   rescue,
+  iscsi,
 ];
 
 /** IPA commands Ironic may send, with IPA's sync/async mode: any nobody implements answers NotImplemented. */

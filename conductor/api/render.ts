@@ -75,8 +75,7 @@ function nodeValue(node: NodeRecord, field: string, conductor: string | null): u
   switch (field) {
     case 'driver_info': return maskDict(node.driver_info);
     case 'instance_info': return maskDict(node.instance_info);
-    case 'driver_internal_info': return 'agent_secret_token' in node.driver_internal_info
-      ? { ...node.driver_internal_info, agent_secret_token: MASK } : node.driver_internal_info;
+    case 'driver_internal_info': return maskInternalDict(node.driver_internal_info);
     case 'conductor': return conductor;
     default: return (node as unknown as Obj)[field] ?? null;
   }
@@ -126,15 +125,25 @@ function maskedJson(raw: string): string {
   return out;
 }
 
+/** driver_internal_info keys holding secrets: the agent token, the iscsi deploy's CHAP secret while it writes. */
+const INTERNAL_SECRETS = ['agent_secret_token', 'iscsi_chap_password'];
+
+function maskInternalDict(d: Obj): Obj {
+  if (!INTERNAL_SECRETS.some((k) => k in d)) return d;
+  const out = { ...d };
+  for (const k of INTERNAL_SECRETS) if (k in out) out[k] = MASK;
+  return out;
+}
+
 function maskedInternal(raw: string): string {
   const d = JSON.parse(raw) as Obj;
-  return 'agent_secret_token' in d ? JSON.stringify({ ...d, agent_secret_token: MASK }) : raw;
+  return INTERNAL_SECRETS.some((k) => k in d) ? JSON.stringify(maskInternalDict(d)) : raw;
 }
 
 const MASKERS: NodeJsonSpec['maskers'] = {
   driver_info: { hints: SECRET_WORDS, mask: maskedJson },
   instance_info: { hints: SECRET_WORDS, mask: maskedJson },
-  driver_internal_info: { hints: ['agent_secret_token'], mask: maskedInternal },
+  driver_internal_info: { hints: INTERNAL_SECRETS, mask: maskedInternal },
 };
 
 /**

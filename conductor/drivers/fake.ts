@@ -104,7 +104,7 @@ export function registerFakeHardware(reg: DriverRegistry): void {
       bios: ['fake', 'no-bios'],
       boot: ['fake', 'ipxe'],
       console: ['fake', 'no-console'],
-      deploy: ['fake', 'direct'],
+      deploy: ['fake', 'direct', 'iscsi'],
       inspect: ['fake', 'no-inspect', 'agent'],
       management: ['fake'],
       network: ['noop', 'flat'],

@@ -32,7 +32,7 @@ function common(power: string, management: string, inspect: string[] = []): Part
     // `fake` boot/deploy stay available for tests that have a real BMC but no network.
     boot: ['ipxe', 'pxe', 'fake'],
     console: ['no-console'],
-    deploy: ['direct', 'fake'],
+    deploy: ['direct', 'iscsi', 'fake'],
     // Ironic's order: out-of-band (redfish) first, then in-band `agent` (conductor/inspection/), then none.
     inspect: [...inspect, 'agent', 'no-inspect'],
     management: [management],

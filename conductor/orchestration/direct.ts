@@ -18,7 +18,7 @@ import { isFastTrack } from '../fast-track.js';
 import { runFrom, type Pending, type StepFlow } from './step-runner.js';
 import { DIRECT_DEPLOY_STEPS, type Step } from './steps.js';
 
-function imagePolicy(ctx: ConductorContext): InstanceInfoPolicy {
+export function imagePolicy(ctx: ConductorContext): InstanceInfoPolicy {
   return { allowMd5: ctx.config.agent.allow_md5_checksum, allowedFileDirs: allowedFileDirs(ctx.config) };
 }
 
@@ -151,23 +151,40 @@ export async function powerOffAfterFailure(ctx: ConductorContext, task: NodeTask
   }
 }
 
+/**
+ * A deploy interface built on the agent step machinery: `direct` itself, or a variant that swaps out-of-band steps
+ * (the `iscsi` deploy writes the image from the conductor: orchestration/iscsi-deploy.ts).
+ */
+export interface AgentDeployVariant {
+  name: string;
+  flow: StepFlow;
+  properties?: Record<string, string>;
+  /** Extra checks of the node's instance_info/driver_info, at validate and at deploy start. */
+  validate?(node: { instance_info: Record<string, unknown>; driver_info: Record<string, unknown> }): void;
+}
+
 /** The `direct` deploy interface of one conductor (each conductor registers its own, bound to its context). */
-export function createDirectDeploy(ctx: ConductorContext): DeployInterface {
+export function createDirectDeploy(ctx: ConductorContext,
+  variant: AgentDeployVariant = { name: 'direct', flow: deployFlow }): DeployInterface {
   return {
-    name: 'direct',
-    properties: {},
+    name: variant.name,
+    properties: variant.properties ?? {},
     validate(node) {
       // Before a deploy is requested the node may have no image yet: only a present image_source is checked.
-      if (node.instance_info.image_source !== undefined) validateInstanceInfo(node.instance_info, imagePolicy(ctx));
+      if (node.instance_info.image_source !== undefined) {
+        validateInstanceInfo(node.instance_info, imagePolicy(ctx));
+        variant.validate?.(node);
+      }
       imageDownloadSource(ctx, node);
     },
 
     async deploy(task) {
       validateInstanceInfo(task.node.instance_info, imagePolicy(ctx));
+      variant.validate?.(task.node);
       imageDownloadSource(ctx, task.node);
       await task.updateInternalInfo({ deploy_steps: DIRECT_DEPLOY_STEPS, deploy_step_index: -1, deploy_pending: undefined });
       try {
-        const outcome = await runFrom(ctx, task, deployFlow, 0);
+        const outcome = await runFrom(ctx, task, variant.flow, 0);
         return outcome === 'wait' ? 'wait' : undefined;
       } catch (e) {
         if (ctx.config.deploy.power_off_on_deploy_failure) await powerOffAfterFailure(ctx, task);

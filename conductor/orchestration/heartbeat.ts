@@ -13,6 +13,8 @@ import { continueRescue } from './rescue.js';
 import { AgentInProgress } from '../agent-client.js';
 import { agentClient, agentEndpoint } from './agent-node.js';
 import { cleanFlow, deployFlow, powerOffAfterFailure } from './direct.js';
+import { iscsiDeployFlow } from './iscsi-deploy.js';
+import type { StepFlow } from './step-runner.js';
 import type { HeartbeatFacts } from './hooks.js';
 import { recordHeartbeat } from '../services/agent.js';
 import { continueSteps, plan, refreshAgentSteps, runFrom, StepFailure, stepIndex } from './step-runner.js';
@@ -25,6 +27,8 @@ import { deployTemplatesByNames } from '../store/deploy-templates.js';
 import { isFastTrack } from '../fast-track.js';
 
 const LOCK_RETRY_MS = 200;
+/** Deploy interfaces whose deploys heartbeats carry forward, with their step flows (cleaning is the same for all). */
+const DEPLOY_FLOWS: Readonly<Record<string, StepFlow>> = { direct: deployFlow, iscsi: iscsiDeployFlow };
 /** A node reserved longer than this (a long power action, say) is retried on its next heartbeat instead. */
 const LOCK_RETRY_LIMIT_MS = 120_000;
 
@@ -90,9 +94,10 @@ export async function processHeartbeat(ctx: ConductorContext, task: NodeTask): P
     return;
   }
   const deployInterface = task.node.deploy_interface ?? task.driver.deploy.name;
-  if (deployInterface !== 'direct') return;
+  const flow = Object.hasOwn(DEPLOY_FLOWS, deployInterface) ? DEPLOY_FLOWS[deployInterface] : undefined;
+  if (!flow) return;
   try {
-    if (state === 'wait call-back') await continueDeploy(ctx, task);
+    if (state === 'wait call-back') await continueDeploy(ctx, task, flow);
     else if (state === 'clean wait') await continueCleaning(ctx, task);
   } catch (e) {
     if (e instanceof AgentInProgress) {
@@ -130,7 +135,7 @@ async function resumeFrom(task: NodeTask, waitState: string): Promise<void> {
   if (task.node.provision_state === waitState) await task.fire('resume');
 }
 
-async function continueDeploy(ctx: ConductorContext, task: NodeTask): Promise<void> {
+async function continueDeploy(ctx: ConductorContext, task: NodeTask, flow: StepFlow): Promise<void> {
   if (!Array.isArray(task.node.driver_internal_info.agent_cached_deploy_steps)) {
     // First heartbeat of this ramdisk boot: learn the agent's steps and fold them (and the user's) into the plan.
     const current = plan(task, 'deploy')[stepIndex(task, 'deploy')];
@@ -142,7 +147,7 @@ async function continueDeploy(ctx: ConductorContext, task: NodeTask): Promise<vo
     const index = current ? full.findIndex((s) => stepKey(s) === stepKey(current)) : -1;
     await task.updateInternalInfo({ deploy_steps: full, deploy_step_index: index });
   }
-  const outcome = await continueSteps(ctx, task, deployFlow, () => resumeFrom(task, 'wait call-back'));
+  const outcome = await continueSteps(ctx, task, flow, () => resumeFrom(task, 'wait call-back'));
   if (outcome === 'wait') {
     if (task.node.provision_state === 'deploying') await task.fire('wait');
   } else if (outcome === 'done') {

@@ -17,7 +17,8 @@ for (const b of STORE_BACKENDS) test(`node lists rendered by the ${b.name} store
   await mk({ name: 'secrets', driver_info: { ipmi_address: '10.0.0.1', ipmi_password: 'pw', redfish_PASSWORD: '',
     nested: { password: 'x' }, ipmi_kg_key: null, n: 0.1, big: 12345678901234, neg: -0, f: 1e21 },
     instance_info: { configdrive: 'abc', image_source: 'http://x/y', image_os_hash_value: 'h' },
-    driver_internal_info: { agent_secret_token: 'tok', agent_url: 'http://127.0.0.1:9999', z: [1, { a: null }] },
+    driver_internal_info: { agent_secret_token: 'tok', agent_url: 'http://127.0.0.1:9999', z: [1, { a: null }],
+      iscsi_chap_password: 'chap-secret-123' },
     properties: { cpus: 8, memory_mb: 16384, cpu_arch: 'x86_64', capabilities: 'boot_mode:uefi' },
     traits: ['CUSTOM_A', 'CUSTOM_B'], extra: { [ODD]: ODD } });
   await mk({ name: 'nested-token', driver_internal_info: { x: { agent_secret_token: 'n' } },
@@ -77,6 +78,7 @@ for (const b of STORE_BACKENDS) test(`node lists rendered by the ${b.name} store
   assert.deepEqual(s.driver_info?.nested, { password: '******' }, 'masking is recursive, as Ironic masks nested dicts');
   assert.equal(s.instance_info?.configdrive, '******');
   assert.equal(s.driver_internal_info?.agent_secret_token, '******');
+  assert.equal(s.driver_internal_info?.iscsi_chap_password, '******', 'the iscsi deploy\'s CHAP secret is masked');
   assert.equal(s.conductor, 'cond-1' as unknown);
   // Filters and paging apply to the rendered form too.
   const maint = await store.listNodesJson({ maintenance: true }, nodeListSpec({ minor: 82, base: 'http://h', brief: true,
