@@ -21,6 +21,9 @@ import { chassisRoutes } from './routes/chassis.js';
 import { portgroupRoutes } from './routes/portgroups.js';
 import { allocationRoutes } from './routes/allocations.js';
 import { deployTemplateRoutes } from './routes/deploy-templates.js';
+import { biosRoutes } from './routes/bios.js';
+import { nodeManagementRoutes } from './routes/node-management.js';
+import { volumeRoutes } from './routes/volumes.js';
 
 export function createApp(c: ConductorContext): Koa {
   const app = new Koa({ proxy: false });
@@ -63,6 +66,9 @@ export function createApp(c: ConductorContext): Koa {
   cloudRoutes(router, c);
   chassisRoutes(router, c);
   portgroupRoutes(router, c);
+  biosRoutes(router, c);
+  nodeManagementRoutes(router, c);
+  volumeRoutes(router, c);
   inspectionRoutes(router, c);
   conductorRoutes(router, c);
   allocationRoutes(router, c);

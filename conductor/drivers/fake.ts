@@ -4,9 +4,10 @@
  * cleaning has no steps, so `provide` and `undeploy` finish at once.
  */
 import { InvalidParameterValue } from '../errors.js';
+import { fakeBios, runBiosStep } from './bios.js';
 import type { DeployInterface, DriverRegistry, InspectInterface, RaidInterface, RescueInterface } from './index.js';
-import type { BootDevice, BootInterface, DriverInterface, DriverNode, ManagementInterface, PowerInterface, PowerState,
-  PowerTarget } from './types.js';
+import type { BootDevice, BootInterface, DriverInterface, DriverNode, ManagementInterface, NodeBootMode, PowerInterface,
+  PowerState, PowerTarget, SupportedIndicators } from './types.js';
 
 const SUPPORTED_POWER: PowerTarget[] = ['power on', 'power off', 'rebooting', 'soft rebooting', 'soft power off'];
 const BOOT_DEVICES: BootDevice[] = ['pxe', 'disk'];
@@ -34,9 +35,21 @@ export const fakePower: PowerInterface = {
   getSupportedPowerStates() { return [...SUPPORTED_POWER]; },
 };
 
-/** Fake management remembers each node's boot device; one instance (and memory) per conductor. */
+/** Ironic's FakeManagement indicators: a read-only chassis LED and a settable system LED. */
+const FAKE_INDICATORS: SupportedIndicators = {
+  chassis: { 'led-0': { readonly: true, states: ['OFF', 'ON'] } },
+  system: { led: { readonly: false, states: ['BLINKING', 'OFF', 'ON'] } },
+};
+
+/**
+ * Fake management remembers each node's boot device; one instance (and memory) per conductor. Boot mode and
+ * secure boot are remembered too (Ironic 21.4's fake has neither: here they let the 1.76 endpoints be exercised
+ * without a BMC).
+ */
 export function createFakeManagement(): ManagementInterface {
   const bootDevices = new Map<string, { boot_device: BootDevice; persistent: boolean }>();
+  const bootModes = new Map<string, NodeBootMode>();
+  const secureBoot = new Map<string, boolean>();
   return {
     name: 'fake',
     validate() {},
@@ -48,6 +61,23 @@ export function createFakeManagement(): ManagementInterface {
       if (!BOOT_DEVICES.includes(device)) throw new InvalidParameterValue(`Invalid boot device ${device} specified.`);
       bootDevices.set(node.uuid, { boot_device: device, persistent });
       record(node, 'setBootDevice', { device, persistent });
+    },
+    async getBootMode(node) { return bootModes.get(node.uuid) ?? null; },
+    async setBootMode(node, mode) {
+      bootModes.set(node.uuid, mode);
+      record(node, 'setBootMode', { mode });
+    },
+    async getSecureBootState(node) { return secureBoot.get(node.uuid) ?? null; },
+    async setSecureBootState(node, on) {
+      secureBoot.set(node.uuid, on);
+      record(node, 'setSecureBootState', { on });
+    },
+    async getSupportedIndicators() { return structuredClone(FAKE_INDICATORS); },
+    async getIndicatorState(_node, component, indicator) {
+      const c = FAKE_INDICATORS[component];
+      if (!c) throw new InvalidParameterValue(`Invalid component ${component} specified.`);
+      if (!c[indicator]) throw new InvalidParameterValue(`Invalid indicator ${indicator} specified.`);
+      return 'ON';
     },
   };
 }
@@ -66,7 +96,14 @@ export const fakeDeploy: DeployInterface = {
   validate() {},
   async deploy(task) { record(task.driverNode(), 'deploy'); },
   async tearDown(task) { record(task.driverNode(), 'tearDown'); },
-  async clean(task, opts) { record(task.driverNode(), 'clean', opts); },
+  async clean(task, opts) {
+    record(task.driverNode(), 'clean', opts);
+    // Out-of-band steps run in the conductor whatever the deploy interface (Ironic's conductor steps); the fake
+    // deploy has no ramdisk, so the bios steps of a manual cleaning are all it runs.
+    for (const s of opts.manual ? opts.steps ?? [] : []) {
+      if (s.interface === 'bios') await runBiosStep(task, s.step, s.args);
+    }
+  },
   async abortCleaning(task) { record(task.driverNode(), 'abortCleaning'); },
 };
 
@@ -94,7 +131,7 @@ export function registerFakeHardware(reg: DriverRegistry): void {
   reg.registerInterface('rescue', fakeRescue);
   reg.registerInterface('inspect', fakeInspect);
   reg.registerInterface('raid', fakeRaid);
-  reg.registerInterface('bios', accepting('fake'));
+  reg.registerInterface('bios', fakeBios);
   reg.registerInterface('console', accepting('fake'));
   reg.registerInterface('vendor', accepting('fake'));
   reg.registerInterface('storage', accepting('fake'));

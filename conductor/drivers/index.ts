@@ -10,6 +10,7 @@
 import type { ConductorConfig } from '../config.js';
 import { DriverNotFound, InvalidParameterValue, UnsupportedDriverExtension } from '../errors.js';
 import type { NodeTask } from '../locks.js';
+import type { BiosInterface } from './bios.js';
 import type {
   BootInterface, DriverInterface, HardwareType, InterfaceKind, ManagementInterface, PowerInterface,
 } from './types.js';
@@ -68,6 +69,7 @@ export interface InterfaceTypes {
   rescue: RescueInterface;
   inspect: InspectInterface;
   raid: RaidInterface;
+  bios: BiosInterface;
 }
 export type ImplOf<K extends InterfaceKind> = K extends keyof InterfaceTypes ? InterfaceTypes[K] : DriverInterface;
 

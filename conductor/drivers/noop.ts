@@ -31,7 +31,7 @@ export const NOOP_INTERFACES: readonly [NodeInterfaceKind, DriverInterface][] = 
 
 export function registerNoopInterfaces(reg: DriverRegistry): void {
   for (const [kind, impl] of NOOP_INTERFACES) {
-    // The registry types rescue/inspect/raid more strictly; these are never called beyond validate(), which fails.
-    reg.registerInterface(kind as 'bios', impl);
+    // The registry types rescue/inspect/raid/bios more strictly; these are never called beyond validate(), which fails.
+    reg.registerInterface(kind as 'console', impl);
   }
 }

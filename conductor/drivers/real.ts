@@ -20,6 +20,7 @@ import { startDhcpProvider, type DhcpProvider } from '../dhcp/index.js';
 import type { BootDhcp } from './boot-dhcp.js';
 import { RedfishManagement, RedfishPower, type RedfishOptions } from './redfish.js';
 import { RedfishClientPool } from './redfish-client.js';
+import { RedfishBios } from './redfish-bios.js';
 import { registerSshVirt } from './ssh-virt.js';
 import type { InterfaceKind } from './types.js';
 import { createRedfishInspect } from '../inspection/redfish-inspect.js';
@@ -54,6 +55,7 @@ function registerInstances(reg: DriverRegistry, ipmi: Partial<IpmitoolOptions>, 
   reg.registerInterface('management', new IpmiNativeManagement(ipmiPool, native));
   reg.registerInterface('power', new RedfishPower(redfish, pool));
   reg.registerInterface('management', new RedfishManagement(redfish, pool));
+  reg.registerInterface('bios', new RedfishBios(redfish, pool));
   reg.registerInterface('boot', ipxe);
   reg.registerInterface('boot', pxe);
 }
@@ -66,7 +68,8 @@ export function registerRealDrivers(reg: DriverRegistry): void {
     name: 'ipmi',
     supported: { ...common('ipmitool', 'ipmitool'), power: ['ipmitool', 'ipmi-native'], management: ['ipmitool', 'ipmi-native'] },
   });
-  reg.registerHardwareType({ name: 'redfish', supported: common('redfish', 'redfish', ['redfish']) });
+  // Ironic's redfish hardware type: bios redfish (the default) or no-bios.
+  reg.registerHardwareType({ name: 'redfish', supported: { ...common('redfish', 'redfish', ['redfish']), bios: ['redfish', 'no-bios'] } });
   registerSshVirt(reg);
 }
 

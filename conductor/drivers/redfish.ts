@@ -4,14 +4,15 @@
  * via PATCH.
  */
 import { statSync } from 'node:fs';
-import { DriverOperationError, InvalidParameterValue, PowerStateFailure } from '../errors.js';
+import { DriverOperationError, InvalidParameterValue, PowerStateFailure, UnsupportedDriverExtension } from '../errors.js';
 import { DriverInfoReader, bootModeOf, parseBool, waitForPowerState, type BootMode } from './driver-info.js';
 import {
   DEFAULT_REDFISH_CLIENT_OPTIONS, RedfishClientPool, RedfishError, type RedfishAuthType, type RedfishClient,
   type RedfishClientOptions, type RedfishConnInfo,
 } from './redfish-client.js';
 import type {
-  BootDevice, DriverNode, ManagementInterface, PowerInterface, PowerState, PowerTarget,
+  BootDevice, DriverNode, IndicatorState, ManagementInterface, NodeBootMode, PowerInterface, PowerState, PowerTarget,
+  SupportedIndicators,
 } from './types.js';
 
 export const REDFISH_PROPERTIES: Record<string, string> = {
@@ -90,7 +91,7 @@ async function systemPath(client: RedfishClient, info: RedfishInfo): Promise<str
     : `redfish_system_id is required: the BMC at ${info.address} has ${ids.length} systems (${ids.join(', ')})`, 'protocol');
 }
 
-interface Ctx { client: RedfishClient; path: string; system: Record<string, unknown> }
+export interface Ctx { client: RedfishClient; path: string; system: Record<string, unknown> }
 
 export function mapPowerState(s: unknown): PowerState {
   if (s === 'On' || s === 'PoweringOn') return 'power on';
@@ -115,7 +116,7 @@ async function allowedResetTypes(ctx: Ctx): Promise<{ target: string; allowed: s
   return { target, allowed: undefined };
 }
 
-abstract class RedfishBase {
+export abstract class RedfishBase {
   readonly opts: RedfishOptions;
   readonly properties = REDFISH_PROPERTIES;
 
@@ -251,6 +252,90 @@ export class RedfishManagement extends RedfishBase implements ManagementInterfac
     }
   }
 
+  /** BootSourceOverrideMode: UEFI is `uefi`, Legacy `bios` (Ironic's redfish BOOT_MODE_MAP). */
+  async getBootMode(node: DriverNode): Promise<NodeBootMode | null> {
+    try {
+      const mode = ((await this.ctx(node)).system.Boot as Record<string, unknown> | undefined)?.BootSourceOverrideMode;
+      return mode === 'UEFI' ? 'uefi' : mode === 'Legacy' ? 'bios' : null;
+    } catch (e) {
+      throw wrap(e, (m, c) => new DriverOperationError(`Failed to get boot mode of node ${node.uuid}: ${m}`, c));
+    }
+  }
+
+  async setBootMode(node: DriverNode, mode: NodeBootMode): Promise<void> {
+    const target = mode === 'uefi' ? 'UEFI' : 'Legacy';
+    try {
+      const ctx = await this.ctx(node);
+      const boot = (ctx.system.Boot ?? {}) as Record<string, unknown>;
+      const allowed = boot['BootSourceOverrideMode@Redfish.AllowableValues'];
+      if (Array.isArray(allowed) && !allowed.includes(target)) {
+        throw new DriverOperationError(`the system ${ctx.path} does not allow BootSourceOverrideMode ${target}`);
+      }
+      await ctx.client.call('PATCH', ctx.path, { Boot: { BootSourceOverrideMode: target } });
+    } catch (e) {
+      throw wrap(e, (m, c) => new DriverOperationError(`Setting boot mode to ${mode} failed for node ${node.uuid}. Error: ${m}`, c));
+    }
+  }
+
+  private async secureBootPath(node: DriverNode): Promise<{ ctx: Ctx; path: string }> {
+    const ctx = await this.ctx(node);
+    const link = (ctx.system.SecureBoot as Record<string, unknown> | undefined)?.['@odata.id'];
+    if (typeof link !== 'string') {
+      throw new UnsupportedDriverExtension(`Secure boot is not supported by the Redfish system of node ${node.uuid}`);
+    }
+    return { ctx, path: link };
+  }
+
+  async getSecureBootState(node: DriverNode): Promise<boolean | null> {
+    try {
+      const { ctx, path } = await this.secureBootPath(node);
+      const sb = await ctx.client.call('GET', path);
+      return typeof sb.SecureBootEnable === 'boolean' ? sb.SecureBootEnable : null;
+    } catch (e) {
+      throw wrap(e, (m, c) => new DriverOperationError(`Failed to get secure boot state of node ${node.uuid}: ${m}`, c));
+    }
+  }
+
+  async setSecureBootState(node: DriverNode, on: boolean): Promise<void> {
+    try {
+      const { ctx, path } = await this.secureBootPath(node);
+      await ctx.client.call('PATCH', path, { SecureBootEnable: on });
+      const now = (await ctx.client.call('GET', path)).SecureBootEnable;
+      if (now !== on) throw new DriverOperationError(`SecureBootEnable is still ${String(now)} after the change`);
+    } catch (e) {
+      throw wrap(e, (m, c) => new DriverOperationError(`Setting secure boot to ${on} failed for node ${node.uuid}. Error: ${m}`, c));
+    }
+  }
+
+  /** The system's IndicatorLED only (Ironic also offers chassis and drive LEDs). */
+  async getSupportedIndicators(node: DriverNode): Promise<SupportedIndicators> {
+    const { system } = await this.ctx(node);
+    if (typeof system.IndicatorLED !== 'string') return {};
+    return { system: { [system.Id as string ?? 'system']: { readonly: false, states: ['BLINKING', 'OFF', 'ON'] } } };
+  }
+
+  async getIndicatorState(node: DriverNode, component: string, indicator: string): Promise<IndicatorState> {
+    const { system } = await this.ctx(node);
+    if (component !== 'system' || indicator !== system.Id || typeof system.IndicatorLED !== 'string') {
+      throw new InvalidParameterValue(`Invalid indicator ${indicator}@${component} specified.`);
+    }
+    return ({ Lit: 'ON', Blinking: 'BLINKING', Off: 'OFF' } as Record<string, IndicatorState>)[system.IndicatorLED] ?? 'UNKNOWN';
+  }
+
+  async setIndicatorState(node: DriverNode, component: string, indicator: string, state: IndicatorState): Promise<void> {
+    const ctx = await this.ctx(node);
+    if (component !== 'system' || indicator !== ctx.system.Id) {
+      throw new InvalidParameterValue(`Invalid indicator ${indicator}@${component} specified.`);
+    }
+    const led = ({ ON: 'Lit', BLINKING: 'Blinking', OFF: 'Off' } as Record<string, string>)[state];
+    if (!led) throw new InvalidParameterValue(`Invalid indicator state ${state} specified.`);
+    try {
+      await ctx.client.call('PATCH', ctx.path, { IndicatorLED: led });
+    } catch (e) {
+      throw wrap(e, (m, c) => new DriverOperationError(`Setting indicator ${indicator}@${component} of node ${node.uuid} failed: ${m}`, c));
+    }
+  }
+
   /** As Ironic (sushy RESET_NMI): ComputerSystem.Reset with ResetType Nmi, if the system allows it. */
   async injectNmi(node: DriverNode): Promise<void> {
     try {
@@ -266,7 +351,7 @@ export class RedfishManagement extends RedfishBase implements ManagementInterfac
   }
 }
 
-function wrap(err: unknown, make: (m: string, c: unknown) => Error): Error {
+export function wrap(err: unknown, make: (m: string, c: unknown) => Error): Error {
   if (err instanceof RedfishError) return make(err.message, err);
   return err instanceof Error ? err : new Error(String(err));
 }

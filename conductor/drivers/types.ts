@@ -44,7 +44,22 @@ export interface ManagementInterface extends DriverInterface {
   getSensorsData?(node: DriverNode): Promise<Record<string, unknown>>;
   /** PUT /v1/nodes/{id}/management/inject_nmi: a diagnostic interrupt to the node (Ironic's inject_nmi). */
   injectNmi?(node: DriverNode): Promise<void>;
+  /** Ironic's get_boot_mode/set_boot_mode (PUT .../states/boot_mode, 1.76); absent = UnsupportedDriverExtension. */
+  getBootMode?(node: DriverNode): Promise<NodeBootMode | null>;
+  setBootMode?(node: DriverNode, mode: NodeBootMode): Promise<void>;
+  /** Ironic's get/set_secure_boot_state (PUT .../states/secure_boot, 1.76). */
+  getSecureBootState?(node: DriverNode): Promise<boolean | null>;
+  setSecureBootState?(node: DriverNode, on: boolean): Promise<void>;
+  /** Ironic's indicator methods (GET/PUT .../management/indicators): {component: {name: {readonly, states}}}. */
+  getSupportedIndicators?(node: DriverNode): Promise<SupportedIndicators>;
+  getIndicatorState?(node: DriverNode, component: string, indicator: string): Promise<IndicatorState>;
+  setIndicatorState?(node: DriverNode, component: string, indicator: string, state: IndicatorState): Promise<void>;
 }
+
+export type NodeBootMode = 'bios' | 'uefi';
+/** Ironic's indicator_states. */
+export type IndicatorState = 'OFF' | 'ON' | 'BLINKING' | 'UNKNOWN';
+export type SupportedIndicators = Record<string, Record<string, { readonly: boolean; states: IndicatorState[] }>>;
 
 /** Parameters the conductor hands the boot interface when it boots the deploy ramdisk. */
 export interface RamdiskBootParams {

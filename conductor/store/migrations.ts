@@ -13,6 +13,8 @@
  */
 import type { Dialect } from './dialect.js';
 import { INTERFACE_FIELDS, JSON_FIELDS } from './types.js';
+import { BIOS_SETTINGS_DDL } from './bios-settings.js';
+import { VOLUME_DDL } from './volumes.js';
 
 export interface Migration {
   version: number;
@@ -208,4 +210,6 @@ CREATE TABLE deploy_templates (
 );
 `,
   },
+  { version: 30, description: 'bios_settings: the BIOS settings cache (GET /v1/nodes/{node}/bios)', sql: BIOS_SETTINGS_DDL },
+  { version: 31, description: 'volume_connectors, volume_targets (/v1/volume)', sql: (d) => VOLUME_DDL(d.autoId) },
 ];
