@@ -1,9 +1,9 @@
 /**
  * Issue 21 (bios): BIOS settings (1.40/1.74) filled by the fake bios interface's clean steps, boot mode and
  * secure boot (1.76), and management indicators, through the real `baremetal` CLI (node clean with bios steps,
- * node bios setting list/show, node boot mode set, node secure boot on/off, node passthru-free indicator calls are
- * raw HTTP: python3-ironicclient 5.0.1 has no indicator command) and raw HTTP for gates and bad input, with
- * Ironic 21.4's status codes and texts.
+ * node bios setting list/show, node boot mode set, node secure boot on/off; indicators are raw HTTP only:
+ * python3-ironicclient 5.0.1 has no indicator command) and raw HTTP for gates and bad input, with Ironic 21.4's
+ * status codes and texts. Further cleanings go through the API: the CLI's --wait polls every 2 s.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -35,11 +35,24 @@ describe('bios settings, boot mode, secure boot, indicators', { skip: reason ?? 
     throw new Error('node still reserved');
   };
 
+  /** Manual cleaning through the API (the CLI's --wait polls every 2 s), until the node has settled. */
+  const cleanApi = async (steps: unknown[]): Promise<NodeView> => {
+    const r = await fx.api('PUT', `/v1/nodes/${uuid}/states/provision`, { target: 'clean', clean_steps: steps }, v(82));
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    for (let i = 0; i < 400; i++) {
+      const n = await settled();
+      if (n.provision_state !== 'cleaning' && n.provision_state !== 'clean wait') return n;
+      await new Promise((res) => setTimeout(res, 25));
+    }
+    throw new Error('cleaning did not end');
+  };
+
   before(async () => {
     fx = await startTestConductor();
     uuid = (JSON.parse(await cli(['node', 'create', '--driver', 'fake-hardware', '--name', 'bios-node', '-f', 'json'])) as
       { uuid: string }).uuid;
-    await cli(['node', 'manage', uuid, '--wait', '30']);
+    assert.equal((await fx.api('PUT', `/v1/nodes/${uuid}/states/provision`, { target: 'manage' })).status, 202);
+    assert.equal((await settled()).provision_state, 'manageable');
   });
   after(async () => { await fx?.close(); });
 
@@ -60,7 +73,7 @@ describe('bios settings, boot mode, secure boot, indicators', { skip: reason ?? 
 
     // A second configuration replaces the set (Ironic's fake bios syncs the table to what it applied).
     const again = [{ interface: 'bios', step: 'apply_configuration', args: { settings: [{ name: 'ProcTurboMode', value: 'Enabled' }] } }];
-    await cli(['node', 'clean', uuid, '--clean-steps', JSON.stringify(again), '--wait', '30']);
+    assert.equal((await cleanApi(again)).provision_state, 'manageable');
     let r = await fx.api('GET', `/v1/nodes/${uuid}/bios`, undefined, v(40));
     assert.equal(r.status, 200);
     const items = (r.body as { bios: Record<string, unknown>[] }).bios;
@@ -69,14 +82,14 @@ describe('bios settings, boot mode, secure boot, indicators', { skip: reason ?? 
     assert.notEqual(items[0]!.updated_at, null, 'a changed value gets updated_at');
     assert.equal((items[0]!.links as { href: string }[])[0]!.href, `${fx.url}/v1/nodes/${uuid}/bios/ProcTurboMode`);
 
-    await cli(['node', 'clean', uuid, '--clean-steps', JSON.stringify([{ interface: 'bios', step: 'factory_reset' }]), '--wait', '30']);
+    assert.equal((await cleanApi([{ interface: 'bios', step: 'factory_reset' }])).provision_state, 'manageable');
     r = await fx.api('GET', `/v1/nodes/${uuid}/bios`, undefined, v(40));
     assert.deepEqual(r.body, { bios: [] });
   });
 
   test('bios: microversion gates, detail/fields, unknown settings and bad input', async () => {
     const steps = [{ interface: 'bios', step: 'apply_configuration', args: { settings: [{ name: 'A', value: '1' }, { name: 'B', value: '2' }] } }];
-    await cli(['node', 'clean', uuid, '--clean-steps', JSON.stringify(steps), '--wait', '30']);
+    assert.equal((await cleanApi(steps)).provision_state, 'manageable');
     let r = await fx.api('GET', `/v1/nodes/${uuid}/bios`, undefined, v(39));
     assert.equal(r.status, 404, 'bios is 1.40');
     assert.equal((await fx.api('GET', `/v1/nodes/${uuid}/bios/A`, undefined, v(39))).status, 404);
@@ -105,15 +118,14 @@ describe('bios settings, boot mode, secure boot, indicators', { skip: reason ?? 
     assert.equal(r.status, 404);
 
     // apply_configuration without settings fails the cleaning (the step's error in last_error), changing nothing.
-    await fx.cli(['node', 'clean', uuid, '--clean-steps', JSON.stringify([{ interface: 'bios', step: 'apply_configuration', args: {} }]),
-      '--wait', '30']);
-    const n = await node();
+    const n = await cleanApi([{ interface: 'bios', step: 'apply_configuration', args: {} }]);
     assert.equal(n.provision_state, 'clean failed');
     assert.match(n.last_error ?? '', /requires the argument "settings"/);
     r = await fx.api('GET', `/v1/nodes/${uuid}/bios`, undefined, v(82));
     assert.deepEqual((r.body as { bios: { name: string }[] }).bios.map((s) => s.name), ['A', 'B']);
-    await cli(['node', 'maintenance', 'unset', uuid]);
-    await cli(['node', 'manage', uuid, '--wait', '30']);
+    assert.equal((await fx.api('DELETE', `/v1/nodes/${uuid}/maintenance`, undefined, v(82))).status, 202);
+    assert.equal((await fx.api('PUT', `/v1/nodes/${uuid}/states/provision`, { target: 'manage' }, v(82))).status, 202);
+    assert.equal((await settled()).provision_state, 'manageable');
   });
 
   test('boot mode and secure boot: the CLI sets them (202, fields updated); gates, bad targets', async () => {
