@@ -15,6 +15,7 @@ import { bootModeOf, buildImageInfo, isPartitionImage, validateInstanceInfo, typ
 import { allowedFileDirs } from '../file-access.js';
 import { imageDownloadSource, resolveImage } from './image-source.js';
 import { isFastTrack } from '../fast-track.js';
+import { BIOS_OUT_OF_BAND } from './bios-steps.js';
 import { runFrom, type Pending, type StepFlow } from './step-runner.js';
 import { DIRECT_DEPLOY_STEPS, type Step } from './steps.js';
 
@@ -126,6 +127,7 @@ const deployStep = {
 export const deployFlow: StepFlow = {
   kind: 'deploy',
   outOfBand: {
+    ...BIOS_OUT_OF_BAND,
     'deploy.deploy': (ctx, task) => deployStep.deploy(ctx, task),
     'deploy.write_image': (ctx, task, step) => deployStep.write_image(ctx, task, step),
     'deploy.prepare_instance_boot': (ctx, task) => deployStep.prepare_instance_boot(ctx, task),
@@ -138,7 +140,7 @@ export const deployFlow: StepFlow = {
 
 export const cleanFlow: StepFlow = {
   kind: 'clean',
-  outOfBand: {},
+  outOfBand: { ...BIOS_OUT_OF_BAND },
   reboot: bootIntoRamdisk,
 };
 

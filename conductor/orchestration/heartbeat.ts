@@ -25,6 +25,7 @@ import {
 import { collectLogsOnFailure } from './logs.js';
 import { deployTemplatesByNames } from '../store/deploy-templates.js';
 import { isFastTrack } from '../fast-track.js';
+import { driverBiosSteps } from './bios-steps.js';
 
 const LOCK_RETRY_MS = 200;
 /** Deploy interfaces whose deploys heartbeats carry forward, with their step flows (cleaning is the same for all). */
@@ -143,7 +144,7 @@ async function continueDeploy(ctx: ConductorContext, task: NodeTask, flow: StepF
     const user = (task.node.driver_internal_info.user_deploy_steps ?? []) as RequestedStep[];
     const traits = task.node.instance_info.traits;
     const templates = Array.isArray(traits) ? await deployTemplatesByNames(ctx.store.sql, traits.filter((t) => typeof t === 'string')) : [];
-    const full = planDeploySteps(mergeSteps(DIRECT_DEPLOY_STEPS, agent), user, templates);
+    const full = planDeploySteps(mergeSteps([...DIRECT_DEPLOY_STEPS, ...driverBiosSteps(task)], agent), user, templates);
     const index = current ? full.findIndex((s) => stepKey(s) === stepKey(current)) : -1;
     await task.updateInternalInfo({ deploy_steps: full, deploy_step_index: index });
   }
@@ -173,7 +174,7 @@ async function continueCleaning(ctx: ConductorContext, task: NodeTask): Promise<
     await resumeFrom(task, 'clean wait');
     const agent = await refreshAgentSteps(ctx, task, 'clean');
     const manual = dii.manual_clean_steps as RequestedStep[] | undefined;
-    const steps = manual && manual.length ? manualSteps(agent, manual, 'clean')
+    const steps = manual && manual.length ? manualSteps(mergeSteps(driverBiosSteps(task), agent), manual, 'clean')
       : automatedSteps(applyPriorityOverrides(agent, cleaningOverrides(ctx)));
     await task.updateInternalInfo({ clean_steps: steps, clean_step_index: -1, clean_pending: undefined });
     ctx.log.info({ node: task.node.uuid, steps: steps.map(stepKey) }, 'cleaning plan');
