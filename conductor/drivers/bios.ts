@@ -69,6 +69,20 @@ export async function runBiosStep(task: NodeTask, step: string, args: Record<str
   await impl.cacheBiosSettings(task);
 }
 
+/**
+ * Ironic's node_cache_bios_settings, at the end of verify and at the start of cleaning: a failure (a BMC without
+ * BIOS settings, no-bios) is only reported to `warn`, never fails the operation.
+ */
+export async function cacheBiosSettingsQuietly(task: NodeTask, warn: (message: string, err: unknown) => void): Promise<void> {
+  const impl: DriverInterface | undefined = task.driver.find('bios');
+  if (!isBiosInterface(impl)) return;
+  try {
+    await impl.cacheBiosSettings(task);
+  } catch (e) {
+    warn(`Caching of bios settings failed on node ${task.node.uuid}.`, e);
+  }
+}
+
 /** Ironic's FakeBIOS: the configuration applied is the cache (sync: settings not given are dropped). */
 export const fakeBios: BiosInterface = {
   name: 'fake',

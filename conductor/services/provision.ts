@@ -16,6 +16,7 @@ import type { NodeTask } from '../locks.js';
 import { canFire, VERBS } from '../states.js';
 import { buildConfigDrive, checkConfigDriveRequest } from './configdrive.js';
 import { checkRequestedSteps } from '../drivers/agent-raid.js';
+import { cacheBiosSettingsQuietly } from '../drivers/bios.js';
 import { hashRescuePassword } from '../drivers/agent-rescue.js';
 import { wipeAgentToken } from './power.js';
 import { isoTime } from '../time.js';
@@ -198,6 +199,7 @@ async function verifyWorker(ctx: ConductorContext, task: NodeTask): Promise<void
     const power = task.driver.power;
     await power.validate(task.driverNode());
     const state = await power.getPowerState(task.driverNode());
+    await cacheBiosSettingsQuietly(task, (msg, e) => ctx.log.warn({ node: task.node.uuid, err: errorMessage(e) }, msg));
     await task.fire('done', { extra: { power_state: state } });
   });
 }
@@ -213,6 +215,7 @@ async function cleanWorker(ctx: ConductorContext, task: NodeTask,
     await wipeScratch(ctx, task, CLEAN_SCRATCH);
     if (opts.manual) await task.updateInternalInfo({ manual_clean_steps: opts.steps ?? [],
       cleaning_disable_ramdisk: opts.disableRamdisk || undefined });
+    await cacheBiosSettingsQuietly(task, (msg, e) => ctx.log.warn({ node: task.node.uuid, err: errorMessage(e) }, msg));
     const r = await task.driver.deploy.clean(task, opts);
     if (r === 'wait') await task.fire('wait');
     else await finishCleaning(task, ctx);

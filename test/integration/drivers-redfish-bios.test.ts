@@ -59,6 +59,12 @@ describe('redfish bios, boot mode, secure boot, indicators (emulator)', { skip: 
     await emu?.stop();
   });
 
+  test("verify (manage) caches the BMC's settings, as Ironic's node_cache_bios_settings", async () => {
+    const cached = ((await fx.api('GET', `/v1/nodes/${uuid}/bios`)).body as { bios: Json[] }).bios;
+    assert.deepEqual(Object.fromEntries(cached.map((s) => [s.name, s.value])),
+      Object.fromEntries(Object.entries(DEFAULT_BIOS_ATTRIBUTES).map(([k, v]) => [k, String(v)])));
+  });
+
   test('apply_configuration PATCHes Bios/Settings, reboots, verifies, caches every attribute with registry fields', async () => {
     const resetsBefore = emu.resets.length;
     const steps = [{ interface: 'bios', step: 'apply_configuration',
