@@ -256,6 +256,72 @@ print(json.dumps(out))
     }
   });
 
+  await t.test('openstacksdk as a Nova-like service: allocate by resource class + trait, VIF attach, deploy with a config drive dict, VIF detach, undeploy', async () => {
+    // The flow Nova's ironic driver runs, through Debian's openstacksdk and Keystone (admin, the catalog endpoint).
+    const r0 = await admin('POST', '/v1/nodes', { driver: 'fake-hardware', name: 'nova-node', network_interface: 'flat',
+      resource_class: 'baremetal-gold' });
+    assert.equal(r0.status, 201, JSON.stringify(r0.body));
+    const uuid = String((r0.body as Obj).uuid);
+    try {
+      assert.equal((await admin('POST', '/v1/ports', { node_uuid: uuid, address: '52:54:00:aa:0e:01' })).status, 201);
+      assert.equal((await admin('PUT', `/v1/nodes/${uuid}/traits/CUSTOM_GOLD`)).status, 204);
+      for (const target of ['manage', 'provide']) {
+        assert.equal((await admin('PUT', `/v1/nodes/${uuid}/states/provision`, { target })).status, 202);
+        for (let i = 0; i < 100; i++) {
+          const n = (await admin('GET', `/v1/nodes/${uuid}`)).body as Obj;
+          if (n.provision_state === (target === 'manage' ? 'manageable' : 'available') && !n.target_provision_state) break;
+          await new Promise((res) => setTimeout(res, 200));
+        }
+      }
+      const script = String.raw`
+import json, sys
+import openstack
+a = json.loads(sys.argv[1])
+conn = openstack.connect(auth_url=a['auth_url'], username='admin', password=a['password'], project_name='admin',
+    user_domain_id='default', project_domain_id='default', region_name='RegionOne', baremetal_api_version='1.82')
+out = {}
+out['listed'] = [n.name for n in conn.baremetal.nodes(fields=['uuid', 'name', 'resource_class'], resource_class='baremetal-gold')]
+alloc = conn.baremetal.create_allocation(resource_class='baremetal-gold', traits=['CUSTOM_GOLD'], name='nova-alloc')
+alloc = conn.baremetal.wait_for_allocation(alloc, timeout=60)
+out['allocation'] = [alloc.state, alloc.node_id]
+node = conn.baremetal.get_node(alloc.node_id)
+out['instance_uuid'] = node.instance_id
+conn.baremetal.attach_vif_to_node(node, 'vif-nova-1')
+out['vifs'] = list(conn.baremetal.list_node_vifs(node))
+conn.baremetal.patch_node(node, [{'op': 'add', 'path': '/instance_info/image_source', 'value': 'http://127.0.0.1:1/img.qcow2'}])
+node = conn.baremetal.set_node_provision_state(node, 'active', wait=True, timeout=60,
+    config_drive={'meta_data': {'hostname': 'nova-host'}, 'user_data': '#cloud-config\n'})
+out['deployed'] = node.provision_state
+out['configdrive_kept'] = 'configdrive' in (conn.baremetal.get_node(node).instance_info or {})
+conn.baremetal.detach_vif_from_node(node, 'vif-nova-1')
+out['vifs_after'] = list(conn.baremetal.list_node_vifs(node))
+node = conn.baremetal.set_node_provision_state(node, 'deleted', wait=True, timeout=60)
+out['undeployed'] = node.provision_state
+try:
+    conn.baremetal.get_allocation('nova-alloc')
+    out['allocation_after'] = False
+except openstack.exceptions.NotFoundException:
+    out['allocation_after'] = True
+print(json.dumps(out))
+`;
+      const r = await run('/usr/bin/python3', ['-c', script, JSON.stringify({ auth_url: ks.url, password: ks.adminPassword })],
+        { timeoutMs: 180_000, quiet: true, okCodes: [0, 1] });
+      assert.equal(r.exitCode, 0, r.stderr);
+      const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as Obj;
+      assert.deepEqual(out.listed, ['nova-node'], 'fields and the resource_class filter');
+      assert.deepEqual(out.allocation, ['active', uuid], 'the only node with the class and the trait');
+      assert.ok(typeof out.instance_uuid === 'string' && out.instance_uuid !== '', 'the allocation set instance_uuid');
+      assert.deepEqual(out.vifs, ['vif-nova-1']);
+      assert.equal(out.deployed, 'active');
+      assert.equal(out.configdrive_kept, true, 'the dict was built into a config drive');
+      assert.deepEqual(out.vifs_after, []);
+      assert.equal(out.undeployed, 'available');
+      assert.equal(out.allocation_after, true, 'undeploy removed the allocation');
+    } finally {
+      await admin('DELETE', `/v1/nodes/${uuid}`);
+    }
+  });
+
   await t.test('the validator: cache by token, bounded, invalid tokens cached as invalid', async () => {
     const v = new KeystoneValidator(keystoneAuthSchema.parse({ ...keystone, token_cache_size: 2 }));
     const creds = await v.validate(memberToken);
