@@ -1,5 +1,5 @@
 /**
- * The whole mission as a test (issue 10): a QEMU node behind ipmi_sim is enrolled at our conductor, PXE-boots
+ * The whole mission as a test (issue 10): a QEMU node behind ipmi_sim (driven by ipmi-native, issue 20) is enrolled at our conductor, PXE-boots
  * our ramdisk, is cleaned and deployed by our agent with a config drive, and boots its new OS from its own disk
  * (which prints the config drive). Then: undeploy (cleaning wipes the disk, so the VM no longer boots from it) and a
  * partition image with a config drive (the agent's syslinux install_bootloader path). A bad checksum ending in
@@ -99,7 +99,9 @@ test('e2e: enroll, clean, deploy, boot from disk, undeploy, config drive, bad ch
   // A free API port: the demo's 6385 may be in use by a developer's `npm run demo -- --keep`. A ComponentMissing
   // thrown here fails the test like any other error.
   lab = await setUpLab({ workDir, imageDir, teardown, say: (l) => reporter.line(l), apiPort: await freePort() });
-  node = await enrollNode(lab, 0, teardown, reporter);
+  // Power and boot device through the in-process RMCP+ client (issue 20); the rack e2e (test/e2e/rack.test.ts)
+  // drives its node through ipmitool, so both IPMI paths deploy a real VM in CI.
+  node = await enrollNode(lab, 0, teardown, reporter, { ipmiInterface: 'ipmi-native' });
   const l = lab;
   const n = node;
   let broken: string | undefined;
@@ -138,6 +140,8 @@ test('e2e: enroll, clean, deploy, boot from disk, undeploy, config drive, bad ch
     const node2 = await l.api.getNode(n.uuid);
     assert.equal(node2.provision_state, 'active');
     assert.equal(node2.last_error, null);
+    assert.equal(node2.power_interface, 'ipmi-native');
+    assert.equal(node2.management_interface, 'ipmi-native');
   });
 
   await scenario('undeploy: cleaning wipes the disk, the VM no longer boots from it', async () => {
