@@ -103,6 +103,17 @@ describe('volume connectors and targets', { skip: reason ?? false }, () => {
     r = await fx.api('GET', `/v1/nodes/${uuid}/volume`, undefined, v(32));
     assert.equal(((r.body as Json).targets as { href: string }[])[0]!.href, `${fx.url}/v1/nodes/${uuid}/volume/targets`);
 
+    // The node body links its volume from 1.32 (self + bookmark), not before, and not in a fields subset.
+    assert.equal(((await fx.api('GET', '/v1', undefined, v(31))).body as Json).volume, undefined);
+    assert.equal(((await fx.api('GET', '/v1', undefined, v(32))).body as { volume: { href: string }[] }).volume[0]!.href, `${fx.url}/v1/volume/`);
+    r = await fx.api('GET', `/v1/nodes/${uuid}`, undefined, v(32));
+    assert.deepEqual((r.body as Json).volume, [{ href: `${fx.url}/v1/nodes/${uuid}/volume`, rel: 'self' },
+      { href: `${fx.url}/nodes/${uuid}/volume`, rel: 'bookmark' }]);
+    assert.equal(((await fx.api('GET', `/v1/nodes/${uuid}`, undefined, v(31))).body as Json).volume, undefined);
+    r = await fx.api('GET', '/v1/nodes/detail', undefined, v(82));
+    assert.equal(((r.body as { nodes: Json[] }).nodes[0]!.volume as Json[]).length, 2);
+    assert.equal(((await fx.api('GET', `/v1/nodes/${uuid}?fields=uuid`)).body as Json).volume, undefined);
+
     r = await fx.api('POST', '/v1/volume/connectors', { node_uuid: uuid, type: 'iqn' });
     assert.equal(r.status, 400);
     assert.match(errText(r.body), /'connector_id' is a required property/);
