@@ -48,7 +48,11 @@ export interface VolumeStore {
   deleteTarget(uuid: string): Promise<void>;
 }
 
-export interface VolumePageQuery extends PageQuery { missing: (marker: string) => Error }
+export interface VolumePageQuery extends PageQuery {
+  missing: (marker: string) => Error;
+  /** Only rows of nodes this project owns or leases (Ironic's `project` list filter). */
+  project?: string | undefined;
+}
 
 /**
  * Sortable columns: Ironic's table columns minus its controllers' invalid_sort_key_list (the JSON ones, refused
@@ -134,6 +138,10 @@ export class SqlVolumes implements VolumeStore {
     const where: string[] = [];
     const args: unknown[] = [];
     if (nodeUuid !== undefined) { where.push('node_uuid = ?'); args.push(nodeUuid); }
+    if (q?.project !== undefined) {
+      where.push('node_uuid IN (SELECT uuid FROM nodes WHERE owner = ? OR lessee = ?)');
+      args.push(q.project, q.project);
+    }
     const tail = await page(this.sql, table, table === 'volume_connectors' ? CONNECTOR_SORT : TARGET_SORT, q ?? {}, where, args,
       q?.missing ?? ((m) => new Error(`no ${table} row ${m}`)));
     return this.sql.read(`SELECT * FROM ${table}${tail}`, args);

@@ -90,7 +90,8 @@ export function volumeRoutes(router: Router, c: ConductorContext): void {
       const nodeRef = parent ?? q.node;
       const nodeUuid = nodeRef !== undefined ? (await c.tasks.findNode(nodeRef)).uuid : undefined;
       const pq = { limit, sort_key: sortKey, sort_dir: sortDir, ...(marker !== undefined ? { marker } : {}),
-        missing: (m: string) => new NotFound(`Volume ${kind} ${m} could not be found.`) };
+        missing: (m: string) => new NotFound(`Volume ${kind} ${m} could not be found.`),
+        project: (ctx.state as { volumeProject?: string }).volumeProject };
       const rows = kind === 'connector' ? await volumes(c.store).listConnectors(nodeUuid, pq)
         : await volumes(c.store).listTargets(nodeUuid, pq);
       // The next link always names the top-level collection and carries detail only when true (Ironic's kwargs).
