@@ -291,6 +291,15 @@ print(json.dumps(out))
         { 'X-Auth-Token': sysAdmin });
       assert.equal(sysAlloc.status, 201, 'a system member may name any owner');
       assert.equal((sysAlloc.body as Obj).owner, other.id);
+      // Let the allocation process finish (no such resource class: error) before this conductor closes.
+      for (const a of [own, same, sysAlloc]) {
+        const id = String((a.body as Obj).uuid);
+        for (let i = 0; i < 200; i++) {
+          const st = ((await strict.api('GET', `/v1/allocations/${id}`, undefined, { 'X-Auth-Token': sysAdmin })).body as Obj).state;
+          if (st !== 'allocating') break;
+          await new Promise((res) => setTimeout(res, 25));
+        }
+      }
     } finally {
       await strict.close();
     }
