@@ -10,6 +10,9 @@
  * - node lists: list_all, else the caller's project as the `project` filter (owner or lessee).
  * - ports (and port groups): by their node's owner/lessee; lists of callers without list_all keep only ports of
  *   nodes the caller may see.
+ * - volume connectors/targets: by their node's owner/lessee (404 when the node is hidden); lists of callers without
+ *   volume:list_all keep only rows of nodes the caller's project owns or leases (ctx.state.volumeProject).
+ * - allocation create: a project-scoped caller's allocation is its project's (create_restricted to name another).
  * - everything else by a rule without a target; routes we do not know need SYSTEM_READER to read and
  *   SYSTEM_ADMIN to write (or the legacy admin role), never less.
  * Node bodies for callers below baremetal:node:get:filter_threshold are redacted as Ironic's node_sanitize does.
@@ -19,6 +22,7 @@ import type { ConductorContext } from '../context.js';
 import { IronicError, NodeNotFound, PortNotFound, RequestEntityTooLarge } from '../errors.js';
 import { getAllocationByName, getAllocationByUuid } from '../store/allocations.js';
 import { getPortgroup } from '../store/portgroups.js';
+import { volumes } from '../store/volumes.js';
 import type { NodeRecord } from '../store/types.js';
 import { isPublicPath } from './auth.js';
 import type { KeystoneCredentials } from './keystone.js';
@@ -47,7 +51,11 @@ type Plan =
   | { kind: 'port-list'; object: 'port' | 'portgroup' }
   | { kind: 'port-create'; object: 'port' | 'portgroup' }
   | { kind: 'allocation'; ident: string; rule: string }
-  | { kind: 'allocation-list' };
+  | { kind: 'allocation-list' }
+  | { kind: 'allocation-create' }
+  | { kind: 'volume'; object: 'connector' | 'target'; ident: string; rule: string }
+  | { kind: 'volume-list'; parent?: string }
+  | { kind: 'volume-create' };
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
 
@@ -109,7 +117,21 @@ export function planFor(method: string, path: string): Plan {
     if (read) return { kind: 'node-list' };
     if (method === 'POST' && path === '/v1/nodes') return { kind: 'node-create' };
   }
-  let m = /^\/v1\/nodes\/([^/]+)(?:\/(.*))?$/.exec(path);
+  // Volume connectors/targets follow their node (Ironic's check_volume_list_policy / check_volume_policy_and_retrieve).
+  let m = /^\/v1\/nodes\/([^/]+)\/volume\/(?:connectors|targets)$/.exec(path);
+  if (m?.[1] && read) return { kind: 'volume-list', parent: decodeURIComponent(m[1]) };
+  m = /^\/v1\/volume\/(connectors|targets)(?:\/([^/]+))?$/.exec(path);
+  if (m?.[1]) {
+    if (m[2] === undefined) {
+      if (read) return { kind: 'volume-list' };
+      if (method === 'POST') return { kind: 'volume-create' };
+    } else {
+      const rule = read ? 'baremetal:volume:get' : method === 'DELETE' ? 'baremetal:volume:delete' : 'baremetal:volume:update';
+      return { kind: 'volume', object: m[1] === 'connectors' ? 'connector' : 'target', ident: decodeURIComponent(m[2]), rule };
+    }
+  }
+  if (path === '/v1/volume' && read) return { kind: 'global', rule: 'baremetal:volume:get' };
+  m = /^\/v1\/nodes\/([^/]+)(?:\/(.*))?$/.exec(path);
   if (m?.[1] && m[1] !== 'detail') {
     const ident = decodeURIComponent(m[1]);
     const rest = m[2] ?? '';
@@ -134,7 +156,10 @@ export function planFor(method: string, path: string): Plan {
   }
   m = /^\/v1\/allocations(?:\/([^/]+))?$/.exec(path);
   if (m) {
-    if (m[1] === undefined) return read ? { kind: 'allocation-list' } : { kind: 'global', rule: 'baremetal:allocation:create' };
+    if (m[1] === undefined) {
+      if (read) return { kind: 'allocation-list' };
+      return method === 'POST' ? { kind: 'allocation-create' } : { kind: 'global', rule: 'baremetal:allocation:create' };
+    }
     const rule = read ? 'baremetal:allocation:get' : method === 'DELETE' ? 'baremetal:allocation:delete' : 'baremetal:allocation:update';
     return { kind: 'allocation', ident: decodeURIComponent(m[1]), rule };
   }
@@ -359,6 +384,71 @@ export function policyMiddleware(c: ConductorContext): (ctx: Context, next: Next
         authorize(creds, 'baremetal:allocation:list');
         q.set('owner', own);
         ctx.querystring = q.toString();
+        return next();
+      }
+      case 'allocation-create': {
+        // Ironic's _authorize_create_allocation and post(): a caller without create may still create for its own
+        // project through create_restricted; under the new defaults a non-system caller's allocation is its
+        // project's, and naming another owner needs create_restricted.
+        const raw = await readRaw(ctx, c.config.max_body_bytes);
+        (ctx.state as { rawBody?: Buffer }).rawBody = raw;
+        let body: unknown;
+        try { body = JSON.parse(raw.toString('utf8')); } catch { body = undefined; }
+        const b = body && typeof body === 'object' && !Array.isArray(body) ? body as Record<string, unknown> : undefined;
+        const owner = typeof b?.owner === 'string' && b.owner ? b.owner : undefined;
+        const project = creds.projectId;
+        if (!allowed(creds, 'baremetal:allocation:create')) {
+          if (project && owner && owner !== project) throw new HTTPForbidden('baremetal:allocation:create');
+          authorize(creds, 'baremetal:allocation:create_restricted');
+          if (b) b.owner = project ?? null;
+        } else if (settings.enforce_new_defaults && !creds.system && b) {
+          if (owner) {
+            if (!allowed(creds, 'baremetal:allocation:create_restricted') && owner !== project) {
+              throw new IronicError(`Cannot create allocation with an owner Project ID value ${owner} not matching the requestor ` +
+                `Project ID ${String(project ?? null)}. Policy baremetal:allocation:create_restricted is required for this capability.`,
+              403, 'NotAuthorized');
+            }
+          } else {
+            b.owner = project ?? null;
+          }
+        }
+        if (b) (ctx.state as { rawBody?: Buffer }).rawBody = Buffer.from(JSON.stringify(b));
+        return next();
+      }
+      case 'volume-list': {
+        if (plan.parent !== undefined) {
+          const node = await findNode(plan.parent);
+          if (!allowed(creds, 'baremetal:node:get', { owner: node.owner, lessee: node.lessee })) throw new NodeNotFound(plan.parent);
+        }
+        if (allowed(creds, 'baremetal:volume:list_all')) return next();
+        if (!creds.projectId) throw new HTTPForbidden('baremetal:volume:list_all');
+        authorize(creds, 'baremetal:volume:list');
+        // The route lists only rows of nodes the project owns or leases (Ironic's `project` list filter).
+        (ctx.state as { volumeProject?: string }).volumeProject = creds.projectId;
+        return next();
+      }
+      case 'volume': {
+        if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(plan.ident)) return next();
+        const v = volumes(c.store);
+        const rec = plan.object === 'connector' ? await v.getConnector(plan.ident.toLowerCase()) : await v.getTarget(plan.ident.toLowerCase());
+        // Unknown: the route answers its 404, as Ironic looks the volume up first.
+        if (!rec) return next();
+        const node = await c.store.getNodeByUuid(rec.node_uuid);
+        const t: PolicyTarget = { owner: node?.owner ?? null, lessee: node?.lessee ?? null };
+        if (!allowed(creds, 'baremetal:node:get', t)) {
+          throw new IronicError(`Volume ${plan.object} ${plan.ident} could not be found.`, 404);
+        }
+        authorize(creds, plan.rule, t);
+        return next();
+      }
+      case 'volume-create': {
+        const raw = await readRaw(ctx, c.config.max_body_bytes);
+        (ctx.state as { rawBody?: Buffer }).rawBody = raw;
+        let body: Record<string, unknown> | undefined;
+        try { body = JSON.parse(raw.toString('utf8')) as Record<string, unknown>; } catch { body = undefined; }
+        const nodeUuid = typeof body?.node_uuid === 'string' ? body.node_uuid : undefined;
+        const node = nodeUuid ? await c.store.getNodeByUuid(nodeUuid.toLowerCase()) : undefined;
+        authorize(creds, 'baremetal:volume:create', { owner: node?.owner ?? null, lessee: node?.lessee ?? null });
         return next();
       }
       case 'port-create': {

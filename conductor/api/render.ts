@@ -91,9 +91,9 @@ export function renderNode(node: NodeRecord, o: NodeRenderOptions): Obj {
   if (o.fields === undefined) {
     out.links = links(o.base, 'nodes', node.uuid);
     out.ports = links(o.base, 'nodes', `${node.uuid}/ports`);
-    // Only routed sub-resources are linked (no volume here).
     if (o.minor >= 14) out.states = links(o.base, 'nodes', `${node.uuid}/states`);
     if (o.minor >= 24) out.portgroups = links(o.base, 'nodes', `${node.uuid}/portgroups`);
+    if (o.minor >= 32) out.volume = links(o.base, 'nodes', `${node.uuid}/volume`);
   }
   return out;
 }
@@ -168,6 +168,7 @@ export function nodeListSpec(o: { minor: number; base: string; fields?: readonly
     links.push(['links', ''], ['ports', '/ports']);
     if (o.minor >= 14) links.push(['states', '/states']);
     if (o.minor >= 24) links.push(['portgroups', '/portgroups']);
+    if (o.minor >= 32) links.push(['volume', '/volume']);
   }
   return { ...common, fields, links };
 }

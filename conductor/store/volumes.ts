@@ -4,6 +4,7 @@
  * (node, boot_index) for targets. One implementation over the stores' SQL runner (bios-settings.ts).
  */
 import { isoTime } from '../time.js';
+import { page, type PageQuery, type SortColumns } from './resource-rows.js';
 import type { SqlRunner } from './sql-runner.js';
 import type { Row } from './sqlite-rows.js';
 import { DuplicateError, type Json, type Store } from './types.js';
@@ -36,15 +37,31 @@ export type NewVolumeTarget = Omit<VolumeTargetRecord, 'created_at' | 'updated_a
 export interface VolumeStore {
   createConnector(c: NewVolumeConnector): Promise<VolumeConnectorRecord>;
   getConnector(uuid: string): Promise<VolumeConnectorRecord | undefined>;
-  listConnectors(nodeUuid?: string): Promise<VolumeConnectorRecord[]>;
+  /** With `q`: one page as Ironic's list (sort_key, sort_dir, marker via `missing`, limit). */
+  listConnectors(nodeUuid?: string, q?: VolumePageQuery): Promise<VolumeConnectorRecord[]>;
   updateConnector(c: NewVolumeConnector): Promise<VolumeConnectorRecord>;
   deleteConnector(uuid: string): Promise<void>;
   createTarget(t: NewVolumeTarget): Promise<VolumeTargetRecord>;
   getTarget(uuid: string): Promise<VolumeTargetRecord | undefined>;
-  listTargets(nodeUuid?: string): Promise<VolumeTargetRecord[]>;
+  listTargets(nodeUuid?: string, q?: VolumePageQuery): Promise<VolumeTargetRecord[]>;
   updateTarget(t: NewVolumeTarget): Promise<VolumeTargetRecord>;
   deleteTarget(uuid: string): Promise<void>;
 }
+
+export interface VolumePageQuery extends PageQuery {
+  missing: (marker: string) => Error;
+  /** Only rows of nodes this project owns or leases (Ironic's `project` list filter). */
+  project?: string | undefined;
+}
+
+/**
+ * Sortable columns: Ironic's table columns minus its controllers' invalid_sort_key_list (the JSON ones, refused
+ * before this). Ironic's `node_id` column has no counterpart here (rows carry node_uuid, which Ironic cannot sort).
+ */
+const CONNECTOR_SORT: SortColumns = { id: 'int', uuid: 'text', type: 'text', connector_id: 'text', created_at: 'text', updated_at: 'text' };
+const TARGET_SORT: SortColumns = {
+  id: 'int', uuid: 'text', volume_type: 'text', volume_id: 'text', boot_index: 'int', created_at: 'text', updated_at: 'text',
+};
 
 export const VOLUME_DDL = (autoId: string): string => `
 CREATE TABLE volume_connectors (
@@ -117,10 +134,21 @@ export class SqlVolumes implements VolumeStore {
     return r ? connectorFromRow(r) : undefined;
   }
 
-  async listConnectors(nodeUuid?: string): Promise<VolumeConnectorRecord[]> {
-    const rows = nodeUuid === undefined ? await this.sql.read('SELECT * FROM volume_connectors ORDER BY id')
-      : await this.sql.read('SELECT * FROM volume_connectors WHERE node_uuid = ? ORDER BY id', [nodeUuid]);
-    return rows.map(connectorFromRow);
+  private async list(table: 'volume_connectors' | 'volume_targets', nodeUuid: string | undefined, q: VolumePageQuery | undefined): Promise<Row[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (nodeUuid !== undefined) { where.push('node_uuid = ?'); args.push(nodeUuid); }
+    if (q?.project !== undefined) {
+      where.push('node_uuid IN (SELECT uuid FROM nodes WHERE owner = ? OR lessee = ?)');
+      args.push(q.project, q.project);
+    }
+    const tail = await page(this.sql, table, table === 'volume_connectors' ? CONNECTOR_SORT : TARGET_SORT, q ?? {}, where, args,
+      q?.missing ?? ((m) => new Error(`no ${table} row ${m}`)));
+    return this.sql.read(`SELECT * FROM ${table}${tail}`, args);
+  }
+
+  async listConnectors(nodeUuid?: string, q?: VolumePageQuery): Promise<VolumeConnectorRecord[]> {
+    return (await this.list('volume_connectors', nodeUuid, q)).map(connectorFromRow);
   }
 
   async updateConnector(c: NewVolumeConnector): Promise<VolumeConnectorRecord> {
@@ -145,10 +173,8 @@ export class SqlVolumes implements VolumeStore {
     return r ? targetFromRow(r) : undefined;
   }
 
-  async listTargets(nodeUuid?: string): Promise<VolumeTargetRecord[]> {
-    const rows = nodeUuid === undefined ? await this.sql.read('SELECT * FROM volume_targets ORDER BY id')
-      : await this.sql.read('SELECT * FROM volume_targets WHERE node_uuid = ? ORDER BY id', [nodeUuid]);
-    return rows.map(targetFromRow);
+  async listTargets(nodeUuid?: string, q?: VolumePageQuery): Promise<VolumeTargetRecord[]> {
+    return (await this.list('volume_targets', nodeUuid, q)).map(targetFromRow);
   }
 
   async updateTarget(t: NewVolumeTarget): Promise<VolumeTargetRecord> {

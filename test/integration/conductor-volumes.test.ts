@@ -103,6 +103,17 @@ describe('volume connectors and targets', { skip: reason ?? false }, () => {
     r = await fx.api('GET', `/v1/nodes/${uuid}/volume`, undefined, v(32));
     assert.equal(((r.body as Json).targets as { href: string }[])[0]!.href, `${fx.url}/v1/nodes/${uuid}/volume/targets`);
 
+    // The node body links its volume from 1.32 (self + bookmark), not before, and not in a fields subset.
+    assert.equal(((await fx.api('GET', '/v1', undefined, v(31))).body as Json).volume, undefined);
+    assert.equal(((await fx.api('GET', '/v1', undefined, v(32))).body as { volume: { href: string }[] }).volume[0]!.href, `${fx.url}/v1/volume/`);
+    r = await fx.api('GET', `/v1/nodes/${uuid}`, undefined, v(32));
+    assert.deepEqual((r.body as Json).volume, [{ href: `${fx.url}/v1/nodes/${uuid}/volume`, rel: 'self' },
+      { href: `${fx.url}/nodes/${uuid}/volume`, rel: 'bookmark' }]);
+    assert.equal(((await fx.api('GET', `/v1/nodes/${uuid}`, undefined, v(31))).body as Json).volume, undefined);
+    r = await fx.api('GET', '/v1/nodes/detail', undefined, v(82));
+    assert.equal(((r.body as { nodes: Json[] }).nodes[0]!.volume as Json[]).length, 2);
+    assert.equal(((await fx.api('GET', `/v1/nodes/${uuid}?fields=uuid`)).body as Json).volume, undefined);
+
     r = await fx.api('POST', '/v1/volume/connectors', { node_uuid: uuid, type: 'iqn' });
     assert.equal(r.status, 400);
     assert.match(errText(r.body), /'connector_id' is a required property/);
@@ -125,5 +136,51 @@ describe('volume connectors and targets', { skip: reason ?? false }, () => {
     assert.equal(errText(r.body), 'Volume target 11111111-2222-3333-4444-555555555555 could not be found.');
     r = await fx.api('GET', '/v1/volume/connectors?node=no-such-node');
     assert.equal(r.status, 404);
+  });
+  test('lists page as Ironic: limit, marker, sort_key, sort_dir, the next link, max_limit, bad input', async () => {
+    const made: string[] = [];
+    for (const id of ['pg-c', 'pg-a', 'pg-b']) {
+      const r = await fx.api('POST', '/v1/volume/connectors', { node_uuid: uuid, type: 'iqn', connector_id: id });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      made.push((r.body as Json).uuid as string);
+    }
+    const ids = async (path: string): Promise<string[]> => {
+      const r = await fx.api('GET', path);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      return ((r.body as { connectors: Json[] }).connectors).map((x) => x.connector_id as string).filter((x) => x.startsWith('pg-'));
+    };
+    assert.deepEqual(await ids('/v1/volume/connectors?sort_key=connector_id'), ['pg-a', 'pg-b', 'pg-c']);
+    assert.deepEqual(await ids(`/v1/nodes/${uuid}/volume/connectors?sort_key=connector_id&sort_dir=desc`), ['pg-c', 'pg-b', 'pg-a']);
+    // Page of 1 sorted by connector_id descending from pg-c: the next link names the top-level collection.
+    let r = await fx.api('GET', `/v1/nodes/${uuid}/volume/connectors?sort_key=connector_id&sort_dir=desc&limit=1&marker=${made[0]!}`);
+    const body = r.body as { connectors: Json[]; next: string };
+    assert.deepEqual(body.connectors.map((x) => x.connector_id), ['pg-b']);
+    assert.equal(body.next, `${fx.url}/v1/volume/connectors?sort_key=connector_id&sort_dir=desc&fields=uuid,node_uuid,type,connector_id&limit=1&marker=${made[2]!}`);
+    r = await fx.api('GET', `/v1/volume/connectors?detail=True&limit=1&marker=${made[1]!}`);
+    assert.equal((r.body as { next: string }).next, `${fx.url}/v1/volume/connectors?sort_key=id&sort_dir=asc&detail=True&limit=1&marker=${made[2]!}`);
+    r = await fx.api('GET', `/v1/volume/connectors?limit=1000&marker=${made[1]!}`);
+    assert.equal((r.body as Json).next, undefined, 'no next link on a short page');
+
+    r = await fx.api('GET', '/v1/volume/connectors?marker=11111111-2222-3333-4444-555555555555');
+    assert.equal(r.status, 404);
+    assert.equal(errText(r.body), 'Volume connector 11111111-2222-3333-4444-555555555555 could not be found.');
+    r = await fx.api('GET', '/v1/volume/targets?marker=nope');
+    assert.equal(r.status, 400);
+    assert.equal(errText(r.body), 'Expected UUID for marker: nope');
+    r = await fx.api('GET', '/v1/volume/connectors?sort_key=extra');
+    assert.equal(r.status, 400);
+    assert.equal(errText(r.body), 'The sort_key value extra is an invalid field for sorting');
+    r = await fx.api('GET', '/v1/volume/targets?sort_key=properties');
+    assert.equal(r.status, 400);
+    r = await fx.api('GET', '/v1/volume/targets?sort_key=color');
+    assert.equal(r.status, 400);
+    assert.equal(errText(r.body), 'The sort_key value "color" is an invalid field for sorting');
+    r = await fx.api('GET', '/v1/volume/connectors?sort_dir=up');
+    assert.equal(r.status, 400);
+    r = await fx.api('GET', '/v1/volume/connectors?limit=0');
+    assert.equal(r.status, 400);
+    assert.equal(errText(r.body), 'Limit must be positive');
+    r = await fx.api('GET', '/v1/volume/targets?sort_key=boot_index&sort_dir=desc&fields=boot_index');
+    assert.deepEqual((r.body as { targets: Json[] }).targets.map((x) => x.boot_index), [1, 0]);
   });
 });

@@ -192,6 +192,32 @@ test('Keystone tokens and Ironic default policy', { timeout: 600_000 }, async (t
     assert.equal(((await admin('GET', '/v1/allocations')).body as { allocations: Obj[] }).allocations.length, 2);
   });
 
+  await t.test('volume connectors and targets follow their node (baremetal:volume:*)', async () => {
+    const ids: Record<string, string> = {};
+    for (const [node, cid] of [[leased, 'iqn.vol-mine'], [free, 'iqn.vol-free']] as const) {
+      const r = await admin('POST', '/v1/volume/connectors', { node_uuid: node, type: 'iqn', connector_id: cid });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      ids[cid] = String((r.body as Obj).uuid);
+    }
+    const tgt = await admin('POST', '/v1/volume/targets', { node_uuid: free, volume_type: 'iscsi', boot_index: 0, volume_id: 'v-free' });
+    assert.equal(tgt.status, 201, JSON.stringify(tgt.body));
+    const mine = (await member('GET', '/v1/volume/connectors')).body as { connectors: Obj[] };
+    assert.deepEqual(mine.connectors.map((x) => x.connector_id), ['iqn.vol-mine']);
+    assert.deepEqual(((await member('GET', '/v1/volume/targets')).body as { targets: Obj[] }).targets, []);
+    assert.equal(((await admin('GET', '/v1/volume/connectors')).body as { connectors: Obj[] }).connectors.length, 2);
+    assert.equal((await member('GET', `/v1/nodes/${leased}/volume/connectors`)).status, 200);
+    const hiddenNode = await member('GET', `/v1/nodes/${free}/volume/connectors`);
+    assert.equal(hiddenNode.status, 404, 'a node the project cannot see is concealed');
+    assert.equal((await member('GET', `/v1/volume/connectors/${ids['iqn.vol-mine']!}`)).status, 200);
+    const hidden = await member('GET', `/v1/volume/connectors/${ids['iqn.vol-free']!}`);
+    assert.equal(hidden.status, 404);
+    assert.match(JSON.stringify(hidden.body), new RegExp(`Volume connector ${ids['iqn.vol-free']!} could not be found`));
+    assert.equal((await member('GET', `/v1/volume/targets/${String((tgt.body as Obj).uuid)}`)).status, 404);
+    assert.equal((await member('POST', '/v1/volume/connectors', { node_uuid: leased, type: 'iqn', connector_id: 'iqn.x' })).status, 403,
+      'volume:create needs a system member or the owner/lessee admin');
+    assert.equal((await reader('DELETE', `/v1/volume/connectors/${ids['iqn.vol-mine']!}`)).status, 403, 'readers cannot delete');
+  });
+
   await t.test('openstacksdk through Keystone as the owner member: fields, instance_info, deploy with a config drive dict, undeploy', async () => {
     // Debian's python3-openstacksdk (needs /usr/bin/python3: the python3 on PATH may be another one). The conductor
     // comes from the Keystone catalog. `owned` (owner lessee1) was made manageable above.
@@ -251,6 +277,29 @@ print(json.dumps(out))
       assert.deepEqual(seen, ['self-made'], 'new defaults: a project admin sees its project\'s nodes only');
       assert.equal((await api('GET', `/v1/nodes/sys-made`)).status, 404);
       assert.equal((await api('DELETE', `/v1/nodes/self-made`)).status, 204, 'delete:self_owned_node');
+      // allocation:create_restricted (system member) is needed to name another owner; otherwise it is the caller's.
+      const own = await api('POST', '/v1/allocations', { name: 'own-alloc', resource_class: 'no-such-class' });
+      assert.equal(own.status, 201, JSON.stringify(own.body));
+      assert.equal((own.body as Obj).owner, lessee.id);
+      const same = await api('POST', '/v1/allocations', { name: 'same-alloc', resource_class: 'no-such-class', owner: lessee.id });
+      assert.equal(same.status, 201, JSON.stringify(same.body));
+      const foreignAlloc = await api('POST', '/v1/allocations', { resource_class: 'no-such-class', owner: other.id });
+      assert.equal(foreignAlloc.status, 403);
+      assert.match(JSON.stringify(foreignAlloc.body), new RegExp(`Cannot create allocation with an owner Project ID value ${other.id} ` +
+        `not matching the requestor Project ID ${lessee.id}\\. Policy baremetal:allocation:create_restricted is required`));
+      const sysAlloc = await strict.api('POST', '/v1/allocations', { resource_class: 'no-such-class', owner: other.id },
+        { 'X-Auth-Token': sysAdmin });
+      assert.equal(sysAlloc.status, 201, 'a system member may name any owner');
+      assert.equal((sysAlloc.body as Obj).owner, other.id);
+      // Let the allocation process finish (no such resource class: error) before this conductor closes.
+      for (const a of [own, same, sysAlloc]) {
+        const id = String((a.body as Obj).uuid);
+        for (let i = 0; i < 200; i++) {
+          const st = ((await strict.api('GET', `/v1/allocations/${id}`, undefined, { 'X-Auth-Token': sysAdmin })).body as Obj).state;
+          if (st !== 'allocating') break;
+          await new Promise((res) => setTimeout(res, 25));
+        }
+      }
     } finally {
       await strict.close();
     }

@@ -33,12 +33,13 @@ function v1Document(base: string, minor: number): Record<string, unknown> {
     media_types: [{ base: 'application/json', type: 'application/vnd.openstack.ironic.v1+json' }],
     version: versionObject(base),
   };
-  // Only resources this conductor routes are linked (no volume, ...), in Ironic's order.
+  // Only resources this conductor routes are linked, in Ironic's order.
   doc.chassis = links(base, 'chassis');
   doc.nodes = links(base, 'nodes');
   doc.ports = links(base, 'ports');
   doc.drivers = links(base, 'drivers');
   if (minor >= 23) doc.portgroups = links(base, 'portgroups');
+  if (minor >= 32) doc.volume = links(base, 'volume');
   if (minor >= 22) { doc.lookup = links(base, 'lookup'); doc.heartbeat = links(base, 'heartbeat'); }
   if (minor >= 49) doc.conductors = links(base, 'conductors');
   if (minor >= 52) doc.allocations = links(base, 'allocations');

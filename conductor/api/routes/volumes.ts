@@ -12,7 +12,9 @@ import { parsePatch } from '../../services/jsonpatch.js';
 import {
   createVolume, deleteVolume, getVolume, OperationNotPermitted, updateVolume, type VolumeKind,
 } from '../../services/volumes.js';
-import { ident, noContent, parseBool, queryParams, readJson, readObject, state } from '../http.js';
+import { isUuid } from '../../locks.js';
+import { ident, noContent, parseBool, parseLimit, parseSortDir, queryParams, readJson, readObject, state } from '../http.js';
+import { listPage } from './listing.js';
 import { links } from '../render.js';
 import { volumes } from '../../store/volumes.js';
 
@@ -24,6 +26,8 @@ const ALL_FIELDS: Record<VolumeKind, readonly string[]> = {
   connector: ['uuid', 'created_at', 'updated_at', 'connector_id', 'extra', 'type', 'node_uuid'],
   target: ['uuid', 'created_at', 'updated_at', 'boot_index', 'extra', 'properties', 'volume_id', 'volume_type', 'node_uuid'],
 };
+/** The controllers' invalid_sort_key_list (JSON columns). */
+const UNSORTABLE: Record<VolumeKind, readonly string[]> = { connector: ['extra'], target: ['extra', 'properties'] };
 const PLURAL: Record<VolumeKind, 'connectors' | 'targets'> = { connector: 'connectors', target: 'targets' };
 
 function gate(ctx: Context): void {
@@ -73,10 +77,27 @@ export function volumeRoutes(router: Router, c: ConductorContext): void {
       let fields = parseFields(kind, q.fields);
       if (fields && detail) throw new InvalidParameterValue("Can't fetch a subset of fields with 'detail' set");
       fields ??= detail ? [...ALL_FIELDS[kind]] : [...DEFAULT_FIELDS[kind]];
+      // Ironic's order: args (marker is a UUID), limit, sort_dir, the marker row (404 as get_by_uuid), the
+      // controller's invalid_sort_key_list, the node, then the DB's own sort-key check.
+      if (q.marker !== undefined && !isUuid(q.marker)) throw new InvalidParameterValue(`Expected UUID for marker: ${q.marker}`);
+      const limit = parseLimit(q.limit, c.config.max_limit);
+      const sortDir = parseSortDir(q.sort_dir);
+      const sortKey = q.sort_key ?? 'id';
+      const marker = q.marker !== undefined ? (await getVolume(c, kind as 'connector', q.marker)).uuid : undefined;
+      if (UNSORTABLE[kind].includes(sortKey)) {
+        throw new InvalidParameterValue(`The sort_key value ${sortKey} is an invalid field for sorting`);
+      }
       const nodeRef = parent ?? q.node;
       const nodeUuid = nodeRef !== undefined ? (await c.tasks.findNode(nodeRef)).uuid : undefined;
-      const rows = kind === 'connector' ? await volumes(c.store).listConnectors(nodeUuid) : await volumes(c.store).listTargets(nodeUuid);
-      ctx.body = { [plural]: rows.map((r) => render(kind, r, base, fields)) };
+      const pq = { limit, sort_key: sortKey, sort_dir: sortDir, ...(marker !== undefined ? { marker } : {}),
+        missing: (m: string) => new NotFound(`Volume ${kind} ${m} could not be found.`),
+        project: (ctx.state as { volumeProject?: string }).volumeProject };
+      const rows = kind === 'connector' ? await volumes(c.store).listConnectors(nodeUuid, pq)
+        : await volumes(c.store).listTargets(nodeUuid, pq);
+      // The next link always names the top-level collection and carries detail only when true (Ironic's kwargs).
+      ctx.body = listPage(plural, rows.map((r) => render(kind, r, base, fields)), {
+        base, resource: `volume/${plural}`, limit, sortKey, sortDir, detail: detail ? true : undefined, fields: detail ? undefined : fields,
+      });
     };
     router.get(`/v1/volume/${plural}`, (ctx) => list(ctx, undefined));
     router.get(`/v1/nodes/:ident/volume/${plural}`, (ctx) => list(ctx, ident(ctx.params.ident)));
