@@ -24,21 +24,20 @@ tmp_parent=${TMPDIR:-/tmp}
 run_dir=$(mktemp -d "$tmp_parent/bmts-test-run-$$-XXXXXX")
 sweep() { node --import tsx scripts/test-runner/sweep.ts --phase "$1" --run-dir "$run_dir" --mode "$sweep_mode"; }
 
-# Two lanes, each running its files one at a time: the machine lane (test/machine-lane.txt: QEMU VMs, many agent
-# processes, real Ironic, namespaces — what needs a core to itself) and the light lane (everything else: API,
-# store, unit and single-agent tests, mostly waiting on sockets). A VM under TCG keeps one core busy while the
-# light lane's tests mostly wait, so running the lanes side by side roughly halves the suite on 2 cores.
-# Files named on the command line run in one lane unless BMTS_TEST_LANES=2; BMTS_TEST_LANES=1 forces one lane.
-machine=() light=()
-default_lanes=2
+# Lanes side by side, each running its files one at a time (scripts/test-runner/lanes.ts): the machine lane
+# (test/machine-lane.txt: QEMU VMs, many agent processes, real Ironic, namespaces — one at a time, as they need a
+# core each) and light lanes (API, store, unit and single-agent tests, which mostly wait on sockets), balanced by
+# test/lane-weights.txt. On 2 cores a VM under TCG keeps one core busy while the light lanes mostly wait, so three
+# lanes roughly halve the suite. Files named on the command line run in one lane; BMTS_TEST_LANES=N overrides.
+default_lanes=3
 [ $# -gt 0 ] && default_lanes=1
-if [ "${BMTS_TEST_LANES:-$default_lanes}" = 1 ]; then
-  machine=("${files[@]}")
-else
-  declare -A heavy=()
-  while read -r f _; do [ -n "$f" ] && [ "${f#\#}" = "$f" ] && heavy[$f]=1; done < test/machine-lane.txt
-  for f in "${files[@]}"; do if [ -n "${heavy[$f]:-}" ]; then machine+=("$f"); else light+=("$f"); fi; done
-fi
+declare -A lane_files=()
+lane_names=()
+while IFS=$'\t' read -r ln f; do
+  [ -n "${lane_files[$ln]+x}" ] || lane_names+=("$ln")
+  lane_files[$ln]+="$f"$'\n'
+done < <(npx tsx scripts/test-runner/lanes.ts "${BMTS_TEST_LANES:-$default_lanes}" "${files[@]}")
+[ ${#lane_names[@]} -gt 0 ] || { echo "no lanes: scripts/test-runner/lanes.ts failed"; exit 1; }
 
 sweep before
 pids=()
@@ -48,7 +47,7 @@ on_signal() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   wait
   sweep after
-  rm -f "$run_dir".*.summary "$run_dir".light.tap
+  rm -f "$run_dir".*.summary "$run_dir".*.tap "$run_dir".*.log
   exit 130
 }
 trap on_signal INT TERM
@@ -65,24 +64,27 @@ lane() {
     --test-reporter=./scripts/test-runner/summary-reporter.mjs --test-reporter-destination="$run_dir.$name.summary" \
     "$@" 2>&1
 }
-rcs=()
-if [ ${#light[@]} -gt 0 ]; then
-  echo "lanes: ${#machine[@]} files in the machine lane (TAP below), ${#light[@]} in the light lane (TAP after it)"
-  lane light "$run_dir.light.tap" "${light[@]}" > "$run_dir.light.log" &
+summary_line="lanes:"
+for ln in "${lane_names[@]}"; do summary_line+=" $ln $(printf '%s' "${lane_files[$ln]}" | grep -c .)"; done
+echo "$summary_line files (the machine lane's TAP below, the others' after it)"
+for ln in "${lane_names[@]}"; do
+  mapfile -t lf < <(printf '%s' "${lane_files[$ln]}")
+  if [ "$ln" = machine ]; then
+    lane machine stdout "${lf[@]}" &
+  else
+    lane "$ln" "$run_dir.$ln.tap" "${lf[@]}" > "$run_dir.$ln.log" &
+  fi
   pids+=($!)
-fi
-if [ ${#machine[@]} -gt 0 ]; then
-  lane machine stdout "${machine[@]}" &
-  pids+=($!)
-fi
+done
 rc=0
 for p in "${pids[@]}"; do wait "$p" || rc=$?; done
 trap - INT TERM
-if [ ${#light[@]} -gt 0 ]; then
-  echo "# ---- light lane ----"
-  cat "$run_dir.light.tap" "$run_dir.light.log" 2>/dev/null
-  rm -f "$run_dir.light.tap" "$run_dir.light.log"
-fi
+for ln in "${lane_names[@]}"; do
+  [ "$ln" = machine ] && continue
+  echo "# ---- lane $ln ----"
+  cat "$run_dir.$ln.tap" "$run_dir.$ln.log" 2>/dev/null
+  rm -f "$run_dir.$ln.tap" "$run_dir.$ln.log"
+done
 
 sweep after
 sweep_rc=$?
@@ -101,11 +103,11 @@ for summary in "$run_dir".*.summary; do
   skipped=$((skipped + $(sed -n 's/^skipped=//p' "$summary")))
   rm -f "$summary"
 done
-expected=$(( (${#machine[@]} > 0) + (${#light[@]} > 0) ))
+expected=${#lane_names[@]}
 [ "$summaries" -eq "$expected" ] || echo "the test runner wrote $summaries of $expected summaries (exit code $rc)"
 if [ ${#times[@]} -gt 0 ]; then
   echo "slowest files (seconds):"
-  printf '%s\n' "${times[@]}" | sort -rn | head -15 | awk -F'\t' '{printf "  %7.1f  %s\n", $1, $2}'
+  printf '%s\n' "${times[@]}" | sort -rn | head -25 | awk -F'\t' '{printf "  %7.1f  %s\n", $1, $2}'
 fi
 # A crash the reporter never saw, or a leftover, is a failure the closing line must show.
 if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then echo "node --test exited with $rc"; failed=1; fi
