@@ -242,6 +242,18 @@ function parseBody(body: unknown): Record<string, unknown> | undefined {
   return body && typeof body === 'object' ? body as Record<string, unknown> : undefined;
 }
 
+/**
+ * The node a create request's body names by `node_uuid` (ports, volume connectors/targets): the body is read once
+ * here and left in ctx.state.rawBody for the route (conductor/api/http.ts readJson reuses it).
+ */
+async function bodyNode(c: ConductorContext, ctx: Context): Promise<NodeRecord | undefined> {
+  const raw = await readRaw(ctx, c.config.max_body_bytes);
+  (ctx.state as { rawBody?: Buffer }).rawBody = raw;
+  const body = parseBody(raw);
+  const nodeUuid = typeof body?.node_uuid === 'string' ? body.node_uuid : undefined;
+  return nodeUuid ? await c.store.getNodeByUuid(nodeUuid.toLowerCase()) : undefined;
+}
+
 export function policyMiddleware(c: ConductorContext): (ctx: Context, next: Next) => Promise<void> {
   const ks = c.config.auth.keystone;
   if (c.config.auth.strategy !== 'keystone' || !ks) return async (_ctx, next) => { await next(); };
@@ -442,22 +454,12 @@ export function policyMiddleware(c: ConductorContext): (ctx: Context, next: Next
         return next();
       }
       case 'volume-create': {
-        const raw = await readRaw(ctx, c.config.max_body_bytes);
-        (ctx.state as { rawBody?: Buffer }).rawBody = raw;
-        let body: Record<string, unknown> | undefined;
-        try { body = JSON.parse(raw.toString('utf8')) as Record<string, unknown>; } catch { body = undefined; }
-        const nodeUuid = typeof body?.node_uuid === 'string' ? body.node_uuid : undefined;
-        const node = nodeUuid ? await c.store.getNodeByUuid(nodeUuid.toLowerCase()) : undefined;
+        const node = await bodyNode(c, ctx);
         authorize(creds, 'baremetal:volume:create', { owner: node?.owner ?? null, lessee: node?.lessee ?? null });
         return next();
       }
       case 'port-create': {
-        const raw = await readRaw(ctx, c.config.max_body_bytes);
-        (ctx.state as { rawBody?: Buffer }).rawBody = raw;
-        let body: Record<string, unknown> | undefined;
-        try { body = JSON.parse(raw.toString('utf8')) as Record<string, unknown>; } catch { body = undefined; }
-        const nodeUuid = typeof body?.node_uuid === 'string' ? body.node_uuid : undefined;
-        const node = nodeUuid ? await c.store.getNodeByUuid(nodeUuid.toLowerCase()) : undefined;
+        const node = await bodyNode(c, ctx);
         authorize(creds, `baremetal:${plan.object}:create`, { owner: node?.owner ?? null, lessee: node?.lessee ?? null });
         return next();
       }

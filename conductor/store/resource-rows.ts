@@ -6,9 +6,10 @@
 import { InvalidParameterValue } from '../errors.js';
 import { isoTime } from '../time.js';
 import type { SqlRunner } from './sql-runner.js';
-import type { Json, SortDir } from './types.js';
+import type { Json, Row, SortDir } from './types.js';
 
-export type Row = Record<string, unknown>;
+export type { Row };
+
 
 export interface PageQuery { sort_key?: string; sort_dir?: SortDir; marker?: string; limit?: number }
 

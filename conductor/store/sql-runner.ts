@@ -10,28 +10,14 @@
  */
 import type Database from 'better-sqlite3';
 import type pg from 'pg';
-import { POSTGRES, SQLITE, type Dialect } from './dialect.js';
+import { POSTGRES, SQLITE } from './dialect.js';
 import type { GroupCommit } from './group-commit.js';
 import { pgUniqueViolation } from './postgres-rows.js';
-import { uniqueViolation, type Row } from './sqlite-rows.js';
-import { DuplicateError } from './types.js';
+import { uniqueViolation } from './sqlite-rows.js';
+import type { Row } from './types.js';
+import { DuplicateError, type SqlRunner } from './types.js';
 
-export interface AtomicStep {
-  sql: string;
-  args: readonly unknown[];
-  /** The step must change a row, else everything is rolled back and `atomic` returns false. */
-  required?: boolean;
-}
-
-export interface SqlRunner {
-  readonly dialect: Dialect;
-  /** A read (`?` placeholders). */
-  read(sql: string, args?: readonly unknown[]): Promise<Row[]>;
-  /** One write, committed when the promise resolves; unique violations become DuplicateError. */
-  write(sql: string, args?: readonly unknown[]): Promise<Row[]>;
-  /** The steps in one transaction; false (and nothing changed) when a required step changed no row. */
-  atomic(steps: readonly AtomicStep[]): Promise<boolean>;
-}
+export type { AtomicStep, SqlRunner } from './types.js';
 
 class Rollback extends Error {}
 

@@ -3,10 +3,11 @@
  * stored as JSON text, booleans as 0/1), and the sortable columns.
  */
 import { InvalidParameterValue } from '../errors.js';
-import { INTERFACE_FIELDS, JSON_FIELDS, JsonObjectSchema, TraitsSchema, type NodeRecord, type PortRecord } from './types.js';
+import { INTERFACE_FIELDS, JSON_FIELDS, JsonObjectSchema, TraitsSchema, type NodeRecord, type PortRecord, type Row } from './types.js';
+
+export type { Row };
 
 export type ColType = 'text' | 'bool' | 'json' | 'traits' | 'int';
-export type Row = Record<string, unknown>;
 
 export const NODE_COLS: Record<string, ColType> = {
   id: 'int', uuid: 'text', name: 'text', created_at: 'text', updated_at: 'text', driver: 'text',

@@ -4,9 +4,11 @@
  */
 import { z } from 'zod';
 import type { TransitionPatch } from '../states.js';
-import type { SqlRunner } from './sql-runner.js';
+import type { Dialect } from './dialect.js';
 
 export type Json = Record<string, unknown>;
+/** A result row as both drivers return it (column name -> value). */
+export type Row = Record<string, unknown>;
 
 export const INTERFACE_FIELDS = [
   'bios_interface', 'boot_interface', 'console_interface', 'deploy_interface', 'inspect_interface',
@@ -244,4 +246,25 @@ export class DuplicateError extends Error {
   constructor(readonly field: string, readonly value: string) {
     super(`duplicate ${field}: ${value}`);
   }
+}
+
+/**
+ * A narrow SQL surface both stores expose (conductor/store/sql-runner.ts implements it) for the resources kept in
+ * their own store modules (chassis, portgroups, allocations, deploy templates, BIOS settings, volumes).
+ */
+export interface AtomicStep {
+  sql: string;
+  args: readonly unknown[];
+  /** The step must change a row, else everything is rolled back and `atomic` returns false. */
+  required?: boolean;
+}
+
+export interface SqlRunner {
+  readonly dialect: Dialect;
+  /** A read (`?` placeholders). */
+  read(sql: string, args?: readonly unknown[]): Promise<Row[]>;
+  /** One write, committed when the promise resolves; unique violations become DuplicateError. */
+  write(sql: string, args?: readonly unknown[]): Promise<Row[]>;
+  /** The steps in one transaction; false (and nothing changed) when a required step changed no row. */
+  atomic(steps: readonly AtomicStep[]): Promise<boolean>;
 }

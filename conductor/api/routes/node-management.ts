@@ -5,6 +5,7 @@
  * microversion, and so do these.
  */
 import type Router from '@koa/router';
+import type { RouterContext } from '@koa/router';
 import type { ConductorContext } from '../../context.js';
 import type { NodeBootMode } from '../../drivers/types.js';
 import { InvalidParameterValue, NotFound } from '../../errors.js';
@@ -33,14 +34,19 @@ function gate76(minor: number): void {
 
 export function nodeManagementRoutes(router: Router, c: ConductorContext): void {
   const limit = c.config.max_body_bytes;
-
-  router.put('/v1/nodes/:ident/states/boot_mode', async (ctx) => {
+  /** The shared front of PUT states/boot_mode and states/secure_boot, in Ironic's order: node, version, body keys. */
+  const stateChangeRequest = async (ctx: RouterContext): Promise<{ id: string; base: string; body: Record<string, unknown> }> => {
     const { minor, base } = state(ctx);
     const body = await readObject(ctx, limit);
     const id = ident(ctx.params.ident);
     await c.tasks.findNode(id);
     gate76(minor);
     rejectUnknownKeys(body, ['target']);
+    return { id, base, body };
+  };
+
+  router.put('/v1/nodes/:ident/states/boot_mode', async (ctx) => {
+    const { id, base, body } = await stateChangeRequest(ctx);
     const target = body.target;
     if (target !== undefined && target !== null && typeof target !== 'string') {
       throw new InvalidParameterValue(`Expected string for target: ${JSON.stringify(target)}`);
@@ -54,12 +60,7 @@ export function nodeManagementRoutes(router: Router, c: ConductorContext): void 
   });
 
   router.put('/v1/nodes/:ident/states/secure_boot', async (ctx) => {
-    const { minor, base } = state(ctx);
-    const body = await readObject(ctx, limit);
-    const id = ident(ctx.params.ident);
-    await c.tasks.findNode(id);
-    gate76(minor);
-    rejectUnknownKeys(body, ['target']);
+    const { id, base, body } = await stateChangeRequest(ctx);
     const target = targetBool(body.target);
     if (target === null) {
       throw new InvalidParameterValue('Invalid secure_boot None requested for node. Allowed secure_boot states are: True, False) ');
