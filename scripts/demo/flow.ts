@@ -6,6 +6,7 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { doneLineFor } from '../../lab/instance-image.js';
 import { freePort, GUEST_HOST_ADDR } from '../../lab/qemu.js';
 import { ApiError, IronicApi, waitForProvisionState, type NodeJson } from './api.js';
 import { watchAgentWrite } from './agent-progress.js';
@@ -314,6 +315,8 @@ export async function deployNode(lab: Lab, node: EnrolledNode, req: DeployReques
   const line = await waitForSerialLine(node.hw, serialStart, req.markerLine, 300_000);
   timer.end('reboot to instance');
   reporter.line(`node ${node.name}: instance says "${line}"`);
+  // The instance reports its config drive after the marker: the serial text is whole once its last line is there.
+  await waitForSerialLine(node.hw, serialStart, doneLineFor(req.markerLine), 60_000);
   return node.hw.serialSince(serialStart).text;
 }
 
