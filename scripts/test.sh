@@ -90,12 +90,12 @@ sweep after
 sweep_rc=$?
 
 passed=0 failed=0 skipped=0 summaries=0
-times=()
+times=() notes=()
 for summary in "$run_dir".*.summary; do
   [ -s "$summary" ] || continue
   summaries=$((summaries + 1))
   while IFS=$'\t' read -r kind verdict where reason; do
-    [ "$kind" = note ] && printf '%s: %s: %s\n' "$verdict" "$where" "$reason"
+    [ "$kind" = note ] && notes+=("$verdict: $where: $reason")
     [ "$kind" = filetime ] && times+=("$where"$'\t'"$verdict")
   done < "$summary"
   passed=$((passed + $(sed -n 's/^passed=//p' "$summary")))
@@ -109,6 +109,8 @@ if [ ${#times[@]} -gt 0 ]; then
   echo "slowest files (seconds):"
   printf '%s\n' "${times[@]}" | sort -rn | head -25 | awk -F'\t' '{printf "  %7.1f  %s\n", $1, $2}'
 fi
+# Failures, skips and todos last, next to the closing line: a CI log's tail then names what failed.
+[ ${#notes[@]} -gt 0 ] && printf '%s\n' "${notes[@]}"
 # A crash the reporter never saw, or a leftover, is a failure the closing line must show.
 if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then echo "node --test exited with $rc"; failed=1; fi
 if [ "$summaries" -ne "$expected" ] && [ "$failed" -eq 0 ]; then failed=1; fi

@@ -1,7 +1,7 @@
 // @ts-check
 /**
  * A node:test reporter (loaded next to the TAP one by scripts/test.sh) that counts passes, failures and skips of
- * the leaf tests and writes `note\t...` lines (every skip and todo with its reason) and `passed=`/`failed=`/
+ * the leaf tests and writes `note\t...` lines (every failure, skip and todo with its reason) and `passed=`/`failed=`/
  * `skipped=` lines. Plain JavaScript: Node loads reporters before tsx's loader hooks are in place.
  *
  * With CI=true a skip whose reason is not a line of test/skip-allowlist.txt counts as a failure, and so does every
@@ -30,6 +30,20 @@ function loadAllowlist() {
  *   details?: { type?: string, error?: { failureType?: string } } }} TestEventData
  * @typedef {{ type: string, data?: unknown }} TestEvent
  */
+
+/**
+ * The first line of a failure's error (its cause's, when the runner wraps it), cut to 300 characters, so the closing
+ * lines of a CI log name what failed and why even when only the log's tail is kept.
+ * @param {TestEventData} d
+ */
+function failureReason(d) {
+  const err = /** @type {{ message?: string, cause?: { message?: string } } | undefined} */ (
+    /** @type {{ error?: unknown }} */ (d.details ?? {}).error
+  );
+  const msg = err?.cause?.message ?? err?.message ?? '(no error message)';
+  const line = String(msg).split('\n').find((l) => l.trim() !== '') ?? '(no error message)';
+  return line.length > 300 ? `${line.slice(0, 300)}…` : line;
+}
 
 /**
  * Counts the leaf results of a test run; `ci` turns non-allow-listed skips and all todos into failures.
@@ -71,6 +85,7 @@ function tally(events, ci, allow) {
       t.passed++;
     } else {
       t.failed++;
+      t.notes.push(`FAIL\t${where}\t${failureReason(d)}`);
     }
   }
   return t;
