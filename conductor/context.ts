@@ -7,7 +7,7 @@
 import type { Logger } from '../common/logger.js';
 import type { BootServer } from './boot-server.js';
 import type { ConductorConfig } from './config.js';
-import type { DriverRegistry } from './drivers/index.js';
+import type { DriverRegistry, ResolvedDriver } from './drivers/index.js';
 import type { ConductorImageCache } from './image-cache/node-images.js';
 import type { FleetState } from './fleet.js';
 import type { TaskManager } from './locks.js';
@@ -47,7 +47,7 @@ export interface ClusterView {
 export interface ConductorContext {
   readonly config: ConductorConfig;
   readonly store: Store;
-  readonly tasks: TaskManager;
+  readonly tasks: TaskManager<ResolvedDriver>;
   readonly host: string;
   readonly log: Logger;
   /** How the API is served: its scheme, and the CA PEM ramdisks verify it with (conductor/api-tls.ts). */

@@ -8,7 +8,7 @@
  */
 import type { ConductorContext } from './context.js';
 import { InvalidParameterValue } from './errors.js';
-import type { NodeTask } from './locks.js';
+import type { NodeTask } from './drivers/index.js';
 import type { NodeRecord } from './store/types.js';
 
 const TRUE = new Set(['1', 't', 'true', 'on', 'y', 'yes']);

@@ -16,7 +16,6 @@ import { scrubText, secretValues } from '../common/secrets.js';
 import { randomUUID } from 'node:crypto';
 import { getLogger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
-import type { DriverRegistry, ResolvedDriver } from './drivers/index.js';
 import type { DriverNode } from './drivers/types.js';
 import { IronicError, NodeLocked, NodeNotFound } from './errors.js';
 import { transition, type ProvisionEvent, type TransitionOptions } from './states.js';
@@ -41,12 +40,19 @@ export interface LockSettings {
   retryIntervalMs: number;
 }
 
-export class NodeTask {
-  private spawned: ((task: NodeTask) => Promise<void>) | undefined;
+/**
+ * What a task needs of the driver registry. The task is generic in the driver it resolves, so this module never
+ * imports conductor/drivers/: the drivers' interfaces take tasks (drivers/index.ts: LockedTask<D> = LockedTask of a
+ * ResolvedDriver), and a concrete import here would close a circle.
+ */
+export interface DriverResolver<D> { resolveDriver(node: NodeRecord): D }
+
+export class LockedTask<D> {
+  private spawned: ((task: LockedTask<D>) => Promise<void>) | undefined;
   private released = false;
 
   constructor(
-    private readonly manager: TaskManager,
+    private readonly manager: TaskManager<D>,
     public node: NodeRecord,
     public ports: PortRecord[],
     private exclusiveLock: boolean,
@@ -55,7 +61,7 @@ export class NodeTask {
 
   get shared(): boolean { return !this.exclusiveLock; }
   get exclusive(): boolean { return this.exclusiveLock; }
-  get driver(): ResolvedDriver { return this.manager.drivers.resolveDriver(this.node); }
+  get driver(): D { return this.manager.drivers.resolveDriver(this.node); }
   get host(): string { return this.manager.host; }
   get store(): Store { return this.manager.store; }
 
@@ -138,14 +144,14 @@ export class NodeTask {
    * Hands the task (and its reservation) to background work that starts after the current callback returns;
    * the reservation is released when `work` settles. Only one spawn per task.
    */
-  spawn(work: (task: NodeTask) => Promise<void>): void {
+  spawn(work: (task: LockedTask<D>) => Promise<void>): void {
     this.requireExclusive('spawn');
     if (this.spawned) throw new IronicError('a task can spawn only one worker', 500);
     this.spawned = work;
   }
 
   /** @internal */
-  takeSpawned(): ((task: NodeTask) => Promise<void>) | undefined {
+  takeSpawned(): ((task: LockedTask<D>) => Promise<void>) | undefined {
     const s = this.spawned;
     this.spawned = undefined;
     return s;
@@ -173,7 +179,7 @@ function eventType(event: ProvisionEvent, from: string): string {
   return 'provisioning';
 }
 
-export class TaskManager {
+export class TaskManager<D> {
   private readonly workers = new Set<Promise<void>>();
   /** Nodes this process holds a reservation on right now (the periodic cleanup leaves these alone). */
   readonly held = new Set<string>();
@@ -185,7 +191,7 @@ export class TaskManager {
   workerGate: (() => Promise<() => void>) | undefined;
 
   constructor(readonly store: Store, readonly host: string, private readonly settings: LockSettings,
-    readonly drivers: DriverRegistry) {}
+    readonly drivers: DriverResolver<D>) {}
 
   /** Finds a node by UUID or name, NodeNotFound otherwise. */
   async findNode(ident: string): Promise<NodeRecord> {
@@ -209,12 +215,12 @@ export class TaskManager {
     }
   }
 
-  async acquire(ident: string | NodeRecord, opts: TaskOptions): Promise<NodeTask> {
+  async acquire(ident: string | NodeRecord, opts: TaskOptions): Promise<LockedTask<D>> {
     let node = typeof ident === 'string' ? await this.findNode(ident) : ident;
     if (opts.exclusive) node = await this.reserve(node.uuid, opts.retry ?? true);
     try {
       const ports = await this.store.listPorts({ node_uuid: node.uuid });
-      return new NodeTask(this, node, ports, opts.exclusive ?? false, opts.purpose);
+      return new LockedTask(this, node, ports, opts.exclusive ?? false, opts.purpose);
     } catch (e) {
       if (opts.exclusive) {
         this.held.delete(node.uuid);
@@ -224,7 +230,7 @@ export class TaskManager {
     }
   }
 
-  async withNodeTask<T>(ident: string | NodeRecord, opts: TaskOptions, fn: (task: NodeTask) => Promise<T>): Promise<T> {
+  async withNodeTask<T>(ident: string | NodeRecord, opts: TaskOptions, fn: (task: LockedTask<D>) => Promise<T>): Promise<T> {
     const task = await this.acquire(ident, opts);
     let result: T;
     try {
@@ -243,7 +249,7 @@ export class TaskManager {
     return result;
   }
 
-  private runWorker(task: NodeTask, work: (task: NodeTask) => Promise<void>): void {
+  private runWorker(task: LockedTask<D>, work: (task: LockedTask<D>) => Promise<void>): void {
     const p = (async () => {
       await new Promise((r) => setImmediate(r));
       const slot = this.workerGate ? await this.workerGate() : undefined;

@@ -5,7 +5,7 @@
  */
 import { errorMessage } from '../common/errors.js';
 import type { ConductorContext } from './context.js';
-import type { NodeTask } from './locks.js';
+import type { NodeTask } from './drivers/index.js';
 import { failCleaning, failDeploy } from './services/provision.js';
 import { wipeAgentToken } from './services/power.js';
 import type { NodeRecord } from './store/types.js';

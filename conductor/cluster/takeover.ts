@@ -12,7 +12,7 @@
  */
 import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
-import type { NodeTask } from '../locks.js';
+import type { NodeTask } from '../drivers/index.js';
 import { wipeAgentToken } from '../services/power.js';
 import { STUCK_STATES } from '../states.js';
 import type { NodeQuery, NodeRecord } from '../store/types.js';

@@ -13,7 +13,7 @@ import { parseIpmiInfo, type IpmiInfo } from '../drivers/ipmitool.js';
 import { IPMI_PROPERTIES } from '../drivers/ipmitool.js';
 import type { DriverInterface, DriverNode } from '../drivers/types.js';
 import { DriverOperationError, InvalidParameterValue } from '../errors.js';
-import type { NodeTask } from '../locks.js';
+import type { NodeTask } from '../drivers/index.js';
 import { startSolBridge, type SolBridge } from './sol-bridge.js';
 import { startWebConsole, type WebConsole } from './web-console.js';
 

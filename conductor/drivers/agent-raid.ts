@@ -11,8 +11,7 @@
  */
 import { z } from 'zod';
 import { InvalidParameterValue } from '../errors.js';
-import type { NodeTask } from '../locks.js';
-import type { RaidInterface } from './index.js';
+import type { RaidInterface, NodeTask } from './index.js';
 
 const LOGICAL_DISK_PROPERTIES: Record<string, string> = {
   raid_level: "RAID level for the logical disk. Valid values are 'JBOD', '0', '1', '2', '5', '6', '1+0', '5+0' and '6+0'. Required.",

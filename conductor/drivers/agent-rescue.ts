@@ -10,12 +10,11 @@ import { errorMessage } from '../../common/errors.js';
 import type { ConductorConfig } from '../config.js';
 import type { ConductorContext } from '../context.js';
 import { InvalidParameterValue } from '../errors.js';
-import type { NodeTask } from '../locks.js';
 import { agentClient, agentEndpoint } from '../orchestration/agent-node.js';
 import { bootIntoRamdisk } from '../orchestration/direct.js';
 import { commandErrorText } from '../agent-client.js';
 import { nodePowerAction } from '../services/power.js';
-import type { RescueInterface } from './index.js';
+import type { RescueInterface, NodeTask } from './index.js';
 
 /** crypt(3) of the password: SHA-256 ($5$) or SHA-512 ($6$) with a random salt, via openssl (password on stdin). */
 export async function hashRescuePassword(password: string, algorithm: ConductorConfig['rescue_password_hash_algorithm']):

@@ -5,18 +5,11 @@
  * serves. The `fake` implementation keeps the cache as the configuration itself, like Ironic's FakeBIOS.
  */
 import { InvalidParameterValue } from '../errors.js';
-import type { NodeTask } from '../locks.js';
 import { biosSettings, type BiosSettingInput } from '../store/bios-settings.js';
+import type { BiosInterface, BiosSettingRequest, NodeTask } from './index.js';
 import type { DriverInterface } from './types.js';
 
-/** One requested setting as the user gave it (the value keeps its JSON type for the BMC). */
-export interface BiosSettingRequest { name: string; value: unknown }
-
-export interface BiosInterface extends DriverInterface {
-  applyConfiguration(task: NodeTask, settings: BiosSettingRequest[]): Promise<void>;
-  factoryReset(task: NodeTask): Promise<void>;
-  cacheBiosSettings(task: NodeTask): Promise<void>;
-}
+export type { BiosInterface, BiosSettingRequest } from './index.js';
 
 /** The steps a bios interface offers (both priority 0, as Ironic's), with apply_configuration's argsinfo. */
 export const BIOS_STEPS = [

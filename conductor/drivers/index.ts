@@ -9,8 +9,7 @@
  */
 import type { ConductorConfig } from '../config.js';
 import { DriverNotFound, InvalidParameterValue, UnsupportedDriverExtension } from '../errors.js';
-import type { NodeTask } from '../locks.js';
-import type { BiosInterface } from './bios.js';
+import type { LockedTask } from '../locks.js';
 import type {
   BootInterface, DriverInterface, HardwareType, InterfaceKind, ManagementInterface, PowerInterface,
 } from './types.js';
@@ -18,6 +17,19 @@ import type {
 export type { HardwareType, InterfaceKind } from './types.js';
 
 /** The interface kinds a node has a `<kind>_interface` field for (Ironic 21.4: twelve). */
+/** A locked node as driver interfaces see it: conductor/locks.ts's task, resolving to this registry's drivers. */
+export type NodeTask = LockedTask<ResolvedDriver>;
+
+/** One requested BIOS setting as the user gave it (the value keeps its JSON type for the BMC). */
+export interface BiosSettingRequest { name: string; value: unknown }
+
+/** Ironic's BIOSInterface; the steps and the fake live in drivers/bios.ts. */
+export interface BiosInterface extends DriverInterface {
+  applyConfiguration(task: NodeTask, settings: BiosSettingRequest[]): Promise<void>;
+  factoryReset(task: NodeTask): Promise<void>;
+  cacheBiosSettings(task: NodeTask): Promise<void>;
+}
+
 export const NODE_INTERFACE_KINDS = [
   'bios', 'boot', 'console', 'deploy', 'inspect', 'management', 'network', 'power', 'raid', 'rescue', 'storage',
   'vendor',

@@ -10,7 +10,7 @@
  * at once, so it works the same with or without a ramdisk (fake deploy, the lab's emulator).
  */
 import { DriverOperationError } from '../errors.js';
-import type { NodeTask } from '../locks.js';
+import type { NodeTask } from './index.js';
 import { biosSettings, type BiosSettingInput } from '../store/bios-settings.js';
 import { biosValueString, type BiosInterface, type BiosSettingRequest } from './bios.js';
 import { RedfishBase, wrap, type Ctx } from './redfish.js';

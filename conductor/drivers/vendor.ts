@@ -10,8 +10,7 @@
  * (see conductor/drivers/examples/vendor-hello.ts and the README's "Vendor passthru" section).
  */
 import { InvalidParameterValue, MissingParameterValue } from '../errors.js';
-import type { NodeTask } from '../locks.js';
-import type { DriverRegistry } from './index.js';
+import type { DriverRegistry, NodeTask } from './index.js';
 import type { DriverInterface, DriverNode } from './types.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';

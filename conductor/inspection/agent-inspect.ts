@@ -6,9 +6,8 @@
 import { isIP } from 'node:net';
 import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
-import type { InspectInterface } from '../drivers/index.js';
+import type { InspectInterface, NodeTask } from '../drivers/index.js';
 import { InvalidParameterValue } from '../errors.js';
-import type { NodeTask } from '../locks.js';
 import { nodePowerAction, wipeAgentToken } from '../services/power.js';
 import { LOOKUP_CACHE_FIELD } from './process.js';
 

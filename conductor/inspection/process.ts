@@ -12,7 +12,7 @@ import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
 import { IronicError, InvalidParameterValue, NotFound } from '../errors.js';
-import type { NodeTask } from '../locks.js';
+import type { NodeTask } from '../drivers/index.js';
 import { isUuid } from '../locks.js';
 import { nodePowerAction, wipeAgentToken } from '../services/power.js';
 import { initialState } from '../states.js';

@@ -5,12 +5,11 @@
  * (capabilities boot_mode), EthernetInterfaces MACs (ports). The same inventory shape as the agent's is stored,
  * and the built-in rules run on it.
  */
-import type { InspectInterface } from '../drivers/index.js';
+import type { InspectInterface, NodeTask } from '../drivers/index.js';
 import type { DriverNode } from '../drivers/types.js';
 import { RedfishManagement, type RedfishOptions } from '../drivers/redfish.js';
 import type { RedfishClientPool } from '../drivers/redfish-client.js';
 import type { ConductorConfig } from '../config.js';
-import type { NodeTask } from '../locks.js';
 import type { NodeFields } from '../store/types.js';
 import { InspectionDataError, normalizeMac, runHooks, updateCapabilities } from './hooks.js';
 import { storeInspectionData } from './inventory-store.js';

@@ -5,7 +5,7 @@
  */
 import type { ConductorContext } from '../context.js';
 import { AgentClient, type AgentEndpoint } from '../agent-client.js';
-import type { NodeTask } from '../locks.js';
+import type { NodeTask } from '../drivers/index.js';
 import { isForbiddenKey } from '../../common/safe-json.js';
 
 const SECRET_KEY = /password|secret|token|private|_key$|credential/i;

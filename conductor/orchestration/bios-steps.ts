@@ -6,7 +6,7 @@
 import { BIOS_STEPS, isBiosInterface } from '../drivers/bios.js';
 import { runBiosStep } from '../drivers/bios.js';
 import type { DriverInterface } from '../drivers/types.js';
-import type { NodeTask } from '../locks.js';
+import type { NodeTask } from '../drivers/index.js';
 import type { OutOfBandStep } from './step-runner.js';
 import type { Step } from './steps.js';
 

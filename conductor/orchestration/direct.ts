@@ -5,9 +5,8 @@
  */
 import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
-import type { DeployInterface } from '../drivers/index.js';
+import type { DeployInterface, NodeTask } from '../drivers/index.js';
 import { InvalidParameterValue } from '../errors.js';
-import type { NodeTask } from '../locks.js';
 import { nodePowerAction } from '../services/power.js';
 import { commandErrorText } from '../agent-client.js';
 import { agentClient, agentEndpoint, agentNodeDict, agentPortDicts } from './agent-node.js';

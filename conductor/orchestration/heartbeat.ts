@@ -7,7 +7,7 @@
 import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
 import { IronicError } from '../errors.js';
-import type { NodeTask } from '../locks.js';
+import type { NodeTask } from '../drivers/index.js';
 import { failCleaning, failDeploy, finishCleaning, finishDeploy } from '../services/provision.js';
 import { continueRescue } from './rescue.js';
 import { AgentInProgress } from '../agent-client.js';

@@ -19,14 +19,13 @@ import { errorMessage } from '../../common/errors.js';
 import type { CommandResult } from '../../protocol/agent-api.js';
 import { commandErrorText } from '../agent-client.js';
 import type { ConductorContext } from '../context.js';
-import type { DeployInterface } from '../drivers/index.js';
+import type { DeployInterface, NodeTask } from '../drivers/index.js';
 import { InvalidParameterValue } from '../errors.js';
 import { openOrigin } from '../image-cache/origin.js';
 import {
   chapUsername, fileDigest, iscsiDisplayUrl, newChapSecret, newIqn, readBackDigest, writeRawImage,
   type DigestAlgo, type IscsiTarget,
 } from '../iscsi/initiator.js';
-import type { NodeTask } from '../locks.js';
 import { agentClient, agentEndpoint } from './agent-node.js';
 import { createDirectDeploy, deployFlow } from './direct.js';
 import { isPartitionImage } from './image-info.js';

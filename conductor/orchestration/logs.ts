@@ -6,7 +6,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
-import type { NodeTask } from '../locks.js';
+import type { NodeTask } from '../drivers/index.js';
 import { agentClient, agentEndpoint } from './agent-node.js';
 
 export async function collectLogsOnFailure(ctx: ConductorContext, task: NodeTask, force = false): Promise<string | null> {

@@ -6,7 +6,7 @@
 import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
 import { isAgentRescue } from '../drivers/agent-rescue.js';
-import type { NodeTask } from '../locks.js';
+import type { NodeTask } from '../drivers/index.js';
 import { AgentInProgress } from '../agent-client.js';
 import { finishRescue } from '../services/provision.js';
 import { wipeAgentToken } from '../services/power.js';

@@ -14,7 +14,7 @@ import type { CommandResult } from '../../protocol/agent-api.js';
 import { errorMessage } from '../../common/errors.js';
 import { AgentClient, commandErrorText } from '../agent-client.js';
 import type { ConductorContext } from '../context.js';
-import type { NodeTask } from '../locks.js';
+import type { NodeTask } from '../drivers/index.js';
 import { agentClient, agentEndpoint, agentNodeDict, agentPortDicts } from './agent-node.js';
 import { agentSteps, stepKey, type Step, type StepKind } from './steps.js';
 import { agentStepAllowed, recordRaidResult } from '../drivers/agent-raid.js';

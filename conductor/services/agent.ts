@@ -6,7 +6,8 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
 import { IncompleteLookup, InvalidParameterValue, NodeNotFound, NotFound } from '../errors.js';
-import { isUuid, type NodeTask } from '../locks.js';
+import { isUuid } from '../locks.js';
+import type { NodeTask } from '../drivers/index.js';
 import { MASKED_TOKEN, type HeartbeatBody } from '../../protocol/lookup.js';
 import {
   FASTTRACK_HEARTBEAT_RECORD_STATES, FASTTRACK_LOOKUP_STATES, HEARTBEAT_RECORD_ONLY_STATES, HEARTBEAT_STATES, LOOKUP_STATES,

@@ -8,7 +8,7 @@ import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
 import type { IndicatorState, NodeBootMode, SupportedIndicators } from '../drivers/types.js';
 import { Conflict, InvalidParameterValue, UnsupportedDriverExtension } from '../errors.js';
-import type { NodeTask } from '../locks.js';
+import type { NodeTask } from '../drivers/index.js';
 
 /** Ironic's UNSTABLE_STATES: a boot mode change would interfere with what runs. */
 const UNSTABLE = new Set(['deploying', 'wait call-back', 'cleaning', 'clean wait', 'verifying', 'deleting', 'inspecting',

@@ -8,7 +8,7 @@ import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
 import { isConsoleInterface, type ConsoleInfo, type ConsoleInterface } from '../console/interfaces.js';
 import { UnsupportedDriverExtension } from '../errors.js';
-import type { NodeTask } from '../locks.js';
+import type { NodeTask } from '../drivers/index.js';
 
 async function consoleOf(task: NodeTask): Promise<ConsoleInterface> {
   const c = task.driver.get('console');

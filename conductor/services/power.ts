@@ -4,10 +4,9 @@
  */
 import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
-import { NODE_INTERFACE_KINDS } from '../drivers/index.js';
+import { NODE_INTERFACE_KINDS, type NodeTask } from '../drivers/index.js';
 import type { BootDevice, PowerTarget } from '../drivers/types.js';
 import { InvalidParameterValue, InvalidStateRequested, IronicError } from '../errors.js';
-import type { NodeTask } from '../locks.js';
 import { FAILURE_STATES, type ProvisionState } from '../states.js';
 
 /** Keys dropped from driver_internal_info whenever the node is powered off or rebooted. */

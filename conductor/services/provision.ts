@@ -8,11 +8,10 @@
  */
 import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
-import type { CleanStepRequest } from '../drivers/index.js';
+import type { CleanStepRequest, NodeTask } from '../drivers/index.js';
 import {
   InvalidParameterValue, InvalidStateRequested, NodeInMaintenance, NodeLocked, NodeProtected, NotAcceptable,
 } from '../errors.js';
-import type { NodeTask } from '../locks.js';
 import { canFire, VERBS } from '../states.js';
 import { buildConfigDrive, checkConfigDriveRequest } from './configdrive.js';
 import { checkRequestedSteps } from '../drivers/agent-raid.js';

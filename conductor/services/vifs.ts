@@ -12,7 +12,8 @@
  */
 import type { ConductorContext } from '../context.js';
 import { InvalidParameterValue, IronicError } from '../errors.js';
-import { isUuid, type NodeTask } from '../locks.js';
+import { isUuid } from '../locks.js';
+import type { NodeTask } from '../drivers/index.js';
 import { listPortgroups, updatePortgroup, type PortgroupRecord } from '../store/portgroups.js';
 import type { PortRecord } from '../store/types.js';
 
