@@ -8,7 +8,7 @@
 import type { ConductorContext } from '../context.js';
 import { InvalidParameterValue } from '../errors.js';
 import { HeartbeatBodySchema, type HeartbeatBody } from '../../protocol/lookup.js';
-import { heartbeat, lookup, type LookupResult } from './agent.js';
+import { lookup, type LookupResult } from './agent.js';
 
 /** Lookups on the legacy route behave as at this microversion (the token is issued). */
 const LEGACY_AS_MINOR = 62;
@@ -56,7 +56,7 @@ export async function legacyLookup(ctx: ConductorContext, driver: string, body: 
 }
 
 /** `{agent_url}` (plus the token and version a newer agent adds) → today's heartbeat body. */
-export async function legacyHeartbeat(ctx: ConductorContext, ident: string, body: Record<string, unknown>): Promise<void> {
+export function legacyHeartbeatBody(body: Record<string, unknown>): HeartbeatBody {
   const translated: Record<string, unknown> = {
     callback_url: body.agent_url,
     agent_token: body.agent_token,
@@ -74,5 +74,5 @@ export async function legacyHeartbeat(ctx: ConductorContext, ident: string, body
     const issue = parsed.error.issues[0];
     throw new InvalidParameterValue(`Invalid heartbeat: ${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'bad body'}`);
   }
-  await heartbeat(ctx, ident, parsed.data as HeartbeatBody);
+  return parsed.data as HeartbeatBody;
 }

@@ -6,7 +6,7 @@ import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
 import { NODE_INTERFACE_KINDS, type NodeTask } from '../drivers/index.js';
 import type { BootDevice, PowerTarget } from '../drivers/types.js';
-import { InvalidParameterValue, InvalidStateRequested, IronicError } from '../errors.js';
+import { InvalidParameterValue, InvalidStateRequested, IronicError, UnsupportedDriverExtension } from '../errors.js';
 import { FAILURE_STATES, type ProvisionState } from '../states.js';
 
 /** Keys dropped from driver_internal_info whenever the node is powered off or rebooted. */
@@ -112,6 +112,18 @@ export async function setBootDevice(ctx: ConductorContext, ident: string, device
       throw new InvalidParameterValue(`Invalid boot device ${device} specified.`);
     }
     await m.setBootDevice(task.driverNode(), device as BootDevice, persistent);
+  });
+}
+
+/** PUT /v1/nodes/{n}/management/inject_nmi (Ironic's inject_nmi): exclusive, the management interface's NMI. */
+export async function injectNmi(ctx: ConductorContext, ident: string): Promise<void> {
+  await ctx.tasks.withNodeTask(ident, { exclusive: true, purpose: 'inject NMI' }, async (task) => {
+    const mgmt = task.driver.management;
+    await mgmt.validate(task.driverNode());
+    if (!mgmt.injectNmi) {
+      throw new UnsupportedDriverExtension(`Driver ${task.node.driver} (management interface ${mgmt.name}) does not support inject NMI.`);
+    }
+    await mgmt.injectNmi(task.driverNode());
   });
 }
 

@@ -83,6 +83,35 @@ test('internal RPC, duplicate names, clean hand-over between two conductors on o
   const history = await api(one, 'GET', `/v1/nodes/${ofTwo}/management/boot_device`);
   assert.equal(history.status, 200);
 
+  // Every BMC-facing request runs on the owner: the fake management keeps its memory per conductor, so the boot
+  // mode asked through `one` is in `two`'s and not in `one`'s.
+  const nodeTwo = await two.ctx.store.getNodeByUuid(ofTwo);
+  assert.ok(nodeTwo);
+  assert.equal((await api(one, 'PUT', `/v1/nodes/${ofTwo}/states/boot_mode`, { target: 'uefi' })).status, 202);
+  await eventually(async () => (await api(one, 'GET', `/v1/nodes/${ofTwo}`)).body.boot_mode === 'uefi', 'boot mode recorded');
+  assert.equal(await two.ctx.drivers.resolveDriver(nodeTwo).management.getBootMode?.({ ...nodeTwo, ports: [] }), 'uefi');
+  assert.equal(await one.ctx.drivers.resolveDriver(nodeTwo).management.getBootMode?.({ ...nodeTwo, ports: [] }), null);
+  const ind = await api(one, 'GET', `/v1/nodes/${ofTwo}/management/indicators/led@system`);
+  assert.deepEqual(ind.body, { state: 'ON' });
+  const badInd = await api(one, 'GET', `/v1/nodes/${ofTwo}/management/indicators/nope@system`);
+  assert.equal(badInd.status, 400);
+  // Vendor passthru through a non-owner: a sync answer, an attachment (a Buffer crosses the RPC as base64),
+  // the owner's error for a wrong verb; the console and NMI of a driver without them fail as the owner says.
+  const sync = await api(one, 'PUT', `/v1/nodes/${ofTwo}/vendor_passthru?method=second_method`, { x: 1 });
+  assert.deepEqual(sync.body, { node: ofTwo, http_method: 'PUT', args: { x: 1 } });
+  const attach = await fetch(`${one.url}/v1/nodes/${ofTwo}/vendor_passthru/third_method_attach`,
+    { headers: { 'X-OpenStack-Ironic-API-Version': '1.82' } });
+  assert.equal(attach.headers.get('content-type'), 'application/octet-stream');
+  assert.equal(await attach.text(), `node ${ofTwo}\n`);
+  const verb = await api(one, 'POST', `/v1/nodes/${ofTwo}/vendor_passthru?method=second_method`, {});
+  assert.equal(verb.status, 400);
+  assert.match(String(verb.body.error_message), /second_method/);
+  const con = await api(one, 'PUT', `/v1/nodes/${ofTwo}/states/console`, { enabled: true });
+  assert.equal(con.status, 400);
+  assert.match(String(con.body.error_message), /does not support console/);
+  const conGet = await api(one, 'GET', `/v1/nodes/${ofTwo}/states/console`);
+  assert.equal(conGet.status, 400);
+
   // A second conductor under a live name is refused (its RPC answers), before it touches anything.
   await assert.rejects(startConductor(config(dir, 'two')), /a conductor named "two" is already running/);
 

@@ -9,6 +9,7 @@ import type { RouterContext } from '@koa/router';
 import type { ConductorContext } from '../../context.js';
 import type { NodeBootMode } from '../../drivers/types.js';
 import { InvalidParameterValue, NotFound } from '../../errors.js';
+import { onOwner } from '../../cluster/forward.js';
 import {
   BOOT_MODES, changeBootMode, changeSecureBoot, getIndicatorState, setIndicatorState, splitIndicator, supportedIndicators,
 } from '../../services/boot-mode.js';
@@ -55,7 +56,8 @@ export function nodeManagementRoutes(router: Router, c: ConductorContext): void 
       throw new InvalidParameterValue(`Invalid boot mode ${target ?? 'None'} requested for node. Allowed boot modes are: ` +
         BOOT_MODES.join(', '));
     }
-    await changeBootMode(c, id, target as NodeBootMode);
+    const mode = target as NodeBootMode;
+    await onOwner(c, id, 'set_boot_mode', [id, mode], () => changeBootMode(c, id, mode));
     noContent(ctx, 202, `${base}/v1/nodes/${id}/states`);
   });
 
@@ -65,14 +67,14 @@ export function nodeManagementRoutes(router: Router, c: ConductorContext): void 
     if (target === null) {
       throw new InvalidParameterValue('Invalid secure_boot None requested for node. Allowed secure_boot states are: True, False) ');
     }
-    await changeSecureBoot(c, id, target);
+    await onOwner(c, id, 'set_secure_boot', [id, target], () => changeSecureBoot(c, id, target));
     noContent(ctx, 202, `${base}/v1/nodes/${id}/states`);
   });
 
   router.get('/v1/nodes/:ident/management/indicators', async (ctx) => {
     const { base } = state(ctx);
     const nodeRef = ident(ctx.params.ident);
-    const all = await supportedIndicators(c, nodeRef);
+    const all = await onOwner(c, nodeRef, 'get_supported_indicators', [nodeRef], () => supportedIndicators(c, nodeRef));
     const indicators: Record<string, unknown>[] = [];
     for (const [component, names] of Object.entries(all)) {
       for (const [name, f] of Object.entries(names)) {
@@ -87,7 +89,8 @@ export function nodeManagementRoutes(router: Router, c: ConductorContext): void 
   router.get('/v1/nodes/:ident/management/indicators/:indicator', async (ctx) => {
     const unique = ctx.params.indicator ?? '';
     splitIndicator(unique);
-    ctx.body = { state: await getIndicatorState(c, ident(ctx.params.ident), unique) };
+    const id = ident(ctx.params.ident);
+    ctx.body = { state: await onOwner(c, id, 'get_indicator_state', [id, unique], () => getIndicatorState(c, id, unique)) };
   });
 
   router.put('/v1/nodes/:ident/management/indicators/:indicator', async (ctx) => {
@@ -97,7 +100,10 @@ export function nodeManagementRoutes(router: Router, c: ConductorContext): void 
       throw new InvalidParameterValue(body.state === undefined ? 'Mandatory field missing: state'
         : `Expected string for state: ${JSON.stringify(body.state)}`);
     }
-    await setIndicatorState(c, ident(ctx.params.ident), ctx.params.indicator ?? '', body.state);
+    const id = ident(ctx.params.ident);
+    const unique = ctx.params.indicator ?? '';
+    const target = body.state;
+    await onOwner(c, id, 'set_indicator_state', [id, unique, target], () => setIndicatorState(c, id, unique, target));
     noContent(ctx, 204);
   });
 }

@@ -6,9 +6,13 @@ import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { ConductorContext } from '../../context.js';
 import type { HttpMethod } from '../../drivers/vendor.js';
-import { InvalidParameterValue, NotAcceptable, UnsupportedDriverExtension } from '../../errors.js';
+import { InvalidParameterValue, NotAcceptable } from '../../errors.js';
 import { getConsoleState, setConsoleMode } from '../../services/console.js';
-import { legacyHeartbeat, legacyLookup } from '../../services/legacy-agent.js';
+import { onOwner } from '../../cluster/forward.js';
+import { fromWire } from '../../cluster/rpc-methods.js';
+import { heartbeat } from '../../services/agent.js';
+import { legacyHeartbeatBody, legacyLookup } from '../../services/legacy-agent.js';
+import { injectNmi } from '../../services/power.js';
 import {
   driverVendorMethods, driverVendorPassthru, nodeVendorMethods, nodeVendorPassthru, type PassthruResult,
 } from '../../services/vendor-passthru.js';
@@ -48,6 +52,14 @@ function sendPassthru(ctx: Context, r: PassthruResult): void {
   ctx.body = r.value as Record<string, unknown>;
 }
 
+/** A node's vendor method runs on its owner (it talks to the node's BMC); an attachment crosses the RPC as base64. */
+async function nodePassthruOnOwner(c: ConductorContext, id: string, method: string | undefined, verb: HttpMethod,
+  args: Record<string, unknown>): Promise<PassthruResult> {
+  const r = await onOwner(c, id, 'vendor_passthru', [id, method ?? null, verb, args],
+    () => nodeVendorPassthru(c, id, method, verb, args));
+  return fromWire(r);
+}
+
 export function operatorRoutes(router: Router, c: ConductorContext): void {
   const limit = c.config.max_body_bytes;
 
@@ -59,18 +71,20 @@ export function operatorRoutes(router: Router, c: ConductorContext): void {
     const lower = verb.toLowerCase() as 'get' | 'post' | 'put' | 'patch' | 'delete';
     router[lower]('/v1/nodes/:ident/vendor_passthru', async (ctx) => {
       const args = await passthruArgs(ctx, limit);
-      sendPassthru(ctx, await nodeVendorPassthru(c, ident(ctx.params.ident), methodFromQuery(ctx), verb, args));
+      sendPassthru(ctx, await nodePassthruOnOwner(c, ident(ctx.params.ident), methodFromQuery(ctx), verb, args));
     });
     // The path form (`vendor_passthru/<method>`) is what python-ironicclient sends, and what old agents used.
     router[lower]('/v1/nodes/:ident/vendor_passthru/:method', async (ctx) => {
       const method = ctx.params.method ?? '';
       // POST .../heartbeat is public (api/auth.ts): it is always the agent's heartbeat, never a vendor method.
+      const id = ident(ctx.params.ident);
       if (method === 'heartbeat' && verb === 'POST') {
-        await legacyHeartbeat(c, ident(ctx.params.ident), await readObject(ctx, limit));
+        const hb = legacyHeartbeatBody(await readObject(ctx, limit));
+        await onOwner(c, id, 'heartbeat', [id, hb], () => heartbeat(c, id, hb));
         return noContent(ctx, 202);
       }
       const args = await passthruArgs(ctx, limit);
-      sendPassthru(ctx, await nodeVendorPassthru(c, ident(ctx.params.ident), method, verb, args));
+      sendPassthru(ctx, await nodePassthruOnOwner(c, id, method, verb, args));
     });
   }
 
@@ -107,14 +121,8 @@ export function operatorRoutes(router: Router, c: ConductorContext): void {
   router.put('/v1/nodes/:ident/management/inject_nmi', async (ctx) => {
     if (state(ctx).minor < 29) throw new NotAcceptable();
     rejectUnknownKeys(await readObject(ctx, limit), []);
-    await c.tasks.withNodeTask(ident(ctx.params.ident), { exclusive: true, purpose: 'inject NMI' }, async (task) => {
-      const mgmt = task.driver.management;
-      await mgmt.validate(task.driverNode());
-      if (!mgmt.injectNmi) {
-        throw new UnsupportedDriverExtension(`Driver ${task.node.driver} (management interface ${mgmt.name}) does not support inject NMI.`);
-      }
-      await mgmt.injectNmi(task.driverNode());
-    });
+    const id = ident(ctx.params.ident);
+    await onOwner(c, id, 'inject_nmi', [id], () => injectNmi(c, id));
     noContent(ctx, 204);
   });
 
@@ -124,11 +132,14 @@ export function operatorRoutes(router: Router, c: ConductorContext): void {
     rejectUnknownKeys(body, ['enabled']);
     if (typeof body.enabled !== 'boolean') throw new InvalidParameterValue('"enabled" is required and must be a boolean');
     const id = ident(ctx.params.ident);
-    await setConsoleMode(c, id, body.enabled);
+    const enabled = body.enabled;
+    // The console's socat/web port lives in the owner's process, so the owner starts and stops it.
+    await onOwner(c, id, 'set_console_mode', [id, enabled], () => setConsoleMode(c, id, enabled));
     noContent(ctx, 202, `${state(ctx).base}/v1/nodes/${id}/states/console`);
   });
   router.get('/v1/nodes/:ident/states/console', async (ctx) => {
     ctx.set('Cache-Control', 'no-store'); // a web console URL carries a one-time token
-    ctx.body = await getConsoleState(c, ident(ctx.params.ident));
+    const id = ident(ctx.params.ident);
+    ctx.body = await onOwner(c, id, 'get_console_information', [id], () => getConsoleState(c, id));
   });
 }
