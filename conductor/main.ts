@@ -209,7 +209,10 @@ export async function startConductor(input: ConductorConfig | ConfigInput = {}, 
   });
   const periodic = new PeriodicTasks(ctx);
   periodic.start();
-  cluster.onBeat = async (report) => { await takeOver(ctx, cluster, report); };
+  cluster.onBeat = async (report) => {
+    await takeOver(ctx, cluster, report);
+    if (report.ringChanged || report.dead.length) await operator.syncConsoles();
+  };
   cluster.start();
   log.info({ url, data_dir: config.data_dir, database: describeStore(config), types: drivers.enabledHardwareTypes().map((t) => t.name) },
     'conductor listening');

@@ -19,7 +19,7 @@ import { createAgentRescue } from './drivers/agent-rescue.js';
 import { createIpmitoolVendor } from './drivers/ipmitool-vendor.js';
 import type { InterfaceKind } from './drivers/types.js';
 import { createFakeVendor } from './drivers/vendor.js';
-import { ConsoleSessions, IpmitoolSocatConsole, IpmitoolWebConsole, restoreConsoles } from './console/interfaces.js';
+import { ConsoleSessions, IpmitoolSocatConsole, IpmitoolWebConsole, syncConsoles, type ConsoleSync } from './console/interfaces.js';
 
 /** Adds implementation names to a registered hardware type's list for `kind` (first: becomes its default). */
 export function extendHardwareType(reg: DriverRegistry, type: string, kind: InterfaceKind, names: string[],
@@ -73,6 +73,8 @@ export async function loadVendorPlugins(reg: DriverRegistry, paths: readonly str
 }
 
 export interface OperatorServices {
+  /** Called when the ring moves (conductor/main.ts): consoles follow their nodes' owners. */
+  syncConsoles(): Promise<ConsoleSync>;
   close(): Promise<void>;
 }
 
@@ -83,9 +85,10 @@ export async function startOperatorServices(ctx: ConductorContext, kit: Operator
     ctx.log.error({ err: errorMessage(e) }, 'loading a vendor plugin failed');
     throw e;
   }
-  await restoreConsoles(ctx);
-  // Conductor stop closes every console but leaves console_enabled set: the next start restores them.
-  return { close: () => kit.consoles.closeAll() };
+  await syncConsoles(ctx, kit.consoles);
+  // Conductor stop closes every console but leaves console_enabled set: the next start (or the node's new owner)
+  // restores them.
+  return { syncConsoles: () => syncConsoles(ctx, kit.consoles), close: () => kit.consoles.closeAll() };
 }
 
 /** GET /v1/drivers/{d}/raid/logical_disk_properties: from the type's default RAID interface (Ironic's rule). */

@@ -13,6 +13,7 @@ import { parseIpmiInfo, type IpmiInfo } from '../drivers/ipmitool.js';
 import { IPMI_PROPERTIES } from '../drivers/ipmitool.js';
 import type { DriverInterface, DriverNode } from '../drivers/types.js';
 import { DriverOperationError, InvalidParameterValue } from '../errors.js';
+import type { NodeRecord } from '../store/types.js';
 import type { NodeTask } from '../drivers/index.js';
 import { startSolBridge, type SolBridge } from './sol-bridge.js';
 import { startWebConsole, type WebConsole } from './web-console.js';
@@ -99,6 +100,11 @@ export class ConsoleSessions {
     return true;
   }
 
+  /** The nodes whose consoles run here. */
+  running(): string[] {
+    return [...this.sessions.keys()];
+  }
+
   async closeAll(): Promise<void> {
     await Promise.all([...this.sessions.keys()].map((u) => this.stop(u)));
   }
@@ -180,19 +186,48 @@ export class IpmitoolWebConsole extends IpmitoolConsoleBase {
   }
 }
 
-/** Start-up: consoles of nodes that had one enabled come back (a failure disables it and says why). */
-export async function restoreConsoles(ctx: ConductorContext): Promise<void> {
-  const nodes = (await ctx.store.listNodes({})).filter((n) => n.console_enabled);
-  for (const n of nodes) {
+/** The nodes with console_enabled, a page at a time (a fleet's node list is never materialised at once). */
+async function* consoleNodes(ctx: ConductorContext): AsyncGenerator<NodeRecord> {
+  let marker: string | undefined;
+  for (;;) {
+    const page = await ctx.store.listNodes({ limit: 500, ...(marker ? { marker } : {}) });
+    for (const n of page) if (n.console_enabled) yield n;
+    if (page.length < 500) return;
+    marker = page[page.length - 1]?.uuid;
+  }
+}
+
+export interface ConsoleSync { started: string[]; stopped: string[] }
+
+/**
+ * Consoles run where their nodes are owned (Ironic starts them on takeover): at start-up and whenever the ring
+ * moves, this conductor starts the enabled consoles of the nodes it owns and stops the ones it runs for nodes
+ * it no longer owns (console_enabled stays set: the new owner starts it). A console that cannot start is
+ * disabled with the reason in last_error.
+ */
+export async function syncConsoles(ctx: ConductorContext, sessions: ConsoleSessions): Promise<ConsoleSync> {
+  const out: ConsoleSync = { started: [], stopped: [] };
+  const owns = (n: NodeRecord): boolean => ctx.cluster?.owns(n) ?? true;
+  for (const uuid of sessions.running()) {
+    const n = await ctx.store.getNodeByUuid(uuid);
+    if (n && owns(n)) continue;
+    await sessions.stop(uuid);
+    out.stopped.push(uuid);
+    ctx.log.info({ node: uuid }, 'console handed over to the node\'s new conductor');
+  }
+  for await (const n of consoleNodes(ctx)) {
+    if (!owns(n) || sessions.get(n.uuid)) continue;
     await ctx.tasks.withNodeTask(n, { exclusive: true, retry: false, purpose: 'restoring console' }, async (task) => {
       const con = task.driver.find('console');
-      if (!isConsoleInterface(con)) return;
+      if (!isConsoleInterface(con) || !task.node.console_enabled) return;
       try {
         await con.startConsole(task);
+        out.started.push(task.node.uuid);
         ctx.log.info({ node: task.node.uuid }, 'console restored');
       } catch (e) {
         await task.save({ console_enabled: false, last_error: `Could not restore the console: ${errorMessage(e)}` });
       }
     }).catch((e: unknown) => ctx.log.warn({ node: n.uuid, err: errorMessage(e) }, 'could not restore the console'));
   }
+  return out;
 }

@@ -15,8 +15,13 @@ import { eventually } from '../fixtures/agent-http.js';
 
 const SECRET = 'rpc-test-secret-0123456789abcdef';
 
+/** Console ports of this file's conductors: high and per-pid, clear of other tests' ephemeral ports. */
+const CONSOLE_BASE = 43000 + (process.pid % 400) * 10;
+
 function config(dir: string, name: string): ConfigInput {
   return { host: '127.0.0.1', port: 0, data_dir: dir, auth: { strategy: 'noauth' }, tls: { mode: 'off' },
+    // public_host names the conductor in console_info URLs, so a test sees which one runs a console.
+    console: { port_range: `${CONSOLE_BASE}:${CONSOLE_BASE + 9}`, public_host: `console-${name}.test` },
     conductor: { hostname: name, heartbeat_interval: 0.2, heartbeat_timeout: 30, rpc_secret: SECRET },
     periodic: { sync_power_state_interval: 0, check_provision_state_interval: 0, reservation_cleanup_interval: 0 } };
 }
@@ -112,6 +117,22 @@ test('internal RPC, duplicate names, clean hand-over between two conductors on o
   const conGet = await api(one, 'GET', `/v1/nodes/${ofTwo}/states/console`);
   assert.equal(conGet.status, 400);
 
+  // A console runs on its node's owner; socat listens only (SoL starts when a client connects, so no BMC is needed).
+  let conNode = '';
+  for (let i = 0; i < 20 && !conNode; i++) {
+    const r = await api(one, 'POST', '/v1/nodes', { driver: 'ipmi', console_interface: 'ipmitool-socat',
+      boot_interface: 'fake', deploy_interface: 'fake',
+      driver_info: { ipmi_address: '127.0.0.1', ipmi_port: 9, ipmi_username: 'u', ipmi_password: 'p' } });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    if (r.body.conductor === 'two') conNode = r.body.uuid as string;
+  }
+  assert.ok(conNode, 'some ipmi node maps to two');
+  assert.equal((await api(one, 'PUT', `/v1/nodes/${conNode}/states/console`, { enabled: true })).status, 202);
+  const conState = async (c: RunningConductor) => (await api(c, 'GET', `/v1/nodes/${conNode}/states/console`)).body as
+    { console_enabled: boolean; console_info: { url: string } | null };
+  await eventually(async () => (await conState(one)).console_enabled, 'console enabled');
+  assert.match(String((await conState(one)).console_info?.url), /^tcp:\/\/console-two\.test:\d+$/);
+
   // A second conductor under a live name is refused (its RPC answers), before it touches anything.
   await assert.rejects(startConductor(config(dir, 'two')), /a conductor named "two" is already running/);
 
@@ -125,6 +146,10 @@ test('internal RPC, duplicate names, clean hand-over between two conductors on o
   assert.deepEqual(rows.map((r) => [r.hostname, r.alive]), [['one', true], ['two', false]]);
   assert.ok(rows[0]?.drivers.includes('fake-hardware'));
   assert.equal((await api(one, 'GET', `/v1/nodes/${ofTwo}`)).body.conductor, 'one');
+  // ... and its console came along: `one` runs it now (console_enabled was kept through the hand-over).
+  await eventually(async () => /console-one\.test/.test(String((await conState(one)).console_info?.url)), 'console on one');
+  assert.equal((await api(one, 'PUT', `/v1/nodes/${conNode}/states/console`, { enabled: false })).status, 202);
+  await eventually(async () => !(await conState(one)).console_enabled, 'console disabled');
   const brief = await api(one, 'GET', '/v1/conductors');
   assert.deepEqual(Object.keys((brief.body.conductors as Record<string, unknown>[])[0] ?? {}).sort(),
     ['alive', 'conductor_group', 'hostname', 'links']);
