@@ -129,7 +129,8 @@ export async function have(program: string): Promise<boolean> {
 
 export interface FilterProcess {
   stdin: Writable;
-  stdout: Readable;
+  /** The program's output; null when it was sent to `stdoutFd`. */
+  stdout: Readable | null;
   /** Settles when the program exits: its result, or a CommandError (exit code + stderr tail). */
   done: Promise<RunResult>;
   kill(): void;
@@ -139,11 +140,16 @@ export interface FilterProcess {
  * A program as a stream filter (e.g. `zstd -dc`): the caller writes stdin and reads stdout itself, nothing of
  * stdout is buffered (so output of any size streams through in constant memory); stderr is kept for the error.
  */
-export function spawnFilter(file: string, args: readonly string[], opts: { quiet?: boolean } = {}): FilterProcess {
+export function spawnFilter(
+  file: string,
+  args: readonly string[],
+  opts: { quiet?: boolean; /** Write the output to this open file descriptor (e.g. a FIFO the caller reads). */ stdoutFd?: number } = {},
+): FilterProcess {
   const line = printable(file, args);
   if (opts.quiet) log.debug({ cmd: line }, 'exec filter');
   else log.info({ cmd: line }, 'exec filter');
-  const child = execa(file, args, spawnOptions({ stdin: 'pipe', stdout: 'pipe', buffer: { stdout: false, stderr: true } }));
+  const stdout = opts.stdoutFd ?? 'pipe';
+  const child = execa(file, args, spawnOptions({ stdin: 'pipe', stdout, buffer: { stdout: false, stderr: true } }));
   const done = child.then((r) => {
     const stderr = typeof r.stderr === 'string' ? r.stderr : '';
     if (r.failed && r.exitCode === undefined && !r.isTerminated) {
@@ -152,5 +158,5 @@ export function spawnFilter(file: string, args: readonly string[], opts: { quiet
     if (r.exitCode !== 0) throw new CommandError(line, r.exitCode, '', stderr, r.isTerminated ? `killed by ${r.signal ?? 'signal'}` : undefined);
     return { stdout: '', stderr, exitCode: 0 };
   });
-  return { stdin: child.stdin, stdout: child.stdout, done, kill: () => child.kill('SIGKILL') };
+  return { stdin: child.stdin, stdout: opts.stdoutFd === undefined ? child.stdout : null, done, kill: () => child.kill('SIGKILL') };
 }

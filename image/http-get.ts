@@ -24,6 +24,11 @@ export interface DownloadRequest {
   signal?: AbortSignal;
   /** Called on each successful response: the body length (null if unknown) and the offset it starts at. */
   onStart?: (contentLength: number | null, offset: number) => void;
+  /**
+   * Where the plain-HTTP fast path's next socket read should land (null: its own buffer). The hasher's shared ring
+   * (hasher.ts): the bytes are then hashed in place by a worker instead of being copied for it.
+   */
+  receiveBuffer?: () => Buffer | null;
 }
 
 export interface DownloadResult {
@@ -329,7 +334,8 @@ export function getOnceFast(
       host: url.hostname.replace(/^\[|\]$/g, ''),
       port: Number(url.port || 80),
       onread: {
-        buffer: buf,
+        // Called after every read for the buffer of the next one (node calls it only when it is a function).
+        buffer: req.receiveBuffer ? (): Buffer => (settled || head ? null : req.receiveBuffer!()) ?? buf : buf,
         callback: (n: number, b: Uint8Array): boolean => {
           if (settled) return false;
           const c = Buffer.from(b.buffer, b.byteOffset, n);

@@ -28,8 +28,8 @@ export interface ImageSettings {
   firmwareMaxBytes: number;
   /** Redirects followed per request (image, checksum file, firmware). */
   maxRedirects: number;
-  /** Hash downloads in a worker thread instead of in-thread (hasher.ts says why it is off by default). */
-  hashInWorker: boolean;
+  /** Hash downloads in a worker thread: 'auto' = for the algorithms without hardware help (hasher.ts says why). */
+  hashInWorker: boolean | 'auto';
 }
 
 const defaults: ImageSettings = {
@@ -48,7 +48,7 @@ const defaults: ImageSettings = {
   efiSystemPartitionMb: 550,
   firmwareMaxBytes: 1024 * 1024 * 1024,
   maxRedirects: 5,
-  hashInWorker: false,
+  hashInWorker: 'auto',
 };
 
 let current: ImageSettings = { ...defaults };

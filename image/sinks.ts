@@ -3,9 +3,12 @@
  * qcow2.gz works), then the raw or qcow2 writer. A Sink's push() returns undefined when it took the bytes at once
  * and a promise when the producer must wait (backpressure); end() flushes and reports the first error.
  */
-import { createGunzip } from 'node:zlib';
+import { closeSync } from 'node:fs';
+import net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
-import { spawnFilter } from '../common/exec.js';
+import { createGunzip } from 'node:zlib';
+import { spawnFilter, type FilterProcess } from '../common/exec.js';
+import { openFifo } from './fifo.js';
 import { AgentError, InvalidImage } from '../protocol/agent-api.js';
 import type { AlignedWriter } from './aligned-writer.js';
 import { COMPRESSIONS, declaredMatches, detectFormat, type ImageFormat } from './format.js';
@@ -62,7 +65,7 @@ export class DetectSink implements Sink {
     const layers = [...this.layers, fmt];
     if (COMPRESSIONS.includes(fmt)) {
       if (this.layers.length >= 2) throw new InvalidImage(`Too many nested compression layers: ${layers.join('/')}`);
-      this.inner = new DecompressSink(fmt as 'gzip' | 'xz' | 'zstd', new DetectSink(this.opts, layers));
+      this.inner = await DecompressSink.open(fmt as 'gzip' | 'xz' | 'zstd', new DetectSink(this.opts, layers));
     } else {
       this.opts.onDetect?.(layers);
       if (fmt !== 'raw' && fmt !== 'qcow2') {
@@ -93,59 +96,92 @@ export class DetectSink implements Sink {
 
 /**
  * gzip in-process (zlib runs in the thread pool); xz and zstd through their CLI tools, since Node 20 has
- * neither. Output is pushed to the next sink with the decompressor paused while that sink is busy.
+ * neither. The tool's output goes to a FIFO read with `onread` into one reused buffer (fifo.ts says why), its input
+ * is written without a copy (the producer waits for the write only when the pipe did not take it at once). Output
+ * is pushed to the next sink with the reads paused while that sink is busy, so at most a pipe's worth of bytes is
+ * in flight at each end whatever the image size.
  */
 export class DecompressSink implements Sink {
   private readonly input: Writable;
   private readonly output: Readable;
-  private readonly proc: ReturnType<typeof spawnFilter> | null = null;
   private failure: unknown = null;
   private readonly finished: Promise<void>;
+  private settle: { resolve(): void; reject(e: unknown): void } | null = null;
 
-  constructor(
+  static async open(kind: 'gzip' | 'xz' | 'zstd', next: Sink): Promise<DecompressSink> {
+    if (kind === 'gzip') return new DecompressSink(kind, next, null, null);
+    const fifo = await openFifo();
+    let proc: FilterProcess;
+    try {
+      proc = spawnFilter(kind, ['-dc'], { quiet: true, stdoutFd: fifo.writeFd });
+    } catch (e) {
+      closeSync(fifo.readFd);
+      throw e;
+    } finally {
+      // The child has its own copy; ours would keep the FIFO from ever reaching end-of-file.
+      closeSync(fifo.writeFd);
+    }
+    return new DecompressSink(kind, next, proc, fifo.readFd);
+  }
+
+  private constructor(
     private readonly kind: 'gzip' | 'xz' | 'zstd',
     private readonly next: Sink,
+    private readonly proc: FilterProcess | null,
+    readFd: number | null,
   ) {
-    if (kind === 'gzip') {
+    if (proc === null || readFd === null) {
       const gz = createGunzip({ chunkSize: 1024 * 1024 });
       this.input = gz;
       this.output = gz;
+      gz.on('data', (d: Buffer) => this.deliver(d));
     } else {
-      this.proc = spawnFilter(kind, ['-dc'], { quiet: true });
-      this.input = this.proc.stdin;
-      this.output = this.proc.stdout;
-      this.proc.done.catch((e: unknown) => this.fail(e));
+      this.input = proc.stdin;
+      proc.done.catch((e: unknown) => this.fail(e));
+      const buf = Buffer.allocUnsafeSlow(1024 * 1024);
+      // Node's Socket constructor takes `onread` as net.connect() does; its types only declare it for connect().
+      const opts: net.SocketConstructorOpts & { onread: net.OnReadOpts } = {
+        fd: readFd,
+        readable: true,
+        writable: false,
+        onread: {
+          buffer: buf,
+          callback: (n: number, b: Uint8Array): boolean => {
+            this.deliver(Buffer.from(b.buffer, b.byteOffset, n));
+            return true;
+          },
+        },
+      };
+      this.output = new net.Socket(opts);
     }
     this.input.on('error', (e) => this.fail(e));
     this.finished = new Promise<void>((resolve, reject) => {
-      this.output.on('error', (e) => {
-        this.fail(e);
-        reject(this.failure);
-      });
+      this.settle = { resolve, reject };
+      this.output.on('error', (e) => this.fail(e));
       this.output.on('end', () => resolve());
-      this.output.on('data', (d: Buffer) => {
-        if (this.failure) return;
-        let p: Promise<void> | undefined;
-        try {
-          p = this.next.push(d);
-        } catch (e) {
-          this.fail(e);
-          reject(this.failure);
-          return;
-        }
-        if (p) {
-          this.output.pause();
-          p.then(
-            () => this.output.resume(),
-            (e: unknown) => {
-              this.fail(e);
-              reject(this.failure);
-            },
-          );
-        }
-      });
     });
     this.finished.catch(() => undefined); // observed here so it is never unhandled; end() awaits and rethrows it
+  }
+
+  /** Decompressed bytes, valid only during this call (the read buffer is reused): the next sink copies or holds us. */
+  private deliver(d: Buffer): void {
+    if (this.failure) return;
+    let p: Promise<void> | undefined;
+    try {
+      p = this.next.push(d);
+    } catch (e) {
+      this.fail(e);
+      return;
+    }
+    if (p) {
+      this.output.pause();
+      p.then(
+        () => {
+          if (!this.failure) this.output.resume();
+        },
+        (e: unknown) => this.fail(e),
+      );
+    }
   }
 
   private fail(e: unknown): void {
@@ -154,36 +190,46 @@ export class DecompressSink implements Sink {
       e instanceof AgentError
         ? e
         : new InvalidImage(`Decompressing the ${this.kind} image failed: ${(e as Error)?.message ?? String(e)}`);
+    this.settle?.reject(this.failure);
     this.output.resume();
     this.proc?.kill();
   }
 
   push(chunk: Buffer): Promise<void> | undefined {
     if (this.failure) throw this.failure;
-    // The stream keeps the buffer until it is consumed; the producer reuses its read buffer, so copy.
-    if (this.input.write(Buffer.from(chunk))) return undefined;
+    // No copy: the producer's buffer is reused after its next read, so when the pipe did not take all of it at once
+    // (bytes still queued in the stream) the producer waits for this write to complete.
+    let flushed = false;
+    let waiter: ((e?: unknown) => void) | null = null;
+    this.input.write(chunk, (e) => {
+      flushed = true;
+      waiter?.(e ?? undefined);
+    });
+    if (flushed || this.input.writableLength === 0) return undefined;
     return new Promise<void>((resolve, reject) => {
-      const onDrain = (): void => {
-        this.input.off('close', onDrain);
-        if (this.failure) reject(this.failure);
+      waiter = (e) => {
+        if (e || this.failure) reject(this.failure ?? e);
         else resolve();
       };
-      this.input.once('drain', onDrain);
-      this.input.once('close', onDrain);
     });
   }
 
   async end(): Promise<void> {
     if (this.failure) throw this.failure;
     this.input.end();
-    await this.finished;
-    if (this.proc) await this.proc.done.catch((e: unknown) => this.fail(e));
+    try {
+      await this.finished;
+      if (this.proc) await this.proc.done.catch((e: unknown) => this.fail(e));
+    } finally {
+      if (this.proc) this.output.destroy();
+    }
     if (this.failure) throw this.failure;
     await this.next.end();
   }
 
   abort(): void {
     this.proc?.kill();
+    if (this.proc) this.output.destroy();
     this.next.abort();
   }
 }

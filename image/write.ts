@@ -109,6 +109,7 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
         urls: o.info.urls,
         ...(o.auth ? { auth: o.auth } : {}),
         ...(o.signal ? { signal: o.signal } : {}),
+        receiveBuffer: () => hash.receiveBuffer(),
         onStart: (len, offset) => {
           if (offset === 0) contentLength = len;
           progress.total = len === null ? null : len + offset;

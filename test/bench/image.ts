@@ -73,7 +73,7 @@ async function agentRun(url: string, sum: string, dev: string, limit: number, wo
   algo: 'sha256' | 'sha512' = 'sha256'): Promise<ChildResult> {
   const r = await run(process.execPath, [childBundle, JSON.stringify({ url, sha256: sum, dev, limit, algo })], {
     timeoutMs: 600_000,
-    env: { LOG_LEVEL: 'warn', BMTS_IMAGE_HASH_WORKER: workerHash ? '1' : '0' },
+    env: { LOG_LEVEL: 'warn', ...(workerHash ? { BMTS_IMAGE_HASH_WORKER: '1' } : {}) },
     quiet: true,
   });
   const line = r.stdout.split('\n').find((l) => l.startsWith('BENCH-RESULT '));

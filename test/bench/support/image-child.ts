@@ -13,7 +13,8 @@ interface ChildArgs { url: string; sha256: string; dev: string; limit: number; a
 async function main(): Promise<void> {
   const a = JSON.parse(process.argv[2] ?? '{}') as ChildArgs;
   setHardwareContext({ deviceAllowlist: [a.dev] });
-  setImageSettings({ hashInWorker: process.env.BMTS_IMAGE_HASH_WORKER === '1' });
+  const forced = process.env.BMTS_IMAGE_HASH_WORKER;
+  setImageSettings({ hashInWorker: forced === '1' ? true : forced === '0' ? false : 'auto' });
   await assertSafeToWrite(a.dev);
   const t = process.hrtime.bigint();
   const r = await streamImageToDevice({
