@@ -56,7 +56,8 @@ export class AlignedWriter {
   ) {}
 
   static async open(device: string, opts: WriterOptions): Promise<AlignedWriter> {
-    const size = opts.bufferBytes ?? 8 * 1024 * 1024;
+    // 4 MiB: as fast as 8-16 MiB on the bench box (see above) and 12 MiB less peak RSS over the three buffers.
+    const size = opts.bufferBytes ?? 4 * 1024 * 1024;
     const w = new AlignedWriter(device, size, opts.limit);
     try {
       w.plain = await fsp.open(device, constants.O_WRONLY);

@@ -71,7 +71,8 @@ export class WorkerHasher implements ImageHasher {
 
   constructor(
     algo: string,
-    private readonly slotBytes = 2 * 1024 * 1024,
+    // 4 x 1 MiB: socket reads of up to 1 MiB (as the fast path's own buffer), and the ring stays small (RSS).
+    private readonly slotBytes = 1024 * 1024,
     slots = 4,
   ) {
     this.sab = new SharedArrayBuffer(slotBytes * slots);
