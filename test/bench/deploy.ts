@@ -4,12 +4,15 @@
  * write of the same image (`set -o pipefail; curl -sSf URL | dd of=DEV bs=4M iflag=fullblock oflag=direct
  * conv=fsync`, support/baselines.ts; a failed baseline ends the bench without a ratio) in the same run, plus the
  * heartbeat-to-step latency: from the agent reporting write_image done to the conductor starting the next step.
- * ratio = bare write seconds / deploy seconds. Last line: `deploy size_mib=… deploy_s=… bare_write_s=… overhead_s=… ratio=… hb_to_step_ms=… hb_min_interval_s=…`.
+ * ratio = bare write seconds / deploy seconds. The agent boots from its esbuild bundle (as in the ramdisk); a timeline of
+ * states and the agent's own phases (from its log) say where the time beyond the bare write goes. Last line: `deploy size_mib=… deploy_s=… bare_write_s=… overhead_s=… ratio=… hb_to_step_ms=… hb_min_interval_s=…`.
  */
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../common/exec.js';
+import { bundleAgent } from '../../ramdisk-build/bundle.js';
+import { REPO_ROOT } from '../fixtures/compat-ironic-support.js';
 import { startTestConductor } from '../fixtures/conductor.js';
 import { startFakeNode } from '../fixtures/fake-node.js';
 import { buildRawDiskImage, fileDigest, serveImages } from '../fixtures/images.js';
@@ -22,8 +25,27 @@ const HB_MIN_INTERVAL_S = 0.2;
 interface NodeJson {
   provision_state: string;
   last_error: string | null;
+  power_state: string | null;
   deploy_step: { step?: string };
   driver_internal_info: Record<string, unknown>;
+}
+
+/**
+ * The agent's side of the deploy from its log: start-up to the write_image step, the steps before the first byte
+ * (disk probe, wipe, zeroing), the download+write+verify itself, and what follows it (partition table fix-ups).
+ */
+async function agentPhases(logFile: string): Promise<string> {
+  const at = new Map<string, number>();
+  for (const line of (await readFile(logFile, 'utf8').catch(() => '')).split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const j = JSON.parse(line) as { time: number; msg: string; step?: string };
+    const key = j.msg === 'executing step' ? `step ${j.step ?? ''}` : j.msg;
+    if (!at.has(key)) at.set(key, j.time);
+  }
+  const t = (k: string): number => at.get(k) ?? NaN;
+  const s = (a: string, b: string): string => ((t(b) - t(a)) / 1000).toFixed(2);
+  return `start->write_image ${s('agent starting', 'step write_image')} s, before the first byte ${s('step write_image', 'writer open')} s, ` +
+    `download+write+verify ${s('writer open', 'image written and verified')} s, after it ${s('image written and verified', 'prepare_image done')} s`;
 }
 
 export default async function bench(args: string[]): Promise<void> {
@@ -62,7 +84,10 @@ export default async function bench(args: string[]): Promise<void> {
       await api('PUT', `/v1/nodes/${uuid}/states/provision`, { target });
       await conductor.ctx!.tasks.idle();
     }
-    node = startFakeNode({ conductor, nodeUuid: uuid, mac: '52:54:00:be:0c:01', allowlist: dev, logDir: dir,
+    // The agent boots from its esbuild bundle, as the ramdisk runs it: under tsx its start-up alone (transpiling
+    // on a busy 2-core box) took 3-5 s of the deploy, a cost no real node has.
+    const bundle = await bundleAgent({ root: REPO_ROOT, cacheDir: join(dir, 'bundle'), minify: true });
+    node = startFakeNode({ conductor, nodeUuid: uuid, mac: '52:54:00:be:0c:01', allowlist: dev, logDir: dir, agentBundle: bundle.file,
       agentFlags: { 'ipa-heartbeat-min-interval': String(HB_MIN_INTERVAL_S) } });
 
     const show = async (): Promise<NodeJson> => (await api('GET', `/v1/nodes/${uuid}`)).body as NodeJson;
@@ -73,6 +98,9 @@ export default async function bench(args: string[]): Promise<void> {
     let agentDoneAt = 0;
     let nextStepAt = 0;
     let n = await show();
+    // Where the time goes: every change of state, step, power and agent process, from the API call.
+    const timeline: string[] = [];
+    let lastPhase = '';
     const deadline = Date.now() + 30 * 60_000;
     while (n.provision_state !== 'active' && n.provision_state !== 'deploy failed' && Date.now() < deadline) {
       const dii = n.driver_internal_info;
@@ -85,10 +113,18 @@ export default async function bench(args: string[]): Promise<void> {
         if (last?.command_name === 'execute_deploy_step' && last.command_status === 'SUCCEEDED') agentDoneAt = performance.now();
       }
       if (agentDoneAt && !nextStepAt && n.deploy_step.step !== 'write_image') nextStepAt = performance.now();
-      await new Promise((r) => setTimeout(r, 10));
+      const phase = `${n.provision_state} ${n.deploy_step.step ?? '-'} ${n.power_state ?? '-'}${node.agent()?.running() ? ' agent' : ''}`;
+      if (phase !== lastPhase) {
+        timeline.push(`${((performance.now() - t1) / 1000).toFixed(2)} s ${phase}`);
+        lastPhase = phase;
+      }
+      // 25 ms: at 10 ms the bench's own polling (node GET, agent command list) took CPU from the agent it measures.
+      await new Promise((r) => setTimeout(r, 25));
       n = await show();
     }
     if (agentDoneAt && !nextStepAt) nextStepAt = performance.now();
+    console.log(`timeline: ${timeline.join(' | ')}`);
+    console.log(`agent: ${await agentPhases(join(dir, 'agent-boot-1.log'))}`);
     const deployS = (performance.now() - t1) / 1000;
     if (n.provision_state !== 'active') throw new Error(`deploy ended in ${n.provision_state}: ${n.last_error}`);
     const hbMs = agentDoneAt ? nextStepAt - agentDoneAt : NaN;
