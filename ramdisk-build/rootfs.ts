@@ -31,6 +31,8 @@ export const TOOLS = [
   'rmmod', 'lsmod', 'modinfo', 'mount', 'umount', 'dmidecode', 'lspci', 'ethtool',
   'lshw', 'smartctl', 'dd', 'chroot', 'mkswap', 'fallocate', 'partx',
   'shred', 'mdir',
+  // The iscsi deploy: the agent exports the root device with Debian's user-space target (agent/iscsi/tgt.ts).
+  'tgtd', 'tgtadm',
 ];
 /** syslinux's MBR boot code, for install_bootloader on GRUB-less BIOS partition images (hardware-managers/deploy/syslinux.ts). */
 export const SYSLINUX_MBR_FILES = ['/usr/lib/syslinux/mbr/mbr.bin', '/usr/lib/syslinux/mbr/gptmbr.bin'];

@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import { run } from '../../common/exec.js';
+import { fixGptBackup } from '../../block/disk.js';
 import { destroyMetadata } from '../../block/wipe.js';
 import { hardwareContext } from '../../hardware-managers/context.js';
 import { assertSafeToWrite, rootDevice } from '../../hardware-managers/deploy/hw.js';
@@ -77,6 +78,10 @@ export const commands: ExtensionCommands = {
       if (!t) return { iscsi_target_iqn: null };
       targets.delete(ctx.agent);
       await t.stop();
+      // The conductor wrote an image that may be smaller than the disk: its GPT backup header sits mid-disk, where
+      // the firmware and partitioners look for it in vain. Moved to the end as the direct deploy's write does
+      // (sgdisk -e; nothing happens for MBR disks or an empty one).
+      await fixGptBackup(t.backingStore);
       ctx.log.info({ iqn: t.iqn }, 'iSCSI target stopped');
       return { iscsi_target_iqn: t.iqn };
     },

@@ -5,7 +5,9 @@
  * asserted). Failures: a bad image checksum and a target that cannot start end in deploy failed with clear texts.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +21,25 @@ import { createLoopDevices, type LoopSet } from '../fixtures/loop.js';
 
 const MAC = '52:54:00:aa:bb:51';
 
+/** sha256 of bytes [start, end) of a file or device. */
+async function regionDigest(path: string, start: number, end: number): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path, { start, end: end - 1 })) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/** The 8 bytes at `offset` ("EFI PART" where a GPT header is). */
+async function sectorSignature(path: string, offset: number): Promise<string> {
+  const fh = await open(path, 'r');
+  try {
+    const b = Buffer.alloc(8);
+    await fh.read(b, 0, 8, offset);
+    return b.toString('latin1');
+  } finally {
+    await fh.close();
+  }
+}
+
 interface NodeJson {
   uuid: string;
   provision_state: string;
@@ -30,7 +51,7 @@ interface NodeJson {
 async function skipReason(): Promise<string | undefined> {
   if (process.getuid?.() !== 0) return 'needs root for loop devices and tgtd';
   if (!(await haveBaremetalCli())) return 'the baremetal CLI (python3-ironicclient) is not installed';
-  for (const p of ['losetup', 'parted', 'mkfs.ext4', 'qemu-img', 'tgtd', 'tgtadm']) if (!(await have(p))) return `${p} missing`;
+  for (const p of ['losetup', 'parted', 'mkfs.ext4', 'qemu-img', 'tgtd', 'tgtadm', 'sgdisk']) if (!(await have(p))) return `${p} missing`;
   return undefined;
 }
 
@@ -46,6 +67,7 @@ describe('iscsi deploy: conductor writes the image over iSCSI to the agent\'s lo
   let dev: string;
   let imageSha: string;
   let imageSize: number;
+  let imagePath: string;
   let portalPort: number;
   const timings: Record<string, number> = {};
 
@@ -69,7 +91,11 @@ describe('iscsi deploy: conductor writes the image over iSCSI to the agent\'s lo
     }
     return n;
   };
-  const zeroDisk = (): Promise<unknown> => run('dd', ['if=/dev/zero', `of=${dev}`, 'bs=1M', 'count=64', 'conv=fsync', 'status=none']);
+  /** Zeroes the image's span and the device's last MiB (where a moved GPT backup header lands). */
+  const zeroDisk = async (): Promise<void> => {
+    await run('dd', ['if=/dev/zero', `of=${dev}`, 'bs=1M', 'count=64', 'conv=fsync', 'status=none']);
+    await run('dd', ['if=/dev/zero', `of=${dev}`, 'bs=1M', 'seek=127', 'count=1', 'conv=fsync', 'status=none']);
+  };
   const tgtdOnPortal = async (): Promise<string> =>
     (await run('pgrep', ['-f', `tgtd -f -C 0 --iscsi portal=127\\.0\\.0\\.1:${portalPort}$`], { okCodes: [0, 1] })).stdout.trim();
   const agentLogs = async (): Promise<string> => {
@@ -98,6 +124,7 @@ describe('iscsi deploy: conductor writes the image over iSCSI to the agent\'s lo
     const raw = await buildRawDiskImage(dir, { sizeMiB: 48, label: 'gpt', file: { name: 'hello.txt', content: 'iscsi deploy\n' } });
     imageSha = await fileDigest(raw.path, 'sha256');
     imageSize = raw.size;
+    imagePath = raw.path;
     images = await serveImages(dir);
     portalPort = await freePort();
     conductor = await startTestConductor({
@@ -137,7 +164,13 @@ describe('iscsi deploy: conductor writes the image over iSCSI to the agent\'s lo
     timings.iscsi_deploy_s = await timedDeploy();
     const n = await show();
     assert.equal(n.power_state, 'power on');
-    assert.equal(await fileDigest(dev, 'sha256', imageSize), imageSha, 'the device holds the image byte for byte');
+    // Byte for byte past the primary GPT (LBA 34 on) up to the image's own backup table: the agent moved the backup
+    // header to the end of the 128 MiB device when the target stopped, which rewrites the primary header's pointer.
+    assert.equal(await regionDigest(dev, 34 * 512, imageSize - 33 * 512), await regionDigest(imagePath, 34 * 512, imageSize - 33 * 512),
+      'the device holds the image');
+    assert.equal(await sectorSignature(dev, 128 * 1024 * 1024 - 512), 'EFI PART', 'the backup GPT header is at the end of the device');
+    const v = await run('sgdisk', ['-v', dev], { quiet: true, okCodes: [0, 1, 2, 3, 4] });
+    assert.match(v.stdout, /No problems found/, `sgdisk -v: ${v.stdout}`);
     await run('partprobe', [dev]).catch(() => run('blockdev', ['--rereadpt', dev]));
     assert.equal(await readFileFromDevice(`${dev}p1`, 'hello.txt', dir), 'iscsi deploy\n');
     const dii = n.driver_internal_info;
