@@ -160,11 +160,22 @@ export interface EnrolledNode {
   uuid: string;
   name: string;
   hw: LabNode;
+  /** deploy_interface iscsi: the portal port, forwarded from 127.0.0.1 into the guest (driver_info.iscsi_portal_port). */
+  iscsiPortalPort?: number;
+}
+
+export interface EnrollOptions {
+  ipmiInterface?: 'ipmitool' | 'ipmi-native';
+  bootInterface?: 'ipxe' | 'pxe';
+  firmware?: 'bios' | 'uefi';
+  deployInterface?: 'direct' | 'iscsi';
+  /** The node's automated_clean (default: the conductor's setting). */
+  automatedClean?: boolean;
 }
 
 /** A QEMU node behind ipmi_sim, enrolled (ipmi / ipxe / direct, port with its MAC), validated, then managed. */
 export async function enrollNode(lab: Lab, index: number, teardown: Teardown, reporter: Reporter,
-  opts: { ipmiInterface?: 'ipmitool' | 'ipmi-native'; bootInterface?: 'ipxe' | 'pxe'; firmware?: 'bios' | 'uefi' } = {}): Promise<EnrolledNode> {
+  opts: EnrollOptions = {}): Promise<EnrolledNode> {
   const ipmi = opts.ipmiInterface ?? 'ipmitool';
   const name = `demo-node-${index}`;
   const mac = demoMac(index);
@@ -173,7 +184,12 @@ export async function enrollNode(lab: Lab, index: number, teardown: Teardown, re
   const rack = lab.rack && tap && lab.leaseFile
     ? { tap, execPrefix: lab.rack.execPrefix(), agentPort: await lab.rack.reachNode(mac, 9999, lab.leaseFile) } : undefined;
   const firmware = opts.firmware ?? 'bios';
+  const deploy = opts.deployInterface ?? 'direct';
+  if (deploy === 'iscsi' && rack) throw new Error('the iscsi deploy in the lab needs the user network (a hostfwd for the portal)');
+  // The conductor dials the portal where it reaches the agent (its advertised 127.0.0.1): a hostfwd of the same port.
+  const iscsiPortalPort = deploy === 'iscsi' ? await freePort() : undefined;
   const hw = await createLabNode({
+    ...(iscsiPortalPort ? { hostPorts: [iscsiPortalPort] } : {}),
     ...(rack ? { rack } : {}),
     firmware,
     dir: lab.workDir,
@@ -192,7 +208,8 @@ export async function enrollNode(lab: Lab, index: number, teardown: Teardown, re
       name,
       driver: 'ipmi',
       boot_interface: opts.bootInterface ?? 'ipxe',
-      deploy_interface: 'direct',
+      deploy_interface: deploy,
+      ...(opts.automatedClean !== undefined ? { automated_clean: opts.automatedClean } : {}),
       power_interface: ipmi,
       management_interface: ipmi,
       driver_info: {
@@ -201,6 +218,7 @@ export async function enrollNode(lab: Lab, index: number, teardown: Teardown, re
         deploy_ramdisk: lab.ramdisk.initramfs,
         // The conductor never dials 10.0.2.x: the agent advertises the hostfwd port on loopback.
         kernel_append_params: `nofb nomodeset vga=normal console=ttyS0 quiet ipa-advertise-host=127.0.0.1 ipa-advertise-port=${hw.agentPort}`,
+        ...(iscsiPortalPort ? { iscsi_portal_port: iscsiPortalPort } : {}),
       },
       properties: { cpu_arch: 'x86_64', cpus: 1, memory_mb: 1024, local_gb: 8, capabilities: `boot_mode:${firmware}` },
     });
@@ -227,7 +245,7 @@ export async function enrollNode(lab: Lab, index: number, teardown: Teardown, re
     if (n.provision_state === 'manageable') return n;
     throw e;
   });
-  return { uuid: node.uuid, name, hw };
+  return { uuid: node.uuid, name, hw, ...(iscsiPortalPort ? { iscsiPortalPort } : {}) };
 }
 
 function lastHeartbeat(n: NodeJson): string | undefined {

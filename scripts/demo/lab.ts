@@ -22,6 +22,11 @@ export interface LabNodeOptions {
   /** Host loopback ports the guest may reach (each gets a guestfwd rule at 10.0.2.100:PORT). */
   guestPorts: number[];
   /**
+   * Guest ports the host may reach at the same port on 127.0.0.1 (hostfwd), besides the agent's API: the iscsi
+   * deploy's portal, which the agent binds at the port the conductor sends.
+   */
+  hostPorts?: number[];
+  /**
    * Rack mode (lab/netns.ts): the VM's NIC is this TAP in the rack's namespace (QEMU runs under `ip netns exec`),
    * DHCP/TFTP come from the conductor's dnsmasq, and the agent is reached at `agentPort` through the rack.
    */
@@ -76,7 +81,7 @@ export async function createLabNode(opts: LabNodeOptions): Promise<LabNode> {
       disks: [{ file: disk, format: 'raw' }],
       ...(opts.rack ? { tap: opts.rack.tap } : {
         guestfwd: opts.guestPorts.map((p) => ({ guestPort: p })),
-        hostfwd: [{ hostPort: agentPort, guestPort: 9999 }],
+        hostfwd: [{ hostPort: agentPort, guestPort: 9999 }, ...(opts.hostPorts ?? []).map((p) => ({ hostPort: p, guestPort: p }))],
         ...(opts.tftpRoot ? { tftp: opts.tftpRoot } : {}),
         bootfile: opts.bootfile,
       }),
