@@ -31,6 +31,8 @@ export const TOOLS = [
   'rmmod', 'lsmod', 'modinfo', 'mount', 'umount', 'dmidecode', 'lspci', 'ethtool',
   'lshw', 'smartctl', 'dd', 'chroot', 'mkswap', 'fallocate', 'partx',
   'shred', 'mdir',
+  // the lldp inspection collector listens for LLDP frames with it (hardware-managers/generic/inventory-extra.ts)
+  'tcpdump',
 ];
 /** syslinux's MBR boot code, for install_bootloader on GRUB-less BIOS partition images (hardware-managers/deploy/syslinux.ts). */
 export const SYSLINUX_MBR_FILES = ['/usr/lib/syslinux/mbr/mbr.bin', '/usr/lib/syslinux/mbr/gptmbr.bin'];
