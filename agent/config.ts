@@ -54,6 +54,8 @@ export interface AgentConfig {
   inspectionCallbackUrls: string[];
   /** ipa-inspection-collectors (IPA's default: default,logs). */
   inspectionCollectors: string[];
+  /** ipa-lldp-timeout: how long the lldp collector listens for LLDP frames (IPA's default 30 s). */
+  lldpTimeoutS: number;
   /**
    * Look up and heartbeat on the pre-1.22 vendor passthru routes (ipa-legacy-vendor-passthru=1), for old
    * conductors; `driverName` is the driver those routes name (old IPA's ipa-driver-name).
@@ -207,6 +209,7 @@ const KEYS = {
   'ipa-node-uuid': uuid,
   'ipa-inspection-callback-url': apiUrls,
   'ipa-inspection-collectors': list,
+  'ipa-lldp-timeout': num(1),
   'ipa-legacy-vendor-passthru': bool,
   'ipa-rescue-root': nonEmpty,
   'ipa-driver-name': z.string().regex(/^[A-Za-z0-9_.-]{1,255}$/, 'expected a driver name'),
@@ -366,6 +369,7 @@ export function buildConfig(sources: Map<string, string>[]): AgentConfig {
     nodeUuid: get<string | null>('ipa-node-uuid', null),
     inspectionCallbackUrls: get<string[]>('ipa-inspection-callback-url', []),
     inspectionCollectors: get<string[]>('ipa-inspection-collectors', ['default', 'logs']),
+    lldpTimeoutS: get('ipa-lldp-timeout', 30),
     legacyVendorPassthru: get('ipa-legacy-vendor-passthru', false),
     driverName: get('ipa-driver-name', 'agent_ipmitool'),
     rescueRoot: get<string | null>('ipa-rescue-root', null),

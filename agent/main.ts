@@ -141,6 +141,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
   if (config.inspectionCallbackUrls.length > 0 && !config.standalone) {
     inspection = await runInspection({
       callbackUrls: config.inspectionCallbackUrls, collectors: config.inspectionCollectors, logFile,
+      lldpTimeoutS: config.lldpTimeoutS,
       insecure: config.insecure, cafile: config.cafile, requestTimeoutMs: config.httpRequestTimeoutS * 1000,
       globalRequestId: config.globalRequestId,
     });

@@ -33,6 +33,8 @@ export const TOOLS = [
   'shred', 'mdir',
   // The iscsi deploy: the agent exports the root device with Debian's user-space target (agent/iscsi/tgt.ts).
   'tgtd', 'tgtadm',
+  // the lldp inspection collector listens for LLDP frames with it (hardware-managers/generic/inventory-extra.ts)
+  'tcpdump',
 ];
 /** syslinux's MBR boot code, for install_bootloader on GRUB-less BIOS partition images (hardware-managers/deploy/syslinux.ts). */
 export const SYSLINUX_MBR_FILES = ['/usr/lib/syslinux/mbr/mbr.bin', '/usr/lib/syslinux/mbr/gptmbr.bin'];

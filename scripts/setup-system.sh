@@ -13,6 +13,8 @@ PKGS=(
   binutils
   # test fixtures: bootable disk images, BMCs, image server, openssl for TLS fixtures
   syslinux syslinux-common extlinux mtools openipmi ipmitool redfishtool nginx-light curl openssl
+  # LLDP: tcpdump listens in the ramdisk (the lldp inspection collector)
+  tcpdump
   # compatibility peers: the real baremetal CLI and Debian's Ironic
   python3-ironicclient python3-openstackclient ironic-api ironic-conductor
   # the database several conductors share (tests run their own cluster in a temp dir)

@@ -18,6 +18,7 @@ export interface InspectionOptions {
   callbackUrls: readonly string[];
   collectors: readonly string[];
   logFile: string | null;
+  lldpTimeoutS?: number;
   insecure?: boolean;
   cafile?: string | null;
   requestTimeoutMs?: number;
@@ -84,7 +85,8 @@ async function postOnce(urls: readonly string[], body: Buffer, opts: InspectionO
 export async function runInspection(opts: InspectionOptions): Promise<InspectionOutcome> {
   const started = Date.now();
   log.info({ collectors: opts.collectors }, 'inspection is enabled');
-  const { data, failures } = await runCollectors({ collectors: opts.collectors, logFile: opts.logFile });
+  const { data, failures } = await runCollectors({ collectors: opts.collectors, logFile: opts.logFile,
+    ...(opts.lldpTimeoutS !== undefined ? { lldpTimeoutS: opts.lldpTimeoutS } : {}) });
   const payload: Payload = { ...data, error: failures.error() };
   const body = Buffer.from(JSON.stringify(payload));
   const ca = opts.cafile ? readFileSync(opts.cafile, 'utf8') : undefined;

@@ -27,6 +27,8 @@ export class Failures {
 export interface CollectorEnv {
   collectors: readonly string[];
   logFile: string | null;
+  /** How long the lldp collector listens (ipa-lldp-timeout). */
+  lldpTimeoutS?: number;
   /** /sys root, replaceable in tests. */
   sysRoot?: string;
 }
@@ -102,8 +104,8 @@ const collectors: Record<string, Collector> = {
     }
   },
 
-  async lldp(data) {
-    data.lldp_raw = await dispatchToManagers<Payload>('collectLldpData').catch(() => ({}));
+  async lldp(data, _failures, env) {
+    data.lldp_raw = await dispatchToManagers<Payload>('collectLldpData', { timeoutS: env.lldpTimeoutS ?? 30 }).catch(() => ({}));
   },
 
   async 'usb-devices'(data) {

@@ -110,7 +110,7 @@ export const genericManager: HardwareManager = {
   listBlockDevices,
   getOsInstallDevice,
   getUsbDevices: () => getUsbDevices(),
-  collectLldpData: () => collectLldpData(),
+  collectLldpData: (opts?: { timeoutS?: number }) => collectLldpData(opts),
 
   /** standby.sync / run_image: flush everything to the disks. */
   async full_sync(): Promise<void> {

@@ -1,12 +1,15 @@
 /**
  * Inventory pieces IPA has and our first inventory lacked: the BMC's IPv6 address (`ipmitool lan6 print`), USB
  * devices (`lshw -C usb` as IPA, else /sys/bus/usb), the BIOS-given NIC name (`biosdevname -i`), and LLDP.
- * LLDP: IPA listens on raw sockets, which Node cannot open; we read lldpd's neighbours (`lldpcli`) when the
- * ramdisk has lldpd, and report no LLDP otherwise (as IPA does when nothing is heard).
+ * LLDP: IPA listens on raw sockets, which Node cannot open. In the ramdisk, tcpdump does the listening (one frame
+ * per NIC, every Ethernet NIC brought up first, as IPA does, for ipa-lldp-timeout) and the frame's TLVs go out raw
+ * as IPA sends them; elsewhere (an agent on a host) nothing is brought up: lldpd's neighbours (`lldpcli`) when it
+ * runs, no LLDP otherwise (as IPA does when nothing is heard).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { have, run } from '../../common/exec.js';
+import { inRamdisk } from '../../common/ramdisk.js';
 import { listDir, readSys } from '../../block/sysfs.js';
 
 /** First global IPv6 address in `ipmitool lan6 print` output ('::/0' when none, as IPA). */
@@ -118,7 +121,75 @@ export function lldpFromLldpcli(json: unknown): Record<string, [number, string][
   return out;
 }
 
-export async function collectLldpData(): Promise<Record<string, [number, string][]>> {
+const LLDP_ETHERTYPE = 0x88cc;
+const VLAN_ETHERTYPE = 0x8100;
+
+/** An LLDP frame's TLVs as IPA's lldp_raw has them: [type, value as hex], up to End of LLDPDU; null: not LLDP. */
+export function lldpTlvsFromFrame(frame: Buffer): [number, string][] | null {
+  let off = 12;
+  if (frame.length < off + 2) return null;
+  let ethertype = frame.readUInt16BE(off);
+  if (ethertype === VLAN_ETHERTYPE && frame.length >= off + 6) {
+    off += 4;
+    ethertype = frame.readUInt16BE(off);
+  }
+  if (ethertype !== LLDP_ETHERTYPE) return null;
+  off += 2;
+  const tlvs: [number, string][] = [];
+  while (off + 2 <= frame.length) {
+    const header = frame.readUInt16BE(off);
+    const type = header >> 9;
+    const len = header & 0x1ff;
+    off += 2;
+    if (type === 0 || off + len > frame.length) break;
+    tlvs.push([type, frame.subarray(off, off + len).toString('hex')]);
+    off += len;
+  }
+  return tlvs;
+}
+
+/** The first packet of `tcpdump -xx` output (the `0x0000:  0180 c200 ...` lines) as bytes. */
+export function frameFromTcpdumpHex(out: string): Buffer | null {
+  const hex: string[] = [];
+  let started = false;
+  for (const line of out.split('\n')) {
+    const m = /^\s+0x[0-9a-f]+:\s+((?:[0-9a-f]{2,4}\s*)+)$/i.exec(line);
+    if (m?.[1]) {
+      started = true;
+      hex.push(m[1].replace(/\s+/g, ''));
+    } else if (started) {
+      break;
+    }
+  }
+  return hex.length ? Buffer.from(hex.join(''), 'hex') : null;
+}
+
+/** Ethernet NICs with a device behind them (what IPA listens on). */
+function physicalNics(): string[] {
+  return listDir('/sys/class/net').filter((n) => n !== 'lo' && existsSync(join('/sys/class/net', n, 'device')) &&
+    readFileSync(join('/sys/class/net', n, 'type'), 'utf8').trim() === '1').sort();
+}
+
+/** Listens on every NIC at once for one LLDP frame each, for at most timeoutS (ramdisk only: it brings NICs up). */
+async function captureLldp(timeoutS: number): Promise<Record<string, [number, string][]>> {
+  const out: Record<string, [number, string][]> = {};
+  await Promise.all(physicalNics().map(async (nic) => {
+    await run('ip', ['link', 'set', nic, 'up'], { quiet: true }).catch(() => undefined);
+    try {
+      const r = await run('tcpdump', ['-i', nic, '-c', '1', '-nn', '-xx', '-Z', 'root', '--immediate-mode', 'ether', 'proto',
+        String(LLDP_ETHERTYPE)], { quiet: true, timeoutMs: timeoutS * 1000 });
+      const frame = frameFromTcpdumpHex(r.stdout);
+      const tlvs = frame ? lldpTlvsFromFrame(frame) : null;
+      if (tlvs?.length) out[nic] = tlvs;
+    } catch {
+      // nothing heard on this NIC within the timeout
+    }
+  }));
+  return out;
+}
+
+export async function collectLldpData(opts: { timeoutS?: number } = {}): Promise<Record<string, [number, string][]>> {
+  if (inRamdisk() && (await have('tcpdump'))) return captureLldp(opts.timeoutS ?? 30);
   if (!(await have('lldpcli'))) return {};
   try {
     const r = await run('lldpcli', ['-f', 'json', 'show', 'neighbors'], { quiet: true, timeoutMs: 30_000 });
