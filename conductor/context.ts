@@ -32,6 +32,8 @@ export interface ClusterView {
   owns(node: RingNode): boolean;
   /** More than this conductor is alive. */
   readonly shared: boolean;
+  /** Bumped whenever the rings are rebuilt (ownerOf may answer differently from then on). */
+  readonly version: number;
   /** Live conductors (any group) that have this hardware type enabled, sorted. */
   hostsFor(driver: string): string[];
   /** The conductor groups of the live conductors, and every hardware type any of them enables. */

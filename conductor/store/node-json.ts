@@ -31,7 +31,11 @@ export function nodeJsonRenderer(spec: NodeJsonSpec): (row: Record<string, unkno
     const name = f.name;
     switch (f.fmt) {
       case 'conductor': {
-        const { host, group, drivers } = spec.conductor;
+        const { host, group, drivers, owners } = spec.conductor;
+        if (owners) {
+          parts.push((r) => prefix + quote(owners.of(r as { uuid: string; driver: string; conductor_group: string })));
+          break;
+        }
         const hostJson = quote(host);
         const set = new Set(drivers);
         parts.push((r) => prefix + (r.conductor_group === group && set.has(r.driver as string) ? hostJson : 'null'));

@@ -11,6 +11,8 @@ import type { NodeJsonList, NodeJsonRow, NodeJsonSpec } from './types.js';
 
 /** SQL function through which masked fields reach the spec's JS masker: bm_mask(field, raw). */
 const MASK_FN = 'bm_mask';
+/** SQL function rendering the hash ring's owner (spec.conductor.owners) as JSON: bm_owner(uuid, driver, group). */
+const OWNER_FN = 'bm_owner';
 
 function sqlString(s: string): string {
   return `'${s.replace(/'/g, "''")}'`;
@@ -39,6 +41,10 @@ export function nodeJsonExpr(spec: NodeJsonSpec): { sql: string; params: unknown
     seen.add(f.name);
     switch (f.fmt) {
       case 'conductor': {
+        if (spec.conductor.owners) {
+          args.push(`${OWNER_FN}(uuid, driver, conductor_group)`);
+          break;
+        }
         const d = spec.conductor.drivers;
         args.push(`CASE WHEN conductor_group = ? AND driver IN (${d.map(() => '?').join(',')}) THEN json_quote(?) ` +
           `ELSE 'null' END`);
@@ -67,11 +73,16 @@ export function nodeJsonExpr(spec: NodeJsonSpec): { sql: string; params: unknown
   return { sql: `format(${sqlString(fmt)}${args.map((a) => `, ${a}`).join('')})`, params };
 }
 
-/** Registers bm_mask on the connection; `current` supplies the maskers of the statement being run. */
-function registerMaskFunction(db: Database.Database, current: () => NodeJsonSpec['maskers']): void {
+/** Registers bm_mask and bm_owner on the connection; `current` supplies the spec of the statement being run. */
+function registerSpecFunctions(db: Database.Database, current: () => NodeJsonSpec | undefined): void {
   db.function(MASK_FN, { deterministic: false, varargs: false }, (field: unknown, raw: unknown) => {
-    const m = current()?.[String(field)];
+    const m = current()?.maskers?.[String(field)];
     return m && typeof raw === 'string' ? m.mask(raw) : raw;
+  });
+  db.function(OWNER_FN, { deterministic: false, varargs: false }, (uuid: unknown, driver: unknown, group: unknown) => {
+    const owners = current()?.conductor.owners;
+    const owner = owners?.of({ uuid: String(uuid), driver: String(driver), conductor_group: String(group) }) ?? null;
+    return owner === null ? 'null' : JSON.stringify(owner);
   });
 }
 
@@ -80,12 +91,12 @@ export type ListQuery = (select: string) => { sql: string; args: unknown[] };
 
 /** Node lists of one connection rendered to JSON, with the cache of rendered pages. */
 export class NodeListRenderer {
-  /** Maskers of the statement running right now (read by the bm_mask SQL function). */
-  private maskers: NodeJsonSpec['maskers'];
+  /** Spec of the statement running right now (read by the bm_mask and bm_owner SQL functions). */
+  private current: NodeJsonSpec | undefined;
   private readonly cache: RenderCache;
 
   constructor(db: Database.Database, private readonly stmt: (sql: string) => Database.Statement, cacheBytes: number) {
-    registerMaskFunction(db, () => this.maskers);
+    registerSpecFunctions(db, () => this.current);
     this.cache = new RenderCache(cacheBytes);
   }
 
@@ -93,7 +104,7 @@ export class NodeListRenderer {
   rows(query: ListQuery, spec: NodeJsonSpec): NodeJsonRow[] {
     const item = nodeJsonExpr(spec);
     const { sql, args } = query(`${item.sql}, uuid, driver, conductor_group`);
-    const rows = this.withMaskers(spec, () => this.stmt(sql).all(...item.params, ...args)) as string[][];
+    const rows = this.withSpec(spec, () => this.stmt(sql).all(...item.params, ...args)) as string[][];
     return rows.map((r) => ({ json: r[0] as string, uuid: r[1] as string, driver: r[2] as string,
       conductor_group: r[3] as string }));
   }
@@ -116,7 +127,7 @@ export class NodeListRenderer {
     const item = nodeJsonExpr(spec);
     const page = query(`${item.sql} AS j`);
     const sql = `SELECT CAST(group_concat(j, ',') AS BLOB), count(*) FROM (${page.sql})`;
-    const [items, count] = this.withMaskers(spec, () => this.stmt(sql).get(...item.params, ...page.args)) as
+    const [items, count] = this.withSpec(spec, () => this.stmt(sql).get(...item.params, ...page.args)) as
       [Buffer | null, number];
     if (count !== rows.length) throw new Error(`node list changed while rendering (${rows.length} -> ${count} rows)`);
     const out = items ?? Buffer.alloc(0);
@@ -124,12 +135,12 @@ export class NodeListRenderer {
     return { items: out, ...tail };
   }
 
-  private withMaskers<T>(spec: NodeJsonSpec, fn: () => T): T {
-    this.maskers = spec.maskers;
+  private withSpec<T>(spec: NodeJsonSpec, fn: () => T): T {
+    this.current = spec;
     try {
       return fn();
     } finally {
-      this.maskers = undefined;
+      this.current = undefined;
     }
   }
 }

@@ -167,13 +167,23 @@ export interface NodeJsonSpec {
   /** [key, suffix]: `key: [{href: base/v1/nodes/<uuid><suffix>, rel: self}, {href: base/nodes/..., rel: bookmark}]` */
   links: readonly (readonly [string, string])[];
   base: string;
-  /** `conductor` is `host` for nodes in `group` whose driver is one of `drivers`, else null. */
-  conductor: { host: string; group: string; drivers: readonly string[] };
+  /**
+   * `conductor` is `host` for nodes in `group` whose driver is one of `drivers`, else null; with `owners` (other
+   * conductors alive) it is `owners.of(node)`, the hash ring's owner, and `owners.epoch` (the ring's version) is
+   * part of a cached page's key, so a rebuilt ring renders the page again.
+   */
+  conductor: { host: string; group: string; drivers: readonly string[]; owners?: NodeOwners };
   /**
    * JSON fields whose stored text may need masking: `mask` gets the stored text of values containing any of
    * `hints` (case-insensitive) and returns the JSON text to render.
    */
   maskers?: Readonly<Record<string, { hints: readonly string[]; mask(raw: string): string }>>;
+}
+
+/** Who owns each node when several conductors share the database (see NodeJsonSpec.conductor). */
+export interface NodeOwners {
+  of(node: { uuid: string; driver: string; conductor_group: string }): string | null;
+  epoch: number;
 }
 
 /** A rendered page of nodes: the items (UTF-8 JSON) joined by commas, their count and the last one's UUID. */

@@ -2,7 +2,6 @@
  * /v1/nodes collection and items: list (brief / detail / fields, filters, paging with `next`), create, show,
  * JSON-patch update, delete.
  */
-import { randomBytes } from 'node:crypto';
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { ConductorContext } from '../../context.js';
@@ -44,18 +43,6 @@ export function conductorFor(c: ConductorContext, node: { uuid: string; driver: 
   return c.drivers.enabledHardwareTypes().some((t) => t.name === node.driver) ? c.host : null;
 }
 
-/** Unguessable, so no stored value can contain it. */
-const OWNER_MARK = `owner-${randomBytes(16).toString('hex')}`;
-const OWNER_MARK_JSON = JSON.stringify(OWNER_MARK);
-
-/** A rendered node item with its `conductor` key (when present) set to the ring's owner. */
-function withOwner(json: string, owner: string | null): string {
-  const item = JSON.parse(json) as Record<string, unknown>;
-  if (!Object.hasOwn(item, 'conductor')) return json;
-  item.conductor = owner;
-  return JSON.stringify(item);
-}
-
 /** GET /v1/chassis/{uuid}/nodes[/detail]: the node list of one chassis. */
 export function listChassisNodes(c: ConductorContext, ctx: Context, forceDetail: boolean, chassisUuid: string): Promise<void> {
   return listNodes(c, ctx, forceDetail, chassisUuid);
@@ -89,7 +76,6 @@ async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean
   }
   if (q.provision_state !== undefined) query.provision_state = q.provision_state.split(',');
   if (q.shard !== undefined) query.shard = q.shard.split(',');
-  // With other conductors alive, owners come from the hash ring (JS), not from the SQL rendering.
   const shared = c.cluster?.shared === true;
   const wrongConductor = q.conductor !== undefined && !shared && q.conductor !== c.host;
   const conductorOf = (n: { uuid: string; driver: string; conductor_group: string }): string | null => conductorFor(c, n);
@@ -102,25 +88,18 @@ async function listNodes(c: ConductorContext, ctx: Context, forceDetail: boolean
   };
   const spec = nodeListSpec({ minor, base, ...(fields ? { fields } : {}), brief: !fields && !detail,
     conductor: { host: c.host, group: c.config.conductor_group, drivers: c.drivers.enabledHardwareTypes().map((t) => t.name) } });
+  // With other conductors alive, owners come from the hash ring (JS): the store renders them through owners.of,
+  // and a cached page stays valid until one of its rows changes or the ring is rebuilt (owners.epoch).
+  const owned = shared && c.cluster && spec.fields.some((f) => f.fmt === 'conductor')
+    ? { ...spec, conductor: { ...spec.conductor, owners: { of: conductorOf, epoch: c.cluster.version } } } : spec;
   let items: Buffer;
-  if (shared && (q.conductor !== undefined || spec.fields.some((f) => f.fmt === 'conductor'))) {
-    // All live conductors in the default group (the usual case): the store renders a per-process marker where a
-    // node has an owner, swapped for the owner's name here, instead of parsing every item again.
-    const scope = c.cluster?.liveScope();
-    const fast = scope?.groups.length === 1 && scope.groups[0] === '';
-    const rows = await c.store.listNodesJson(query, fast && scope
-      ? { ...spec, conductor: { host: OWNER_MARK, group: '', drivers: scope.drivers } } : spec);
-    pageNext(rows.length, rows[rows.length - 1]?.uuid);
-    const kept = q.conductor === undefined ? rows : rows.filter((r) => conductorOf(r) === q.conductor);
-    items = Buffer.from(kept.map((r) => fast ? r.json.replace(OWNER_MARK_JSON, JSON.stringify(conductorOf(r)))
-      : withOwner(r.json, conductorOf(r))).join(','));
-  } else if (q.conductor === undefined) {
-    const list = await c.store.renderNodeList(query, spec);
+  if (q.conductor === undefined) {
+    const list = await c.store.renderNodeList(query, owned);
     pageNext(list.count, list.lastUuid);
     items = list.items;
   } else {
     // Like Ironic, the conductor filter applies to the page after paging.
-    const rows = wrongConductor ? [] : await c.store.listNodesJson(query, spec);
+    const rows = wrongConductor ? [] : await c.store.listNodesJson(query, owned);
     pageNext(rows.length, rows[rows.length - 1]?.uuid);
     items = Buffer.from(rows.filter((r) => conductorOf(r) === q.conductor).map((r) => r.json).join(','));
   }

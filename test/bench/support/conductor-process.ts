@@ -1,12 +1,13 @@
 /**
- * A bench conductor in its own process (support/conductor-server.ts bundled by esbuild, run by plain node as
- * production runs dist/), and what the fleet bench reads of it: CPU time and RSS from /proc.
+ * A bench conductor in its own process (support/conductor-server.ts bundled by esbuild, run by plain node with
+ * the conductor's V8 flags as production runs dist/), and what the fleet bench reads of it: CPU time and RSS from /proc.
  */
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { spawnLong } from '../../../common/exec.js';
+import { CONDUCTOR_NODE_FLAGS } from '../../../conductor/node-flags.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 
@@ -28,7 +29,7 @@ export async function startBenchConductor(bundle: string, port: number, dir: str
   // Loaded from -e so that process.argv[1] is not the bundle (conductor/main.ts would run its CLI otherwise).
   const entry = ['--input-type=module', '-e', `const m = await import(${JSON.stringify(bundle)}); ` +
     `await m.serveBenchConductor(${port}, ${JSON.stringify(dir)}, ${JSON.stringify(opts)});`];
-  const child = spawnLong(process.execPath, [...nodeFlags, ...entry], { cwd: ROOT, env: { LOG_LEVEL: 'warn' } });
+  const child = spawnLong(process.execPath, [...CONDUCTOR_NODE_FLAGS, ...nodeFlags, ...entry], { cwd: ROOT, env: { LOG_LEVEL: 'warn' } });
   child.catch(() => undefined); // its exit is checked where it matters; this only keeps a kill from being an unhandled rejection
   const c: BenchConductor = { proc: child, pid: child.pid ?? 0, url: `http://127.0.0.1:${port}` };
   try {
