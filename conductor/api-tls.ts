@@ -11,7 +11,6 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { generate } from 'selfsigned';
 import { ConfigError, errorMessage } from '../common/errors.js';
 import { getLogger } from '../common/logger.js';
 import type { ConductorConfig } from './config.js';
@@ -66,6 +65,14 @@ async function writePrivate(path: string, content: string): Promise<void> {
   await writeFile(tmp, content, { mode: 0o600 });
   await chmod(tmp, 0o600);
   await rename(tmp, path);
+}
+
+/**
+ * selfsigned (with its X.509 and crypto code, ~3 MiB of heap once loaded) is imported when a certificate is made,
+ * not by every conductor: configured certificates and tls.mode off never need it.
+ */
+async function generate(...args: Parameters<typeof import('selfsigned').generate>): ReturnType<typeof import('selfsigned').generate> {
+  return (await import('selfsigned')).generate(...args);
 }
 
 async function makeCa(): Promise<{ cert: string; key: string }> {

@@ -21,7 +21,7 @@
  * served stale (postgres-lists.ts).
  */
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
+import type pg from 'pg';
 import { getLogger } from '../../common/logger.js';
 import { InvalidParameterValue, NotFound } from '../errors.js';
 import { isoTime } from '../time.js';
@@ -86,8 +86,8 @@ export class PostgresStore implements Store {
   private readonly texts = new Map<string, string>();
   /** Suffix generation of the prepared statements' names (bumped when a table changed under them). */
   private generation = 0;
-  private constructor(readonly url: string, opts: PostgresOptions) {
-    this.pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10, idleTimeoutMillis: 30_000,
+  private constructor(readonly url: string, opts: PostgresOptions, Pool: typeof pg.Pool) {
+    this.pool = new Pool({ connectionString: url, max: opts.poolSize ?? 10, idleTimeoutMillis: 30_000,
       connectionTimeoutMillis: 30_000 });
     // An idle connection dropped by the server must not take the process down; the pool makes a new one.
     this.pool.on('error', (e) => log.warn({ err: e.message, database: safeUrl(url) }, 'idle PostgreSQL connection failed'));
@@ -97,7 +97,8 @@ export class PostgresStore implements Store {
 
   /** Connects, migrates (under the advisory lock) and returns the store. */
   static async open(opts: PostgresOptions): Promise<PostgresStore> {
-    const store = new PostgresStore(opts.url, opts);
+    // pg is loaded here, by the conductors that use PostgreSQL only (SQLite ones never need its ~3 MiB of heap).
+    const store = new PostgresStore(opts.url, opts, (await import('pg')).default.Pool);
     try {
       await store.migrate();
     } catch (e) {
