@@ -6,6 +6,9 @@
  * image size, heartbeats received vs processing runs, the same fleet deploy again with fast-track (undeploy ->
  * cleaning leaves the agents up -> deploy). The conductor runs in this process: its CPU seconds and peak RSS
  * include the N small BMC emulators (they cost little next to it), never the agents.
+ * Where the time goes: per phase (state + step) of the fleet cleaning and the fleet deploy, when nodes enter it
+ * and how long they stay (test/bench/support/fleet-timeline.ts); the conductor's event-loop delay, image cache
+ * and BMC call counters.
  * Last line: `fleet-deploy nodes=… all_active_s=… one_node_s=… origin_ratio=… fast_track_all_active_s=… conductor_rss_mib=…`.
  */
 import { createReadStream } from 'node:fs';
@@ -13,14 +16,16 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { setLogLevel } from '../../common/logger.js';
 import { startConductor, type RunningConductor } from '../../conductor/main.js';
 import { startVirtualNodes, type VirtualFleet } from '../../lab/virtual-nodes.js';
 import { buildRawDiskImage, fileDigest } from '../fixtures/images.js';
 import { numArg, sizeMiBArg } from './support/args.js';
+import { FleetTimeline, phaseOf } from './support/fleet-timeline.js';
 
-interface NodeJson { uuid: string; name: string; provision_state: string; last_error: string | null }
+interface NodeJson { uuid: string; name: string; provision_state: string; last_error: string | null; deploy_step?: unknown; clean_step?: unknown }
 
 /** An origin that counts the bytes it sent (Range requests honoured, as image servers do). */
 async function countingOrigin(dir: string): Promise<{ url: string; bytes: () => number; close: () => Promise<void>; server: Server }> {
@@ -79,17 +84,19 @@ export default async function fleetDeploy(args: string[]): Promise<void> {
       return { status: r.status, body: text ? JSON.parse(text) as unknown : undefined };
     };
     const list = async (): Promise<NodeJson[]> =>
-      ((await api('GET', '/v1/nodes?fields=uuid,name,provision_state,last_error&limit=1000')).body as { nodes: NodeJson[] }).nodes;
+      ((await api('GET', '/v1/nodes?fields=uuid,name,provision_state,last_error,deploy_step,clean_step&limit=1000')).body as { nodes: NodeJson[] }).nodes;
     let peakAgentsMiB = 0;
     let peakConductorMiB = 0;
     const sample = async (): Promise<void> => {
       peakAgentsMiB = Math.max(peakAgentsMiB, (await fleet!.sampleRss()) / 1024);
       peakConductorMiB = Math.max(peakConductorMiB, process.memoryUsage().rss / 2 ** 20);
     };
-    const waitAll = async (names: string[], state: string): Promise<void> => {
+    const waitAll = async (names: string[], state: string, timeline?: FleetTimeline): Promise<void> => {
       for (;;) {
         await sample();
         const all = (await list()).filter((n) => names.includes(n.name));
+        const now = Date.now();
+        for (const n of all) timeline?.observe(n.name, phaseOf(n.provision_state, n.deploy_step ?? n.clean_step), now);
         const bad = all.filter((n) => /failed|error/.test(n.provision_state));
         if (bad.length) throw new Error(`nodes failed: ${bad.map((n) => `${n.name}: ${n.last_error}`).join('; ')}`);
         if (all.every((n) => n.provision_state === state)) return;
@@ -120,9 +127,10 @@ export default async function fleetDeploy(args: string[]): Promise<void> {
     await verb(names, 'manage');
     await waitAll(names, 'manageable');
     const tClean = Date.now();
+    const cleanLine = new FleetTimeline(tClean);
     await verb(names, 'provide');
-    await waitAll(names, 'available');
-    console.log(`cleaning ${count} nodes at once: ${((Date.now() - tClean) / 1000).toFixed(1)} s`);
+    await waitAll(names, 'available', cleanLine);
+    console.log(`cleaning ${count} nodes at once: ${((Date.now() - tClean) / 1000).toFixed(1)} s; per phase:\n${cleanLine.format()}`);
     for (const n of names) await setImage(n);
 
     // One node alone (it also fills the conductor's image cache: the origin is asked once for the whole bench).
@@ -137,11 +145,23 @@ export default async function fleetDeploy(args: string[]): Promise<void> {
 
     const cpu0 = process.cpuUsage();
     const hb0 = { ...ctx.heartbeats.stats };
+    const bmc0 = { ...ctx.fleet.stats };
+    const loop = monitorEventLoopDelay({ resolution: 10 });
+    loop.enable();
     const t2 = Date.now();
+    const deployLine = new FleetTimeline(t2);
     await verb(names, 'active');
-    await waitAll(names, 'active');
+    const apiS = (Date.now() - t2) / 1000;
+    await waitAll(names, 'active', deployLine);
     const allS = (Date.now() - t2) / 1000;
+    loop.disable();
     const cpu = process.cpuUsage(cpu0);
+    const cache = ctx.imageCache;
+    console.log(`${count} deploy calls answered in ${apiS.toFixed(1)} s; per phase (s after the calls):\n${deployLine.format()}`);
+    console.log(`conductor event-loop delay p50 ${(loop.percentile(50) / 1e6).toFixed(0)} ms, p99 ${(loop.percentile(99) / 1e6).toFixed(0)} ms, ` +
+      `max ${(loop.max / 1e6).toFixed(0)} ms; BMC calls ${ctx.fleet.stats.bmcCalls - bmc0.bmcCalls} (waited for a slot ${ctx.fleet.stats.bmcWaited - bmc0.bmcWaited}); ` +
+      `image cache: origin fetches ${cache?.master.stats.originFetches ?? 'n/a'}, hits ${cache?.master.stats.hits ?? 'n/a'}, ` +
+      `served ${cache ? (cache.served.bytes / 2 ** 20).toFixed(0) : 'n/a'} MiB in ${cache?.served.requests ?? 'n/a'} requests`);
     const hb = ctx.heartbeats.stats;
     console.log(`${count} nodes at once: ${allS.toFixed(1)} s (${(allS / oneNodeS).toFixed(2)}x one node); ` +
       `conductor process CPU ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s; heartbeats handed over ${hb.received - hb0.received}, ` +
@@ -154,9 +174,11 @@ export default async function fleetDeploy(args: string[]): Promise<void> {
     for (const n of names) await setImage(n);
     const offBefore = fleet.nodes.map((v) => v.powerLog().length);
     const t3 = Date.now();
+    const ftLine = new FleetTimeline(t3);
     await verb(names, 'active');
-    await waitAll(names, 'active');
+    await waitAll(names, 'active', ftLine);
     const ftS = (Date.now() - t3) / 1000;
+    console.log(`fast-track deploy per phase:\n${ftLine.format()}`);
     const cycled = fleet.nodes.filter((v, i) => v.powerLog().slice(offBefore[i]).filter((t) => t === 'On').length > 1).length;
     console.log(`${count} nodes at once with fast-track: ${ftS.toFixed(1)} s (nodes power-cycled before the write: ${cycled})`);
 
