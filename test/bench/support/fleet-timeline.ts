@@ -35,8 +35,8 @@ export class FleetTimeline {
 
   /** A sample: node `node` is in `phase` at `at` (ms). Only a change of phase is recorded. */
   observe(node: string, phase: string, at: number): void {
-    let list = this.seen.get(node);
-    if (!list) this.seen.set(node, (list = []));
+    const list = this.seen.get(node) ?? [];
+    this.seen.set(node, list);
     if (list.at(-1)?.phase !== phase) list.push({ phase, at });
   }
 
