@@ -1,11 +1,15 @@
 /**
- * `npm run demo [-- --keep] [--api-port N] [--ipmi ipmitool|ipmi-native] [--user-net] [--nodes N]`: the whole mission in one run, on embedded defaults.
+ * `npm run demo [-- --keep] [--api-port N] [--ipmi ipmitool|ipmi-native] [--user-net] [--nodes N [--qemu [--memory-mib M]]]`:
+ * the whole mission in one run, on embedded defaults.
  * A conductor on 127.0.0.1, a QEMU "bare-metal" node behind an ipmi_sim BMC, enrolled (ipmi / ipxe / direct),
  * manage → provide (automated cleaning through the agent) → deploy a whole-disk image built here, until the VM
  * boots from its own disk and prints its marker; then per-phase timings and a full teardown.
  * `--keep` leaves conductor + node up (until Ctrl-C) for the `baremetal` CLI. `--ipmi ipmi-native` powers the node
  * through the in-process RMCP+ client instead of ipmitool (conductor/drivers/ipmi-native.ts).
  * `--nodes N` (N > 1): a fleet of N virtual nodes instead (scripts/demo/fleet.ts), deployed at once with fast-track.
+ * `--nodes N --qemu` (2 <= N <= 8): N QEMU nodes instead, each behind its own ipmi_sim BMC (scripts/demo/qemu-fleet.ts),
+ * cleaned and deployed all at once through the conductor's image cache, until every VM boots its instance; real
+ * boots, so slow under TCG (`--memory-mib`, default 512, is each VM's memory). Per-node and fleet timings at the end.
  */
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,50 +18,23 @@ import { have } from '../common/exec.js';
 import { setLogLevel } from '../common/logger.js';
 import { buildWholeDiskImage, missingImageTools } from '../lab/instance-image.js';
 import type { NodeJson } from './demo/api.js';
+import { DEMO_USAGE, parseDemoArgs, type DemoArgs } from './demo/args.js';
 import { ComponentMissing } from './demo/components.js';
 import { cliCommand, deployNode, enrollNode, imageUrl, provideNode, setUpLab, type EnrolledNode, type Lab } from './demo/flow.js';
 import { runFleetDemo } from './demo/fleet.js';
+import { runQemuFleetDemo } from './demo/qemu-fleet.js';
 import { createReporter, PhaseTimer } from './demo/progress.js';
 import { Teardown } from './demo/teardown.js';
 
-interface Args {
-  keep: boolean;
-  /** QEMU's user-mode network instead of the rack (machines without network namespaces). */
-  userNet: boolean;
-  apiPort: number | undefined;
-  ipmi: 'ipmitool' | 'ipmi-native';
-  nodes: number;
-}
-
-function parseArgs(argv: string[]): Args {
-  const args: Args = { keep: false, userNet: false, apiPort: undefined, ipmi: 'ipmitool', nodes: 1 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--keep') args.keep = true;
-    else if (a === '--api-port') args.apiPort = Number(argv[++i]);
-    else if (a === '--user-net') args.userNet = true;
-    else if (a === '--nodes') {
-      args.nodes = Number(argv[++i]);
-      if (!Number.isInteger(args.nodes) || args.nodes < 1 || args.nodes > 200) {
-        console.error('--nodes needs a whole number from 1 to 200');
-        process.exit(2);
-      }
-    } else if (a === '--ipmi') {
-      const v = argv[++i];
-      if (v !== 'ipmitool' && v !== 'ipmi-native') {
-        console.error('--ipmi takes ipmitool or ipmi-native');
-        process.exit(2);
-      }
-      args.ipmi = v;
-    } else if (a === '--help' || a === '-h') {
-      console.log('usage: npm run demo [-- --keep] [--api-port N] [--ipmi ipmitool|ipmi-native] [--user-net] [--nodes N]');
-      process.exit(0);
-    } else {
-      console.error(`unknown argument: ${a}`);
-      process.exit(2);
-    }
+function parseArgs(argv: string[]): DemoArgs {
+  const r = parseDemoArgs(argv);
+  if (r.ok) return r.args;
+  if (r.help) {
+    console.log(DEMO_USAGE);
+    process.exit(0);
   }
-  return args;
+  console.error(`${r.error}\n${DEMO_USAGE}`);
+  process.exit(2);
 }
 
 async function prerequisites(): Promise<void> {
@@ -98,6 +75,10 @@ async function main(): Promise<number> {
   setLogLevel(process.env.LOG_LEVEL === 'debug' ? 'debug' : 'warn');
   const reporter = createReporter();
   const say = (l: string): void => reporter.line(l);
+  if (args.nodes > 1 && args.qemu) {
+    await prerequisites();
+    return runQemuFleetDemo({ ...args, say: (l) => console.log(l) });
+  }
   if (args.nodes > 1) {
     return runFleetDemo({ nodes: args.nodes, keep: args.keep, apiPort: args.apiPort, say: (l) => console.log(l) });
   }

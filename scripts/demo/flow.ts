@@ -171,6 +171,8 @@ export interface EnrollOptions {
   deployInterface?: 'direct' | 'iscsi';
   /** The node's automated_clean (default: the conductor's setting). */
   automatedClean?: boolean;
+  /** Guest memory, MiB (default 1024). */
+  memoryMiB?: number;
 }
 
 /** A QEMU node behind ipmi_sim, enrolled (ipmi / ipxe / direct, port with its MAC), validated, then managed. */
@@ -196,6 +198,7 @@ export async function enrollNode(lab: Lab, index: number, teardown: Teardown, re
     name,
     mac,
     diskMiB: 8192,
+    ...(opts.memoryMiB ? { memoryMiB: opts.memoryMiB } : {}),
     guestPorts: [lab.apiPort, lab.bootPort, lab.images.port],
     tftpRoot: lab.tftpRoot,
     bootfile: 'boot.ipxe',
@@ -220,7 +223,7 @@ export async function enrollNode(lab: Lab, index: number, teardown: Teardown, re
         kernel_append_params: `nofb nomodeset vga=normal console=ttyS0 quiet ipa-advertise-host=127.0.0.1 ipa-advertise-port=${hw.agentPort}`,
         ...(iscsiPortalPort ? { iscsi_portal_port: iscsiPortalPort } : {}),
       },
-      properties: { cpu_arch: 'x86_64', cpus: 1, memory_mb: 1024, local_gb: 8, capabilities: `boot_mode:${firmware}` },
+      properties: { cpu_arch: 'x86_64', cpus: 1, memory_mb: opts.memoryMiB ?? 1024, local_gb: 8, capabilities: `boot_mode:${firmware}` },
     });
   } catch (e) {
     // Only a refusal naming one of the parts the demo needs counts as "not there yet"; anything else is a failure.

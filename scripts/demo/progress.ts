@@ -97,6 +97,11 @@ export class PhaseTimer {
     if (p && p.end === undefined) p.end = at;
   }
 
+  /** Phase names in the order they were first started. */
+  names(): string[] {
+    return [...this.order];
+  }
+
   has(name: string): boolean {
     return this.phases.has(name);
   }
