@@ -12,10 +12,19 @@ test('fleet timeline: phase entry times and stays per phase, repeated samples co
   }
   const s = t.summary();
   assert.deepEqual(s.map((r) => r.phase), ['deploying', 'wait call-back write_image', 'active']);
-  assert.deepEqual(s[0], { phase: 'deploying', nodes: 2, startMedianS: 1.5, startMaxS: 2, durMedianS: 2.5, durMaxS: 3 });
-  assert.deepEqual(s[1], { phase: 'wait call-back write_image', nodes: 2, startMedianS: 4, startMaxS: 5, durMedianS: 5, durMaxS: 6 });
+  assert.deepEqual(s[0], { phase: 'deploying', nodes: 2, visits: 2, startMedianS: 1.5, startMaxS: 2, durMedianS: 2.5, durMaxS: 3 });
+  assert.deepEqual(s[1], { phase: 'wait call-back write_image', nodes: 2, visits: 2, startMedianS: 4, startMaxS: 5, durMedianS: 5, durMaxS: 6 });
   assert.equal(s[2]?.durMedianS, undefined, 'the end state has no stay');
   assert.match(t.format(), /write_image {2}nodes=2 enters at 4\.0 s \(max 5\.0\) {2}lasts 5\.0 s \(max 6\.0\)/);
+});
+
+test('fleet timeline: a phase entered again counts its node once and each visit', () => {
+  const t = new FleetTimeline(0);
+  for (const [p, at] of [['clean wait', 1000], ['cleaning', 2000], ['clean wait', 3000], ['available', 4000]] as const) t.observe('a', p, at);
+  const cw = t.summary().find((r) => r.phase === 'clean wait');
+  assert.equal(cw?.nodes, 1);
+  assert.equal(cw?.visits, 2);
+  assert.match(t.format(), /clean wait {2}nodes=1 \(2 visits\)/);
 });
 
 test('fleet timeline: phase names carry the step when one runs', () => {

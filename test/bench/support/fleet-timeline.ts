@@ -7,7 +7,9 @@
 
 export interface PhaseSummary {
   phase: string;
+  /** Nodes that went through the phase, and how often in all (cleaning re-enters `clean wait` between steps). */
   nodes: number;
+  visits: number;
   startMedianS: number;
   startMaxS: number;
   /** Undefined for a node's last phase (the end state). */
@@ -42,9 +44,11 @@ export class FleetTimeline {
 
   summary(): PhaseSummary[] {
     const starts = new Map<string, number[]>();
+    const nodes = new Map<string, Set<string>>();
     const durs = new Map<string, number[]>();
-    for (const list of this.seen.values()) {
+    for (const [node, list] of this.seen) {
       list.forEach((e, i) => {
+        (nodes.get(e.phase) ?? nodes.set(e.phase, new Set()).get(e.phase)!).add(node);
         (starts.get(e.phase) ?? starts.set(e.phase, []).get(e.phase)!).push((e.at - this.t0) / 1000);
         const next = list[i + 1];
         if (next) (durs.get(e.phase) ?? durs.set(e.phase, []).get(e.phase)!).push((next.at - e.at) / 1000);
@@ -53,7 +57,7 @@ export class FleetTimeline {
     const out: PhaseSummary[] = [];
     for (const [phase, s] of starts) {
       const d = durs.get(phase);
-      out.push({ phase, nodes: s.length, startMedianS: median(s), startMaxS: Math.max(...s),
+      out.push({ phase, nodes: nodes.get(phase)?.size ?? 0, visits: s.length, startMedianS: median(s), startMaxS: Math.max(...s),
         durMedianS: d ? median(d) : undefined, durMaxS: d ? Math.max(...d) : undefined });
     }
     return out.sort((a, b) => a.startMedianS - b.startMedianS);
@@ -63,7 +67,7 @@ export class FleetTimeline {
   format(): string {
     const rows = this.summary();
     const w = Math.max(0, ...rows.map((r) => r.phase.length));
-    return rows.map((r) => `  ${r.phase.padEnd(w)}  nodes=${r.nodes} enters at ${r.startMedianS.toFixed(1)} s (max ${r.startMaxS.toFixed(1)})` +
+    return rows.map((r) => `  ${r.phase.padEnd(w)}  nodes=${r.nodes}${r.visits > r.nodes ? ` (${r.visits} visits)` : ''} enters at ${r.startMedianS.toFixed(1)} s (max ${r.startMaxS.toFixed(1)})` +
       (r.durMedianS !== undefined ? `  lasts ${r.durMedianS.toFixed(1)} s (max ${(r.durMaxS ?? 0).toFixed(1)})` : '')).join('\n');
   }
 }
