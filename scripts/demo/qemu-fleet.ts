@@ -107,7 +107,10 @@ export async function runQemuFleetDemo(o: DemoArgs & { say: (line: string) => vo
       console.log(`  ${p.padEnd(w)}  ${timers.map((t) => `${t.seconds(p)?.toFixed(1) ?? 'na'} s`.padStart(12)).join('')}`);
     }
     console.log(`Fleet:\n${fleet.table()}`);
-    console.log(`demo-qemu-fleet nodes=${o.nodes} memory_mib=${o.memoryMiB} ${fleet.figures()} origin_ratio=${ratio.toFixed(2)} total_s=${((Date.now() - t0) / 1000).toFixed(1)}`);
+    const f = (p: string): string => fleet.seconds(p)?.toFixed(1) ?? 'na';
+    console.log(`demo-qemu-fleet nodes=${o.nodes} memory_mib=${o.memoryMiB} setup_s=${f('setup (image, ramdisk, conductor)')} ` +
+      `enroll_s=${f('enroll + manage (all)')} clean_all_s=${f('clean all (provide -> last available)')} ` +
+      `deploy_all_s=${f('deploy all (deploy -> last instance booted)')} origin_ratio=${ratio.toFixed(2)} total_s=${((Date.now() - t0) / 1000).toFixed(1)}`);
     if (o.keep) {
       console.log(`\nThe conductor and the ${o.nodes} nodes stay up until you press Ctrl-C. Try: ${cliCommand(l)} node list`);
       await new Promise<never>(() => undefined); // the SIGINT handler tears down and exits
