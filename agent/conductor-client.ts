@@ -152,6 +152,8 @@ export class ConductorClient {
   private readonly ca: string | undefined;
   private readonly log: Logger;
   private detected: string | null;
+  /** Why the last version discovery got no answer at all (cleared by one that got an answer). */
+  private discoveryFailure: string | undefined;
 
   constructor(private readonly opts: ConductorClientOptions) {
     if (opts.apiUrls.length === 0) throw new Error('ConductorClient needs at least one API URL');
@@ -225,13 +227,16 @@ export class ConductorClient {
       const v = (JSON.parse(r.body) as { default_version?: { version?: unknown } }).default_version?.version;
       if (r.status === 200 && typeof v === 'string' && /^\d+\.\d+$/.test(v)) {
         this.detected = v;
+        this.discoveryFailure = undefined;
         this.log.info({ version: v }, 'conductor API version detected');
         return v;
       }
     } catch (e) {
-      this.log.warn({ err: errorMessage(e) }, 'API version detection failed');
+      this.discoveryFailure = errorMessage(e);
+      this.log.warn({ err: this.discoveryFailure }, 'API version detection failed');
       return FALLBACK_API_VERSION;
     }
+    this.discoveryFailure = undefined;
     this.log.warn('conductor did not report default_version; assuming %s', FALLBACK_API_VERSION);
     return FALLBACK_API_VERSION;
   }
@@ -244,6 +249,12 @@ export class ConductorClient {
   ): Promise<{ ok: true; result: LookupResult } | { ok: false; status: number; reason: string }> {
     const legacy = this.opts.legacy;
     const version = legacy ? null : minVersion(await this.apiVersion(), AGENT_TOKEN_VERSION);
+    // A conductor that did not answer version discovery is retried like a failed lookup, not looked up at the 1.31
+    // fallback: that lookup gets no agent token (1.62+), and every later heartbeat at the version detected then is
+    // refused for the missing token, for good (seen with 50 agents booting at once against a busy conductor).
+    if (!legacy && !this.detected && this.discoveryFailure !== undefined) {
+      return { ok: false, status: 0, reason: `API version detection failed: ${this.discoveryFailure}` };
+    }
     const q = new URLSearchParams({ addresses: macs.join(',') });
     if (nodeUuid) q.set('node_uuid', nodeUuid);
     let r: HttpResult;

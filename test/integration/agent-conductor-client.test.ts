@@ -75,6 +75,18 @@ test('lookup: retries 404s with growing random waits, sends MACs and the 1.62 he
   assert.equal(l.headers.accept, 'application/json');
 });
 
+test('lookup: a conductor that does not answer version discovery is retried, not looked up at 1.31 without a token', async (t) => {
+  const stub = await startConductorStub({ rootDropTimes: 2, apiVersion: '1.82' });
+  t.after(() => stub.close());
+  const client = new ConductorClient({ apiUrls: [stub.url] });
+  const waits: number[] = [];
+  const r = await client.lookup({ macs: [MAC], timeoutS: 600, intervalS: 1, sleep: async (ms) => void waits.push(ms) });
+  assert.equal(waits.length, 2, 'two attempts without an answer to GET /, then the lookup');
+  assert.equal(stub.lookups.length, 1);
+  assert.equal(stub.lookups[0]!.headers['x-openstack-ironic-api-version'], '1.62');
+  assert.equal(r.token, stub.token);
+});
+
 test('lookup: 409 adds escalating 5/10/30/30 s sleeps before the backoff', async (t) => {
   const stub = await startConductorStub({ lookup409Times: 4 });
   t.after(() => stub.close());
