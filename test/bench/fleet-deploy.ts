@@ -91,10 +91,15 @@ export default async function fleetDeploy(args: string[]): Promise<void> {
       peakAgentsMiB = Math.max(peakAgentsMiB, (await fleet!.sampleRss()) / 1024);
       peakConductorMiB = Math.max(peakConductorMiB, process.memoryUsage().rss / 2 ** 20);
     };
+    const listLatency: number[] = [];
+    let sampling: Promise<void> | undefined;
     const waitAll = async (names: string[], state: string, timeline?: FleetTimeline): Promise<void> => {
       for (;;) {
-        await sample();
+        // RSS sampling reads /proc through the thread pool the image streams use: never let it delay the poll.
+        sampling ??= sample().finally(() => { sampling = undefined; });
+        const l0 = Date.now();
         const all = (await list()).filter((n) => names.includes(n.name));
+        listLatency.push(Date.now() - l0);
         const now = Date.now();
         for (const n of all) timeline?.observe(n.name, phaseOf(n.provision_state, n.deploy_step ?? n.clean_step), now);
         const bad = all.filter((n) => /failed|error/.test(n.provision_state));
@@ -149,6 +154,7 @@ export default async function fleetDeploy(args: string[]): Promise<void> {
     const loop = monitorEventLoopDelay({ resolution: 10 });
     loop.enable();
     const t2 = Date.now();
+    listLatency.length = 0;
     const deployLine = new FleetTimeline(t2);
     await verb(names, 'active');
     const apiS = (Date.now() - t2) / 1000;
@@ -158,6 +164,9 @@ export default async function fleetDeploy(args: string[]): Promise<void> {
     const cpu = process.cpuUsage(cpu0);
     const cache = ctx.imageCache;
     console.log(`${count} deploy calls answered in ${apiS.toFixed(1)} s; per phase (s after the calls):\n${deployLine.format()}`);
+    const sorted = [...listLatency].sort((x, y) => x - y);
+    console.log(`GET /v1/nodes (all ${count}) while they deploy: ${sorted.length} calls, median ${((sorted[sorted.length >> 1] ?? 0) / 1000).toFixed(2)} s, ` +
+      `max ${((sorted.at(-1) ?? 0) / 1000).toFixed(2)} s`);
     console.log(`conductor event-loop delay p50 ${(loop.percentile(50) / 1e6).toFixed(0)} ms, p99 ${(loop.percentile(99) / 1e6).toFixed(0)} ms, ` +
       `max ${(loop.max / 1e6).toFixed(0)} ms; BMC calls ${ctx.fleet.stats.bmcCalls - bmc0.bmcCalls} (waited for a slot ${ctx.fleet.stats.bmcWaited - bmc0.bmcWaited}); ` +
       `image cache: origin fetches ${cache?.master.stats.originFetches ?? 'n/a'}, hits ${cache?.master.stats.hits ?? 'n/a'}, ` +
