@@ -104,7 +104,10 @@ export default async function fleetDeploy(args: string[]): Promise<void> {
         for (const n of all) timeline?.observe(n.name, phaseOf(n.provision_state, n.deploy_step ?? n.clean_step), now);
         const bad = all.filter((n) => /failed|error/.test(n.provision_state));
         if (bad.length) throw new Error(`nodes failed: ${bad.map((n) => `${n.name}: ${n.last_error}`).join('; ')}`);
-        if (all.every((n) => n.provision_state === state)) return;
+        if (all.every((n) => n.provision_state === state)) {
+          await sampling;
+          return;
+        }
         await new Promise((r) => setTimeout(r, 250));
       }
     };
