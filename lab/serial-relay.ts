@@ -69,7 +69,8 @@ export async function startSerialRelay(): Promise<SerialRelay> {
 
 /**
  * The VM's argument list with its serial port on the relay: `-serial file:X` (or none) becomes a socket chardev
- * connecting to 127.0.0.1:vmPort that also logs to X (`logfile`), so serial.log keeps working.
+ * connecting to 127.0.0.1:vmPort that also logs to X (`logfile`, appended: every power-on's output stays), so
+ * serial.log keeps working.
  */
 export function solQemuArgs(args: readonly string[], vmPort: number, defaultLog: string): string[] {
   const out: string[] = [];
@@ -84,6 +85,6 @@ export function solQemuArgs(args: readonly string[], vmPort: number, defaultLog:
     out.push(a);
   }
   if (log.includes(',')) throw new Error(`solQemuArgs: comma in serial log path ${log}`);
-  out.push('-chardev', `socket,id=sol0,host=127.0.0.1,port=${vmPort},server=off,logfile=${log}`, '-serial', 'chardev:sol0');
+  out.push('-chardev', `socket,id=sol0,host=127.0.0.1,port=${vmPort},server=off,logfile=${log},logappend=on`, '-serial', 'chardev:sol0');
   return out;
 }

@@ -18,6 +18,8 @@ export interface LabNodeOptions {
   name: string;
   mac: string;
   diskMiB: number;
+  /** Number of (sparse, empty) virtio disks of diskMiB each (default 1): `${name}-disk.img`, `${name}-disk2.img`, ... */
+  disks?: number;
   memoryMiB?: number;
   /** Host loopback ports the guest may reach (each gets a guestfwd rule at 10.0.2.100:PORT). */
   guestPorts: number[];
@@ -36,6 +38,11 @@ export interface LabNodeOptions {
   /** slirp TFTP root + DHCP bootfile (a TFTP name or an http:// URL). */
   tftpRoot?: string;
   bootfile: string;
+  /**
+   * Serial-over-LAN (lab/ipmi-sim.ts `sol`): the VM's serial port is also ipmi_sim's SoL, so the conductor's
+   * ipmitool consoles can read and type on it. The serial log still collects every power-on.
+   */
+  sol?: boolean;
 }
 
 export interface LabNode {
@@ -44,6 +51,8 @@ export interface LabNode {
   /** 127.0.0.1 port forwarded to the agent's 9999 in the guest (ipa-advertise-port). */
   agentPort: number;
   disk: string;
+  /** Every disk file, `disk` first. */
+  disks: string[];
   /** Serial console of every power-on of this node, appended (survives power cycles). */
   serialLog: string;
   bmc: IpmiSim;
@@ -56,9 +65,12 @@ export interface LabNode {
 }
 
 export async function createLabNode(opts: LabNodeOptions): Promise<LabNode> {
-  const disk = join(opts.dir, `${opts.name}-disk.img`);
-  await writeFile(disk, '');
-  await truncate(disk, opts.diskMiB * 1024 * 1024);
+  const disks = Array.from({ length: opts.disks ?? 1 }, (_, i) => join(opts.dir, `${opts.name}-disk${i ? i + 1 : ''}.img`));
+  for (const d of disks) {
+    await writeFile(d, '');
+    await truncate(d, opts.diskMiB * 1024 * 1024);
+  }
+  const disk = disks[0] as string;
   const serialLog = join(opts.dir, `${opts.name}-serial.log`);
   await writeFile(serialLog, '');
   const agentPort = opts.rack?.agentPort ?? await freePort();
@@ -78,7 +90,7 @@ export async function createLabNode(opts: LabNodeOptions): Promise<LabNode> {
       mac: opts.mac,
       pxeRom: true,
       noReboot: false,
-      disks: [{ file: disk, format: 'raw' }],
+      disks: disks.map((file) => ({ file, format: 'raw' as const })),
       ...(opts.rack ? { tap: opts.rack.tap } : {
         guestfwd: opts.guestPorts.map((p) => ({ guestPort: p })),
         hostfwd: [{ hostPort: agentPort, guestPort: 9999 }, ...(opts.hostPorts ?? []).map((p) => ({ hostPort: p, guestPort: p }))],
@@ -91,19 +103,21 @@ export async function createLabNode(opts: LabNodeOptions): Promise<LabNode> {
     serialLog,
   );
   // -serial file: truncates on every power-on; the demo wants the cleaning boot's log next to the deploy's.
-  const args = daemonizableQemuArgs(base).flatMap((a, i, all) => {
+  // With SoL, startIpmiSim turns -serial file: into a socket chardev that appends to the same log.
+  const args = opts.sol ? daemonizableQemuArgs(base) : daemonizableQemuArgs(base).flatMap((a, i, all) => {
     if (a === '-serial') return [];
     if (all[i - 1] === '-serial') return ['-chardev', `file,id=ser0,path=${serialLog},append=on`, '-serial', 'chardev:ser0'];
     return [a];
   });
   const [binary, ...prefix] = opts.rack ? [...opts.rack.execPrefix, 'qemu-system-x86_64'] : ['qemu-system-x86_64'];
-  const bmc = await startIpmiSim({ qemu: { args: [...prefix, ...args], binary } });
+  const bmc = await startIpmiSim({ qemu: { args: [...prefix, ...args], binary }, ...(opts.sol ? { sol: true } : {}) });
   const raw = (): Buffer => (existsSync(serialLog) ? readFileSync(serialLog) : Buffer.alloc(0));
   return {
     name: opts.name,
     mac: opts.mac,
     agentPort,
     disk,
+    disks,
     serialLog,
     bmc,
     readSerial: () => stripAnsi(raw().toString('utf8')),
