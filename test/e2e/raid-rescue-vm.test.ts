@@ -46,6 +46,13 @@ async function missingTools(): Promise<string | undefined> {
 async function buildImage(file: string): Promise<{ md5: string; sha256: string }> {
   const data = Buffer.alloc(IMAGE_BYTES);
   for (let off = 0, i = 0; off < data.length; off += 32, i++) createHash('sha256').update(`bmts-raid-rescue-${i}`).digest().copy(data, off);
+  // An MBR with one Linux partition, so the agent's partition probing sees a disk image, not noise.
+  data.fill(0, 446, 512);
+  data[446 + 4] = 0x83;
+  data.writeUInt32LE(2048, 446 + 8);
+  data.writeUInt32LE(IMAGE_BYTES / 512 - 2048, 446 + 12);
+  data[510] = 0x55;
+  data[511] = 0xaa;
   await writeFile(file, data);
   return { md5: createHash('md5').update(data).digest('hex'), sha256: createHash('sha256').update(data).digest('hex') };
 }
