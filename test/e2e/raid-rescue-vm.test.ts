@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { have, run } from '../../common/exec.js';
 import { freePort, stripAnsi } from '../../lab/qemu.js';
-import { waitForProvisionState, type NodeJson } from '../../scripts/demo/api.js';
+import { ApiError, waitForProvisionState, type NodeJson } from '../../scripts/demo/api.js';
 import { setUpLab, type Lab } from '../../scripts/demo/flow.js';
 import { createLabNode, demoMac, type LabNode } from '../../scripts/demo/lab.js';
 import { createReporter, PhaseTimer } from '../../scripts/demo/progress.js';
@@ -197,6 +197,33 @@ test('RAID1 over two virtio disks in manual cleaning, deploy onto it, rescue log
   };
   const waitFor = (until: string, failOn: string[], timeoutMs: number): Promise<NodeJson> =>
     waitForProvisionState(l.api, uuid, { until: [until], failOn, timeoutMs, onPoll: (n) => reporter.node(n) });
+  const consoleEnabled = async (): Promise<boolean> =>
+    (await l.api.call<{ console_enabled: boolean }>('GET', `/v1/nodes/${uuid}/states/console`)).console_enabled;
+  /** Console changes are asynchronous (202): wait for the bridge to be up or gone (its temp dir with it). */
+  const waitConsole = async (on: boolean): Promise<void> => {
+    const deadline = Date.now() + 30_000;
+    while ((await consoleEnabled()) !== on) {
+      assert.ok(Date.now() < deadline, `console_enabled did not become ${on}`);
+      await sleep(250);
+    }
+  };
+  // Before the VM, BMC and conductor go (teardown runs backwards): a console left on by a failure is closed.
+  teardown.add('console off', async () => {
+    if (!(await consoleEnabled().catch(() => false))) return;
+    await l.api.call('PUT', `/v1/nodes/${uuid}/states/console`, { enabled: false });
+    await waitConsole(false);
+  });
+  /** A power or provision request right after a state change may meet the node still locked: retry on 409. */
+  const retryLocked = async (fn: () => Promise<void>): Promise<void> => {
+    for (let i = 0; ; i++) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (!(e instanceof ApiError) || e.status !== 409 || i >= 60) throw e;
+        await sleep(500);
+      }
+    }
+  };
   const ramdiskBoots = (): number => (node.readSerial().match(/bmts-init: start /g) ?? []).length;
 
   /** Each scenario needs the node in the state the previous one left it in: after a failure, skip visibly. */
@@ -231,7 +258,7 @@ test('RAID1 over two virtio disks in manual cleaning, deploy onto it, rescue log
   });
 
   await scenario('deploy onto the RAID root volume (fast-track: the cleaning ramdisk writes it)', async () => {
-    await l.api.provision(uuid, 'provide');
+    await retryLocked(() => l.api.provision(uuid, 'provide'));
     await waitFor('available', ['clean failed'], 120_000);
     await l.api.patchNode(uuid, { instance_info: { image_source: `${l.images.localUrl}/raid-root.img`, image_checksum: image.md5,
       image_os_hash_algo: 'sha256', image_os_hash_value: image.sha256, image_disk_format: 'raw' } });
@@ -245,6 +272,7 @@ test('RAID1 over two virtio disks in manual cleaning, deploy onto it, rescue log
 
   await scenario('rescue: finalize_rescue sets the password; a wrong one is refused on the serial console, the right one logs in', async () => {
     await cli(['node', 'console', 'enable', uuid]);
+    await waitConsole(true);
     const info = JSON.parse(await cli(['node', 'console', 'show', uuid, '-f', 'json'])) as { console_enabled: boolean; console_info: { type: string; url: string } | null };
     assert.equal(info.console_enabled, true);
     const m = /^tcp:\/\/127\.0\.0\.1:(\d+)$/.exec(info.console_info?.url ?? '');
@@ -306,10 +334,11 @@ test('RAID1 over two virtio disks in manual cleaning, deploy onto it, rescue log
     const back = await waitFor('active', ['unrescue failed', 'rescue failed'], 180_000);
     assert.equal(back.last_error, null);
     await cli(['node', 'console', 'disable', uuid]);
+    await waitConsole(false);
   });
 
   await scenario('the disk files: one md RAID1 superblock on each disk, the image mirrored at the data offset of both', async () => {
-    await l.api.power(uuid, 'power off');
+    await retryLocked(() => l.api.power(uuid, 'power off'));
     const deadline = Date.now() + 90_000;
     while ((await l.api.getNode(uuid)).power_state !== 'power off' || node.bmc.isOn()) {
       assert.ok(Date.now() < deadline, 'the node powered off');
@@ -328,6 +357,6 @@ test('RAID1 over two virtio disks in manual cleaning, deploy onto it, rescue log
     }
   });
 
-  t.diagnostic(`phase timings:\n${timer.table()}`);
+  for (const line of ['phase timings:', ...timer.table().split('\n')]) t.diagnostic(line);
   finished = true;
 });
