@@ -12,7 +12,7 @@ import type { ConductorContext } from '../context.js';
 import { parseIpmiInfo, type IpmiInfo } from '../drivers/ipmitool.js';
 import { IPMI_PROPERTIES } from '../drivers/ipmitool.js';
 import type { DriverInterface, DriverNode } from '../drivers/types.js';
-import { DriverOperationError, InvalidParameterValue } from '../errors.js';
+import { Conflict, DriverOperationError, InvalidParameterValue } from '../errors.js';
 import type { NodeRecord } from '../store/types.js';
 import type { NodeTask } from '../drivers/index.js';
 import { startSolBridge, type SolBridge } from './sol-bridge.js';
@@ -144,7 +144,9 @@ abstract class IpmitoolConsoleBase implements ConsoleInterface {
 
   protected running(task: NodeTask): Session {
     const s = this.sessions.get(task.node.uuid);
-    if (!s) throw new DriverOperationError(`The console of node ${task.node.uuid} is not running on this conductor.`);
+    // Between console_enabled being set and the bridge being up (or down), or just after a takeover: a retryable
+    // 409, not a driver failure.
+    if (!s) throw new Conflict(`The console of node ${task.node.uuid} is not running on this conductor yet (starting, stopping or moving); retry.`);
     return s;
   }
 }

@@ -69,8 +69,12 @@ export async function startSolBridge(info: IpmiInfo, host: string, port: number,
       // The forked connection handlers are socat's children in its process group; end them with it.
       try { process.kill(-child.pid, 'SIGTERM'); } catch { /* not a group leader: the parent alone */ }
       child.kill('SIGTERM');
+      // A connected client's `sol activate` runs in its own session (socat's setsid), out of the group's reach, and
+      // holds socat's output pipes open, so socat's end would wait for the client: end it by this bridge's private
+      // directory, which only its command line names.
+      await run('pkill', ['-TERM', '-f', '--', dir], { okCodes: [0, 1], quiet: true }).catch(() => undefined);
       const t = setTimeout(() => child.kill('SIGKILL'), 2000);
-      await child.catch(() => undefined); // killed on purpose
+      await Promise.race([child.catch(() => undefined), sleep(5000)]); // killed on purpose; never wait forever
       clearTimeout(t);
     }
     // The BMC keeps an SoL session whose client died; free it for the next one (Ironic's stop_console does too).
