@@ -118,9 +118,16 @@ export async function packInitramfs(opts: PackOptions): Promise<PackResult> {
     parts.push(r.file);
   }
   const out = createWriteStream(opts.out);
+  let written = 0;
   for (const part of parts) {
     await pipeline(createReadStream(part), out, { end: false });
+    written += (await stat(part)).size;
   }
+  // Zero padding to a multiple of 4 bytes (the initramfs format allows it between archives): the Linux EFI stub
+  // loads several initrd= files back to back without aligning them, and the kernel only takes an uncompressed
+  // cpio that follows (the API CA initrd, conductor/drivers/ca-initrd.ts) at a 4-byte aligned offset; otherwise
+  // "Initramfs unpacking failed: invalid magic" and the CA is missing in UEFI boots through iPXE.
+  out.write(Buffer.alloc((4 - (written % 4)) % 4));
   out.end();
   await finished(out);
   const s = await stat(opts.out);

@@ -22,15 +22,18 @@ export const RAMDISK_AGENT_LOG = '/var/log/baremetal-agent.log';
 /**
  * External programs the agent and the hardware managers run (common/exec callers), plus the diagnostics IPA users
  * expect on a ramdisk (sfdisk, lspci, ethtool, lshw, smartctl). Left out because nothing runs them (busybox
- * applets cover the shell's needs): e2fsck, resize2fs, tune2fs, losetup, findmnt, dmsetup, sha*sum.
+ * applets cover the shell's needs): e2fsck, resize2fs, tune2fs, losetup, findmnt, dmsetup, sha*sum, and (issue 17,
+ * ramdisk <= 48 MiB) qemu-img (the agent converts qcow2 itself, image/qcow2.ts; it and its glib/gnutls closure
+ * were 3.4 MiB compressed), GNU tar (log collection's `tar -czf` is busybox's applet) and shred (wipe.ts writes
+ * its own passes).
  */
 export const TOOLS = [
   'lsblk', 'blkid', 'wipefs', 'sgdisk', 'sfdisk', 'parted', 'partprobe', 'mkfs.vfat', 'mkfs.fat', 'mkfs.ext4',
-  'mke2fs', 'mkfs.xfs', 'mdadm', 'qemu-img', 'ipmitool', 'ip', 'efibootmgr',
-  'zstd', 'xz', 'gzip', 'tar', 'blockdev', 'blkdiscard', 'hdparm', 'nvme', 'sync', 'kmod', 'modprobe', 'insmod',
+  'mke2fs', 'mkfs.xfs', 'mdadm', 'ipmitool', 'ip', 'efibootmgr',
+  'zstd', 'xz', 'gzip', 'blockdev', 'blkdiscard', 'hdparm', 'nvme', 'sync', 'kmod', 'modprobe', 'insmod',
   'rmmod', 'lsmod', 'modinfo', 'mount', 'umount', 'dmidecode', 'lspci', 'ethtool',
   'lshw', 'smartctl', 'dd', 'chroot', 'mkswap', 'fallocate', 'partx',
-  'shred', 'mdir',
+  'mdir',
   // The iscsi deploy: the agent exports the root device with Debian's user-space target (agent/iscsi/tgt.ts).
   'tgtd', 'tgtadm',
   // the lldp inspection collector listens for LLDP frames with it (hardware-managers/generic/inventory-extra.ts)

@@ -88,7 +88,10 @@ export async function createLabNode(opts: LabNodeOptions): Promise<LabNode> {
       boot: 'disk',
       memoryMiB: opts.memoryMiB ?? 1024,
       mac: opts.mac,
-      pxeRom: true,
+      // UEFI: no iPXE option ROM on the NIC, as on a real machine: OVMF's own virtio-net driver and PXE client ask
+      // DHCP with client-arch 7 and chain-load snponly.efi over TFTP. (With efi-virtio.rom, iPXE's EFI driver would
+      // answer the DHCP as iPXE and fetch boot.ipxe directly, skipping the firmware's part of the chain.)
+      pxeRom: opts.firmware !== 'uefi',
       noReboot: false,
       disks: disks.map((file) => ({ file, format: 'raw' as const })),
       ...(opts.rack ? { tap: opts.rack.tap } : {

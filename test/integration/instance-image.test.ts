@@ -5,7 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,22 +18,24 @@ import {
   buildConfigDrive,
   buildInstanceInitramfs,
   buildPartitionImage,
+  buildUefiWholeDiskImage,
   buildWholeDiskImage,
   compressImage,
   convertImage,
   fileChecksum,
   missingImageTools,
+  missingUefiImageTools,
   parseConfigDriveOutput,
   writeChecksumFile,
 } from '../../lab/instance-image.js';
-import { startVm, type Vm } from '../../lab/qemu.js';
+import { OVMF_CODE, OVMF_VARS, startVm, type Vm, type VmOptions } from '../../lab/qemu.js';
 
 const BOOT_TIMEOUT_MS = 120_000;
 
 /** Boot a disk set with -no-reboot until the instance powers itself off; serial log returned (kept on failure). */
-async function bootUntilDone(dir: string, disks: string[], markerId: string): Promise<string> {
+async function bootUntilDone(dir: string, disks: string[], markerId: string, extra: VmOptions = {}): Promise<string> {
   await mkdir(dir, { recursive: true });
-  const vm: Vm = await startVm({ dir, name: 'instance', boot: 'disk', noReboot: true, disks });
+  const vm: Vm = await startVm({ dir, name: 'instance', boot: 'disk', noReboot: true, disks, ...extra });
   try {
     await vm.waitForSerial(new RegExp(`BAREMETAL-TS-INSTANCE-DONE ${markerId}`), BOOT_TIMEOUT_MS);
     const exit = await Promise.race([vm.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000))]);
@@ -100,6 +103,30 @@ test('instance images', async (t) => {
       const bare = await assembleDiskFromPartitionImage(part.path, join(dir, 'part', 'bare.img'));
       const serial2 = await bootUntilDone(join(dir, 'part', 'bare'), [bare], part.markerId);
       assert.match(serial2, new RegExp(`^${CONFIG_DRIVE_NONE}$`, 'm'));
+    } catch (e) {
+      failed = true;
+      throw e;
+    }
+  });
+
+  await t.test('UEFI whole-disk image: GPT + ESP, OVMF boots its removable-path GRUB', async (st) => {
+    const lacking = [...await missingUefiImageTools(), ...[OVMF_CODE, OVMF_VARS].filter((f) => !existsSync(f))];
+    if (lacking.length) {
+      st.skip(`missing: ${lacking.join(', ')}`);
+      return;
+    }
+    try {
+      const img = await buildUefiWholeDiskImage({ dir: join(dir, 'uefi'), initramfs, sizeMiB: 32 });
+      assert.equal(img.sizeBytes, 32 * 1024 * 1024);
+      const table = (await run('sgdisk', ['-p', img.path], { quiet: true })).stdout;
+      assert.match(table, /^\s+1\s+2048\s+\d+\s+.*EF00/m, `one ESP from 1 MiB:\n${table}`);
+      const esp = `${img.path}@@1M`;
+      assert.match((await run('mdir', ['-i', esp, '-b', '::EFI/BOOT'], { quiet: true })).stdout, /BOOTX64\.EFI/i);
+      const vars = join(dir, 'uefi', 'OVMF_VARS.fd');
+      await copyFile(OVMF_VARS, vars);
+      const serial = await bootUntilDone(join(dir, 'uefi'), [img.path], img.markerId, { firmware: 'uefi', uefiVars: vars });
+      assert.match(serial, new RegExp(`^${img.markerLine} variant=whole-disk-uefi `, 'm'));
+      assert.match(serial, /BdsDxe: starting Boot[0-9A-F]{4} /, 'OVMF (not SeaBIOS) booted it');
     } catch (e) {
       failed = true;
       throw e;
