@@ -11,7 +11,7 @@
  * cleaned and deployed all at once through the conductor's image cache, until every VM boots its instance; real
  * boots, so slow under TCG (`--memory-mib`, default 512, is each VM's memory). Per-node and fleet timings at the end.
  */
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { have } from '../common/exec.js';
@@ -24,7 +24,7 @@ import { cliCommand, deployNode, enrollNode, imageUrl, provideNode, setUpLab, ty
 import { runFleetDemo } from './demo/fleet.js';
 import { runQemuFleetDemo } from './demo/qemu-fleet.js';
 import { createReporter, PhaseTimer } from './demo/progress.js';
-import { Teardown } from './demo/teardown.js';
+import { pruneWorkDir, Teardown } from './demo/teardown.js';
 
 function parseArgs(argv: string[]): DemoArgs {
   const r = parseDemoArgs(argv);
@@ -59,15 +59,6 @@ function cliHints(lab: Lab, node: EnrolledNode): string {
   ].join('\n');
 }
 
-/** Keep what explains a failure (serial logs, conductor log and config), drop the big files. */
-async function pruneWorkDir(dir: string): Promise<void> {
-  let kept = 0;
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    if (/serial\.log$|^conductor\.(log|json)$/.test(name)) kept++;
-    else await rm(join(dir, name), { recursive: true, force: true });
-  }
-  if (kept === 0) await rm(dir, { recursive: true, force: true });
-}
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));

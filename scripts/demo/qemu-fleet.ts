@@ -7,7 +7,7 @@
  * own disk and printed its marker. Prints per-node phase timings, the fleet's wall times and the origin ratio.
  * Slow under TCG: every boot is real (a core's worth of emulation per booting VM).
  */
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { errorMessage } from '../../common/errors.js';
@@ -15,7 +15,7 @@ import { buildWholeDiskImage } from '../../lab/instance-image.js';
 import type { DemoArgs } from './args.js';
 import { cliCommand, deployNode, enrollNode, imageUrl, provideNode, setUpLab, type EnrolledNode, type Lab } from './flow.js';
 import { createReporter, PhaseTimer, type Reporter } from './progress.js';
-import { Teardown } from './teardown.js';
+import { pruneWorkDir, Teardown } from './teardown.js';
 
 /** A reporter per node: its own state-change dedupe, and no image progress lines (N interleaved bars say nothing). */
 function nodeReporter(): Reporter {
@@ -23,15 +23,6 @@ function nodeReporter(): Reporter {
   return { ...r, bytes: () => undefined, endBytes: () => undefined };
 }
 
-/** Keep what explains a failure (serial logs, conductor log and config), drop the disks and images. */
-async function pruneWorkDir(dir: string): Promise<void> {
-  let kept = 0;
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    if (/serial\.log$|^conductor\.(log|json)$/.test(name)) kept++;
-    else await rm(join(dir, name), { recursive: true, force: true });
-  }
-  if (kept === 0) await rm(dir, { recursive: true, force: true });
-}
 
 export async function runQemuFleetDemo(o: DemoArgs & { say: (line: string) => void }): Promise<number> {
   const { say } = o;

@@ -2,7 +2,19 @@
  * Everything the demo starts registers its undo here; run() undoes in reverse order exactly once, on success,
  * failure and Ctrl-C alike, and a failing undo never stops the others.
  */
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { errorMessage } from '../../common/errors.js';
+
+/** After a demo: keep what explains a failure (serial logs, conductor log and config), drop disks and images. */
+export async function pruneWorkDir(dir: string): Promise<void> {
+  let kept = 0;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (/serial\.log$|^conductor\.(log|json)$/.test(name)) kept++;
+    else await rm(join(dir, name), { recursive: true, force: true });
+  }
+  if (kept === 0) await rm(dir, { recursive: true, force: true });
+}
 
 export class Teardown {
   private readonly steps: Array<{ what: string; undo: () => Promise<void> | void }> = [];
