@@ -20,7 +20,7 @@ import { buildWholeDiskImage, missingImageTools } from '../lab/instance-image.js
 import type { NodeJson } from './demo/api.js';
 import { DEMO_USAGE, parseDemoArgs, type DemoArgs } from './demo/args.js';
 import { ComponentMissing } from './demo/components.js';
-import { cliCommand, deployNode, enrollNode, imageUrl, provideNode, setUpLab, type EnrolledNode, type Lab } from './demo/flow.js';
+import { cliCommand, deployNode, enrollNode, provideNode, rawImageInstanceInfo, setUpLab, type EnrolledNode, type Lab } from './demo/flow.js';
 import { runFleetDemo } from './demo/fleet.js';
 import { runQemuFleetDemo } from './demo/qemu-fleet.js';
 import { createReporter, PhaseTimer } from './demo/progress.js';
@@ -106,13 +106,7 @@ async function main(): Promise<number> {
       lab,
       node,
       {
-        instanceInfo: {
-          image_source: imageUrl(lab, 'whole-disk.img'),
-          image_checksum: image.md5,
-          image_os_hash_algo: 'sha256',
-          image_os_hash_value: image.sha256,
-          image_disk_format: 'raw',
-        },
+        instanceInfo: rawImageInstanceInfo(lab, 'whole-disk.img', image),
         imageBytes: image.sizeBytes,
         markerLine: image.markerLine,
       },

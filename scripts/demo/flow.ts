@@ -6,7 +6,7 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { doneLineFor } from '../../lab/instance-image.js';
+import { doneLineFor, type BuiltImage } from '../../lab/instance-image.js';
 import { freePort, GUEST_HOST_ADDR } from '../../lab/qemu.js';
 import { ApiError, IronicApi, waitForProvisionState, type NodeJson } from './api.js';
 import { watchAgentWrite } from './agent-progress.js';
@@ -154,6 +154,19 @@ export async function setUpLab(opts: LabOptions): Promise<Lab> {
  */
 export function imageUrl(lab: Lab, file: string): string {
   return `${lab.images.localUrl}/${file}`;
+}
+
+/** instance_info for a raw image the lab's image server serves: its URL, md5 checksum and sha256 os_hash. */
+export function rawImageInstanceInfo(lab: Lab, file: string, img: BuiltImage, extra: Record<string, unknown> = {}):
+  Record<string, unknown> {
+  return {
+    image_source: imageUrl(lab, file),
+    image_checksum: img.md5,
+    image_os_hash_algo: 'sha256',
+    image_os_hash_value: img.sha256,
+    image_disk_format: 'raw',
+    ...extra,
+  };
 }
 
 export interface EnrolledNode {

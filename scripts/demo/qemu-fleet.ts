@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { errorMessage } from '../../common/errors.js';
 import { buildWholeDiskImage } from '../../lab/instance-image.js';
 import type { DemoArgs } from './args.js';
-import { cliCommand, deployNode, enrollNode, imageUrl, provideNode, setUpLab, type EnrolledNode, type Lab } from './flow.js';
+import { cliCommand, deployNode, enrollNode, provideNode, rawImageInstanceInfo, setUpLab, type EnrolledNode, type Lab } from './flow.js';
 import { createReporter, PhaseTimer, type Reporter } from './progress.js';
 import { pruneWorkDir, Teardown } from './teardown.js';
 
@@ -71,13 +71,7 @@ export async function runQemuFleetDemo(o: DemoArgs & { say: (line: string) => vo
     phase = `deploy: ${o.nodes} nodes at once, until every instance has booted`;
     fleet.start('deploy all (deploy -> last instance booted)');
     const deployed = await Promise.allSettled(nodes.map((n, i) => deployNode(l, n, {
-      instanceInfo: {
-        image_source: imageUrl(l, 'whole-disk.img'),
-        image_checksum: image.md5,
-        image_os_hash_algo: 'sha256',
-        image_os_hash_value: image.sha256,
-        image_disk_format: 'raw',
-      },
+      instanceInfo: rawImageInstanceInfo(l, 'whole-disk.img', image),
       imageBytes: image.sizeBytes,
       markerLine: image.markerLine,
     }, reporters[i]!, timers[i]!)));

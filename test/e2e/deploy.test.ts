@@ -24,21 +24,21 @@ import {
   buildWholeDiskImage,
   missingImageTools,
   parseConfigDriveOutput,
-  type BuiltImage,
 } from '../../lab/instance-image.js';
 import { REPO_ROOT } from '../../scripts/demo/components.js';
 import {
   deployNode,
   enrollNode,
-  imageUrl,
   provideNode,
+  rawImageInstanceInfo,
   setUpLab,
   undeployNode,
   type EnrolledNode,
   type Lab,
 } from '../../scripts/demo/flow.js';
-import { createReporter, PhaseTimer } from '../../scripts/demo/progress.js';
+import { PhaseTimer } from '../../scripts/demo/progress.js';
 import { Teardown } from '../../scripts/demo/teardown.js';
+import { diagnosticReporter, scenarioChain } from '../fixtures/e2e-scenarios.js';
 
 /** Files whose absence means a part of the flow has not landed yet. */
 const REQUIRED_PARTS: Array<[string, string]> = [
@@ -59,17 +59,6 @@ async function missingTools(): Promise<string | undefined> {
   return missing.length ? `missing tools: ${missing.join(', ')}` : undefined;
 }
 
-function instanceInfo(lab: Lab, file: string, img: BuiltImage, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    image_source: imageUrl(lab, file),
-    image_checksum: img.md5,
-    image_os_hash_algo: 'sha256',
-    image_os_hash_value: img.sha256,
-    image_disk_format: 'raw',
-    ...extra,
-  };
-}
-
 test('e2e: enroll, clean, deploy, boot from disk, undeploy, config drive, bad checksum', { timeout: 20 * 60_000 }, async (t) => {
   const missing = missingPart();
   if (missing) assert.fail(missing);
@@ -83,7 +72,7 @@ test('e2e: enroll, clean, deploy, boot from disk, undeploy, config drive, bad ch
   await mkdir(imageDir);
   const teardown = new Teardown();
   const lines: string[] = [];
-  const reporter = createReporter({ tty: false, out: { write: (s: string) => { lines.push(s); t.diagnostic(s.trimEnd()); return true; }, isTTY: false } as unknown as NodeJS.WriteStream });
+  const reporter = diagnosticReporter(t, lines);
   const timer = new PhaseTimer();
   let failed = true;
   let lab: Lab | undefined;
@@ -104,21 +93,7 @@ test('e2e: enroll, clean, deploy, boot from disk, undeploy, config drive, bad ch
   node = await enrollNode(lab, 0, teardown, reporter, { ipmiInterface: 'ipmi-native' });
   const l = lab;
   const n = node;
-  let broken: string | undefined;
-  /** Each scenario needs the node in the state the previous one left it in: after a failure, skip visibly. */
-  const scenario = (name: string, fn: () => Promise<void>): Promise<void> =>
-    t.test(name, async (st) => {
-      if (broken) {
-        st.skip(`previous scenario failed: ${broken}`);
-        return;
-      }
-      try {
-        await fn();
-      } catch (e) {
-        broken = name;
-        throw e;
-      }
-    });
+  const { scenario, broken } = scenarioChain(t);
 
   // One boot proves both the whole-disk path and the config drive (a separate config-drive deploy cost ~90 s of CI).
   await scenario('whole-disk image + config drive: provide (cleaning) then deploy; the VM boots from its disk and prints the config drive', async () => {
@@ -127,7 +102,7 @@ test('e2e: enroll, clean, deploy, boot from disk, undeploy, config drive, bad ch
     const serial = await deployNode(
       l,
       n,
-      { instanceInfo: instanceInfo(l, 'whole-disk.img', whole), configdrive: cd.gzipBase64, imageBytes: whole.sizeBytes, markerLine: whole.markerLine },
+      { instanceInfo: rawImageInstanceInfo(l, 'whole-disk.img', whole), configdrive: cd.gzipBase64, imageBytes: whole.sizeBytes, markerLine: whole.markerLine },
       reporter,
       timer,
     );
@@ -173,7 +148,7 @@ test('e2e: enroll, clean, deploy, boot from disk, undeploy, config drive, bad ch
       l,
       n,
       {
-        instanceInfo: instanceInfo(l, 'partition.img', part, { image_type: 'partition', root_mb: 32, swap_mb: 0, ephemeral_mb: 0 }),
+        instanceInfo: rawImageInstanceInfo(l, 'partition.img', part, { image_type: 'partition', root_mb: 32, swap_mb: 0, ephemeral_mb: 0 }),
         configdrive: cd.gzipBase64,
         imageBytes: part.sizeBytes,
         markerLine: part.markerLine,
@@ -193,7 +168,7 @@ test('e2e: enroll, clean, deploy, boot from disk, undeploy, config drive, bad ch
 
   t.diagnostic(`phase timings:\n${timer.table()}`);
   t.diagnostic(`e2e ${timer.figures()}`);
-  failed = broken !== undefined;
+  failed = broken() !== undefined;
 });
 
 async function waitPower(lab: Lab, node: EnrolledNode, want: 'power on' | 'power off'): Promise<void> {

@@ -12,7 +12,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { open } from 'node:fs/promises';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,8 +20,10 @@ import { freePort } from '../../lab/qemu.js';
 import { buildInstanceInitramfs, buildWholeDiskImage, missingImageTools, type BuiltImage } from '../../lab/instance-image.js';
 import { enrollNode, imageUrl, provideNode, setUpLab, waitForSerialLine, type EnrolledNode, type Lab } from '../../scripts/demo/flow.js';
 import { waitForProvisionState } from '../../scripts/demo/api.js';
-import { createReporter, PhaseTimer } from '../../scripts/demo/progress.js';
+import { PhaseTimer } from '../../scripts/demo/progress.js';
 import { Teardown } from '../../scripts/demo/teardown.js';
+import { readAt } from '../fixtures/device-bytes.js';
+import { diagnosticReporter } from '../fixtures/e2e-scenarios.js';
 
 async function missingTools(): Promise<string | undefined> {
   const missing = await missingImageTools();
@@ -41,17 +42,6 @@ async function cli(lab: Lab, args: string[]): Promise<string> {
   return r.stdout;
 }
 
-/** The 8-byte GPT header signature at a byte offset of the node's disk file (read on the host, as the firmware sees it). */
-async function gptSignatureAt(file: string, offset: number): Promise<string> {
-  const fh = await open(file, 'r');
-  try {
-    const b = Buffer.alloc(8);
-    await fh.read(b, 0, 8, offset);
-    return b.toString('latin1');
-  } finally {
-    await fh.close();
-  }
-}
 
 interface DeployTiming {
   /** Request to `active`. */
@@ -91,7 +81,7 @@ test('iscsi deploy of a QEMU node: the conductor writes the disk over iSCSI, the
   const imageDir = join(workDir, 'images');
   await mkdir(imageDir);
   const teardown = new Teardown();
-  const reporter = createReporter({ tty: false, out: { write: (s: string) => { t.diagnostic(s.trimEnd()); return true; }, isTTY: false } as unknown as NodeJS.WriteStream });
+  const reporter = diagnosticReporter(t);
   const timer = new PhaseTimer();
   let failed = true;
   let lab: Lab | undefined;
@@ -124,8 +114,8 @@ test('iscsi deploy of a QEMU node: the conductor writes the disk over iSCSI, the
   assert.match(clog.stdout, /image written over iSCSI and verified/);
   // GPT backup header: at the end of the 8 GiB disk (moved by the agent), not only where the 32 MiB image ended.
   const diskBytes = 8192 * 1024 * 1024;
-  assert.equal(await gptSignatureAt(n.hw.disk, diskBytes - 512), 'EFI PART', 'the backup GPT header is at the end of the disk');
-  assert.equal(await gptSignatureAt(n.hw.disk, 512), 'EFI PART', 'the primary GPT header is in place');
+  assert.equal((await readAt(n.hw.disk, diskBytes - 512, 8)).toString('latin1'), 'EFI PART', 'the backup GPT header is at the end of the disk');
+  assert.equal((await readAt(n.hw.disk, 512, 8)).toString('latin1'), 'EFI PART', 'the primary GPT header is in place');
   const gpt = await run('sgdisk', ['-v', n.hw.disk], { quiet: true, okCodes: [0, 1, 2, 3, 4] });
   assert.match(gpt.stdout, /No problems found/, `sgdisk -v: ${gpt.stdout}`);
   t.diagnostic(`iscsi deploy: active in ${iscsi.timing.active_s.toFixed(1)} s, instance booted at ${iscsi.timing.booted_s.toFixed(1)} s`);

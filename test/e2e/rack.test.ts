@@ -23,8 +23,9 @@ import { buildInstanceInitramfs, buildUefiWholeDiskImage, buildWholeDiskImage, m
 import { rackUnavailable } from '../../lab/netns.js';
 import { freePort, OVMF_CODE, OVMF_VARS } from '../../lab/qemu.js';
 import { deployNode, enrollNode, imageUrl, provideNode, setUpLab, type EnrolledNode, type Lab } from '../../scripts/demo/flow.js';
-import { createReporter, PhaseTimer } from '../../scripts/demo/progress.js';
+import { PhaseTimer } from '../../scripts/demo/progress.js';
 import { Teardown } from '../../scripts/demo/teardown.js';
+import { diagnosticReporter } from '../fixtures/e2e-scenarios.js';
 
 const RAMDISK_STATES = new Set(['cleaning', 'clean wait', 'deploying', 'wait call-back']);
 
@@ -61,7 +62,7 @@ test('e2e rack: BIOS node (pxe cleaning, ipxe deploy) and UEFI node (OVMF, snpon
   const imageDir = join(workDir, 'images');
   await mkdir(imageDir);
   const teardown = new Teardown();
-  const reporter = createReporter({ tty: false, out: { write: (s: string) => { t.diagnostic(s.trimEnd()); return true; }, isTTY: false } as unknown as NodeJS.WriteStream });
+  const reporter = diagnosticReporter(t);
   const timer = new PhaseTimer();
   const uefiTimer = new PhaseTimer();
   let lab: Lab | undefined;

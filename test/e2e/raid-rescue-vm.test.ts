@@ -16,7 +16,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,8 +26,10 @@ import { freePort, stripAnsi } from '../../lab/qemu.js';
 import { ApiError, waitForProvisionState, type NodeJson } from '../../scripts/demo/api.js';
 import { setUpLab, type Lab } from '../../scripts/demo/flow.js';
 import { createLabNode, demoMac, type LabNode } from '../../scripts/demo/lab.js';
-import { createReporter, PhaseTimer } from '../../scripts/demo/progress.js';
+import { PhaseTimer } from '../../scripts/demo/progress.js';
 import { Teardown } from '../../scripts/demo/teardown.js';
+import { readAt } from '../fixtures/device-bytes.js';
+import { diagnosticReporter, scenarioChain } from '../fixtures/e2e-scenarios.js';
 
 const DISK_MIB = 512;
 const IMAGE_BYTES = 4 * 1024 * 1024;
@@ -57,16 +59,6 @@ async function buildImage(file: string): Promise<{ md5: string; sha256: string }
   return { md5: createHash('md5').update(data).digest('hex'), sha256: createHash('sha256').update(data).digest('hex') };
 }
 
-async function readAt(file: string, offset: number, length: number): Promise<Buffer> {
-  const fh = await open(file, 'r');
-  try {
-    const b = Buffer.alloc(length);
-    const { bytesRead } = await fh.read(b, 0, length, offset);
-    return b.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
-}
 
 /** Start offsets (bytes) of the partitions in a disk file: GPT entries, else the MBR's four. */
 async function partitionStarts(file: string): Promise<number[]> {
@@ -143,15 +135,15 @@ test('RAID1 over two virtio disks in manual cleaning, deploy onto it, rescue log
   const imageDir = join(workDir, 'images');
   await mkdir(imageDir);
   const teardown = new Teardown();
-  const reporter = createReporter({ tty: false, out: { write: (s: string) => { t.diagnostic(s.trimEnd()); return true; }, isTTY: false } as unknown as NodeJS.WriteStream });
+  const reporter = diagnosticReporter(t);
   const timer = new PhaseTimer();
-  let broken: string | undefined;
+  const { scenario, broken } = scenarioChain(t);
   let finished = false;
   let lab: Lab | undefined;
   let hw: LabNode | undefined;
   t.after(async () => {
     for (const f of await teardown.run()) t.diagnostic(`teardown: ${f}`);
-    if (finished && !broken && !process.env.BMTS_KEEP_LOGS) await rm(workDir, { recursive: true, force: true });
+    if (finished && !broken() && !process.env.BMTS_KEEP_LOGS) await rm(workDir, { recursive: true, force: true });
     else t.diagnostic(`kept for inspection: ${workDir} (serial: ${hw?.serialLog ?? 'n/a'}, conductor log: ${lab?.conductor.logFile ?? 'n/a'})`);
   });
 
@@ -231,20 +223,6 @@ test('RAID1 over two virtio disks in manual cleaning, deploy onto it, rescue log
   };
   const ramdiskBoots = (): number => (node.readSerial().match(/bmts-init: start /g) ?? []).length;
 
-  /** Each scenario needs the node in the state the previous one left it in: after a failure, skip visibly. */
-  const scenario = (name: string, fn: () => Promise<void>): Promise<void> =>
-    t.test(name, async (st) => {
-      if (broken) {
-        st.skip(`previous scenario failed: ${broken}`);
-        return;
-      }
-      try {
-        await fn();
-      } catch (e) {
-        broken = name;
-        throw e;
-      }
-    });
 
   await scenario('manual cleaning raid.create_configuration: RAID1 over both virtio disks, raid_config recorded', async () => {
     await cli(['node', 'set', uuid, '--target-raid-config', JSON.stringify(RAID1)]);

@@ -21,7 +21,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat, truncate, writeFile, appendFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -33,6 +33,7 @@ import { startConductorStub, type ConductorStub } from '../fixtures/conductor-st
 import { buildRawDiskImage, serveImages, type ImageServer } from '../fixtures/images.js';
 import { GUEST_HOST_ADDR } from '../../lab/qemu.js';
 import { bootRamdiskVm, ensureRamdisk, type AgentVm, type RamdiskFiles } from '../fixtures/ramdisk.js';
+import { readAt } from '../fixtures/device-bytes.js';
 
 const MiB = 1024 * 1024;
 const MAC = '52:54:00:b3:7a:5d';
@@ -100,16 +101,6 @@ async function initramfsWithPlugin(initramfs: string, dir: string): Promise<stri
   return combined;
 }
 
-async function readAt(file: string, offset: number, length: number): Promise<Buffer> {
-  const fh = await open(file, 'r');
-  try {
-    const b = Buffer.alloc(length);
-    const { bytesRead } = await fh.read(b, 0, length, offset);
-    return b.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
-}
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,7 @@ import { freePort, haveBaremetalCli, startTestConductor, type TestConductor } fr
 import { startFakeNode, type FakeNode } from '../fixtures/fake-node.js';
 import { buildRawDiskImage, readFileFromDevice, serveImages, type ImageServer } from '../fixtures/images.js';
 import { createLoopDevices, type LoopSet } from '../fixtures/loop.js';
+import { readAt } from '../fixtures/device-bytes.js';
 
 const MAC = '52:54:00:aa:bb:51';
 
@@ -28,17 +29,6 @@ async function regionDigest(path: string, start: number, end: number): Promise<s
   return h.digest('hex');
 }
 
-/** The 8 bytes at `offset` ("EFI PART" where a GPT header is). */
-async function sectorSignature(path: string, offset: number): Promise<string> {
-  const fh = await open(path, 'r');
-  try {
-    const b = Buffer.alloc(8);
-    await fh.read(b, 0, 8, offset);
-    return b.toString('latin1');
-  } finally {
-    await fh.close();
-  }
-}
 
 interface NodeJson {
   uuid: string;
@@ -168,7 +158,7 @@ describe('iscsi deploy: conductor writes the image over iSCSI to the agent\'s lo
     // header to the end of the 128 MiB device when the target stopped, which rewrites the primary header's pointer.
     assert.equal(await regionDigest(dev, 34 * 512, imageSize - 33 * 512), await regionDigest(imagePath, 34 * 512, imageSize - 33 * 512),
       'the device holds the image');
-    assert.equal(await sectorSignature(dev, 128 * 1024 * 1024 - 512), 'EFI PART', 'the backup GPT header is at the end of the device');
+    assert.equal((await readAt(dev, 128 * 1024 * 1024 - 512, 8)).toString('latin1'), 'EFI PART', 'the backup GPT header is at the end of the device');
     const v = await run('sgdisk', ['-v', dev], { quiet: true, okCodes: [0, 1, 2, 3, 4] });
     assert.match(v.stdout, /No problems found/, `sgdisk -v: ${v.stdout}`);
     await run('partprobe', [dev]).catch(() => run('blockdev', ['--rereadpt', dev]));
