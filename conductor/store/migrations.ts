@@ -1,9 +1,9 @@
 /**
- * Schema migrations, applied in order at start-up inside one transaction each; `schema_version` records the
+ * Schema migrations, applied in order at start-up inside transactions; `schema_version` records the
  * versions applied. Never edit a released migration: append a new one.
  *
- * Both stores run the same list (SQLite in sqlite.ts; PostgreSQL in postgres.ts, under an advisory lock so that
- * conductors starting together migrate once). Adding a table or column is one entry here:
+ * Both stores run the same list, so that conductors starting together migrate once: SQLite in sqlite.ts under
+ * its write lock, PostgreSQL in postgres.ts under an advisory lock. Adding a table or column is one entry here:
  *
  *   { version: 7, description: 'conductors.rpc_url', sql: (d) => `ALTER TABLE conductors ADD COLUMN rpc_url TEXT;` },
  *

@@ -48,10 +48,11 @@ export class SqliteStore implements Store {
 
   constructor(opts: SqliteOptions) {
     this.db = new Database(opts.file);
+    // First, so that switching to WAL and migrating wait for a conductor starting on the same file at the same time.
+    this.db.pragma('busy_timeout = 5000');
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
-    this.db.pragma('busy_timeout = 5000');
     this.migrate();
     this.writes = new GroupCommit(this.db);
     this.sql = sqliteRunner(this.db, this.writes);
@@ -64,17 +65,22 @@ export class SqliteStore implements Store {
     return new SqliteStore({ ...opts, file: join(dataDir, fileName) });
   }
 
+  /**
+   * Reading the version and applying what is missing happen in one IMMEDIATE transaction: it takes the write lock
+   * before the read, so conductors starting together on one file migrate one after the other, and the later ones
+   * find nothing left to do (SQLite's counterpart of the PostgreSQL store's advisory lock).
+   */
   private migrate(): void {
-    this.db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
-    const row = this.db.prepare('SELECT MAX(version) AS v FROM schema_version').get() as { v: number | null };
-    const current = row.v ?? 0;
-    for (const m of MIGRATIONS) {
-      if (m.version <= current) continue;
-      this.db.transaction(() => {
+    this.db.transaction(() => {
+      this.db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+      const row = this.db.prepare('SELECT MAX(version) AS v FROM schema_version').get() as { v: number | null };
+      const current = row.v ?? 0;
+      for (const m of MIGRATIONS) {
+        if (m.version <= current) continue;
         this.db.exec(migrationSql(m, SQLITE));
         this.db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(m.version);
-      })();
-    }
+      }
+    }).immediate();
   }
 
   /** Prepared once per SQL text; the cache is bounded because list filters make the text vary. */

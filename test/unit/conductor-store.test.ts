@@ -3,7 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
+import { run } from '../../common/exec.js';
 import { buildConfig, loadConfig, parseFlags } from '../../conductor/config.js';
 import { applyJsonPatch, parsePatch } from '../../conductor/services/jsonpatch.js';
 import { initialState } from '../../conductor/states.js';
@@ -101,6 +103,19 @@ test('postgres store: conductors opening an empty database together migrate it o
   // And the schema works for each of them.
   await stores[0]?.createNode({ uuid: randomUUID(), driver: 'fake-hardware', ...initialState(82) });
   assert.equal(await stores[3]?.countNodes(), 1);
+});
+
+test('sqlite store: four conductor processes opening a new file in the same millisecond migrate it once', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'bmts-sqlite-race-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'conductor.sqlite');
+  const child = fileURLToPath(new URL('../fixtures/open-sqlite-at.ts', import.meta.url));
+  const tsx = fileURLToPath(new URL('../../node_modules/.bin/tsx', import.meta.url));
+  // Far enough ahead that all four have loaded the code before the instant they wait for.
+  const at = String(Date.now() + 4000);
+  const outs = await Promise.all(Array.from({ length: 4 }, () => run(tsx, [child, file, at], { timeoutMs: 60_000 })));
+  const last = MIGRATIONS[MIGRATIONS.length - 1]?.version;
+  for (const o of outs) assert.deepEqual(JSON.parse(o.stdout), { v: last, n: MIGRATIONS.length });
 });
 
 test('config: defaults, flags override file, bad values are one ConfigError', async (t) => {
