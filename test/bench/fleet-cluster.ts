@@ -1,14 +1,16 @@
 /**
  * `npm run bench -- fleet-cluster [--nodes 1000] [--rss-nodes 10000] [--concurrency 16] [--lookups 5000]
- * [--lists 20] [--takeover-nodes 1000]`: the several-conductors pieces of `fleet`.
+ * [--lists 20] [--heartbeats 2000] [--takeover-nodes 1000]`: the several-conductors part of `fleet` alone
+ * (`fleet` runs it first, through measurePg3).
  *
- * 1. PostgreSQL×3: three bench conductors (fleet.ts's bundled processes) on one real
- *    PostgreSQL 15 (durable defaults), fleet.ts's measure() spreading creates, detail lists and lookups over all
- *    three round-robin; the largest conductor RSS with --rss-nodes enrolled.
+ * 1. PostgreSQL×3: three bench conductors (support/conductor-process.ts) on one real PostgreSQL 15 (durable
+ *    defaults), support/fleet-load.ts spreading creates, detail lists, lookups and heartbeats over all three
+ *    round-robin (a heartbeat reaching a non-owner is forwarded to the owner); the largest RSS with --rss-nodes.
  * 2. Takeover: three `npm run conductor` processes on another database (conductor.heartbeat_timeout 5 s, interval
  *    1 s), --takeover-nodes nodes, kill -9 of one; takeover_s is the time from the kill until a survivor shows a live
  *    owner for every node (the dead conductor's nodes re-mapped, its reservations gone).
- * Last line: `fleet-cluster pg3_create_rps=… pg3_lookup_rps=… pg3_detail_ms=… pg3_rss_mib_10k=… takeover_s=…`.
+ * Last line: `fleet-cluster pg3_create_rps=… pg3_lookup_rps=… pg3_detail_ms=… pg3_heartbeat_rps=… pg3_rss_mib_10k=…
+ * takeover_s=…`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,11 +18,11 @@ import { join } from 'node:path';
 import { startPostgres, type LabPostgres } from '../../lab/postgres.js';
 import { startCluster } from '../fixtures/cluster.js';
 import { freePort } from '../fixtures/conductor.js';
-import { measure, type FleetSettings } from './fleet.js';
 import { numArg } from './support/args.js';
 import {
   bundleBenchConductor, startBenchConductor, stopBenchConductor, type BenchConductor,
 } from './support/conductor-process.js';
+import { fleetKeys, fleetSettings, measure, reportFleet, type FleetFigures, type FleetSettings } from './support/fleet-load.js';
 
 const HB_TIMEOUT = 5;
 
@@ -64,20 +66,15 @@ export async function takeoverSeconds(nodes: number, databaseUrl?: string): Prom
   }
 }
 
-export default async function bench(args: string[]): Promise<void> {
-  const s: FleetSettings = {
-    nodes: numArg(args, '--nodes', null, 1000), rssNodes: numArg(args, '--rss-nodes', null, 10_000),
-    conc: numArg(args, '--concurrency', null, 16), lookups: numArg(args, '--lookups', null, 5000),
-    lists: numArg(args, '--lists', null, 20),
-  };
-  const takeoverNodes = numArg(args, '--takeover-nodes', null, 1000);
-  // measure()'s requests (creates, lists, lookups) are served where they arrive, nothing is forwarded: the bench
-  // conductors need no shared RPC secret.
-  const bundle = await bundleBenchConductor();
+/**
+ * Three bench conductors on one fresh PostgreSQL, the fleet load spread over all three; then, on another database
+ * of the same server, the takeover after a kill -9.
+ */
+export async function measurePg3(bundle: string, s: FleetSettings, takeoverNodes: number):
+  Promise<{ figures: FleetFigures; takeoverS: number }> {
   let lab: LabPostgres | undefined;
   const conductors: BenchConductor[] = [];
   const dirs: string[] = [];
-  const keys: string[] = [];
   try {
     lab = await startPostgres();
     const url = await lab.createDatabase('fleet3');
@@ -87,21 +84,26 @@ export default async function bench(args: string[]): Promise<void> {
       conductors.push(await startBenchConductor(bundle, await freePort(), dir,
         { databaseUrl: url, host: `fleet-${i}`, restrictLookup: false }));
     }
-    const f = await measure(conductors, s);
-    console.log(`PostgreSQL×3 (fsync on): create ${f.createRps.toFixed(0)} req/s, detail list of ${Math.min(s.nodes, 1000)} ` +
-      `nodes ${f.detailMs.toFixed(1)} ms, lookup ${f.lookupRps.toFixed(0)} req/s, RSS with ${s.rssNodes} nodes: ` +
-      `${f.rssMib.map((r) => `${r.toFixed(0)} MiB`).join(', ')}`);
-    keys.push(`pg3_create_rps=${f.createRps.toFixed(0)}`, `pg3_lookup_rps=${f.lookupRps.toFixed(0)}`,
-      `pg3_detail_ms=${f.detailMs.toFixed(1)}`, `pg3_rss_mib_10k=${Math.max(...f.rssMib).toFixed(0)}`);
+    const figures = await measure(conductors, s);
     for (const c of conductors.splice(0)) await stopBenchConductor(c);
-    const takeover = await takeoverSeconds(takeoverNodes, await lab.createDatabase('takeover'));
-    console.log(`takeover: ${takeoverNodes} nodes on 3 conductors, one killed -9, every node with a live owner after ` +
-      `${takeover.toFixed(1)} s (conductor.heartbeat_timeout ${HB_TIMEOUT} s, heartbeat_interval 1 s)`);
-    keys.push(`takeover_s=${takeover.toFixed(1)}`);
+    return { figures, takeoverS: await takeoverSeconds(takeoverNodes, await lab.createDatabase('takeover')) };
   } finally {
     for (const c of conductors) await stopBenchConductor(c);
     await lab?.stop();
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   }
-  console.log(`fleet-cluster ${keys.join(' ')}`);
+}
+
+export default async function bench(args: string[]): Promise<void> {
+  const s = fleetSettings(args);
+  const takeoverNodes = numArg(args, '--takeover-nodes', null, 1000);
+  const { figures: f, takeoverS } = await measurePg3(await bundleBenchConductor(), s, takeoverNodes);
+  reportFleet('PostgreSQL×3 (fsync on)', f, s);
+  reportTakeover(takeoverNodes, takeoverS);
+  console.log(`fleet-cluster ${[...fleetKeys('pg3', f), `takeover_s=${takeoverS.toFixed(1)}`].join(' ')}`);
+}
+
+export function reportTakeover(nodes: number, seconds: number): void {
+  console.log(`takeover: ${nodes} nodes on 3 conductors on PostgreSQL, one killed -9, every node with a live owner ` +
+    `after ${seconds.toFixed(1)} s (conductor.heartbeat_timeout ${HB_TIMEOUT} s, heartbeat_interval 1 s)`);
 }

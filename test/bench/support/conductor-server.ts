@@ -19,6 +19,8 @@ export async function serveBenchConductor(port: number, dir: string,
       ...(process.env.BENCH_RENDER_CACHE_MIB !== undefined ? { render_cache_mib: Number(process.env.BENCH_RENDER_CACHE_MIB) } : {}),
       ...(opts.databaseUrl ? { url: opts.databaseUrl } : {}) },
     ...(opts.host ? { conductor_host: opts.host } : {}),
+    // Conductors on one database form a ring; a heartbeat that reaches a non-owner is forwarded over the RPC.
+    conductor: { rpc_secret: 'fleet-bench-shared-rpc-secret-0123' },
     ...(opts.restrictLookup === false ? { restrict_lookup: false } : {}),
     periodic: { sync_power_state_interval: 0, check_provision_state_interval: 0, reservation_cleanup_interval: 0 } });
   // Where memory goes: process.memoryUsage() and V8's heap spaces, in MiB, on SIGUSR2.
