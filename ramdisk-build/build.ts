@@ -22,11 +22,12 @@ import { buildSea } from './sea.js';
 const here = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = resolve(here, '..');
 /**
- * The ceiling the whole ramdisk (kernel + initramfs) must stay under; the build test fails above it. Issue 17 aims at
- * 48 MiB: dropping qemu-img, GNU tar and shred reached 47.4, then tgtd/tgtadm (iSCSI deploy) and tcpdump (the
- * lldp collector) brought it to 48.4. The next cuts (a smaller LLDP listener than tcpdump) are open work.
+ * The ceiling the whole ramdisk (kernel + initramfs) must stay under; the build test fails above it: issue 17's
+ * 48 MiB. Dropping qemu-img, GNU tar and shred reached 47.4, tgtd/tgtadm (iSCSI deploy) and tcpdump (the lldp
+ * collector) brought it to 48.4, and lldp-listen (ramdisk-build/lldp-listen.c) in place of tcpdump + libpcap
+ * brought it back under 48.
  */
-export const SIZE_GOAL_MIB = 49;
+export const SIZE_GOAL_MIB = 48;
 
 export interface RamdiskOptions {
   out?: string;
@@ -91,6 +92,7 @@ async function buildLocked(opts: RamdiskOptions, out: string, cacheDir: string):
     agentExe: sea.file,
     agentVersion: AGENT_VERSION,
     addManagers: opts.addManagers ?? [],
+    buildDir: join(cacheDir, 'compiled'),
     grub: opts.grub ?? false,
     filesDir: join(here, 'files'),
   });

@@ -7,12 +7,14 @@
 import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
 import { chmod, copyFile, cp, mkdir, readFile, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { run } from '../common/exec.js';
 import { RAMDISK_MARKER } from '../common/ramdisk.js';
 import { getLogger } from '../common/logger.js';
 import { copyModules, type ModulesResult } from './modules.js';
 
 const log = getLogger('ramdisk-rootfs');
+const here = dirname(fileURLToPath(import.meta.url));
 
 /** Where the agent looks for vendor plugins inside the ramdisk (IPA_HARDWARE_MANAGER_DIR set by the supervisor). */
 export const RAMDISK_MANAGER_DIR = '/usr/lib/baremetal-agent/managers';
@@ -24,8 +26,8 @@ export const RAMDISK_AGENT_LOG = '/var/log/baremetal-agent.log';
  * expect on a ramdisk (sfdisk, lspci, ethtool, lshw, smartctl). Left out because nothing runs them (busybox
  * applets cover the shell's needs): e2fsck, resize2fs, tune2fs, losetup, findmnt, dmsetup, sha*sum, and (issue 17,
  * ramdisk <= 48 MiB) qemu-img (the agent converts qcow2 itself, image/qcow2.ts; it and its glib/gnutls closure
- * were 3.4 MiB compressed), GNU tar (log collection's `tar -czf` is busybox's applet) and shred (wipe.ts writes
- * its own passes).
+ * were 3.4 MiB compressed), GNU tar (log collection's `tar -czf` is busybox's applet), shred (wipe.ts writes
+ * its own passes) and tcpdump with libpcap (the lldp collector listens with lldp-listen, built below).
  */
 export const TOOLS = [
   'lsblk', 'blkid', 'wipefs', 'sgdisk', 'sfdisk', 'parted', 'partprobe', 'mkfs.vfat', 'mkfs.fat', 'mkfs.ext4',
@@ -36,9 +38,13 @@ export const TOOLS = [
   'mdir',
   // The iscsi deploy: the agent exports the root device with Debian's user-space target (agent/iscsi/tgt.ts).
   'tgtd', 'tgtadm',
-  // the lldp inspection collector listens for LLDP frames with it (hardware-managers/generic/inventory-extra.ts)
-  'tcpdump',
 ];
+/**
+ * Built here, not taken from a package: the lldp inspection collector's listener (hardware-managers/generic/
+ * inventory-extra.ts). It replaced tcpdump + libpcap (1.6 MB unpacked) for issue 17's 48 MiB.
+ */
+export const LLDP_LISTENER_SOURCE = 'lldp-listen.c';
+export const LLDP_LISTENER_PATH = '/usr/sbin/lldp-listen';
 /** syslinux's MBR boot code, for install_bootloader on GRUB-less BIOS partition images (hardware-managers/deploy/syslinux.ts). */
 export const SYSLINUX_MBR_FILES = ['/usr/lib/syslinux/mbr/mbr.bin', '/usr/lib/syslinux/mbr/gptmbr.bin'];
 /** mtools converts FAT names through iconv (codepage 850): without these, mdir fails "Error setting code page". */
@@ -65,6 +71,8 @@ export interface RootfsOptions {
   agentVersion: string;
   /** Vendor plugin directories copied into RAMDISK_MANAGER_DIR. */
   addManagers: string[];
+  /** Where the programs compiled for the ramdisk are built (the build's cache directory). */
+  buildDir: string;
   grub: boolean;
   filesDir: string;
 }
@@ -110,6 +118,23 @@ async function lddLibs(file: string): Promise<string[]> {
     if (m?.[1]) libs.push(m[1]);
   }
   return libs;
+}
+
+/**
+ * Compiles ramdisk-build/lldp-listen.c (gcc -Os, stripped, dynamic against the glibc the ramdisk carries anyway) and
+ * places it at LLDP_LISTENER_PATH; a tool entry for the manifest.
+ */
+async function addLldpListener(stage: string, buildDir: string, libs: Set<string>): Promise<ToolEntry> {
+  const src = join(here, LLDP_LISTENER_SOURCE);
+  const exe = join(buildDir, 'lldp-listen');
+  await mkdir(buildDir, { recursive: true });
+  await run('gcc', ['-Os', '-s', '-Wall', '-Wextra', '-Werror', '-o', exe, src], { quiet: true }).catch((e: unknown) => {
+    throw new Error(`building ${LLDP_LISTENER_SOURCE} failed (apt-get install gcc libc6-dev): ${e instanceof Error ? e.message : String(e)}`);
+  });
+  await place(stage, exe, LLDP_LISTENER_PATH);
+  await chmod(join(stage, LLDP_LISTENER_PATH), 0o755);
+  for (const l of await lddLibs(exe)) libs.add(l);
+  return { name: 'lldp-listen', path: LLDP_LISTENER_PATH, realPath: exe, bytes: statSync(exe).size };
 }
 
 async function addBusybox(stage: string): Promise<string> {
@@ -237,6 +262,7 @@ export async function buildRootfs(opts: RootfsOptions): Promise<RootfsResult> {
   const libs = new Set<string>();
   const names = [...TOOLS, ...(opts.grub ? GRUB_TOOLS : [])];
   const { tools, missing } = await addTools(stage, names, libs);
+  tools.push(await addLldpListener(stage, opts.buildDir, libs));
   if (opts.grub) {
     await addGrub(stage);
     const bs = '/usr/lib/grub/i386-pc/grub-bios-setup';

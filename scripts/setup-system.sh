@@ -13,8 +13,9 @@ PKGS=(
   binutils
   # test fixtures: bootable disk images, BMCs, image server, openssl for TLS fixtures
   syslinux syslinux-common extlinux mtools openipmi ipmitool redfishtool nginx-light curl openssl
-  # LLDP: tcpdump listens in the ramdisk (the lldp inspection collector)
-  tcpdump
+  # LLDP: the ramdisk build compiles the lldp collector's listener (ramdisk-build/lldp-listen.c); lldpd is the
+  # switch port the inspection VM test's second NIC hears
+  gcc libc6-dev lldpd
   # compatibility peers: the real baremetal CLI and Debian's Ironic
   python3-ironicclient python3-openstackclient ironic-api ironic-conductor
   # the database several conductors share (tests run their own cluster in a temp dir)

@@ -1,10 +1,11 @@
 /**
  * Inventory pieces IPA has and our first inventory lacked: the BMC's IPv6 address (`ipmitool lan6 print`), USB
  * devices (`lshw -C usb` as IPA, else /sys/bus/usb), the BIOS-given NIC name (`biosdevname -i`), and LLDP.
- * LLDP: IPA listens on raw sockets, which Node cannot open. In the ramdisk, tcpdump does the listening (one frame
- * per NIC, every Ethernet NIC brought up first, as IPA does, for ipa-lldp-timeout) and the frame's TLVs go out raw
- * as IPA sends them; elsewhere (an agent on a host) nothing is brought up: lldpd's neighbours (`lldpcli`) when it
- * runs, no LLDP otherwise (as IPA does when nothing is heard).
+ * LLDP: IPA listens on raw sockets, which Node cannot open. In the ramdisk, `lldp-listen` (a few KB of C built
+ * with the ramdisk, ramdisk-build/lldp-listen.c) does the listening (one frame per NIC, every Ethernet NIC brought
+ * up first, as IPA does, for ipa-lldp-timeout) and the frame's TLVs go out raw as IPA sends them; elsewhere (an
+ * agent on a host) nothing is brought up: lldpd's neighbours (`lldpcli`) when it runs, no LLDP otherwise (as IPA
+ * does when nothing is heard).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -148,20 +149,15 @@ export function lldpTlvsFromFrame(frame: Buffer): [number, string][] | null {
   return tlvs;
 }
 
-/** The first packet of `tcpdump -xx` output (the `0x0000:  0180 c200 ...` lines) as bytes. */
-export function frameFromTcpdumpHex(out: string): Buffer | null {
-  const hex: string[] = [];
-  let started = false;
-  for (const line of out.split('\n')) {
-    const m = /^\s+0x[0-9a-f]+:\s+((?:[0-9a-f]{2,4}\s*)+)$/i.exec(line);
-    if (m?.[1]) {
-      started = true;
-      hex.push(m[1].replace(/\s+/g, ''));
-    } else if (started) {
-      break;
-    }
-  }
-  return hex.length ? Buffer.from(hex.join(''), 'hex') : null;
+/** The program that hears one LLDP frame on a NIC and prints it as one hex line (ramdisk-build/lldp-listen.c). */
+export const LLDP_LISTENER = 'lldp-listen';
+/** lldp-listen's exit status when nothing came within its timeout. */
+const LISTEN_NOTHING_HEARD = 3;
+
+/** lldp-listen's output (the whole frame, Ethernet header included, as one hex line) as bytes; null: no frame. */
+export function frameFromListenerHex(out: string): Buffer | null {
+  const line = out.trim().split('\n')[0]?.trim() ?? '';
+  return /^(?:[0-9a-f]{2})+$/i.test(line) && line.length >= 28 ? Buffer.from(line, 'hex') : null;
 }
 
 /** Ethernet NICs with a device behind them (what IPA listens on). */
@@ -176,20 +172,21 @@ async function captureLldp(timeoutS: number): Promise<Record<string, [number, st
   await Promise.all(physicalNics().map(async (nic) => {
     await run('ip', ['link', 'set', nic, 'up'], { quiet: true }).catch(() => undefined);
     try {
-      const r = await run('tcpdump', ['-i', nic, '-c', '1', '-nn', '-xx', '-Z', 'root', '--immediate-mode', 'ether', 'proto',
-        String(LLDP_ETHERTYPE)], { quiet: true, timeoutMs: timeoutS * 1000 });
-      const frame = frameFromTcpdumpHex(r.stdout);
+      // The listener keeps its own time; the wrapper's timeout only backs it up should it hang.
+      const r = await run(LLDP_LISTENER, [nic, String(timeoutS)],
+        { quiet: true, timeoutMs: timeoutS * 1000 + 10_000, okCodes: [0, LISTEN_NOTHING_HEARD] });
+      const frame = r.exitCode === 0 ? frameFromListenerHex(r.stdout) : null;
       const tlvs = frame ? lldpTlvsFromFrame(frame) : null;
       if (tlvs?.length) out[nic] = tlvs;
     } catch {
-      // nothing heard on this NIC within the timeout
+      // the listener could not listen on this NIC (as IPA, which skips a NIC whose socket fails)
     }
   }));
   return out;
 }
 
 export async function collectLldpData(opts: { timeoutS?: number } = {}): Promise<Record<string, [number, string][]>> {
-  if (inRamdisk() && (await have('tcpdump'))) return captureLldp(opts.timeoutS ?? 30);
+  if (inRamdisk() && (await have(LLDP_LISTENER))) return captureLldp(opts.timeoutS ?? 30);
   if (!(await have('lldpcli'))) return {};
   try {
     const r = await run('lldpcli', ['-f', 'json', 'show', 'neighbors'], { quiet: true, timeoutMs: 30_000 });

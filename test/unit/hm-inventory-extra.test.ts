@@ -1,10 +1,10 @@
-/** The agent's added inventory pieces: BMC IPv6 from `ipmitool lan6 print`, USB devices, LLDP from lldpcli or a tcpdump capture. */
+/** The agent's added inventory pieces: BMC IPv6 from `ipmitool lan6 print`, USB devices, LLDP from lldpcli or a frame lldp-listen heard. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { frameFromTcpdumpHex, getUsbDevices, lldpFromLldpcli, lldpTlvsFromFrame, parseLan6, usbFromLshw } from '../../hardware-managers/generic/inventory-extra.js';
+import { frameFromListenerHex, getUsbDevices, lldpFromLldpcli, lldpTlvsFromFrame, parseLan6, usbFromLshw } from '../../hardware-managers/generic/inventory-extra.js';
 import { parseLldp } from '../../conductor/inspection/lldp.js';
 
 test('lan6 print: the first global address, not :: nor link-local', () => {
@@ -50,25 +50,18 @@ test("lldpcli neighbours become IPA's lldp_raw TLVs, which the conductor reads b
   assert.deepEqual(lldpFromLldpcli({}), {});
 });
 
-// Debian's lldpd 1.0.16 (hostname rack-switch-1, portidsubtype local Ethernet1/7) as `tcpdump -c 1 -nn -xx` printed it.
-const LLDPD_CAPTURE = `13:34:04.977629 LLDP, length 191: rack-switch-1
-\t0x0000:  0180 c200 000e 0200 00aa bbcc 88cc 0207
-\t0x0010:  0402 0000 aabb cc04 0c07 4574 6865 726e
-\t0x0020:  6574 312f 3706 0200 040a 0d72 6163 6b2d
-\t0x0030:  7377 6974 6368 2d31 0c56 4465 6269 616e
-\t0x0040:  2047 4e55 2f4c 696e 7578 2031 3220 2862
-\t0x0050:  6f6f 6b77 6f72 6d29 204c 696e 7578 2036
-\t0x0060:  2e31 382e 3434 2d66 632d 7631 3235 3220
-\t0x0070:  2331 2053 4d50 2050 5245 454d 5054 5f44
-\t0x0080:  594e 414d 4943 2040 3020 7838 365f 3634
-\t0x0090:  0e04 009c 0080 1018 1102 fe80 0000 0000
-\t0x00a0:  0000 2cdb caff fe23 523b 0200 0000 0500
-\t0x00b0:  0803 6c6c 62fe 0900 120f 0301 0000 0000
-\t0x00c0:  fe09 0012 0f01 0080 0000 3600 00
-`;
+// Debian's lldpd 1.0.16 (hostname rack-switch-1, portidsubtype local Ethernet1/7) as lldp-listen prints it
+// (ramdisk-build/lldp-listen.c: the whole frame, Ethernet header included, as one hex line).
+const LLDPD_FRAME = [
+  '0180c200000e020000aabbcc88cc020704020000aabbcc040c0745746865726e6574312f37060200040a0d7261636b2d',
+  '7377697463682d310c5644656269616e20474e552f4c696e75782031322028626f6f6b776f726d29204c696e75782036',
+  '2e31382e34342d66632d763132353220233120534d5020505245454d50545f44594e414d4943204030207838365f3634',
+  '0e04009c008010181102fe800000000000002cdbcafffe23523b02000000050008036c6c62fe0900120f030100000000',
+  'fe0900120f0100800000360000',
+].join('');
 
 test("a captured LLDP frame becomes IPA's raw TLV list (End excluded), which the conductor reads back", () => {
-  const frame = frameFromTcpdumpHex(LLDPD_CAPTURE);
+  const frame = frameFromListenerHex(`${LLDPD_FRAME}\n`);
   assert.ok(frame);
   assert.equal(frame.length, 14 + 191, 'the Ethernet header and the 191-byte LLDPDU');
   const tlvs = lldpTlvsFromFrame(frame);
@@ -76,7 +69,9 @@ test("a captured LLDP frame becomes IPA's raw TLV list (End excluded), which the
   assert.deepEqual(tlvs.slice(0, 3), [[1, '040200' + '00aabbcc'], [2, Buffer.from('\x07Ethernet1/7', 'latin1').toString('hex')], [3, '0004']]);
   assert.equal(tlvs.some(([t]) => t === 0), false);
   assert.deepEqual(parseLldp(tlvs), { switch_id: '02:00:00:aa:bb:cc', port_id: 'Ethernet1/7', switch_info: 'rack-switch-1' });
-  // Not LLDP (an IPv4 frame) and no hex lines at all.
+  // Not LLDP (an IPv4 frame); nothing printed, a diagnostic, or a truncated line are no frame at all.
   assert.equal(lldpTlvsFromFrame(Buffer.from('ffffffffffff0200000000010800450000', 'hex')), null);
-  assert.equal(frameFromTcpdumpHex('tcpdump: listening on eth1\n'), null);
+  for (const out of ['', 'lldp-listen: no LLDP frame on eth1 within 20 s\n', '0180c200000e02\n', `${LLDPD_FRAME.slice(0, -1)}\n`]) {
+    assert.equal(frameFromListenerHex(out), null, JSON.stringify(out.slice(0, 40)));
+  }
 });
