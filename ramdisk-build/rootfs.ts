@@ -120,17 +120,20 @@ async function lddLibs(file: string): Promise<string[]> {
   return libs;
 }
 
-/**
- * Compiles ramdisk-build/lldp-listen.c (gcc -Os, stripped, dynamic against the glibc the ramdisk carries anyway) and
- * places it at LLDP_LISTENER_PATH; a tool entry for the manifest.
- */
-async function addLldpListener(stage: string, buildDir: string, libs: Set<string>): Promise<ToolEntry> {
-  const src = join(here, LLDP_LISTENER_SOURCE);
+/** Compiles ramdisk-build/lldp-listen.c into buildDir (gcc -Os, stripped, dynamic against glibc); its path. */
+export async function buildLldpListener(buildDir: string): Promise<string> {
   const exe = join(buildDir, 'lldp-listen');
   await mkdir(buildDir, { recursive: true });
-  await run('gcc', ['-Os', '-s', '-Wall', '-Wextra', '-Werror', '-o', exe, src], { quiet: true }).catch((e: unknown) => {
-    throw new Error(`building ${LLDP_LISTENER_SOURCE} failed (apt-get install gcc libc6-dev): ${e instanceof Error ? e.message : String(e)}`);
-  });
+  await run('gcc', ['-Os', '-s', '-Wall', '-Wextra', '-Werror', '-o', exe, join(here, LLDP_LISTENER_SOURCE)], { quiet: true })
+    .catch((e: unknown) => {
+      throw new Error(`building ${LLDP_LISTENER_SOURCE} failed (apt-get install gcc libc6-dev): ${e instanceof Error ? e.message : String(e)}`);
+    });
+  return exe;
+}
+
+/** The listener at LLDP_LISTENER_PATH, linked against the glibc the ramdisk carries anyway; its manifest entry. */
+async function addLldpListener(stage: string, buildDir: string, libs: Set<string>): Promise<ToolEntry> {
+  const exe = await buildLldpListener(buildDir);
   await place(stage, exe, LLDP_LISTENER_PATH);
   await chmod(join(stage, LLDP_LISTENER_PATH), 0o755);
   for (const l of await lddLibs(exe)) libs.add(l);
