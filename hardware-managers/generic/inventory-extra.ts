@@ -10,6 +10,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { have, run } from '../../common/exec.js';
+import { getLogger } from '../../common/logger.js';
 import { inRamdisk } from '../../common/ramdisk.js';
 import { listDir, readSys } from '../../block/sysfs.js';
 
@@ -122,6 +123,7 @@ export function lldpFromLldpcli(json: unknown): Record<string, [number, string][
   return out;
 }
 
+const log = getLogger('lldp');
 const LLDP_ETHERTYPE = 0x88cc;
 const VLAN_ETHERTYPE = 0x8100;
 
@@ -178,8 +180,10 @@ async function captureLldp(timeoutS: number): Promise<Record<string, [number, st
       const frame = r.exitCode === 0 ? frameFromListenerHex(r.stdout) : null;
       const tlvs = frame ? lldpTlvsFromFrame(frame) : null;
       if (tlvs?.length) out[nic] = tlvs;
-    } catch {
-      // the listener could not listen on this NIC (as IPA, which skips a NIC whose socket fails)
+      else log.info({ nic, timeoutS }, r.exitCode === 0 ? 'LLDP: the frame heard was not LLDP' : 'LLDP: nothing heard');
+    } catch (e) {
+      // The listener could not listen on this NIC: skipped, as IPA skips a NIC whose socket fails; said in the log.
+      log.warn({ nic, err: e instanceof Error ? e.message : String(e) }, 'LLDP: cannot listen');
     }
   }));
   return out;

@@ -2,7 +2,9 @@
  * A QEMU node inspected end to end: the deploy ramdisk (our agent) booted with ipa-inspection-callback-url
  * collects its inventory and posts it to our conductor, which sets the node's properties and ports from it.
  * The VM boots the ramdisk directly (-kernel/-initrd; the iPXE path that hands out the same kernel parameter is
- * covered by inspection.test.ts); vCPUs, memory, disk size and MAC must match what QEMU was given.
+ * covered by inspection.test.ts); vCPUs, memory, disk size and MAC must match what QEMU was given. Its second NIC
+ * is a TAP on a switch port where Debian's lldpd advertises LLDP (test/fixtures/lldp-switch.ts): the agent's lldp
+ * collector hears it and that NIC's port gets local_link_connection from it.
  * Discovery: a second VM whose MAC the conductor does not know PXE-boots (QEMU's iPXE ROM -> boot.ipxe ->
  * pxelinux.cfg/default, the discovery boot configuration) the same ramdisk, which inspects itself and makes the
  * conductor enroll it. Both scenarios share one conductor, whose guest-facing API and boot server sit behind
@@ -16,12 +18,16 @@ import { join } from 'node:path';
 import { freePort, startTestConductor, type TestConductor } from '../fixtures/conductor.js';
 import { waitForNode, type Json } from '../fixtures/inspection.js';
 import { bootRamdiskVm, ensureRamdisk, type AgentVm, type RamdiskFiles } from '../fixtures/ramdisk.js';
+import { createLldpSwitch, lldpSwitchUnavailable, type LldpSwitch } from '../fixtures/lldp-switch.js';
 import { GUEST_HOST_ADDR, startVm, type Vm } from '../../lab/qemu.js';
 
 const MAC = '52:54:00:b3:7a:18';
 const MEMORY_MIB = 640;
 const DISK_GIB = 7;
 const SMP = 2;
+/** The VM's second NIC, on the LLDP switch port. */
+const LLDP_NIC_MAC = '52:54:00:b3:7a:1a';
+const SWITCH = { chassisMac: '02:00:5e:10:00:01', portId: 'Ethernet1/7', sysName: 'rack-switch-1' };
 
 const DISCOVERY_MAC = '52:54:00:b3:7a:19';
 const DISCOVERY_DISK_GIB = 5;
@@ -74,6 +80,19 @@ test('QEMU: the ramdisk inspects the VM; properties, port and inventory match it
   const created = await c.api('POST', '/v1/nodes', { driver: 'fake-hardware', inspect_interface: 'agent', name: 'inspect-vm' });
   const uuid = (created.body as Json).uuid as string;
   assert.equal((await c.api('POST', '/v1/ports', { node_uuid: uuid, address: MAC })).status, 201);
+  // LLDP needs root, ip netns and lldpd; without them the scenario runs without the second NIC (and says so).
+  const noLldp = await lldpSwitchUnavailable();
+  let sw: LldpSwitch | undefined;
+  if (noLldp) {
+    // CI installs lldpd (scripts/setup-system.sh): there its absence is a failure, not a smaller test.
+    if (process.env.CI === 'true') assert.fail(`no LLDP switch in CI: ${noLldp}`);
+    t.diagnostic(`no LLDP switch: ${noLldp}`);
+  } else {
+    sw = await createLldpSwitch(SWITCH);
+    const s = sw;
+    t.after(() => s.close());
+    assert.equal((await c.api('POST', '/v1/ports', { node_uuid: uuid, address: LLDP_NIC_MAC, pxe_enabled: false })).status, 201);
+  }
   await c.api('PUT', `/v1/nodes/${uuid}/states/provision`, { target: 'manage' });
   await waitForNode(c, uuid, (n) => n.provision_state === 'manageable', 'manageable');
   const started = Date.now();
@@ -83,11 +102,16 @@ test('QEMU: the ramdisk inspects the VM; properties, port and inventory match it
   let avm: AgentVm | undefined;
   t.after(() => avm?.dispose(false));
   avm = await bootRamdiskVm({
-    files: built, conductorPort: c.port, mac: MAC, diskMiB: DISK_GIB * 1024, memoryMiB: MEMORY_MIB, vm: { smp: SMP },
+    files: built, conductorPort: c.port, mac: MAC, diskMiB: DISK_GIB * 1024, memoryMiB: MEMORY_MIB,
     append: [`ipa-inspection-callback-url=http://${GUEST_HOST_ADDR}:${c.port}/v1/continue_inspection`,
-      'ipa-inspection-collectors=default,logs,pci-devices,usb-devices', 'ipa-lookup-interval=5'],
+      `ipa-inspection-collectors=default,logs,pci-devices,usb-devices${sw ? ',lldp' : ''}`, 'ipa-lookup-interval=5',
+      // The user-network NIC never hears LLDP: the collector listens this long on it (all NICs at once); lldpd
+      // sends every second, and its TAP is attached while the VM still boots.
+      'ipa-lldp-timeout=10'],
+    vm: { smp: SMP, ...(sw ? { extraArgs: sw.qemuArgs(LLDP_NIC_MAC) } : {}) },
   });
   const vm = avm.vm;
+  await sw?.attachTap(vm.pid);
   const n = await waitForNode(c, uuid, (x) => x.provision_state !== 'inspect wait' || !vm.running(), 'inspection', 12 * 60_000);
   const seconds = (Date.now() - started) / 1000;
   assert.equal(n.provision_state, 'manageable', `${n.last_error}\nserial:\n${vm.serialLog.slice(-4000)}`);
@@ -108,9 +132,22 @@ test('QEMU: the ramdisk inspects the VM; properties, port and inventory match it
   assert.ok(nic, `the VM's NIC ${MAC} in ${JSON.stringify(inv.interfaces)}`);
   assert.equal(inv.boot.pxe_interface, MAC);
   const ports = ((await c.api('GET', `/v1/ports/detail?node=${uuid}`)).body as Json).ports;
-  assert.deepEqual(ports.map((p: Json) => [p.address, p.pxe_enabled]), [[MAC, true]]);
   const pd = ((await c.api('GET', `/v1/nodes/${uuid}/inventory`)).body as Json).plugin_data;
   assert.ok(pd.pci_devices.some((d: Json) => d.vendor_id === '1af4'), 'virtio devices among the PCI devices');
+  if (!sw) {
+    assert.deepEqual(ports.map((p: Json) => [p.address, p.pxe_enabled]), [[MAC, true]]);
+    return;
+  }
+  const byMac = new Map<string, Json>(ports.map((p: Json) => [p.address, p]));
+  assert.deepEqual([...byMac.keys()].sort(), [MAC, LLDP_NIC_MAC].sort());
+  assert.equal(byMac.get(MAC).pxe_enabled, true);
+  assert.equal(byMac.get(MAC).local_link_connection.switch_id, undefined, 'no LLDP on the user network');
+  const lldpNic = inv.interfaces.find((i: Json) => i.mac_address === LLDP_NIC_MAC);
+  assert.ok(lldpNic, `the LLDP NIC in ${JSON.stringify(inv.interfaces)}`);
+  assert.ok(Array.isArray(pd.lldp_raw?.[lldpNic.name]),
+    `lldp_raw for ${lldpNic.name}: ${JSON.stringify(pd.lldp_raw)}\n${await sw.report()}\nserial:\n${vm.serialLog.slice(-3000)}`);
+  assert.deepEqual(byMac.get(LLDP_NIC_MAC).local_link_connection,
+    { switch_id: SWITCH.chassisMac, port_id: SWITCH.portId, switch_info: SWITCH.sysName });
 });
 
 test('QEMU discovery: an unknown VM PXE-boots the discovery ramdisk and is enrolled with its MAC, disk size, CPUs, memory', { timeout: 15 * 60_000 }, async (t) => {
