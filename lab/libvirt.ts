@@ -2,7 +2,9 @@
  * A private libvirtd (Debian 12: one daemon plus virtlogd) for tests, as /work/shared/services.md found works
  * here: qemu:///system as root, unix socket root-only, no auth on it, logs in a temp dir; TCG guests. Domains the
  * test defines are destroyed and undefined by stop(), before the daemons are stopped by pid (guests outlive
- * libvirtd otherwise).
+ * libvirtd otherwise). `execPrefix` starts both daemons under a prefix such as the lab rack's `ip netns exec NS`:
+ * the QEMU processes libvirtd spawns then live in that network namespace and can open its TAP devices, while
+ * virsh still reaches libvirtd over its Unix socket (a path, shared across network namespaces).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,8 +13,12 @@ import { run, spawnLong } from '../common/exec.js';
 
 export interface Libvirt {
   uri: string;
+  /** The daemons' config, pid files and logs (removed by stop()). */
+  dir: string;
   /** Define a domain with no disk and no NIC (boot order network, hd), owned by this fixture. */
   defineDomain(name: string): Promise<string>;
+  /** Define a domain from XML (its <name> must be `name`), owned by this fixture like defineDomain's. */
+  defineXml(name: string, xml: string): Promise<string>;
   virsh(args: string[]): Promise<string>;
   stop(): Promise<void>;
 }
@@ -20,16 +26,20 @@ export interface Libvirt {
 const URI = 'qemu:///system';
 
 /** `socketGroup`: a group whose members may use the read-write socket (tests log in as such a user over ssh). */
-export async function startLibvirt(opts: { socketGroup?: string } = {}): Promise<Libvirt> {
+export async function startLibvirt(opts: { socketGroup?: string; execPrefix?: string[] } = {}): Promise<Libvirt> {
   const dir = await mkdtemp(join(tmpdir(), 'bmts-libvirt-'));
   const conf = join(dir, 'libvirtd.conf');
   await writeFile(conf, [
     `unix_sock_group = "${opts.socketGroup ?? 'root'}"`, `unix_sock_rw_perms = "${opts.socketGroup ? '0770' : '0700'}"`, 'auth_unix_rw = "none"', 'auth_unix_ro = "none"',
     `log_outputs = "3:file:${join(dir, 'libvirtd.log')}"`, '',
   ].join('\n'));
-  const logd = spawnLong('virtlogd', ['-p', join(dir, 'virtlogd.pid')]);
+  // `ip netns exec` execs the daemon, so the pid spawnLong returns is the daemon's own (stop() signals it).
+  const [pre, ...preArgs] = opts.execPrefix ?? [];
+  const spawnDaemon = (cmd: string, args: string[]): ReturnType<typeof spawnLong> =>
+    pre ? spawnLong(pre, [...preArgs, cmd, ...args]) : spawnLong(cmd, args);
+  const logd = spawnDaemon('virtlogd', ['-p', join(dir, 'virtlogd.pid')]);
   logd.catch(() => undefined); // stopped by stop()
-  const daemon = spawnLong('libvirtd', ['-f', conf, '-p', join(dir, 'libvirtd.pid')]);
+  const daemon = spawnDaemon('libvirtd', ['-f', conf, '-p', join(dir, 'libvirtd.pid')]);
   daemon.catch(() => undefined); // stopped by stop()
   const domains: string[] = [];
   const virsh = async (args: string[], input?: string): Promise<string> =>
@@ -52,8 +62,17 @@ export async function startLibvirt(opts: { socketGroup?: string } = {}): Promise
     }
     await new Promise((r) => setTimeout(r, 300));
   }
+  const defineXml = async (name: string, xml: string): Promise<string> => {
+    const file = join(dir, `${name}.xml`);
+    await writeFile(file, xml);
+    await virsh(['define', file]);
+    domains.push(name);
+    return name;
+  };
   return {
     uri: URI,
+    dir,
+    defineXml,
     async defineDomain(name) {
       const xml = `<domain type='qemu'>
   <name>${name}</name>
@@ -67,11 +86,7 @@ export async function startLibvirt(opts: { socketGroup?: string } = {}): Promise
   <devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>
 </domain>
 `;
-      const file = join(dir, `${name}.xml`);
-      await writeFile(file, xml);
-      await virsh(['define', file]);
-      domains.push(name);
-      return name;
+      return defineXml(name, xml);
     },
     virsh: (args) => virsh(args),
     async stop() {

@@ -53,6 +53,8 @@ export interface LabOptions {
   network?: 'rack' | 'user';
   /** Rack mode: how many nodes (TAPs) the rack gets (default 1). */
   nodes?: number;
+  /** Conductor settings added to (top-level keys replacing) the demo's, e.g. more hardware types and their options. */
+  extraConfig?: Record<string, unknown>;
 }
 
 async function portOrFree(preferred: number): Promise<number> {
@@ -131,7 +133,7 @@ export async function setUpLab(opts: LabOptions): Promise<Lab> {
     teardown.add(`rack (namespace ${r.ns})`, () => r.destroy());
     say(`rack: namespace ${r.ns}, bridge ${r.bridge} ${r.address}/24, ${r.taps.length} TAP(s); DHCP ${r.dhcpRange} from the conductor's dnsmasq`);
   }
-  const config = conductorConfig(workDir, apiPort, bootPort, [ramdisk.kernel, ramdisk.initramfs], rack);
+  const config = { ...conductorConfig(workDir, apiPort, bootPort, [ramdisk.kernel, ramdisk.initramfs], rack), ...opts.extraConfig };
   const boot = config.boot as { http_root: string; tftp_root: string };
   await mkdir(boot.http_root, { recursive: true });
   await mkdir(boot.tftp_root, { recursive: true });
@@ -175,6 +177,16 @@ export interface EnrolledNode {
   hw: LabNode;
   /** deploy_interface iscsi: the portal port, forwarded from 127.0.0.1 into the guest (driver_info.iscsi_portal_port). */
   iscsiPortalPort?: number;
+}
+
+/**
+ * What the flow needs of a node: its UUID and its console (serial log) and agent port. An ipmi_sim-driven lab
+ * node (EnrolledNode) is one; so is a libvirt domain driven over ssh (test/e2e/ssh-libvirt-vm.test.ts).
+ */
+export interface FlowNode {
+  uuid: string;
+  name: string;
+  hw: Pick<LabNode, 'agentPort' | 'serialLog' | 'serialSince' | 'serialSize'>;
 }
 
 export interface EnrollOptions {
@@ -271,7 +283,7 @@ function lastHeartbeat(n: NodeJson): string | undefined {
 }
 
 /** provide: automated cleaning through the agent until `available`. Phases: boot to lookup, cleaning. */
-export async function provideNode(lab: Lab, node: EnrolledNode, reporter: Reporter, timer: PhaseTimer, label = ''): Promise<NodeJson> {
+export async function provideNode(lab: Lab, node: FlowNode, reporter: Reporter, timer: PhaseTimer, label = ''): Promise<NodeJson> {
   const before = lastHeartbeat(await lab.api.getNode(node.uuid));
   const bootPhase = `boot to lookup${label}`;
   const cleanPhase = `cleaning${label}`;
@@ -306,7 +318,7 @@ export interface DeployRequest {
 }
 
 /** deploy → active → instance marker on the serial console. Phases: boot to lookup, image write, reboot to instance. */
-export async function deployNode(lab: Lab, node: EnrolledNode, req: DeployRequest, reporter: Reporter, timer: PhaseTimer): Promise<string> {
+export async function deployNode(lab: Lab, node: FlowNode, req: DeployRequest, reporter: Reporter, timer: PhaseTimer): Promise<string> {
   await lab.api.patchNode(node.uuid, { instance_info: req.instanceInfo });
   const before = lastHeartbeat(await lab.api.getNode(node.uuid));
   const serialStart = node.hw.serialSize();
@@ -355,7 +367,7 @@ export async function deployNode(lab: Lab, node: EnrolledNode, req: DeployReques
 }
 
 /** Wait for a line starting with `prefix` in the node's serial output written after `offset`. */
-export async function waitForSerialLine(hw: LabNode, offset: number, prefix: string, timeoutMs: number): Promise<string> {
+export async function waitForSerialLine(hw: FlowNode['hw'], offset: number, prefix: string, timeoutMs: number): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const { text } = hw.serialSince(offset);
@@ -370,7 +382,7 @@ export async function waitForSerialLine(hw: LabNode, offset: number, prefix: str
 }
 
 /** undeploy: active → deleting → cleaning → available. */
-export async function undeployNode(lab: Lab, node: EnrolledNode, reporter: Reporter, timer: PhaseTimer): Promise<NodeJson> {
+export async function undeployNode(lab: Lab, node: FlowNode, reporter: Reporter, timer: PhaseTimer): Promise<NodeJson> {
   timer.start('undeploy (teardown + cleaning)');
   await lab.api.provision(node.uuid, 'deleted');
   const n = await waitForProvisionState(lab.api, node.uuid, {
