@@ -6,7 +6,7 @@
  * the QEMU processes libvirtd spawns then live in that network namespace and can open its TAP devices, while
  * virsh still reaches libvirtd over its Unix socket (a path, shared across network namespaces).
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run, spawnLong } from '../common/exec.js';
@@ -33,10 +33,11 @@ export async function startLibvirt(opts: { socketGroup?: string; execPrefix?: st
     `unix_sock_group = "${opts.socketGroup ?? 'root'}"`, `unix_sock_rw_perms = "${opts.socketGroup ? '0770' : '0700'}"`, 'auth_unix_rw = "none"', 'auth_unix_ro = "none"',
     `log_outputs = "3:file:${join(dir, 'libvirtd.log')}"`, '',
   ].join('\n'));
-  // `ip netns exec` execs the daemon, so the pid spawnLong returns is the daemon's own (stop() signals it).
-  const [pre, ...preArgs] = opts.execPrefix ?? [];
-  const spawnDaemon = (cmd: string, args: string[]): ReturnType<typeof spawnLong> =>
-    pre ? spawnLong(pre, [...preArgs, cmd, ...args]) : spawnLong(cmd, args);
+  // `ip netns exec` and `setsid` exec the daemon, so the pid spawnLong returns is the daemon's own (stop() signals
+  // it). setsid: a Ctrl-C reaches the whole foreground process group; libvirtd and its QEMU must outlive it, so
+  // that stop() can still destroy and undefine the domains through libvirtd.
+  const [pre, ...preArgs] = [...(opts.execPrefix ?? []), 'setsid'];
+  const spawnDaemon = (cmd: string, args: string[]): ReturnType<typeof spawnLong> => spawnLong(pre as string, [...preArgs, cmd, ...args]);
   const logd = spawnDaemon('virtlogd', ['-p', join(dir, 'virtlogd.pid')]);
   logd.catch(() => undefined); // stopped by stop()
   const daemon = spawnDaemon('libvirtd', ['-f', conf, '-p', join(dir, 'libvirtd.pid')]);
@@ -63,6 +64,8 @@ export async function startLibvirt(opts: { socketGroup?: string; execPrefix?: st
     await new Promise((r) => setTimeout(r, 300));
   }
   const defineXml = async (name: string, xml: string): Promise<string> => {
+    // The name becomes file names under /etc/libvirt/qemu, /run/libvirt/qemu and /var/log/libvirt/qemu.
+    if (!/^[A-Za-z0-9_.-]+$/.test(name) || name.startsWith('.')) throw new Error(`bad domain name ${name}`);
     const file = join(dir, `${name}.xml`);
     await writeFile(file, xml);
     await virsh(['define', file]);
@@ -92,9 +95,21 @@ export async function startLibvirt(opts: { socketGroup?: string; execPrefix?: st
     async stop() {
       for (const d of domains) {
         await virsh(['destroy', d]).catch(() => undefined); // not running is fine
-        await virsh(['undefine', d]).catch(() => undefined); // reported by the sweep if it stays
+        await virsh(['undefine', d]).catch(() => undefined); // libvirtd gone: the files are removed below
       }
       await stopDaemons();
+      // What libvirt keeps per domain on the host: its QEMU log always (even after undefine), and, when libvirtd
+      // died before it could undefine, the persistent definition and the live state with the QEMU pid.
+      for (const d of domains) {
+        const pid = Number((await readFile(`/run/libvirt/qemu/${d}.pid`, 'utf8').catch(() => '')).trim());
+        if (Number.isInteger(pid) && pid > 1) {
+          const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+          if (cmd.includes(`guest=${d},`)) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+        }
+        for (const f of [`/etc/libvirt/qemu/${d}.xml`, `/run/libvirt/qemu/${d}.pid`, `/run/libvirt/qemu/${d}.xml`, `/var/log/libvirt/qemu/${d}.log`]) {
+          await rm(f, { force: true });
+        }
+      }
     },
   };
 }

@@ -12,7 +12,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,15 +77,20 @@ test('e2e ssh + libvirt: a libvirt domain on the rack, powered and boot-ordered 
   const teardown = new Teardown();
   const reporter = diagnosticReporter(t);
   const timer = new PhaseTimer();
-  const offSignals = teardown.onSignals((l) => reporter.line(l)); // Ctrl-C: domain, libvirtd, sshd, rack, files
   let ok = false;
+  let keep = false;
+  // Runs last: the work dir goes on success and Ctrl-C; after a failure it stays for inspection.
+  teardown.add('work dir', async () => {
+    if (!keep) await rm(workDir, { recursive: true, force: true });
+  });
+  const offSignals = teardown.onSignals((l) => reporter.line(l)); // Ctrl-C: domain, libvirtd, sshd, rack, files
   let lab: Lab | undefined;
   let serialLog = 'n/a';
   t.after(async () => {
     offSignals();
+    keep = !ok;
     for (const f of await teardown.run()) t.diagnostic(`teardown: ${f}`);
-    if (ok) await rm(workDir, { recursive: true, force: true });
-    else t.diagnostic(`kept for inspection: ${workDir} (serial: ${serialLog}, conductor log: ${lab?.conductor.logFile ?? 'n/a'})`);
+    if (keep) t.diagnostic(`kept for inspection: ${workDir} (serial: ${serialLog}, conductor log: ${lab?.conductor.logFile ?? 'n/a'})`);
   });
 
   const initramfs = await buildInstanceInitramfs(join(imageDir, 'instance-initrd.gz'));
@@ -251,6 +256,9 @@ test('e2e ssh + libvirt: a libvirt domain on the rack, powered and boot-ordered 
   // Nothing left behind: domain, libvirtd (and its QEMU), sshd, namespace, dnsmasq, forwarders.
   const ns = rack.ns;
   for (const f of await teardown.run()) assert.fail(`teardown: ${f}`);
+  for (const f of [`/etc/libvirt/qemu/${domain}.xml`, `/run/libvirt/qemu/${domain}.pid`, `/var/log/libvirt/qemu/${domain}.log`, workDir]) {
+    assert.equal(existsSync(f), false, `${f} left`);
+  }
   const list = (await run('ip', ['netns', 'list'], { quiet: true })).stdout;
   assert.ok(!list.split('\n').some((x) => x.split(' ')[0] === ns), `namespace ${ns} still there`);
   await sleep(500);
