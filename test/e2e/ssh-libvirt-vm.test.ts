@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { have, run } from '../../common/exec.js';
+import { setLogLevel } from '../../common/logger.js';
 import { buildInstanceInitramfs, buildWholeDiskImage, missingImageTools } from '../../lab/instance-image.js';
 import { startLibvirt, type Libvirt } from '../../lab/libvirt.js';
 import { createLibvirtNode } from '../../lab/libvirt-node.js';
@@ -83,7 +84,18 @@ test('e2e ssh + libvirt: a libvirt domain on the rack, powered and boot-ordered 
   teardown.add('work dir', async () => {
     if (!keep) await rm(workDir, { recursive: true, force: true });
   });
-  const offSignals = teardown.onSignals((l) => reporter.line(l)); // Ctrl-C: domain, libvirtd, sshd, rack, files
+  // Ctrl-C: domain, libvirtd, sshd, rack, files. The runner that piped our output may be gone by then: logging
+  // stops first, or a write to the broken pipe (EPIPE) would end this process halfway through the teardown.
+  const onSignal = (sig: NodeJS.Signals): void => {
+    setLogLevel('silent');
+    void teardown.run().then(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const offSignals = (): void => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
   let lab: Lab | undefined;
   let serialLog = 'n/a';
   t.after(async () => {
