@@ -33,11 +33,12 @@ export async function startLibvirt(opts: { socketGroup?: string; execPrefix?: st
     `unix_sock_group = "${opts.socketGroup ?? 'root'}"`, `unix_sock_rw_perms = "${opts.socketGroup ? '0770' : '0700'}"`, 'auth_unix_rw = "none"', 'auth_unix_ro = "none"',
     `log_outputs = "3:file:${join(dir, 'libvirtd.log')}"`, '',
   ].join('\n'));
-  // `ip netns exec` and `setsid` exec the daemon, so the pid spawnLong returns is the daemon's own (stop() signals
-  // it). setsid: a Ctrl-C reaches the whole foreground process group; libvirtd and its QEMU must outlive it, so
-  // that stop() can still destroy and undefine the domains through libvirtd.
-  const [pre, ...preArgs] = [...(opts.execPrefix ?? []), 'setsid'];
-  const spawnDaemon = (cmd: string, args: string[]): ReturnType<typeof spawnLong> => spawnLong(pre as string, [...preArgs, cmd, ...args]);
+  // `ip netns exec` execs the daemon, so the pid spawnLong returns is the daemon's own (stop() signals it). A
+  // Ctrl-C reaches libvirtd with the test (one process group) but not the QEMU it daemonized: stop() then finds
+  // virsh failing and kills that QEMU through libvirt's pid file, and removes the domain's files itself.
+  const [pre, ...preArgs] = opts.execPrefix ?? [];
+  const spawnDaemon = (cmd: string, args: string[]): ReturnType<typeof spawnLong> =>
+    pre ? spawnLong(pre, [...preArgs, cmd, ...args]) : spawnLong(cmd, args);
   const logd = spawnDaemon('virtlogd', ['-p', join(dir, 'virtlogd.pid')]);
   logd.catch(() => undefined); // stopped by stop()
   const daemon = spawnDaemon('libvirtd', ['-f', conf, '-p', join(dir, 'libvirtd.pid')]);

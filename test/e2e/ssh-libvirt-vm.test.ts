@@ -84,8 +84,8 @@ test('e2e ssh + libvirt: a libvirt domain on the rack, powered and boot-ordered 
   teardown.add('work dir', async () => {
     if (!keep) await rm(workDir, { recursive: true, force: true });
   });
-  // Ctrl-C: domain, libvirtd, sshd, rack, files. The runner that piped our output may be gone by then: logging
-  // stops first, or a write to the broken pipe (EPIPE) would end this process halfway through the teardown.
+  // Ctrl-C: domain, libvirtd, sshd, rack, files. The runner that piped our output may be gone by then, so logging
+  // stops first (a precaution: nothing written to a closed pipe may end this process halfway through the teardown).
   const onSignal = (sig: NodeJS.Signals): void => {
     setLogLevel('silent');
     void teardown.run().then(() => process.exit(sig === 'SIGINT' ? 130 : 143));
