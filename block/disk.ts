@@ -8,11 +8,15 @@ import { run } from '../common/exec.js';
 import { getLogger } from '../common/logger.js';
 import { refreshPartitions } from './devices.js';
 import { errorMessage } from '../common/errors.js';
+import { diskGeometry, moveGptBackupToEnd } from './gpt.js';
 
 const log = getLogger('image-disk');
 const MiB = 1024 * 1024;
 
+/** Size in bytes: sysfs (no process spawned; 30-60 ms each on a busy box), `blockdev` where sysfs has no entry. */
 export async function deviceSize(dev: string): Promise<number> {
+  const geo = await diskGeometry(dev).catch(() => null); // not a block device under /sys: ask blockdev
+  if (geo) return geo.bytes;
   const r = await run('blockdev', ['--getsize64', dev], { quiet: true });
   return Number(r.stdout.trim());
 }
@@ -53,6 +57,23 @@ export async function zeroRange(dev: string, start: number, len: number): Promis
   await run('blkdiscard', ['-z', '-o', String(start), '-l', String(len), dev], { quiet: true });
 }
 
+/**
+ * Before a whole-disk image is written: zero the last MiB, where an old GPT backup header lives that an image
+ * smaller than the disk does not overwrite (the image itself overwrites everything from byte 0, so the first MiB
+ * needs no extra pass). No fsync and no re-read here: the image writer's fsync covers these pages, and the
+ * partition table is re-read once after the image is on the disk. A failed write is still cleaned by wipeEnds.
+ */
+export async function zeroStaleTail(dev: string): Promise<void> {
+  const size = await deviceSize(dev);
+  const len = Math.min(MiB, size);
+  const fh = await fsp.open(dev, constants.O_WRONLY);
+  try {
+    await fh.write(Buffer.alloc(len), 0, len, size - len);
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Zero the first and last MiB (partition tables, GPT backup header, filesystem superblocks at the start). */
 export async function wipeEnds(dev: string): Promise<void> {
   const size = await deviceSize(dev);
@@ -87,7 +108,8 @@ async function waitForPartitionNodes(dev: string): Promise<void> {
   }
 }
 
-async function listPartitionNames(dev: string): Promise<string[]> {
+/** The partitions of `dev` the kernel shows (sysfs names, in partition-number order); nothing is probed. */
+export async function listPartitionNames(dev: string): Promise<string[]> {
   const dir = `/sys/class/block/${sysName(dev)}`;
   const entries = await fsp.readdir(dir).catch(() => [] as string[]);
   const out: Array<{ name: string; n: number }> = [];
@@ -162,8 +184,18 @@ export async function diskIdentifier(dev: string): Promise<string> {
   }
 }
 
-/** Move the GPT backup header to the end of a disk larger than the image (errors ignored, as IPA does). */
+/**
+ * Move the GPT backup header to the end of a disk larger than the image (errors ignored, as IPA does). Nothing to
+ * do for an MBR image or a backup already at the last LBA; the common GPT case is written directly (block/gpt.ts,
+ * the bytes sgdisk -e writes without its sync() and one-second sleep); anything unusual still goes to sgdisk -e.
+ */
 export async function fixGptBackup(dev: string): Promise<void> {
+  const outcome = await moveGptBackupToEnd(dev).catch((e: unknown) => {
+    log.warn({ dev, err: errorMessage(e) }, 'GPT backup move failed; trying sgdisk -e');
+    return 'unsure' as const;
+  });
+  log.debug({ dev, outcome }, 'GPT backup header');
+  if (outcome !== 'unsure') return;
   if ((await partitionTableType(dev)) !== 'gpt') return;
   await run('sgdisk', ['-e', dev], { quiet: true }).catch((e: unknown) =>
     log.warn({ dev, err: errorMessage(e) }, 'sgdisk -e failed (ignored)'),

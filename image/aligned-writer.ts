@@ -48,6 +48,15 @@ export class AlignedWriter {
   /** Set when the target range is known to read as zeros already: all-zero buffers are then not written. */
   skipZeros = false;
   skippedBytes = 0;
+  /**
+   * Long runs of zeros are zeroed by the device instead of written (set where the device zeroes cheaply): of a run
+   * of all-zero buffers, the first `minBytes` are written as data, the rest is left out and handed to `zero` in
+   * the background once the run ends; finish() waits for every such range before its fsync. Only what the image
+   * has as zeros is zeroed, and nothing before the first byte.
+   */
+  zeroRuns: { zero(start: number, len: number): Promise<void>; minBytes: number } | null = null;
+  private run = { start: -1, end: -1, skipFrom: -1 };
+  private zeroing: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly device: string,
@@ -151,6 +160,14 @@ export class AlignedWriter {
       );
       this.check();
     }
+    if (this.zeroRuns && this.inLongZeroRun(pos, len, slot.mem)) {
+      this.skippedBytes += len;
+      if (pos + len > this.written) this.written = pos + len;
+      this.cur = (this.cur + 1) % this.slots.length;
+      this.base = pos + len;
+      this.fill = 0;
+      return;
+    }
     if (this.skipZeros && isZero(slot.mem, len)) {
       this.skippedBytes += len;
       if (pos + len > this.written) this.written = pos + len;
@@ -189,6 +206,33 @@ export class AlignedWriter {
     this.fill = 0;
   }
 
+  /** Track the current run of zero buffers; true when this buffer lies past the run's first minBytes (skip it). */
+  private inLongZeroRun(pos: number, len: number, mem: Buffer): boolean {
+    if (!isZero(mem, len)) {
+      this.endZeroRun();
+      return false;
+    }
+    if (this.run.end !== pos) {
+      this.endZeroRun();
+      this.run = { start: pos, end: pos, skipFrom: -1 };
+    }
+    this.run.end = pos + len;
+    if (this.run.end - this.run.start <= this.zeroRuns!.minBytes) return false;
+    if (this.run.skipFrom < 0) this.run.skipFrom = pos;
+    return true;
+  }
+
+  /** Hand the skipped part of the current zero run to the device's zeroing (one at a time, in order). */
+  private endZeroRun(): void {
+    const { skipFrom, end } = this.run;
+    this.run = { start: -1, end: -1, skipFrom: -1 };
+    if (skipFrom < 0 || !this.zeroRuns) return;
+    const zero = this.zeroRuns.zero;
+    this.zeroing = this.zeroing.then(() => zero(skipFrom, end - skipFrom)).catch((e: unknown) => {
+      this.failure ??= new ImageWriteError(`Zeroing ${skipFrom}+${end - skipFrom} of ${this.device} failed: ${errorMessage(e)}`, e);
+    });
+  }
+
   /** Write an unaligned remainder through the buffered handle, synchronously with respect to the pool. */
   private async flushTail(): Promise<void> {
     if (this.fill === 0) return;
@@ -216,10 +260,13 @@ export class AlignedWriter {
     this.check();
   }
 
-  /** Submit everything, wait for it, fsync. Throws the first write error. */
+  /** Submit everything, wait for it (and for the zeroed runs), fsync. Throws the first write error. */
   async finish(): Promise<void> {
     await this.flushTail();
     await this.drain();
+    this.endZeroRun();
+    await this.zeroing;
+    this.check();
     try {
       await this.plain!.sync();
       if (this.direct) await this.direct.sync();
@@ -231,6 +278,7 @@ export class AlignedWriter {
   async close(): Promise<void> {
     // Cleanup only: a write error was already raised by finish()/check(); close must not mask it.
     for (const s of this.slots) if (s.busy) await s.busy.catch(() => undefined);
+    await this.zeroing; // never rejects: a zeroing failure is recorded in `failure`
     await this.direct?.close().catch(() => undefined);
     await this.retired?.close().catch(() => undefined);
     await this.plain?.close().catch(() => undefined);

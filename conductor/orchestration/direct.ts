@@ -38,13 +38,13 @@ async function sleep(ms: number): Promise<void> {
 
 /**
  * Fast-track: the agent is up and heartbeating, so nothing boots. The step waits as for a boot, and a heartbeat
- * run is started at once (it waits for this task's lock) instead of waiting for the agent's next heartbeat:
- * it learns the agent's steps and goes on as if the ramdisk had just called back.
+ * run starts the moment this task releases the node (not on the agent's next heartbeat, nor on a lock poll): it
+ * learns the agent's steps and goes on as if the ramdisk had just called back.
  */
 function continueOnRunningAgent(ctx: ConductorContext, task: NodeTask): void {
   const uuid = task.node.uuid;
   ctx.log.info({ node: uuid, state: task.node.provision_state }, 'fast-track: using the running agent, no power cycle');
-  setImmediate(() => {
+  task.afterRelease(() => {
     const handler = ctx.heartbeats.handler;
     if (!handler) return;
     Promise.resolve(handler(uuid, ctx)).catch((e: unknown) =>
@@ -106,8 +106,9 @@ const deployStep = {
     } catch (e) {
       ctx.log.warn({ node: task.node.uuid, err: errorMessage(e) }, 'soft power-off through the agent failed; using the BMC');
     }
-    for (let i = 0; i < a.power_off_poll_attempts; i++) {
-      await sleep(a.power_off_poll_interval * 1000);
+    // Ironic's _wait_until_powered_off: a first look at once, then power_off_poll_attempts more, the interval apart.
+    for (let i = 0; i <= a.power_off_poll_attempts; i++) {
+      if (i > 0) await sleep(a.power_off_poll_interval * 1000);
       const state = await task.driver.power.getPowerState(task.driverNode()).catch(() => 'error' as const);
       if (state === 'power off') break;
     }
