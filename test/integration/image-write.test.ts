@@ -4,7 +4,7 @@
  * image.install_bootloader. Images come from test/fixtures/images.ts, served on 127.0.0.1.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -15,6 +15,7 @@ import { registerBuiltinExtensions } from '../../agent/extensions/index.js';
 import { listPartitions, partitionTableType, probe } from '../../block/disk.js';
 import { resetImageState } from '../../hardware-managers/deploy/prepare.js';
 import { resetImageSettings, setImageSettings } from '../../image/settings.js';
+import { streamImageToDevice } from '../../image/write.js';
 import type { CommandResult } from '../../protocol/agent-api.js';
 import { setHardwareContext } from '../../hardware-managers/context.js';
 import {
@@ -29,7 +30,7 @@ import {
   type DiskImage,
   type ImageServer,
 } from '../fixtures/images.js';
-import { assertDeviceHolds, fillWithPattern, partitionRange, wholeDiskRanges } from '../fixtures/device-bytes.js';
+import { assertDeviceHolds, fillWithPattern, partitionRange, readAt, wholeDiskRanges } from '../fixtures/device-bytes.js';
 import { createLoopDevices, type LoopSet } from '../fixtures/loop.js';
 
 const TOOLS = ['losetup', 'parted', 'sgdisk', 'partprobe', 'blkid', 'mkfs.ext4', 'mkfs.vfat', 'mcopy', 'mkswap', 'qemu-img', 'gzip', 'xz', 'zstd', 'bzip2', 'genisoimage', 'isoinfo', 'fallocate', 'mount'];
@@ -37,6 +38,7 @@ const missing: string[] = [];
 for (const t of TOOLS) if (!(await have(t))) missing.push(t);
 if (process.getuid?.() !== 0) missing.push('root');
 const skip = missing.length > 0 ? `needs ${missing.join(', ')}` : false;
+const MiB = 1024 * 1024;
 
 let dir: string;
 let loops: LoopSet;
@@ -191,6 +193,34 @@ describe('whole-disk images', { skip }, () => {
     // This kernel has no iso9660 driver: read the file with isoinfo (genisoimage) instead of mounting.
     const meta = (await run('isoinfo', ['-i', last.path, '-R', '-x', '/openstack/latest/meta_data.json'])).stdout;
     assert.deepEqual(JSON.parse(meta), cd.metaData);
+  });
+
+  test('sparse raw image: the long zero run is zeroed by the device, not written, and reads back as zeros', async () => {
+    // 24 MiB of MBR disk image, then 40 MiB of zeros: past the first 16 MiB of the run, nothing is written.
+    const sparse = await buildRawDiskImage(dir, { sizeMiB: 24, label: 'msdos', name: 'sparse.raw' });
+    await truncate(sparse.path, 64 * MiB);
+    await fillWithPattern(dev);
+    const r = await streamImageToDevice({ info: await info('sparse.raw', keep.url('sparse.raw')), device: dev, limit: 128 * MiB });
+    assert.ok(r.zeroSkippedBytes >= 24 * MiB, `skipped ${r.zeroSkippedBytes} bytes`);
+    assert.equal(r.zeroSkippedBytes % (4 * MiB), 0);
+    await assertDeviceHolds(dev, sparse.path, wholeDiskRanges(64 * MiB, 'msdos'));
+  });
+
+  test('an MBR image over a GPT disk: the old backup GPT in the last MiB is zeroed, the first MiB is the image', async () => {
+    await assertDeployed(await writeImage(await info('disk-gpt-ext4.raw', keep.url('disk-gpt-ext4.raw'))));
+    const size = Number((await run('blockdev', ['--getsize64', dev])).stdout.trim());
+    assert.ok(!(await readAt(dev, size - 512, 512)).every((b) => b === 0), 'the GPT image left its backup header at the end');
+    await buildRawDiskImage(dir, { sizeMiB: 24, label: 'msdos', name: 'mbr.raw' });
+    resetImageState();
+    const r = await runCommand('deploy.execute_deploy_step', {
+      step: { interface: 'deploy', step: 'write_image', args: { image_info: await info('mbr.raw', keep.url('mbr.raw')) } },
+      node: { uuid: 'node-1', properties: {}, instance_info: {} }, ports: [],
+    });
+    assert.equal(r.command_status, 'SUCCEEDED', JSON.stringify(r.command_error));
+    await run('blockdev', ['--flushbufs', dev], { quiet: true });
+    assert.ok((await readAt(dev, size - MiB, MiB)).every((b) => b === 0), 'last MiB zeroed');
+    assert.equal(await partitionTableType(dev), 'dos');
+    await assertDeviceHolds(dev, join(dir, 'mbr.raw'), wholeDiskRanges(24 * MiB, 'msdos'));
   });
 
   test('install_bootloader: whole-disk image in BIOS mode installs nothing and succeeds', async () => {
