@@ -268,8 +268,9 @@ export class AlignedWriter {
     await this.zeroing;
     this.check();
     try {
+      // One fsync: both handles are the same device inode, and fsync writes back that inode's dirty pages (the
+      // buffered tail) and flushes the device's cache whichever handle asks; a second one only flushes again.
       await this.plain!.sync();
-      if (this.direct) await this.direct.sync();
     } catch (e) {
       throw new ImageWriteError(`fsync of ${this.device} failed: ${errorMessage(e)}`, e);
     }

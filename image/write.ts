@@ -64,6 +64,7 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
   let layers: ImageFormat[] = [];
   let qcow: QcowSink | null = null;
   let preZeroed = false;
+  let tail = { syncMs: 0, digestMs: 0 };
   let contentLength: number | null = null;
   const rangeAuth = o.auth ? { auth: o.auth } : {};
   const chain: Sink = new DetectSink({
@@ -140,9 +141,13 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
         return hp ?? sp;
       },
     );
+    const tLast = Date.now();
     await chain.end();
     await writer.finish();
+    const tSynced = Date.now();
     const actual = await hash.digest();
+    // After the last byte: the writes still in flight and the fsync, then what the hash had still to do.
+    tail = { syncMs: tSynced - tLast, digestMs: Date.now() - tSynced };
     progress.setPhase('verifying');
     if (actual !== expected.value.toLowerCase()) {
       throw checksumMismatch(o.device, o.info.id, expected.value, actual);
@@ -163,7 +168,7 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
     progress.setPhase('written');
     const seconds = (Date.now() - t0) / 1000;
     log.info(
-      { device: o.device, layers: layers.join('/'), bytes: dl.bytes, imageSize, seconds, requests: dl.requests, zeroSkipped: writer.skippedBytes },
+      { device: o.device, layers: layers.join('/'), bytes: dl.bytes, imageSize, seconds, requests: dl.requests, zeroSkipped: writer.skippedBytes, ...tail },
       'image written and verified',
     );
     return {

@@ -13,6 +13,8 @@ interface AgentLine {
   forced?: boolean;
   phasesMs?: Record<string, number>;
   zeroSkipped?: number;
+  syncMs?: number;
+  digestMs?: number;
 }
 
 /** The agent log messages the timeline shows, with a short label (first occurrence after the API call). */
@@ -46,6 +48,15 @@ export interface DeployTimeline {
    * step (both times from the agent's log, one clock): the heartbeat-to-step latency. Null when not in the log.
    */
   stepDoneToNextMs: number | null;
+}
+
+/** " (writes+fsync after the last byte 400 ms, hash 20 ms, 32 MiB of zeros left to the device)" from the log line. */
+function writtenDetail(l: AgentLine): string {
+  const parts: string[] = [];
+  if (l.syncMs !== undefined) parts.push(`writes+fsync after the last byte ${l.syncMs} ms`);
+  if (l.digestMs !== undefined) parts.push(`hash ${l.digestMs} ms`);
+  if (l.zeroSkipped) parts.push(`${(l.zeroSkipped / 2 ** 20).toFixed(0)} MiB of zeros left to the device`);
+  return parts.length ? ` (${parts.join(', ')})` : '';
 }
 
 export function parseAgentLog(text: string): AgentLine[] {
@@ -85,7 +96,7 @@ export function deployTimeline(lines: AgentLine[], states: StateSample[], startM
     const what = l.msg === 'executing step' ? `${label} ${l.step ?? ''}`
       : l.msg === 'command requested' ? `${label} ${l.command ?? ''}`
       : l.msg === 'heartbeat sent' ? `${label}${l.forced ? ' (forced)' : ''}`
-      : l.msg === 'image written and verified' && l.zeroSkipped ? `${label} (${(l.zeroSkipped / 2 ** 20).toFixed(0)} MiB of zeros left to the device)`
+      : l.msg === 'image written and verified' ? `${label}${writtenDetail(l)}`
       : label;
     if (l.msg === 'executing step' && l.step === 'write_image' && stepAt === null) stepAt = rel(l.time);
     if (l.msg === 'prepare_image done' && !done) done = l;
