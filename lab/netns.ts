@@ -66,6 +66,24 @@ function bridgeSockets(a: Socket, b: Socket): void {
   for (const s of [a, b]) { s.on('error', end); s.on('close', end); }
 }
 
+/**
+ * IPv6 router advertisements on the bridge, from a dnsmasq of the rack's own (DHCPv4 stays the conductor's). iPXE
+ * configures IPv4 and IPv6 together and its `Configuring (net0 ...)` waits for both: with no router on the wire it
+ * solicits one until its retry timer gives up, ~16 s of every network boot. An RA (router lifetime 0: nobody
+ * routes anything, and the nodes take no default route from it) ends that wait at once. The ULA prefix lives
+ * only in the namespace, like every other address of the rack.
+ */
+async function routerAdverts(ns: string, bridge: string, subnet: string, inside: ReturnType<typeof spawnLong>[]): Promise<void> {
+  const third = Number(subnet.split('.')[2] ?? 0);
+  const prefix = `fd62:6d74:0:${third.toString(16)}`;
+  await run('ip', ['netns', 'exec', ns, 'ip', '-6', 'addr', 'add', `${prefix}::1/64`, 'dev', bridge, 'nodad'], { quiet: true });
+  const child = spawnLong('ip', ['netns', 'exec', ns, 'dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null', '--pid-file', '--port=0',
+    `--interface=${bridge}`, '--bind-dynamic', '--enable-ra', `--dhcp-range=${prefix}::,ra-only,64`, `--ra-param=${bridge},60,0`,
+    '--quiet-ra', '--log-facility=-']);
+  inside.push(child);
+  child.catch(() => undefined); // killed by destroy()
+}
+
 export async function createRack(opts: RackOptions): Promise<Rack> {
   const ns = rackNamespaceName(opts.testRun);
   const subnet = opts.subnet ?? '192.168.77';
@@ -100,6 +118,7 @@ export async function createRack(opts: RackOptions): Promise<Rack> {
     await ip('link', 'set', bridge, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0');
     await ip('addr', 'add', `${address}/24`, 'dev', bridge);
     await ip('link', 'set', bridge, 'up');
+    await routerAdverts(ns, bridge, subnet, inside);
     const taps: string[] = [];
     for (let i = 0; i < opts.taps; i++) {
       const tap = `tap${i}`;

@@ -24,7 +24,11 @@ export interface SeaOptions {
   cacheDir: string;
   /** node binary to embed (default: the one running this build). */
   nodeBinary?: string;
-  /** Node's V8 code cache in the blob: +~0.4 MB, slightly faster start-up. */
+  /**
+   * Node's V8 code cache in the blob (default on): the agent starts without parsing and compiling its 1.9 MB bundle,
+   * which is over half of its start-up CPU (natively 2.24 -> 1.24 s user for ten `--version` runs; seconds under
+   * TCG). Costs ~0.35 MB in the executable, ~0.1 MiB after zstd.
+   */
   useCodeCache?: boolean;
 }
 
@@ -55,7 +59,7 @@ export async function buildSea(opts: SeaOptions): Promise<SeaResult> {
   const nodeVersion = (await run(node, ['--version'], { quiet: true })).stdout.trim();
   const req = createRequire(import.meta.url);
   const postjectVersion = (req('postject/package.json') as { version: string }).version;
-  const useCodeCache = opts.useCodeCache ?? false;
+  const useCodeCache = opts.useCodeCache ?? true;
   const key = createHash('sha256')
     .update(JSON.stringify({ b: opts.bundleSha256, node, size: nodeStat.size, mtime: nodeStat.mtimeMs, nodeVersion, postjectVersion, useCodeCache }))
     .digest('hex')

@@ -93,6 +93,9 @@ export function dnsmasqConf(s: DnsmasqSettings): string {
     `dhcp-optsdir=${p.optsdir}`,
     // iPXE sends option 175: such clients get the script URL instead of another iPXE binary.
     'dhcp-match=set:ipxe,175',
+    // iPXE's no-pxedhcp (175.176 = 1): every boot option comes from this server, so iPXE requests the offer at
+    // once instead of waiting 2 s for ProxyDHCP offers on each DHCP (ROM and chain-loaded iPXE alike).
+    'dhcp-option-force=tag:ipxe,encap:175,176,1',
     'dhcp-match=set:efi64,option:client-arch,7',
     'dhcp-match=set:efi64,option:client-arch,9',
     ...(s.allowUnknown ? [] : ['dhcp-ignore=tag:!known']),

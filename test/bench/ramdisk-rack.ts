@@ -4,7 +4,7 @@
  * plain HTTP from the bridge address (a loopback file server exposed through the rack's forwarder), and the agent
  * looks up at a conductor stub. Used by `npm run bench -- ramdisk` (the default network when namespaces work).
  */
-import { mkdtemp, rm, truncate, writeFile, link, copyFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, truncate, writeFile, link, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DnsmasqDhcp } from '../../conductor/dhcp/dnsmasq.js';
@@ -13,8 +13,16 @@ import { createRack } from '../../lab/netns.js';
 import { startVm } from '../../lab/qemu.js';
 import { startImageServer } from '../../scripts/demo/lab.js';
 import { startConductorStub } from '../fixtures/conductor-stub.js';
+import { guestClock, printTimeline, watchBoot } from './support/boot-timeline.js';
 
-export async function bootOverRack(files: { kernel: string; initramfs: string }): Promise<{ lookupS: number; heartbeatS: number | null }> {
+export interface RackBootOptions {
+  /** Virtual CPUs (multi-threaded TCG: one host thread each). */
+  smp?: number;
+  /** Extra kernel command-line words. */
+  append?: string[];
+}
+
+export async function bootOverRack(files: { kernel: string; initramfs: string }, o: RackBootOptions = {}): Promise<{ lookupS: number; heartbeatS: number | null }> {
   const dir = await mkdtemp(join(tmpdir(), 'bmts-bench-rack-'));
   const cleanups: Array<() => Promise<void>> = [];
   let ok = false;
@@ -39,7 +47,7 @@ export async function bootOverRack(files: { kernel: string; initramfs: string })
     const agentPort = await rack.reachNode(mac, 9999, join(dhcpDir, 'dnsmasq.leases'));
     const base = `http://${rack.address}:${http.port}`;
     await writeFile(join(www, 'boot.ipxe'), `#!ipxe
-kernel ${base}/vmlinuz console=ttyS0 BOOTIF=01-\${mac:hexhyp} ipa-api-url=http://${rack.address}:${stub.port} ipa-advertise-host=127.0.0.1 ipa-advertise-port=${agentPort} ipa-enable-auto-tls=0 panic=1 initrd=initramfs
+kernel ${base}/vmlinuz console=ttyS0 BOOTIF=01-\${mac:hexhyp} ipa-api-url=http://${rack.address}:${stub.port} ipa-advertise-host=127.0.0.1 ipa-advertise-port=${agentPort} ipa-enable-auto-tls=0 panic=1 ${(o.append ?? []).join(' ')} initrd=initramfs
 initrd ${base}/initramfs
 boot
 `);
@@ -50,9 +58,12 @@ boot
     await writeFile(disk, '');
     await truncate(disk, 64 * 2 ** 20);
     const startedAt = Date.now();
-    const vm = await startVm({ dir, name: 'rack', boot: 'network', tap: rack.taps[0] as string, mac, memoryMiB: 512, disks: [disk],
+    const vm = await startVm({ dir, name: 'rack', boot: 'network', tap: rack.taps[0] as string, mac, memoryMiB: 512, smp: o.smp ?? 1, disks: [disk],
       execPrefix: rack.execPrefix(), noReboot: true });
     cleanups.push(() => vm.stop());
+    const sizes = { vmlinuz: (await stat(files.kernel)).size, initramfs: (await stat(files.initramfs)).size };
+    const timeline = watchBoot({ serialLog: vm.serialLog, t0: startedAt, sent: http.sent, sizes, dnsmasqLog: join(dhcpDir, 'dnsmasq.log') });
+    cleanups.push(async () => { timeline.stop(); });
     const deadline = startedAt + 300_000;
     while (stub.lookups.length === 0) {
       if (!vm.running()) throw new Error(`QEMU exited before the lookup (serial log: ${vm.serialLog})`);
@@ -60,12 +71,20 @@ boot
       await new Promise((r) => setTimeout(r, 50));
     }
     const lookupS = (Date.now() - startedAt) / 1000;
+    timeline.mark('conductor: first lookup request');
     let heartbeatS: number | null = null;
     const hbDeadline = Date.now() + 60_000;
     while (Date.now() < hbDeadline && vm.running()) {
       const hb = stub.heartbeats[0];
       if (hb) { heartbeatS = (hb.at - startedAt) / 1000; break; }
       await new Promise((r) => setTimeout(r, 50));
+    }
+    timeline.mark('conductor: first heartbeat');
+    printTimeline(timeline.stop(), guestClock(vm.serialLog));
+    // BMTS_BENCH_SERIAL=FILE keeps the console of the run for a closer look.
+    if (process.env.BMTS_BENCH_SERIAL) {
+      await copyFile(vm.serialLog, process.env.BMTS_BENCH_SERIAL);
+      await copyFile(join(dhcpDir, 'dnsmasq.log'), `${process.env.BMTS_BENCH_SERIAL}.dnsmasq`).catch(() => undefined);
     }
     ok = true;
     return { lookupS, heartbeatS };

@@ -46,6 +46,10 @@ export default async function bench(args: string[]): Promise<void> {
   const netIdx = args.indexOf('--net');
   const noRack = await rackUnavailable();
   const net = netIdx >= 0 ? args[netIdx + 1] : noRack ? 'direct' : 'rack';
+  const smpIdx = args.indexOf('--smp');
+  const smp = smpIdx >= 0 ? Math.max(1, Number(args[smpIdx + 1] ?? '1')) : 1;
+  const appendIdx = args.indexOf('--append');
+  const append = appendIdx >= 0 ? (args[appendIdx + 1] ?? '').split(/\s+/).filter(Boolean) : [];
   if (net !== 'rack' && net !== 'direct') throw new Error(`--net rack|direct, not ${net}`);
   if (net === 'rack' && noRack) throw new Error(`--net rack: ${noRack}`);
   const t0 = Date.now();
@@ -60,13 +64,13 @@ export default async function bench(args: string[]): Promise<void> {
   console.log('accel: tcg (KVM here is PVM-backed and hangs stock kernels)');
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
-    const r = net === 'rack' ? await bootOverRack(built) : await bootOnce(built);
+    const r = net === 'rack' ? await bootOverRack(built, { smp, append }) : await bootOnce(built);
     times.push(r.lookupS);
     console.log(`run ${i + 1} (${net}): QEMU start -> first lookup ${r.lookupS.toFixed(1)} s, -> first heartbeat ${r.heartbeatS === null ? 'n/a' : `${r.heartbeatS.toFixed(1)} s`}`);
   }
   const sorted = [...times].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)] ?? 0;
   console.log(
-    `ramdisk total_mib=${m.sizes.total_mib} initramfs_mib=${m.sizes.initramfs_mib} kernel_mib=${m.sizes.kernel_mib} boot_to_lookup_s=${median.toFixed(1)} net=${net} accel=tcg`,
+    `ramdisk total_mib=${m.sizes.total_mib} initramfs_mib=${m.sizes.initramfs_mib} kernel_mib=${m.sizes.kernel_mib} boot_to_lookup_s=${median.toFixed(1)} net=${net} smp=${smp} accel=tcg`,
   );
 }

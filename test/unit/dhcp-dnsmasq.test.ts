@@ -61,7 +61,7 @@ test('dnsmasq.conf: DHCP only on the provisioning interface, only known MACs, TF
   const conf = dnsmasqConf({ dir: '/d', interface: 'br0', range: '192.168.77.100,192.168.77.150,1h', tftpRoot: '/t' });
   for (const line of ['port=0', 'interface=br0', 'except-interface=lo', 'dhcp-range=192.168.77.100,192.168.77.150,1h',
     'dhcp-hostsdir=/d/hostsdir', 'dhcp-optsdir=/d/optsdir', 'dhcp-leasefile=/d/dnsmasq.leases', 'dhcp-match=set:ipxe,175',
-    'dhcp-ignore=tag:!known', 'enable-tftp', 'tftp-root=/t']) {
+    'dhcp-option-force=tag:ipxe,encap:175,176,1', 'dhcp-ignore=tag:!known', 'enable-tftp', 'tftp-root=/t']) {
     assert.ok(conf.split('\n').includes(line), `missing ${line} in\n${conf}`);
   }
   assert.doesNotMatch(dnsmasqConf({ dir: '/d', interface: 'br0', range: '1.2.3.4,1.2.3.5', allowUnknown: true }), /dhcp-ignore|tftp/);
