@@ -10,7 +10,8 @@ import { stripAnsi } from '../../../lab/qemu.js';
 /** Serial lines that mark a phase boundary (first match of each wins). */
 const MARKS: Array<[string, RegExp]> = [
   ['firmware: iPXE banner', /iPXE \d|iPXE initialising|iPXE \(http/],
-  ['iPXE: DHCP lease', /net0: [0-9.]+\/|ok$|Configuring \(net0/],
+  ['iPXE: ROM starts', /starting execution/],
+  ['iPXE: DHCP done (IPv4 and IPv6)', /net0: \d+\.\d+\.\d+\.\d+\//],
   ['kernel: first line', /Linux version /],
   ['kernel: unpacking initramfs', /Unpacking initramfs|Trying to unpack rootfs/],
   ['kernel: initramfs freed', /Freeing initrd memory/],
