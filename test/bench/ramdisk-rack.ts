@@ -20,6 +20,8 @@ export interface RackBootOptions {
   smp?: number;
   /** Extra kernel command-line words. */
   append?: string[];
+  /** A virtio-rng device (lab/qemu.ts default: on); `--no-rng` measures without it. */
+  rng?: boolean;
 }
 
 export async function bootOverRack(files: { kernel: string; initramfs: string }, o: RackBootOptions = {}): Promise<{ lookupS: number; heartbeatS: number | null }> {
@@ -59,7 +61,7 @@ boot
     await truncate(disk, 64 * 2 ** 20);
     const startedAt = Date.now();
     const vm = await startVm({ dir, name: 'rack', boot: 'network', tap: rack.taps[0] as string, mac, memoryMiB: 512, smp: o.smp ?? 1, disks: [disk],
-      execPrefix: rack.execPrefix(), noReboot: true });
+      execPrefix: rack.execPrefix(), noReboot: true, rng: o.rng ?? true });
     cleanups.push(() => vm.stop());
     const sizes = { vmlinuz: (await stat(files.kernel)).size, initramfs: (await stat(files.initramfs)).size };
     const timeline = watchBoot({ serialLog: vm.serialLog, t0: startedAt, sent: http.sent, sizes, dnsmasqLog: join(dhcpDir, 'dnsmasq.log') });

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- ramdisk [--runs N] [--net rack|direct]`: the deploy ramdisk's size (compressed initramfs, kernel)
+ * `npm run bench -- ramdisk [--runs N] [--net rack|direct] [--smp N] [--append 'KERNEL ARGS'] [--no-rng]`: the deploy ramdisk's size (compressed initramfs, kernel)
  * and the time from QEMU start to the first lookup request reaching the conductor, under TCG (KVM is not usable on
  * this host: /dev/kvm is PVM-backed). `rack` (the default where network namespaces work): iPXE PXE-boots on the lab
  * rack's bridge, DHCP from dnsmasq, kernel + initramfs over HTTP (test/bench/ramdisk-rack.ts); `direct`: QEMU's
@@ -64,7 +64,7 @@ export default async function bench(args: string[]): Promise<void> {
   console.log('accel: tcg (KVM here is PVM-backed and hangs stock kernels)');
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
-    const r = net === 'rack' ? await bootOverRack(built, { smp, append }) : await bootOnce(built);
+    const r = net === 'rack' ? await bootOverRack(built, { smp, append, rng: !args.includes('--no-rng') }) : await bootOnce(built);
     times.push(r.lookupS);
     console.log(`run ${i + 1} (${net}): QEMU start -> first lookup ${r.lookupS.toFixed(1)} s, -> first heartbeat ${r.heartbeatS === null ? 'n/a' : `${r.heartbeatS.toFixed(1)} s`}`);
   }

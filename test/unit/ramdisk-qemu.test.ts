@@ -12,8 +12,10 @@ test('direct boot: TCG, -no-reboot, panic=1 appended, no iPXE ROM, serial to the
   assert.ok(args.includes('-no-reboot'));
   assert.deepEqual(after(args, '-append'), ['console=ttyS0 x=1 panic=1']);
   assert.deepEqual(after(args, '-serial'), ['file:/tmp/s.log']);
-  assert.deepEqual(after(args, '-device'), ['virtio-net-pci,netdev=n0,mac=52:54:00:00:00:07,romfile=']);
+  assert.deepEqual(after(args, '-device'), ['virtio-net-pci,netdev=n0,mac=52:54:00:00:00:07,romfile=', 'virtio-rng-pci']);
   assert.deepEqual(after(args, '-initrd'), ['/i']);
+  const noRng = buildQemuArgs({ kernel: '/k', rng: false }, '/tmp/s.log');
+  assert.deepEqual(after(noRng, '-device').filter((d) => d.startsWith('virtio-rng')), []);
 });
 
 test('restricted user network: guestfwd in the cmd: form, hostfwd on 127.0.0.1 only, tftp/bootfile', () => {

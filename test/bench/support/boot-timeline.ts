@@ -20,6 +20,7 @@ const MARKS: Array<[string, RegExp]> = [
   ['init: modules loaded', /bmts-init: modules loaded/],
   ['init: network done', /bmts-init: network done/],
   ['supervisor: agent start', /bmts-supervise: starting baremetal-agent/],
+  ['kernel: CRNG ready', /crng init done/],
   ['agent: starting', /agent starting/],
   ['agent: managers loaded, looking up', /looking up the node/],
 ];
