@@ -25,9 +25,10 @@ export interface SeaOptions {
   /** node binary to embed (default: the one running this build). */
   nodeBinary?: string;
   /**
-   * Node's V8 code cache in the blob (default on): the agent starts without parsing and compiling its 1.9 MB bundle,
-   * which is over half of its start-up CPU (natively 2.24 -> 1.24 s user for ten `--version` runs; seconds under
-   * TCG). Costs ~0.35 MB in the executable, ~0.1 MiB after zstd.
+   * Node's V8 code cache in the blob (default off). It would spare the agent parsing its 1.9 MB bundle (natively
+   * 2.24 -> 1.24 s user for ten `--version` runs; ~0.4 s of a cold start in the TCG ramdisk, +0.1 MiB zstd), but
+   * Node 20 compiles a cached SEA main without a dynamic-import callback: `import()` of a hardware-manager plugin
+   * (hardware-managers/loader.ts) then fails, and the plugin tests with it.
    */
   useCodeCache?: boolean;
 }
@@ -59,7 +60,7 @@ export async function buildSea(opts: SeaOptions): Promise<SeaResult> {
   const nodeVersion = (await run(node, ['--version'], { quiet: true })).stdout.trim();
   const req = createRequire(import.meta.url);
   const postjectVersion = (req('postject/package.json') as { version: string }).version;
-  const useCodeCache = opts.useCodeCache ?? true;
+  const useCodeCache = opts.useCodeCache ?? false;
   const key = createHash('sha256')
     .update(JSON.stringify({ b: opts.bundleSha256, node, size: nodeStat.size, mtime: nodeStat.mtimeMs, nodeVersion, postjectVersion, useCodeCache }))
     .digest('hex')
