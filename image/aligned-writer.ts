@@ -160,15 +160,7 @@ export class AlignedWriter {
       );
       this.check();
     }
-    if (this.zeroRuns && this.inLongZeroRun(pos, len, slot.mem)) {
-      this.skippedBytes += len;
-      if (pos + len > this.written) this.written = pos + len;
-      this.cur = (this.cur + 1) % this.slots.length;
-      this.base = pos + len;
-      this.fill = 0;
-      return;
-    }
-    if (this.skipZeros && isZero(slot.mem, len)) {
+    if ((this.zeroRuns && this.inLongZeroRun(pos, len, slot.mem)) || (this.skipZeros && isZero(slot.mem, len))) {
       this.skippedBytes += len;
       if (pos + len > this.written) this.written = pos + len;
       this.cur = (this.cur + 1) % this.slots.length;

@@ -24,6 +24,7 @@ import { Pool } from 'undici';
 import { build } from 'esbuild';
 import { spawnLong } from '../../common/exec.js';
 import { numArg } from './support/args.js';
+import { load } from './support/fleet-load.js';
 import { benchIronic, ironicUnavailable } from './support/ironic-compare.js';
 import { startStandInAgent } from './support/stand-in-agent.js';
 
@@ -44,15 +45,6 @@ async function req(pool: Pool, method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: 
   return { status: r.statusCode, body: await r.body.text() };
 }
 
-/** Runs `total` requests with `conc` in flight; returns requests per second. */
-async function load(total: number, conc: number, one: (i: number) => Promise<void>): Promise<number> {
-  let next = 0;
-  const t0 = process.hrtime.bigint();
-  await Promise.all(Array.from({ length: conc }, async () => {
-    while (next < total) await one(next++);
-  }));
-  return total / (Number(process.hrtime.bigint() - t0) / 1e9);
-}
 
 function expect(r: Res, status: number, what: string): void {
   if (r.status !== status) throw new Error(`${what}: HTTP ${r.status} ${r.body.slice(0, 300)}`);

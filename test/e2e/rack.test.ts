@@ -25,7 +25,7 @@ import { freePort, OVMF_CODE, OVMF_VARS } from '../../lab/qemu.js';
 import { deployNode, enrollNode, imageUrl, provideNode, setUpLab, type EnrolledNode, type Lab } from '../../scripts/demo/flow.js';
 import { PhaseTimer } from '../../scripts/demo/progress.js';
 import { Teardown } from '../../scripts/demo/teardown.js';
-import { diagnosticReporter } from '../fixtures/e2e-scenarios.js';
+import { diagnosticReporter, processesUnder } from '../fixtures/e2e-scenarios.js';
 
 const RAMDISK_STATES = new Set(['cleaning', 'clean wait', 'deploying', 'wait call-back']);
 
@@ -37,19 +37,6 @@ async function missing(): Promise<string | undefined> {
   for (const f of [OVMF_CODE, OVMF_VARS]) if (!existsSync(f)) m.push(`ovmf (${f})`);
   if (m.length) return `missing tools: ${m.join(', ')}`;
   return rackUnavailable();
-}
-
-/** Processes whose command line mentions `dir` (dnsmasq, QEMU, forwarders, conductor of this lab). */
-function processesUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    if (Number(pid) === process.pid) continue;
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      if (cmd.includes(dir)) out.push(`${pid} ${cmd.slice(0, 120)}`);
-    } catch { /* exited */ }
-  }
-  return out;
 }
 
 test('e2e rack: BIOS node (pxe cleaning, ipxe deploy) and UEFI node (OVMF, snponly.efi, efibootmgr) deploy and boot from disk; DHCP entries only in ramdisk states; nothing left', { timeout: 20 * 60_000 }, async (t) => {

@@ -30,7 +30,7 @@ import { deployNode, rawImageInstanceInfo, setUpLab, waitForSerialLine, type Flo
 import { demoMac } from '../../scripts/demo/lab.js';
 import { PhaseTimer } from '../../scripts/demo/progress.js';
 import { Teardown } from '../../scripts/demo/teardown.js';
-import { diagnosticReporter, scenarioChain } from '../fixtures/e2e-scenarios.js';
+import { diagnosticReporter, processesUnder, scenarioChain } from '../fixtures/e2e-scenarios.js';
 
 /** The unprivileged log-in user on the "virtualization host" (shared with test/integration/drivers-ssh-virt.test.ts). */
 const USER = 'bmts-virt';
@@ -44,19 +44,6 @@ async function missing(): Promise<string | undefined> {
   }
   if (m.length) return `missing tools: ${m.join(', ')}`;
   return rackUnavailable();
-}
-
-/** Processes whose command line mentions `dir` (libvirtd's QEMU, dnsmasq, forwarders, conductor of this lab). */
-function processesUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    if (Number(pid) === process.pid) continue;
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      if (cmd.includes(dir)) out.push(`${pid} ${cmd.slice(0, 120)}`);
-    } catch { /* exited */ }
-  }
-  return out;
 }
 
 /** The <boot dev=.../> order of the domain's persistent definition, as `virsh dumpxml --inactive` shows it. */

@@ -62,7 +62,8 @@ function expect(r: Res, status: number, what: string): void {
   if (r.status !== status) throw new Error(`${what}: HTTP ${r.status} ${r.body.slice(0, 300)}`);
 }
 
-async function load(total: number, conc: number, one: (i: number) => Promise<void>): Promise<number> {
+/** Runs `total` requests with `conc` in flight; returns requests per second. */
+export async function load(total: number, conc: number, one: (i: number) => Promise<void>): Promise<number> {
   let next = 0;
   const t0 = process.hrtime.bigint();
   await Promise.all(Array.from({ length: conc }, async () => {
