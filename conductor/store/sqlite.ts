@@ -50,10 +50,12 @@ export class SqliteStore implements Store {
     this.db = new Database(opts.file);
     // First, so that switching to WAL and migrating wait for a conductor starting on the same file at the same time.
     this.db.pragma('busy_timeout = 5000');
-    this.db.pragma('journal_mode = WAL');
+    // SQLite answers SQLITE_BUSY without waiting in a few cases (a WAL switch or recovery under way in another
+    // process), and a loaded host can outlast busy_timeout: conductors starting together retry the set-up.
+    retryWhileBusy(() => this.db.pragma('journal_mode = WAL'));
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
-    this.migrate();
+    retryWhileBusy(() => this.migrate());
     this.writes = new GroupCommit(this.db);
     this.sql = sqliteRunner(this.db, this.writes);
     this.lists = new NodeListRenderer(this.db, (sql) => this.rawStmt(sql), opts.renderCacheBytes ?? 8 * 2 ** 20);
@@ -334,5 +336,20 @@ export class SqliteStore implements Store {
       rpc_url: (r.rpc_url as string | null | undefined) ?? null,
       created_at: r.created_at as string, updated_at: r.updated_at as string | null,
     }));
+  }
+}
+
+/** Runs `fn` again while it fails with SQLITE_BUSY*, for up to a minute (start-up only: it blocks the thread). */
+function retryWhileBusy<T>(fn: () => T): T {
+  const deadline = Date.now() + 60_000;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      return fn();
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      if (typeof code !== 'string' || !code.startsWith('SQLITE_BUSY') || Date.now() > deadline) throw e;
+      Atomics.wait(pause, 0, 0, 50 + Math.floor(Math.random() * 100));
+    }
   }
 }
