@@ -11,10 +11,9 @@
  *    libvirt has no element for that file, so it goes through <qemu:commandline>.
  *  - Boot order lives in <os> (network, then disk): the driver edits it over ssh, effective at the next start.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { stripAnsi } from './qemu.js';
+import { serialLogReader } from './qemu.js';
 
 export interface LibvirtNodeOptions {
   dir: string;
@@ -101,18 +100,12 @@ export async function createLibvirtNode(opts: LibvirtNodeOptions): Promise<Libvi
   const sercon = join(opts.dir, `${opts.name}-sercon-port.bin`);
   await writeFile(sercon, Buffer.from([0xf8, 0x03, 0, 0, 0, 0, 0, 0])); // COM1 (0x3f8), little-endian u64
   const xml = libvirtNodeXml({ name: opts.name, mac: opts.mac, tap: opts.tap, disk, serialLog, sercon, memoryMiB: opts.memoryMiB ?? 1024 });
-  const raw = (): Buffer => (existsSync(serialLog) ? readFileSync(serialLog) : Buffer.alloc(0));
   return {
     name: opts.name,
     mac: opts.mac,
     disk,
     serialLog,
     xml,
-    readSerial: () => stripAnsi(raw().toString('utf8')),
-    serialSince: (offset) => {
-      const buf = raw();
-      return { text: stripAnsi(buf.subarray(offset).toString('utf8')), offset: buf.length };
-    },
-    serialSize: () => raw().length,
+    ...serialLogReader(serialLog),
   };
 }

@@ -9,9 +9,8 @@ import { copyFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { basename, join, resolve, sep } from 'node:path';
-import { buildQemuArgs, freePort, GUEST_HOST_ADDR, OVMF_VARS, stripAnsi } from '../../lab/qemu.js';
+import { buildQemuArgs, freePort, GUEST_HOST_ADDR, OVMF_VARS, serialLogReader } from '../../lab/qemu.js';
 import { daemonizableQemuArgs, startIpmiSim, type IpmiSim } from '../../lab/ipmi-sim.js';
-import { readFileSync, existsSync } from 'node:fs';
 
 export interface LabNodeOptions {
   dir: string;
@@ -114,7 +113,6 @@ export async function createLabNode(opts: LabNodeOptions): Promise<LabNode> {
   });
   const [binary, ...prefix] = opts.rack ? [...opts.rack.execPrefix, 'qemu-system-x86_64'] : ['qemu-system-x86_64'];
   const bmc = await startIpmiSim({ qemu: { args: [...prefix, ...args], binary }, ...(opts.sol ? { sol: true } : {}) });
-  const raw = (): Buffer => (existsSync(serialLog) ? readFileSync(serialLog) : Buffer.alloc(0));
   return {
     name: opts.name,
     mac: opts.mac,
@@ -123,12 +121,7 @@ export async function createLabNode(opts: LabNodeOptions): Promise<LabNode> {
     disks,
     serialLog,
     bmc,
-    readSerial: () => stripAnsi(raw().toString('utf8')),
-    serialSince: (offset) => {
-      const buf = raw();
-      return { text: stripAnsi(buf.subarray(offset).toString('utf8')), offset: buf.length };
-    },
-    serialSize: () => raw().length,
+    ...serialLogReader(serialLog),
     stop: () => bmc.stop(),
   };
 }
