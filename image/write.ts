@@ -10,7 +10,7 @@ import { checksumMismatch, expectedChecksum, type ChecksumSource, type ExpectedC
 import { fastZeroSupported, punchZeros, zeroRange } from '../block/disk.js';
 import { downloadImage, fetchRange, type DownloadAuth } from './download.js';
 import type { ImageFormat } from './format.js';
-import { imageHasher } from './hasher.js';
+import { imageHasher, type ImageHasher } from './hasher.js';
 import { Progress } from './progress.js';
 import { parseQcowHeader, QcowSink } from './qcow2.js';
 import { imageSettings } from './settings.js';
@@ -59,7 +59,9 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
   const t0 = Date.now();
   const expected = o.expected ?? (await expectedChecksum(o.info, o.auth));
   const progress = o.progress ?? new Progress(undefined, o.info.id);
-  const hash = imageHasher(expected.algo, imageSettings().hashInWorker);
+  // Made on the first bytes received, which tell whether the image is compressed (see imageHasher).
+  const hashing: { h: ImageHasher | null } = { h: null };
+  const hashFor = (head?: Buffer): ImageHasher => (hashing.h ??= imageHasher(expected.algo, imageSettings().hashInWorker, head));
   const writer = await AlignedWriter.open(o.device, { limit: o.limit });
   let layers: ImageFormat[] = [];
   let qcow: QcowSink | null = null;
@@ -118,7 +120,7 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
         urls: o.info.urls,
         ...(o.auth ? { auth: o.auth } : {}),
         ...(o.signal ? { signal: o.signal } : {}),
-        receiveBuffer: () => hash.receiveBuffer(),
+        receiveBuffer: () => hashing.h?.receiveBuffer() ?? null,
         onStart: (len, offset) => {
           if (offset === 0) contentLength = len;
           progress.total = len === null ? null : len + offset;
@@ -133,7 +135,7 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
             `Image ${o.info.id} does not fit on ${o.device}: more than ${cap} bytes downloaded for a ${o.limit}-byte target`,
           );
         }
-        const hp = hash.update(chunk);
+        const hp = hashFor(chunk).update(chunk);
         progress.written = writer.written;
         progress.tick();
         const sp = chain.push(chunk);
@@ -145,7 +147,7 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
     await chain.end();
     await writer.finish();
     const tSynced = Date.now();
-    const actual = await hash.digest();
+    const actual = await hashFor().digest();
     // After the last byte: the writes still in flight and the fsync, then what the hash had still to do.
     tail = { syncMs: tSynced - tLast, digestMs: Date.now() - tSynced };
     progress.setPhase('verifying');
@@ -188,7 +190,7 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
     }
     throw e;
   } finally {
-    hash.close();
+    hashing.h?.close();
     await writer.close();
   }
 }

@@ -56,3 +56,29 @@ test('imageHasher auto: sha256 in-thread, sha512 and md5 in a worker; both diges
     assert.equal(await h.digest(), createHash(algo).update(data).digest('hex'), algo);
   }
 });
+
+test('imageHasher auto: sha256 moves to a worker when the first bytes show a compressed image; forced modes win', async () => {
+  const heads: Record<string, Buffer> = {
+    zstd: Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x00]),
+    xz: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]),
+    gzip: Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00]),
+    raw: Buffer.alloc(512),
+    qcow2: Buffer.concat([Buffer.from('QFI\xfb', 'latin1'), Buffer.alloc(60)]),
+  };
+  const data = randomBytes(2 * 1024 * 1024 + 7);
+  for (const [fmt, head] of Object.entries(heads)) {
+    const compressed = fmt === 'zstd' || fmt === 'xz' || fmt === 'gzip';
+    const h = imageHasher('sha256', 'auto', head);
+    // A worker hasher offers its ring for socket reads; the in-thread one has no preference.
+    assert.equal(h.receiveBuffer() !== null, compressed, fmt);
+    const p = h.update(data);
+    if (p) await p;
+    assert.equal(await h.digest(), createHash('sha256').update(data).digest('hex'), fmt);
+  }
+  const forcedOff = imageHasher('sha256', false, heads.zstd);
+  assert.equal(forcedOff.receiveBuffer(), null);
+  forcedOff.close();
+  const forcedOn = imageHasher('sha256', true, heads.raw);
+  assert.notEqual(forcedOn.receiveBuffer(), null);
+  forcedOn.close();
+});
