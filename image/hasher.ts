@@ -174,8 +174,8 @@ const FAST_INLINE = new Set(['sha256']);
  * for the software-only algorithms (sha512, sha384, md5) and keeps sha256 in-thread (measured: the worker was not
  * faster for sha256 on a raw image on the 2-core bench box, 1.85 vs 2.0 s for 2 GiB, and its isolate costs
  * ~10–20 MiB RSS), except when `head` (the first bytes received) shows a compressed image: then the receiving
- * thread also feeds the decompressor and takes its output (a pipe each way for xz/zstd, zlib's input and output
- * for gzip), and sha256 in-thread made it the bottleneck (2 GiB zstd: 4.2 s in-thread, 2.9 s in a worker, as
+ * thread also feeds the decompressor and takes its output (a pipe each way, sinks.ts DecompressSink)
+ * and sha256 in-thread made it the bottleneck (2 GiB zstd: 4.2 s in-thread, 2.9 s in a worker, as
  * fast as `curl | dd` of the raw image). true/false force either way.
  */
 export function imageHasher(algo: string, parallel: boolean | 'auto', head?: Buffer): ImageHasher {

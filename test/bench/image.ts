@@ -5,15 +5,17 @@
  * one run (medians reported); a failed baseline ends the bench without a ratio. The agent side runs in a child
  * process so its peak RSS is its own; sha256 is verified inline. Also: a sparse raw image (RSS must not grow with
  * size) and the same content as qcow2. Ratios are baseline seconds / agent seconds (above 1: the agent is faster).
- * Also the IPA-style Python writer (support/ipa_style_writer.py), sha512, and a zstd-compressed copy. Last line:
- * `image ratio_vs_dd=… ratio_vs_ipa=… rss_mib=… qcow2_ratio_vs_dd=… zstd_ratio_vs_dd=… sha512_ratio_vs_dd=… mib_s=… size_mib=…`.
+ * Also the IPA-style Python writer (support/ipa_style_writer.py), sha512, and zstd- and gzip-compressed copies. Last line:
+ * `image ratio_vs_dd=… ratio_vs_ipa=… rss_mib=… qcow2_ratio_vs_dd=… zstd_ratio_vs_dd=… sha512_ratio_vs_dd=… gzip_ratio_vs_dd=… mib_s=… size_mib=…`.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, promises as fsp } from 'node:fs';
+import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
+import { createGzip } from 'node:zlib';
 import { run, spawnLong } from '../../common/exec.js';
 import { numArg, sizeMiBArg } from './support/args.js';
 import { curlDd, ipaStyleWriter } from './support/baselines.js';
@@ -110,8 +112,12 @@ export default async function bench(args: string[]): Promise<void> {
     await fh.close();
     const zst = join(www, 'image.raw.zst');
     await run('zstd', ['-q', '-3', '-T0', '-f', raw, '-o', zst], { timeoutMs: 300_000 });
+    // gzip level 0 (stored blocks): on random data level 1-9 store it too, so the decoder's work is the same, and it
+    // takes seconds where deflate's search would take a minute.
+    const gz = join(www, 'image.raw.gz');
+    await pipeline(createReadStream(raw, { highWaterMark: 4 * MiB }), createGzip({ level: 0 }), createWriteStream(gz));
     const sums = { raw: await sha256(raw), qcow: await sha256(qcow), sparse: await sha256(sparse), zst: await sha256(zst),
-      raw512: await digest(raw, 'sha512') };
+      gz: await sha256(gz), raw512: await digest(raw, 'sha512') };
 
     const port = await freePort();
     const conf = join(dir, 'nginx.conf');
@@ -151,6 +157,7 @@ http { access_log off; sendfile on; tcp_nopush on; ${tmpPaths}
     const worker: ChildResult[] = [];
     const ipa: number[] = [];
     const z: ChildResult[] = [];
+    const g: ChildResult[] = [];
     const s512: ChildResult[] = [];
     for (let i = 0; i < rounds; i++) {
       // Interleaved, so load changes hit every contender alike.
@@ -161,16 +168,17 @@ http { access_log off; sendfile on; tcp_nopush on; ${tmpPaths}
       worker.push(await agentRun(url('image.raw'), sums.raw, dev, limit, true));
       q.push(await agentRun(url('image.qcow2'), sums.qcow, dev, limit));
       z.push(await agentRun(url('image.raw.zst'), sums.zst, dev, limit));
+      g.push(await agentRun(url('image.raw.gz'), sums.gz, dev, limit));
       const fmt = (s: number): string => `${s.toFixed(2)} s (${(sizeMiB / s).toFixed(0)} MiB/s)`;
       const ag = (r: ChildResult): string => `${fmt(r.seconds)} rss ${r.rssMiB.toFixed(0)} MiB`;
       console.log(
-        `round ${i + 1}: curl|dd ${fmt(dd[i]!)}  IPA-style ${fmt(ipa[i]!)}  agent raw sha256 ${ag(agent[i]!)}  sha512 ${ag(s512[i]!)}  (hash in a worker ${ag(worker[i]!)})  qcow2 ${ag(q[i]!)}  zstd ${ag(z[i]!)}`,
+        `round ${i + 1}: curl|dd ${fmt(dd[i]!)}  IPA-style ${fmt(ipa[i]!)}  agent raw sha256 ${ag(agent[i]!)}  sha512 ${ag(s512[i]!)}  (hash in a worker ${ag(worker[i]!)})  qcow2 ${ag(q[i]!)}  zstd ${ag(z[i]!)}  gzip ${ag(g[i]!)}`,
       );
     }
     // The written device must hold the image: compare a hash of the first sizeMiB against the source.
     const check = await run('bash', ['-c', 'head -c "$1" "$2" | sha256sum', 'bench', String(sizeMiB * MiB), dev], { quiet: true, timeoutMs: 300_000 });
-    if (!check.stdout.startsWith(sums.raw)) throw new Error('the device does not hold the raw image after the last (qcow2) write');
-    console.log('device content after the last (qcow2) write matches the raw image');
+    if (!check.stdout.startsWith(sums.raw)) throw new Error('the device does not hold the raw image after the last (gzip) write');
+    console.log('device content after the last (gzip) write matches the raw image');
 
     const sparseDev = await attach(sparseMiB + 64, 'sparse-disk.img');
     const sp = await agentRun(url('sparse.raw'), sums.sparse, sparseDev, (sparseMiB + 64) * MiB);
@@ -184,15 +192,16 @@ http { access_log off; sendfile on; tcp_nopush on; ${tmpPaths}
     const agMed = median(agent.map((a) => a.seconds));
     const qMed = median(q.map((a) => a.seconds));
     const zMed = median(z.map((a) => a.seconds));
+    const gMed = median(g.map((a) => a.seconds));
     const s512Med = median(s512.map((a) => a.seconds));
     // Peak RSS over every agent run of every format, the sparse one included (the issue's "all formats").
-    const rss = Math.max(...[...agent, ...q, ...z, ...s512].map((a) => a.rssMiB), sp.rssMiB);
+    const rss = Math.max(...[...agent, ...q, ...z, ...g, ...s512].map((a) => a.rssMiB), sp.rssMiB);
     const spread = (xs: number[]): string => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)} s`;
     console.log(
-      `medians: curl|dd ${ddMed.toFixed(2)} s (${spread(dd)}), IPA-style ${ipaMed.toFixed(2)} s, agent raw sha256 ${agMed.toFixed(2)} s (${spread(agent.map((a) => a.seconds))}), sha512 ${s512Med.toFixed(2)} s, hash in a worker ${median(worker.map((a) => a.seconds)).toFixed(2)} s, qcow2 ${qMed.toFixed(2)} s, zstd ${zMed.toFixed(2)} s`,
+      `medians: curl|dd ${ddMed.toFixed(2)} s (${spread(dd)}), IPA-style ${ipaMed.toFixed(2)} s, agent raw sha256 ${agMed.toFixed(2)} s (${spread(agent.map((a) => a.seconds))}), sha512 ${s512Med.toFixed(2)} s, hash in a worker ${median(worker.map((a) => a.seconds)).toFixed(2)} s, qcow2 ${qMed.toFixed(2)} s, zstd ${zMed.toFixed(2)} s (${spread(z.map((a) => a.seconds))}), gzip ${gMed.toFixed(2)} s`,
     );
     console.log(
-      `image ratio_vs_dd=${(ddMed / agMed).toFixed(2)} ratio_vs_ipa=${(ipaMed / agMed).toFixed(2)} rss_mib=${rss.toFixed(0)} qcow2_ratio_vs_dd=${(ddMed / qMed).toFixed(2)} zstd_ratio_vs_dd=${(ddMed / zMed).toFixed(2)} sha512_ratio_vs_dd=${(ddMed / s512Med).toFixed(2)} mib_s=${(sizeMiB / agMed).toFixed(0)} size_mib=${sizeMiB}`,
+      `image ratio_vs_dd=${(ddMed / agMed).toFixed(2)} ratio_vs_ipa=${(ipaMed / agMed).toFixed(2)} rss_mib=${rss.toFixed(0)} qcow2_ratio_vs_dd=${(ddMed / qMed).toFixed(2)} zstd_ratio_vs_dd=${(ddMed / zMed).toFixed(2)} sha512_ratio_vs_dd=${(ddMed / s512Med).toFixed(2)} gzip_ratio_vs_dd=${(ddMed / gMed).toFixed(2)} mib_s=${(sizeMiB / agMed).toFixed(0)} size_mib=${sizeMiB}`,
     );
   } finally {
     nginx?.kill('SIGTERM');

@@ -62,14 +62,25 @@ for (const kind of ['zstd', 'xz', 'gzip'] as const) {
   });
 }
 
-test('zstd: a corrupt stream is an InvalidImage that says decompression failed', async () => {
-  const packed = await compress('zstd', randomBytes(2 * 1024 * 1024));
-  packed.fill(0x55, 1000, 5000);
-  const next = new SlowHashSink();
-  await assert.rejects(pushReused(await DecompressSink.open('zstd', next), packed), (e: Error) => {
-    assert.ok(e instanceof InvalidImage, String(e));
-    assert.match(e.message, /Decompressing the zstd image failed/);
-    return true;
+for (const kind of ['zstd', 'gzip', 'xz'] as const) {
+  test(`${kind}: a corrupt stream is an InvalidImage that says decompression failed`, async () => {
+    const packed = await compress(kind, randomBytes(2 * 1024 * 1024));
+    packed.fill(0x55, 1000, 5000);
+    const next = new SlowHashSink();
+    await assert.rejects(pushReused(await DecompressSink.open(kind, next), packed), (e: Error) => {
+      assert.ok(e instanceof InvalidImage, String(e));
+      assert.match(e.message, new RegExp(`Decompressing the ${kind} image failed`));
+      return true;
+    });
+    assert.equal(next.ended, false);
   });
-  assert.equal(next.ended, false);
+}
+
+test('gzip: two concatenated members (what `cat a.gz b.gz` makes, valid gzip) decompress to both', async () => {
+  const a = randomBytes(1024 * 1024 + 3);
+  const b = Buffer.alloc(2 * 1024 * 1024, 0x61);
+  const next = new SlowHashSink();
+  await pushReused(await DecompressSink.open('gzip', next), Buffer.concat([gzipSync(a), gzipSync(b)]));
+  assert.equal(next.bytes, a.length + b.length);
+  assert.equal(next.h.digest('hex'), createHash('sha256').update(a).update(b).digest('hex'));
 });
