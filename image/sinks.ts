@@ -13,6 +13,11 @@ import type { AlignedWriter } from './aligned-writer.js';
 import { COMPRESSIONS, declaredMatches, detectFormat, type ImageFormat } from './format.js';
 
 export interface Sink {
+  /**
+   * Optional: where the producer may read its next bytes so that push() takes them without a copy (null: no such
+   * place now). Valid until the next push().
+   */
+  receiveBuffer?(): Buffer | null;
   push(chunk: Buffer): Promise<void> | undefined;
   end(): Promise<void>;
   /** Stop helpers (child processes) after a failure elsewhere. */
@@ -21,6 +26,9 @@ export interface Sink {
 
 export class RawSink implements Sink {
   constructor(private readonly writer: AlignedWriter) {}
+  receiveBuffer(): Buffer | null {
+    return this.writer.receiveBuffer();
+  }
   push(chunk: Buffer): Promise<void> | undefined {
     return this.writer.write(chunk);
   }
@@ -48,6 +56,10 @@ export class DetectSink implements Sink {
     private readonly opts: ChainOptions,
     private readonly layers: ImageFormat[] = [],
   ) {}
+
+  receiveBuffer(): Buffer | null {
+    return this.inner?.receiveBuffer?.() ?? null;
+  }
 
   push(chunk: Buffer): Promise<void> | undefined {
     if (this.inner) return this.inner.push(chunk);
@@ -147,7 +159,9 @@ export class DecompressSink implements Sink {
       readable: true,
       writable: false,
       onread: {
-        buffer: buf,
+        // Asked before every read: the raw writer's pool buffer when it has room, so the decompressed bytes land
+        // where they are written from (one copy less of the whole image).
+        buffer: (): Buffer => next.receiveBuffer?.() ?? buf,
         callback: (n: number, b: Uint8Array): boolean => {
           this.deliver(Buffer.from(b.buffer, b.byteOffset, n));
           return true;

@@ -120,7 +120,9 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
         urls: o.info.urls,
         ...(o.auth ? { auth: o.auth } : {}),
         ...(o.signal ? { signal: o.signal } : {}),
-        receiveBuffer: () => hashing.h?.receiveBuffer() ?? null,
+        // The worker hasher's ring when there is one; else the raw writer's pool buffer, so received bytes are hashed
+        // and written where the kernel put them.
+        receiveBuffer: () => hashing.h?.receiveBuffer() ?? chain.receiveBuffer?.() ?? null,
         onStart: (len, offset) => {
           if (offset === 0) contentLength = len;
           progress.total = len === null ? null : len + offset;
@@ -170,7 +172,7 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
     progress.setPhase('written');
     const seconds = (Date.now() - t0) / 1000;
     log.info(
-      { device: o.device, layers: layers.join('/'), bytes: dl.bytes, imageSize, seconds, requests: dl.requests, zeroSkipped: writer.skippedBytes, ...tail },
+      { device: o.device, layers: layers.join('/'), bytes: dl.bytes, imageSize, seconds, requests: dl.requests, zeroSkipped: writer.skippedBytes, inPlace: writer.inPlaceBytes, ...tail },
       'image written and verified',
     );
     return {
