@@ -28,6 +28,8 @@ export interface FleetFigures {
    */
   dbCpu?: { create: number; detail: number; lookup: number; heartbeat: number };
   loadCpu: { create: number; detail: number; lookup: number; heartbeat: number };
+  /** Context switches of the conductors per request (voluntary: waits for I/O; the rest: preempted). */
+  switches: { create: number; detail: number; lookup: number; heartbeat: number };
 }
 
 export interface FleetSettings {
@@ -86,6 +88,16 @@ function createBody(i: number, prefix: string): Record<string, unknown> {
     properties: { cpus: 8, memory_mb: 16384, local_gb: 100, cpu_arch: 'x86_64' } };
 }
 
+/** Context switches of a process so far (voluntary + involuntary, all its threads). */
+async function contextSwitches(pid: number): Promise<number> {
+  let n = 0;
+  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    const st = await readFile(`/proc/${pid}/task/${tid}/status`, 'utf8').catch(() => '');
+    for (const m of st.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)/gm)) n += Number(m[1]);
+  }
+  return n;
+}
+
 /** CPU ms used so far by a server process and its children (live ones read one by one, exited ones as reaped). */
 export async function treeCpuMs(pid: number): Promise<number> {
   const stat = async (p: number | string): Promise<string[] | undefined> => {
@@ -119,15 +131,17 @@ export async function measure(conductors: readonly BenchConductor[], s: FleetSet
   const selfCpu = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
   // Conductor, database server and load generator CPU ms so far; cpu() returns the conductors' (as before),
   // spent() the per-request split of all three since a mark.
-  let marks = [0, 0, 0];
+  const switches = async (): Promise<number> =>
+    (await Promise.all(conductors.map((c) => contextSwitches(c.pid)))).reduce((a, b) => a + b, 0);
+  let marks = [0, 0, 0, 0];
   const cpu = async (): Promise<number> => {
-    marks = [await conductorCpu(), dbPid ? await treeCpuMs(dbPid) : 0, selfCpu()];
+    marks = [await conductorCpu(), dbPid ? await treeCpuMs(dbPid) : 0, selfCpu(), await switches()];
     return marks[0] as number;
   };
-  const spent = async (n: number): Promise<[number, number, number]> => {
+  const spent = async (n: number): Promise<[number, number, number, number]> => {
     const before = marks;
-    const now = [await conductorCpu(), dbPid ? await treeCpuMs(dbPid) : 0, selfCpu()];
-    return [0, 1, 2].map((i) => ((now[i] as number) - (before[i] as number)) / n) as [number, number, number];
+    const now = [await conductorCpu(), dbPid ? await treeCpuMs(dbPid) : 0, selfCpu(), await switches()];
+    return [0, 1, 2, 3].map((i) => ((now[i] as number) - (before[i] as number)) / n) as [number, number, number, number];
   };
   try {
     // Warm-up (JIT, statement caches, pools), then the warm-up nodes are deleted again.
@@ -144,7 +158,7 @@ export async function measure(conductors: readonly BenchConductor[], s: FleetSet
     const createRps = await load(s.nodes, s.conc, async (i) => {
       expect(await api.req('POST', '/v1/nodes', createBody(i, 'fleet')), 201, 'create');
     });
-    const [createCpu, createDb, createLoad] = await spent(s.nodes);
+    const [createCpu, createDb, createLoad, createSwitches] = await spent(s.nodes);
 
     const listed = Math.min(s.nodes, 1000);
     const first = await api.req('GET', '/v1/nodes/detail');
@@ -159,7 +173,7 @@ export async function measure(conductors: readonly BenchConductor[], s: FleetSet
       if (r.statusCode !== 200 || got < first.body.length / 2) throw new Error(`detail: HTTP ${r.statusCode}, ${got} bytes`);
     }
     const detailMs = Number(process.hrtime.bigint() - t0) / 1e6 / s.lists;
-    const [detailCpu, detailDb, detailLoad] = await spent(s.lists);
+    const [detailCpu, detailDb, detailLoad, detailSwitches] = await spent(s.lists);
 
     const macs: string[] = [];
     const agents: { uuid: string; token: string; url: string }[] = [];
@@ -183,7 +197,7 @@ export async function measure(conductors: readonly BenchConductor[], s: FleetSet
     const lookupRps = await load(s.lookups, s.conc, async (i) => {
       expect(await api.req('GET', `/v1/lookup?addresses=${macs[i % LOOKUP_NODES]}`), 200, 'lookup');
     });
-    const [lookupCpu, lookupDb, lookupLoad] = await spent(s.lookups);
+    const [lookupCpu, lookupDb, lookupLoad, lookupSwitches] = await spent(s.lookups);
 
     await cpu();
     const heartbeatRps = await load(s.heartbeats, s.conc, async (i) => {
@@ -192,7 +206,7 @@ export async function measure(conductors: readonly BenchConductor[], s: FleetSet
       expect(await api.req('POST', `/v1/heartbeat/${a.uuid}`, { callback_url: a.url, agent_token: a.token, agent_version: '9.4.0' }),
         202, 'heartbeat');
     });
-    const [heartbeatCpu, heartbeatDb, heartbeatLoad] = await spent(s.heartbeats);
+    const [heartbeatCpu, heartbeatDb, heartbeatLoad, heartbeatSwitches] = await spent(s.heartbeats);
     const last = await api.req('GET', `/v1/nodes/${agents[0]?.uuid}?fields=driver_internal_info`);
     if (!(JSON.parse(last.body) as { driver_internal_info: Record<string, unknown> }).driver_internal_info.agent_last_heartbeat) {
       throw new Error('heartbeats were answered but not recorded');
@@ -208,7 +222,8 @@ export async function measure(conductors: readonly BenchConductor[], s: FleetSet
     return { createRps, detailMs, lookupRps, heartbeatRps, rssMib: rss,
       cpu: { create: createCpu, detail: detailCpu, lookup: lookupCpu, heartbeat: heartbeatCpu },
       ...(dbPid ? { dbCpu: { create: createDb, detail: detailDb, lookup: lookupDb, heartbeat: heartbeatDb } } : {}),
-      loadCpu: { create: createLoad, detail: detailLoad, lookup: lookupLoad, heartbeat: heartbeatLoad } };
+      loadCpu: { create: createLoad, detail: detailLoad, lookup: lookupLoad, heartbeat: heartbeatLoad },
+      switches: { create: createSwitches, detail: detailSwitches, lookup: lookupSwitches, heartbeat: heartbeatSwitches } };
   } finally {
     await api.close();
   }
@@ -224,7 +239,7 @@ export function reportFleet(label: string, f: FleetFigures, s: FleetSettings): v
     `RSS with ${s.rssNodes} nodes: ${f.rssMib.map((r) => `${r.toFixed(0)} MiB`).join(', ')}`);
   const split = (k: keyof FleetFigures['cpu'], digits: number): string =>
     `conductors ${f.cpu[k].toFixed(digits)}${f.dbCpu ? ` + PostgreSQL ${f.dbCpu[k].toFixed(digits)}` : ''} + ` +
-    `load generator ${f.loadCpu[k].toFixed(digits)}`;
+    `load generator ${f.loadCpu[k].toFixed(digits)} (conductor context switches ${f.switches[k].toFixed(1)})`;
   console.log(`${label}: CPU ms per request: create ${split('create', 2)}; detail list ${split('detail', 1)}; ` +
     `lookup ${split('lookup', 3)}; heartbeat ${split('heartbeat', 2)}`);
 }
