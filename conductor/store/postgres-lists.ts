@@ -1,5 +1,6 @@
 /**
- * Node lists of the PostgreSQL store rendered to JSON (node-json.ts) with the cache of rendered pages
+ * Node lists of the PostgreSQL store rendered to JSON (pages: postgres-json.ts, by the database; rows for the
+ * conductor filter: node-json.ts) with the cache of rendered pages
  * (render-cache.ts). Several conductors may write the same rows, so a cached page is only ever served after
  * reading its rows' (id, version) from the database in the same request: every UPDATE bumps version (the store's
  * own statements, and the trigger for anyone else's), ids are never reused, so equal (id, version) lists render

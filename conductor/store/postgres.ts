@@ -16,9 +16,14 @@
  * UPDATE of the same row waits for the other's commit and re-checks the condition, so exactly one conductor
  * wins.
  *
- * Render cache: pages are validated against (id, version) read from the database on every request, and
- * version is bumped by a trigger on every UPDATE (whoever runs it), so a page another conductor changed is never
- * served stale (postgres-lists.ts).
+ * Render cache: pages are validated against (id, version) read from the database on every request (one
+ * aggregated row, `id:version,...`), and version is bumped by a trigger on every UPDATE (whoever runs it), so a
+ * page another conductor changed is never served stale (postgres-lists.ts); a miss is rendered mostly by
+ * PostgreSQL (postgres-json.ts). No cache is ever trusted without a read made after the request arrived:
+ * invalidation pushed by LISTEN/NOTIFY would be cheaper but arrives asynchronously, after the writer's client
+ * may already have its answer and asked another conductor.
+ *
+ * Lookups by MAC that arrive together share one statement (read-batch.ts), sent after all of them arrived.
  */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
