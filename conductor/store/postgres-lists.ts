@@ -1,5 +1,6 @@
 /**
- * Node lists of the PostgreSQL store rendered to JSON (node-json.ts) with the cache of rendered pages
+ * Node lists of the PostgreSQL store rendered to JSON (pages: postgres-json.ts, by the database; rows for the
+ * conductor filter: node-json.ts) with the cache of rendered pages
  * (render-cache.ts). Several conductors may write the same rows, so a cached page is only ever served after
  * reading its rows' (id, version) from the database in the same request: every UPDATE bumps version (the store's
  * own statements, and the trigger for anyone else's), ids are never reused, so equal (id, version) lists render
@@ -8,8 +9,9 @@
  * miss, never a stale hit.
  */
 import { nodeJsonRenderer } from './node-json.js';
+import { pgNodeJson } from './postgres-json.js';
 import type { BuiltQuery } from './queries.js';
-import { RenderCache } from './render-cache.js';
+import { RenderCache, rowsText } from './render-cache.js';
 import type { Row } from './sqlite-rows.js';
 import type { NodeJsonList, NodeJsonRow, NodeJsonSpec } from './types.js';
 
@@ -30,24 +32,36 @@ export class PgNodeLists {
       driver: r.driver as string, conductor_group: r.conductor_group as string }));
   }
 
-  async page(list: ListQuery, spec: NodeJsonSpec): Promise<NodeJsonList> {
+  /**
+   * A page of items joined by commas. `firstTime`: keep the page from its first render on (see RenderCache):
+   * the PostgreSQL store's conductors each keep their own cache while clients spread their polling over all of
+   * them, so a page polled through N conductors would otherwise be rendered twice on each before any hit.
+   */
+  async page(list: ListQuery, spec: NodeJsonSpec, firstTime = false): Promise<NodeJsonList> {
     const { maskers: _fns, ...keyed } = spec;
-    const ids = list('id, version, uuid');
+    const ids = list('id, version');
     const key = `${JSON.stringify(keyed)}\n${ids.sql}\n${JSON.stringify(ids.args)}`;
     if (this.cache.maxBytes > 0) {
-      const rows = await this.query(ids.sql, ids.args, true) as unknown as [number, number, string][];
-      const hit = this.cache.get(key, rows);
-      if (hit) {
-        const last = rows[rows.length - 1];
-        return { items: hit, count: rows.length, ...(last ? { lastUuid: last[2] } : {}) };
-      }
+      // The page's (id, version) list as one text value in one row: the check costs one small row to parse
+      // whatever the page size (the ids query's ORDER BY feeds the aggregate; should PostgreSQL ever aggregate in
+      // another order, the text differs and the check misses, it never matches wrongly).
+      const check = `SELECT count(*) AS n, coalesce(string_agg(id::text || ':' || version::text, ','), '') AS sig ` +
+        `FROM (${ids.sql}) AS page`;
+      const [row] = await this.query(check, ids.args, true) as unknown as [string | number, string][];
+      const hit = row ? this.cache.getText(key, row[1]) : undefined;
+      if (hit) return { items: hit.items, count: Number(row?.[0]), ...(hit.lastUuid ? { lastUuid: hit.lastUuid } : {}) };
     }
-    const render = nodeJsonRenderer(spec);
-    const { sql, args } = list('*');
-    const full = await this.query(sql, args);
-    const items = Buffer.from(full.map(render).join(','), 'utf8');
-    const last = full[full.length - 1];
-    if (this.cache.maxBytes > 0) this.cache.set(key, full.map((r) => [r.id as number, r.version as number]), items);
-    return { items, count: full.length, ...(last ? { lastUuid: last.uuid as string } : {}) };
+    const item = pgNodeJson(spec);
+    const { sql, args } = list(item.select);
+    const full = await this.query(sql, [...item.params, ...args], true) as unknown as unknown[][];
+    const items = Buffer.from(full.map(item.render).join(','), 'utf8');
+    const last = full[full.length - 1]?.[item.at.uuid] as string | undefined;
+    // Kept under the (id, version) of exactly the rows rendered: a write between the check and this read costs
+    // a miss next time, never a stale hit.
+    if (this.cache.maxBytes > 0) {
+      const sig = rowsText(full.map((r) => [r[item.at.id] as number, r[item.at.version] as number]));
+      this.cache.setText(key, sig, items, last, firstTime);
+    }
+    return { items, count: full.length, ...(last ? { lastUuid: last } : {}) };
   }
 }

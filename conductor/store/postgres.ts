@@ -16,9 +16,14 @@
  * UPDATE of the same row waits for the other's commit and re-checks the condition, so exactly one conductor
  * wins.
  *
- * Render cache: pages are validated against (id, version) read from the database on every request, and
- * version is bumped by a trigger on every UPDATE (whoever runs it), so a page another conductor changed is never
- * served stale (postgres-lists.ts).
+ * Render cache: pages are validated against (id, version) read from the database on every request (one
+ * aggregated row, `id:version,...`), and version is bumped by a trigger on every UPDATE (whoever runs it), so a
+ * page another conductor changed is never served stale (postgres-lists.ts); a miss is rendered mostly by
+ * PostgreSQL (postgres-json.ts). No cache is ever trusted without a read made after the request arrived:
+ * invalidation pushed by LISTEN/NOTIFY would be cheaper but arrives asynchronously, after the writer's client
+ * may already have its answer and asked another conductor.
+ *
+ * Lookups by MAC that arrive together share one statement (read-batch.ts), sent after all of them arrived.
  */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
@@ -28,6 +33,7 @@ import { isoTime } from '../time.js';
 import { POSTGRES } from './dialect.js';
 import { MIGRATIONS, migrationSql } from './migrations.js';
 import { PgNodeLists } from './postgres-lists.js';
+import { ReadBatch } from './read-batch.js';
 import { postgresRunner, type SqlRunner } from './sql-runner.js';
 import { isPgForeignKeyViolation, pgUniqueViolation, safeUrl } from './postgres-rows.js';
 import { markerQuery, nodeListQuery, portListQuery, type MarkerRow } from './queries.js';
@@ -55,8 +61,8 @@ const SQL = {
   nodeByUuid: 'SELECT * FROM nodes WHERE uuid = ?',
   nodeByName: 'SELECT * FROM nodes WHERE name = ?',
   nodeByInstance: 'SELECT * FROM nodes WHERE instance_uuid = ?',
-  // One statement for any number of addresses (an array parameter), and no join to plan.
-  nodeByMacs: 'SELECT * FROM nodes WHERE uuid = (SELECT node_uuid FROM ports WHERE address = ANY(?) LIMIT 1)',
+  // The lookups of one batch (read-batch.ts), any number of addresses each, in one statement (an array parameter).
+  nodesByMacs: 'SELECT p.address AS bm_mac, n.* FROM ports p JOIN nodes n ON n.uuid = p.node_uuid WHERE p.address = ANY(?)',
   countNodes: 'SELECT COUNT(*) AS c FROM nodes',
   reserve: 'UPDATE nodes SET reservation = ?, version = version + 1 WHERE uuid = ? AND reservation IS NULL RETURNING *',
   holder: 'SELECT reservation FROM nodes WHERE uuid = ?',
@@ -82,6 +88,7 @@ export class PostgresStore implements Store {
   readonly pool: pg.Pool;
   readonly sql: SqlRunner;
   private readonly lists: PgNodeLists;
+  private readonly macLookups = new ReadBatch<readonly string[], NodeRecord>((b) => this.nodesByMacs(b));
   /** `?` SQL -> `$n` SQL, for the statements built at run time (bounded like SQLite's statement cache). */
   private readonly texts = new Map<string, string>();
   /** Suffix generation of the prepared statements' names (bumped when a table changed under them). */
@@ -234,8 +241,21 @@ export class PostgresStore implements Store {
 
   async getNodeByMacs(macs: readonly string[]): Promise<NodeRecord | undefined> {
     if (macs.length === 0) return undefined;
-    const row = await this.preparedOne('nodeByMacs', [macs]);
-    return row ? nodeFromRow(row) : undefined;
+    return this.macLookups.get(macs);
+  }
+
+  /** One statement for the lookups of a batch; each answer is the node of the first of its addresses found. */
+  private async nodesByMacs(batch: readonly (readonly string[])[]): Promise<(NodeRecord | undefined)[]> {
+    const rows = await this.prepared('nodesByMacs', [[...new Set(batch.flat())]]);
+    const byMac = new Map<string, Row>();
+    for (const r of rows) byMac.set(r.bm_mac as string, r);
+    return batch.map((macs) => {
+      const raw = macs.map((m) => byMac.get(m)).find((r) => r !== undefined);
+      if (!raw) return undefined;
+      // A copy for each answer: nodeFromRow parses in place and callers own their record.
+      const { bm_mac: _mac, ...row } = raw;
+      return nodeFromRow(row);
+    });
   }
 
   async countNodes(): Promise<number> {
@@ -264,7 +284,9 @@ export class PostgresStore implements Store {
 
   async renderNodeList(q: NodeQuery, spec: NodeJsonSpec): Promise<NodeJsonList> {
     const marker = await this.marker('nodes', q);
-    return this.lists.page((select) => nodeListQuery(POSTGRES, q, select, marker), spec);
+    // First pages (no marker) are what clients poll; later pages of a walk through everything are kept only
+    // once asked for twice, so a walk does not push the polled pages out.
+    return this.lists.page((select) => nodeListQuery(POSTGRES, q, select, marker), spec, q.marker === undefined);
   }
 
   async updateNode(uuid: string, patch: NodeUpdate): Promise<NodeRecord> {

@@ -9,9 +9,24 @@
  * once (paging through everything, one-off filters) would only churn the cache and leave garbage behind.
  */
 export interface CachedPage {
-  /** id, version, id, version, ... of the page's rows, in order. */
-  rows: Float64Array;
+  /**
+   * id, version, id, version, ... of the page's rows, in order; or the same as text, `id:version,id:version,...`
+   * (what the PostgreSQL store reads in one aggregated row instead of one row per node: getText/setText).
+   */
+  rows: Float64Array | string;
   items: Buffer;
+  /** The last row's UUID (text-keyed pages, whose check reads no UUIDs). */
+  lastUuid?: string;
+}
+
+/** The text signature of rows: `id:version` joined by commas, as PostgreSQL's string_agg builds it. */
+export function rowsText(rows: readonly (readonly [number | string, number | string, ...unknown[]])[]): string {
+  let s = '';
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i] as readonly [number | string, number | string];
+    s += `${i ? ',' : ''}${r[0]}:${r[1]}`;
+  }
+  return s;
 }
 
 export class RenderCache {
@@ -25,7 +40,7 @@ export class RenderCache {
   /** The cached page for `key` if its rows are exactly `rows` ([id, version, ...][]). */
   get(key: string, rows: readonly (readonly [number, number, ...unknown[]])[]): Buffer | undefined {
     const p = this.pages.get(key);
-    if (!p || p.rows.length !== rows.length * 2) return undefined;
+    if (!p || typeof p.rows === 'string' || p.rows.length !== rows.length * 2) return undefined;
     for (let i = 0; i < rows.length; i++) {
       const r = rows[i] as readonly [number, number];
       if (p.rows[2 * i] !== r[0] || p.rows[2 * i + 1] !== r[1]) return undefined;
@@ -36,19 +51,46 @@ export class RenderCache {
   }
 
   set(key: string, rows: readonly (readonly [number, number, ...unknown[]])[], items: Buffer): void {
-    const size = items.length + rows.length * 16 + key.length;
-    if (size > this.maxBytes / 2) return;
-    if (!this.pages.has(key) && !this.seen.has(key)) {
-      if (this.seen.size >= 256) this.seen.delete(this.seen.values().next().value as string);
-      this.seen.add(key);
-      return;
-    }
-    this.seen.delete(key);
-    this.delete(key);
+    if (!this.admit(key, items.length + rows.length * 16 + key.length)) return;
     const ids = new Float64Array(rows.length * 2);
     rows.forEach((r, i) => { ids[2 * i] = r[0]; ids[2 * i + 1] = r[1]; });
-    this.pages.set(key, { rows: ids, items });
-    this.bytes += size;
+    this.put(key, { rows: ids, items });
+  }
+
+  /** The cached page for `key` if its rows' text signature (rowsText) is exactly `sig`. */
+  getText(key: string, sig: string): CachedPage | undefined {
+    const p = this.pages.get(key);
+    if (!p || p.rows !== sig) return undefined;
+    this.pages.delete(key);
+    this.pages.set(key, p);
+    return p;
+  }
+
+  /**
+   * Keeps a page under its rows' text signature. `firstTime`: kept from the first render on, for pages that
+   * are expensive to render and likely asked again (see PgNodeLists).
+   */
+  setText(key: string, sig: string, items: Buffer, lastUuid: string | undefined, firstTime = false): void {
+    if (!this.admit(key, items.length + sig.length * 2 + key.length, firstTime)) return;
+    this.put(key, { rows: sig, items, ...(lastUuid !== undefined ? { lastUuid } : {}) });
+  }
+
+  /** Whether a page of `size` bytes is kept now (else only remembered as seen once). */
+  private admit(key: string, size: number, firstTime = false): boolean {
+    if (size > this.maxBytes / 2) return false;
+    if (!firstTime && !this.pages.has(key) && !this.seen.has(key)) {
+      if (this.seen.size >= 256) this.seen.delete(this.seen.values().next().value as string);
+      this.seen.add(key);
+      return false;
+    }
+    this.seen.delete(key);
+    return true;
+  }
+
+  private put(key: string, page: CachedPage): void {
+    this.delete(key);
+    this.pages.set(key, page);
+    this.bytes += pageBytes(key, page);
     for (const k of this.pages.keys()) {
       if (this.bytes <= this.maxBytes) break;
       this.delete(k);
@@ -59,10 +101,14 @@ export class RenderCache {
     const p = this.pages.get(key);
     if (!p) return;
     this.pages.delete(key);
-    this.bytes -= p.items.length + p.rows.length * 8 + key.length;
+    this.bytes -= pageBytes(key, p);
   }
 
   get size(): { pages: number; bytes: number } {
     return { pages: this.pages.size, bytes: this.bytes };
   }
+}
+
+function pageBytes(key: string, p: CachedPage): number {
+  return p.items.length + (typeof p.rows === 'string' ? p.rows.length * 2 : p.rows.length * 8) + key.length;
 }

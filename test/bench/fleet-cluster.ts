@@ -84,7 +84,7 @@ export async function measurePg3(bundle: string, s: FleetSettings, takeoverNodes
       conductors.push(await startBenchConductor(bundle, await freePort(), dir,
         { databaseUrl: url, host: `fleet-${i}`, restrictLookup: false }));
     }
-    const figures = await measure(conductors, s);
+    const figures = await measure(conductors, s, lab.pid);
     for (const c of conductors.splice(0)) await stopBenchConductor(c);
     return { figures, takeoverS: await takeoverSeconds(takeoverNodes, await lab.createDatabase('takeover')) };
   } finally {

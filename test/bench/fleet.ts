@@ -50,7 +50,7 @@ export default async function bench(args: string[]): Promise<void> {
       lab = await startPostgres();
       const url = await lab.createDatabase('fleet');
       c = await startBenchConductor(bundle, await freePort(), dir, { databaseUrl: url, host: 'fleet-1', restrictLookup: false });
-      const f = await measure([c], s);
+      const f = await measure([c], s, lab.pid);
       reportFleet('PostgreSQL×1 (fsync on)', f, s);
       keys.push(...fleetKeys('pg1', f));
       rss.push(...f.rssMib);

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
 import { NODE_FIELDS, nodeListSpec, renderNode, renderNodeBrief } from '../../conductor/api/render.js';
 import { initialState } from '../../conductor/states.js';
-import { RenderCache } from '../../conductor/store/render-cache.js';
+import { RenderCache, rowsText } from '../../conductor/store/render-cache.js';
 import { STORE_BACKENDS } from '../fixtures/stores.js';
 import type { NodeRecord } from '../../conductor/store/types.js';
 
@@ -47,11 +47,16 @@ for (const b of STORE_BACKENDS) test(`node lists rendered by the ${b.name} store
           assert.equal(row.json, want, `${rec.name ?? 'null'} at 1.${minor} fields=${String(fields)}`);
           assert.equal(row.uuid, rec.uuid);
         });
+        // Whole pages (rendered by the database itself on PostgreSQL) are the same items.
+        assert.equal((await store.renderNodeList({}, spec)).items.toString('utf8'), rows.map((r) => r.json).join(','),
+          `page at 1.${minor} fields=${String(fields)}`);
       }
-      const brief = await store.listNodesJson({}, nodeListSpec({ minor, base, brief: true, conductor }));
+      const briefSpec = nodeListSpec({ minor, base, brief: true, conductor });
+      const brief = await store.listNodesJson({}, briefSpec);
       brief.forEach((row, i) => {
         assert.equal(row.json, JSON.stringify(renderNodeBrief(records[i] as NodeRecord, { minor, base })));
       });
+      assert.equal((await store.renderNodeList({}, briefSpec)).items.toString('utf8'), brief.map((r) => r.json).join(','));
     }
   }
   // Whole pages: the same items, in the query's order, with the count and the last UUID for `next` links.
@@ -65,6 +70,12 @@ for (const b of STORE_BACKENDS) test(`node lists rendered by the ${b.name} store
     assert.equal(page.count, rows.length);
     assert.equal(page.lastUuid, rows[rows.length - 1]?.uuid);
   }
+  // With other conductors alive the owner comes from the hash ring (JS), between the database-rendered parts.
+  const ring = (n: { uuid: string; driver: string }): string | null => (n.driver === 'ipmi' ? null : `ring-${n.uuid.slice(0, 4)}"`);
+  const owned = nodeListSpec({ minor: 82, base: 'http://h', conductor: { ...conductor, owners: { of: ring, epoch: 1 } } });
+  const ownedRows = await store.listNodesJson({}, owned);
+  assert.equal((await store.renderNodeList({}, owned)).items.toString('utf8'), ownedRows.map((r) => r.json).join(','));
+  for (const r of ownedRows) assert.equal((JSON.parse(r.json) as { conductor: unknown }).conductor, ring(r));
   const desc = await store.listNodesJson({ sort_key: 'name', sort_dir: 'desc', limit: 17 }, spec);
   const names = desc.map((r) => JSON.parse(r.json).name as string);
   assert.deepEqual(names, [...names].sort().reverse());
@@ -164,3 +175,27 @@ test('render cache: kept from the second render on, hit only for identical (id, 
   assert.equal(c.get('p1', rows), undefined);
   assert.equal(c.get('p4', rows), big);
 });
+
+test('render cache, text-checked pages (PostgreSQL): hit only for the identical id:version text, first pages kept at once', () => {
+  const c = new RenderCache(64 * 1024);
+  const page = Buffer.from('{"a":1},{"b":2}');
+  const sig = rowsText([[1, 0], [2, 3]]);
+  assert.equal(sig, '1:0,2:3');
+  c.setText('walk', sig, page, 'u2');
+  assert.equal(c.getText('walk', sig), undefined, 'a page with a marker is kept from its second render on');
+  c.setText('walk', sig, page, 'u2');
+  assert.equal(c.getText('walk', sig)?.items, page);
+  c.setText('first', sig, page, 'u2', true);
+  const hit = c.getText('first', sig);
+  assert.equal(hit?.items, page);
+  assert.equal(hit?.lastUuid, 'u2');
+  for (const other of ['1:0,2:4', '1:0', '1:0,2:3,3:0', '', '1:02:3']) assert.equal(c.getText('first', other), undefined, other);
+  // Row-checked and text-checked pages never answer for each other.
+  assert.equal(c.get('first', [[1, 0], [2, 3]]), undefined);
+  const big = Buffer.alloc(20 * 1024);
+  for (const k of ['p1', 'p2', 'p3', 'p4']) c.setText(k, sig, big, undefined, true);
+  assert.ok(c.size.bytes <= 64 * 1024);
+  assert.equal(c.getText('p1', sig), undefined);
+  assert.equal(c.getText('p4', sig)?.items, big);
+});
+

@@ -79,6 +79,29 @@ for (const b of STORE_BACKENDS) test(`${b.name} store: two stores race for one n
   assert.equal((await one.reserveNode(n0, 'c9')).ok, true);
 });
 
+for (const b of STORE_BACKENDS) test(`${b.name} store: lookups by MAC asked together (one statement on PostgreSQL) each get their own node`, { skip: b.skip }, async (t) => {
+  const store = await b.open(t);
+  const other = await b.reopen(t, store);
+  const nodes = await Promise.all(['a', 'b', 'c'].map((name) => store.createNode({ uuid: randomUUID(), driver: 'fake-hardware',
+    name, ...initialState(82) })));
+  const mac = (i: number): string => `52:54:00:00:bb:0${i}`;
+  for (const [i, n] of nodes.entries()) await store.createPort({ uuid: randomUUID(), address: mac(i), node_uuid: n.uuid });
+  await store.createPort({ uuid: randomUUID(), address: mac(9), node_uuid: nodes[2]?.uuid as string });
+  const asks: string[][] = [[mac(0)], [mac(1)], [mac(0)], ['52:54:00:00:bb:ff'], ['52:54:00:00:bb:ff', mac(2)], [mac(9), mac(2)], []];
+  const got = await Promise.all(asks.map((m) => other.getNodeByMacs(m)));
+  assert.deepEqual(got.map((n) => n?.name), ['a', 'b', 'a', undefined, 'c', 'c', undefined],
+    'the node of the addresses found (an unknown address among them is no matter)');
+  assert.notEqual(got[0], got[2], 'two answers for one address are separate records');
+  assert.deepEqual(got[0]?.driver_info, {});
+  (got[0] as { driver_info: Record<string, unknown> }).driver_info.x = 1;
+  assert.deepEqual(got[2]?.driver_info, {}, 'changing one answer leaves the other alone');
+  // A write through one store is seen by the next lookup through the other.
+  await store.updateNode(nodes[0]?.uuid as string, { driver_internal_info: { agent_secret_token: 't' } });
+  assert.equal((await other.getNodeByMacs([mac(0)]))?.driver_internal_info.agent_secret_token, 't');
+  await store.deletePort((await store.getPortByAddress(mac(1)))?.uuid as string);
+  assert.equal(await other.getNodeByMacs([mac(1)]), undefined);
+});
+
 for (const b of STORE_BACKENDS) test(`${b.name} store: shard counts group nodes by shard, unsharded as null, largest first`, { skip: b.skip }, async (t) => {
   const store = await b.open(t);
   for (const shard of ['s1', 's2', 's1', null, 's1']) {

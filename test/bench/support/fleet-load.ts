@@ -3,6 +3,7 @@
  * one database and spreads creates, detail lists, lookups and heartbeats over them round-robin, so one conductor
  * and several are measured the same way.
  */
+import { readdir, readFile } from 'node:fs/promises';
 import { Pool } from 'undici';
 import { numArg } from './args.js';
 import { cpuMs, rssMib, type BenchConductor } from './conductor-process.js';
@@ -20,6 +21,15 @@ export interface FleetFigures {
   rssMib: number[];
   /** Conductor CPU ms per create / per detail list / per lookup, summed over the conductors. */
   cpu: { create: number; detail: number; lookup: number; heartbeat: number };
+  /**
+   * The same for the database server (PostgreSQL: its backends and helper processes, live and exited; undefined
+   * for SQLite, which runs inside the conductor) and for this load-generating process: on a machine with few
+   * cores all three share them, so where the CPU goes says what bounds the throughput.
+   */
+  dbCpu?: { create: number; detail: number; lookup: number; heartbeat: number };
+  loadCpu: { create: number; detail: number; lookup: number; heartbeat: number };
+  /** Context switches of the conductors per request (voluntary: waits for I/O; the rest: preempted). */
+  switches: { create: number; detail: number; lookup: number; heartbeat: number };
 }
 
 export interface FleetSettings {
@@ -78,10 +88,61 @@ function createBody(i: number, prefix: string): Record<string, unknown> {
     properties: { cpus: 8, memory_mb: 16384, local_gb: 100, cpu_arch: 'x86_64' } };
 }
 
-/** The fleet load against `conductors` (all on one database), spread round-robin. */
-export async function measure(conductors: readonly BenchConductor[], s: FleetSettings): Promise<FleetFigures> {
+/** Context switches of a process so far (voluntary + involuntary, all its threads). */
+async function contextSwitches(pid: number): Promise<number> {
+  let n = 0;
+  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    const st = await readFile(`/proc/${pid}/task/${tid}/status`, 'utf8').catch(() => '');
+    for (const m of st.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)/gm)) n += Number(m[1]);
+  }
+  return n;
+}
+
+/** CPU ms used so far by a server process and its children (live ones read one by one, exited ones as reaped). */
+export async function treeCpuMs(pid: number): Promise<number> {
+  const stat = async (p: number | string): Promise<string[] | undefined> => {
+    try {
+      const t = await readFile(`/proc/${p}/stat`, 'utf8');
+      return t.slice(t.lastIndexOf(')') + 2).split(' ');
+    } catch {
+      return undefined; // exited meanwhile
+    }
+  };
+  const own = await stat(pid);
+  if (!own) return 0;
+  // utime, stime, cutime, cstime (fields 14-17), clock ticks at 100 Hz.
+  let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+  for (const p of await readdir('/proc')) {
+    if (!/^\d+$/.test(p) || Number(p) === pid) continue;
+    const f = await stat(p);
+    if (f && Number(f[1]) === pid) ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks * 10;
+}
+
+/**
+ * The fleet load against `conductors` (all on one database), spread round-robin; `dbPid` is the database
+ * server's pid (PostgreSQL's postmaster) when it runs in processes of its own.
+ */
+export async function measure(conductors: readonly BenchConductor[], s: FleetSettings, dbPid?: number): Promise<FleetFigures> {
   const api = new Spread(conductors.map((c) => c.url), s.conc);
-  const cpu = async (): Promise<number> => (await Promise.all(conductors.map((c) => cpuMs(c.pid)))).reduce((a, b) => a + b, 0);
+  const conductorCpu = async (): Promise<number> =>
+    (await Promise.all(conductors.map((c) => cpuMs(c.pid)))).reduce((a, b) => a + b, 0);
+  const selfCpu = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+  // Conductor, database server and load generator CPU ms so far; cpu() returns the conductors' (as before),
+  // spent() the per-request split of all three since a mark.
+  const switches = async (): Promise<number> =>
+    (await Promise.all(conductors.map((c) => contextSwitches(c.pid)))).reduce((a, b) => a + b, 0);
+  let marks = [0, 0, 0, 0];
+  const cpu = async (): Promise<number> => {
+    marks = [await conductorCpu(), dbPid ? await treeCpuMs(dbPid) : 0, selfCpu(), await switches()];
+    return marks[0] as number;
+  };
+  const spent = async (n: number): Promise<[number, number, number, number]> => {
+    const before = marks;
+    const now = [await conductorCpu(), dbPid ? await treeCpuMs(dbPid) : 0, selfCpu(), await switches()];
+    return [0, 1, 2, 3].map((i) => ((now[i] as number) - (before[i] as number)) / n) as [number, number, number, number];
+  };
   try {
     // Warm-up (JIT, statement caches, pools), then the warm-up nodes are deleted again.
     const warm: string[] = [];
@@ -93,17 +154,17 @@ export async function measure(conductors: readonly BenchConductor[], s: FleetSet
     });
     await load(warm.length, s.conc, async (i) => { expect(await api.req('DELETE', `/v1/nodes/${warm[i]}`), 204, 'warm-up delete'); });
 
-    let c0 = await cpu();
+    await cpu();
     const createRps = await load(s.nodes, s.conc, async (i) => {
       expect(await api.req('POST', '/v1/nodes', createBody(i, 'fleet')), 201, 'create');
     });
-    const createCpu = (await cpu() - c0) / s.nodes;
+    const [createCpu, createDb, createLoad, createSwitches] = await spent(s.nodes);
 
     const listed = Math.min(s.nodes, 1000);
     const first = await api.req('GET', '/v1/nodes/detail');
     expect(first, 200, 'detail');
     if ((JSON.parse(first.body) as { nodes: unknown[] }).nodes.length !== listed) throw new Error('detail list has the wrong length');
-    c0 = await cpu();
+    await cpu();
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < s.lists; i++) {
       const r = await api.pool().request({ method: 'GET', path: '/v1/nodes/detail', headers: V });
@@ -112,7 +173,7 @@ export async function measure(conductors: readonly BenchConductor[], s: FleetSet
       if (r.statusCode !== 200 || got < first.body.length / 2) throw new Error(`detail: HTTP ${r.statusCode}, ${got} bytes`);
     }
     const detailMs = Number(process.hrtime.bigint() - t0) / 1e6 / s.lists;
-    const detailCpu = (await cpu() - c0) / s.lists;
+    const [detailCpu, detailDb, detailLoad, detailSwitches] = await spent(s.lists);
 
     const macs: string[] = [];
     const agents: { uuid: string; token: string; url: string }[] = [];
@@ -132,20 +193,20 @@ export async function measure(conductors: readonly BenchConductor[], s: FleetSet
       macs.push(mac);
       agents.push({ uuid, token, url: `http://127.0.0.1:${9999 - i}` });
     }
-    c0 = await cpu();
+    await cpu();
     const lookupRps = await load(s.lookups, s.conc, async (i) => {
       expect(await api.req('GET', `/v1/lookup?addresses=${macs[i % LOOKUP_NODES]}`), 200, 'lookup');
     });
-    const lookupCpu = (await cpu() - c0) / s.lookups;
+    const [lookupCpu, lookupDb, lookupLoad, lookupSwitches] = await spent(s.lookups);
 
-    c0 = await cpu();
+    await cpu();
     const heartbeatRps = await load(s.heartbeats, s.conc, async (i) => {
       const a = agents[i % LOOKUP_NODES];
       if (!a) throw new Error('no agent');
       expect(await api.req('POST', `/v1/heartbeat/${a.uuid}`, { callback_url: a.url, agent_token: a.token, agent_version: '9.4.0' }),
         202, 'heartbeat');
     });
-    const heartbeatCpu = (await cpu() - c0) / s.heartbeats;
+    const [heartbeatCpu, heartbeatDb, heartbeatLoad, heartbeatSwitches] = await spent(s.heartbeats);
     const last = await api.req('GET', `/v1/nodes/${agents[0]?.uuid}?fields=driver_internal_info`);
     if (!(JSON.parse(last.body) as { driver_internal_info: Record<string, unknown> }).driver_internal_info.agent_last_heartbeat) {
       throw new Error('heartbeats were answered but not recorded');
@@ -159,7 +220,10 @@ export async function measure(conductors: readonly BenchConductor[], s: FleetSet
     for (let i = 0; i < conductors.length; i++) expect(await api.req('GET', '/v1/nodes/detail'), 200, 'detail at 10k');
     const rss = await Promise.all(conductors.map((c) => rssMib(c.pid)));
     return { createRps, detailMs, lookupRps, heartbeatRps, rssMib: rss,
-      cpu: { create: createCpu, detail: detailCpu, lookup: lookupCpu, heartbeat: heartbeatCpu } };
+      cpu: { create: createCpu, detail: detailCpu, lookup: lookupCpu, heartbeat: heartbeatCpu },
+      ...(dbPid ? { dbCpu: { create: createDb, detail: detailDb, lookup: lookupDb, heartbeat: heartbeatDb } } : {}),
+      loadCpu: { create: createLoad, detail: detailLoad, lookup: lookupLoad, heartbeat: heartbeatLoad },
+      switches: { create: createSwitches, detail: detailSwitches, lookup: lookupSwitches, heartbeat: heartbeatSwitches } };
   } finally {
     await api.close();
   }
@@ -173,6 +237,11 @@ export function reportFleet(label: string, f: FleetFigures, s: FleetSettings): v
     `${f.cpu.detail.toFixed(0)} CPU ms), lookup ${f.lookupRps.toFixed(0)} req/s (${f.cpu.lookup.toFixed(2)} CPU ms), ` +
     `heartbeat ${f.heartbeatRps.toFixed(0)} req/s (${f.cpu.heartbeat.toFixed(2)} CPU ms), ` +
     `RSS with ${s.rssNodes} nodes: ${f.rssMib.map((r) => `${r.toFixed(0)} MiB`).join(', ')}`);
+  const split = (k: keyof FleetFigures['cpu'], digits: number): string =>
+    `conductors ${f.cpu[k].toFixed(digits)}${f.dbCpu ? ` + PostgreSQL ${f.dbCpu[k].toFixed(digits)}` : ''} + ` +
+    `load generator ${f.loadCpu[k].toFixed(digits)} (conductor context switches ${f.switches[k].toFixed(1)})`;
+  console.log(`${label}: CPU ms per request: create ${split('create', 2)}; detail list ${split('detail', 1)}; ` +
+    `lookup ${split('lookup', 3)}; heartbeat ${split('heartbeat', 2)}`);
 }
 
 /** The key=value figures of one setup (`pg3`, `pg1`, `sqlite`). */
