@@ -43,7 +43,8 @@ export async function bootOverRack(files: { kernel: string; initramfs: string },
     await rack.exposeToNodes([http.port, stub.port]);
     const mac = '52:54:00:b3:7a:21';
     const dhcpDir = join(dir, 'dhcp');
-    const dhcp = new DnsmasqDhcp({ dir: dhcpDir, interface: rack.bridge, range: rack.dhcpRange, manage: true, namespace: rack.ns, user: 'root' });
+    const dhcp = new DnsmasqDhcp({ dir: dhcpDir, interface: rack.bridge, range: rack.dhcpRange, manage: true, namespace: rack.ns, user: 'root',
+      pingCheck: false });
     await dhcp.start();
     cleanups.push(() => dhcp.close());
     const agentPort = await rack.reachNode(mac, 9999, join(dhcpDir, 'dnsmasq.leases'));
