@@ -14,7 +14,7 @@ import { createRack } from '../../lab/netns.js';
 import { startVm } from '../../lab/qemu.js';
 import { startImageServer } from '../../scripts/demo/lab.js';
 import { startConductorStub } from '../fixtures/conductor-stub.js';
-import { guestClock, printTimeline, watchBoot } from './support/boot-timeline.js';
+import { agentStartup, guestClock, printTimeline, watchBoot } from './support/boot-timeline.js';
 
 /**
  * CPU seconds a process has used (utime + stime from /proc/PID/stat). QEMU's CPU time to the lookup is the work
@@ -102,6 +102,8 @@ boot
     }
     timeline.mark('conductor: first heartbeat');
     printTimeline(timeline.stop(), guestClock(vm.serialLog));
+    const agentSplit = agentStartup(vm.serialLog);
+    if (agentSplit) console.log(agentSplit);
     // BMTS_BENCH_SERIAL=FILE keeps the console of the run for a closer look.
     if (process.env.BMTS_BENCH_SERIAL) {
       await copyFile(vm.serialLog, process.env.BMTS_BENCH_SERIAL);
