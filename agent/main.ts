@@ -1,6 +1,6 @@
 /**
- * The agent's start-up: config → hardware context → hardware managers →
- * inventory → lookup → API server (auto-TLS when the conductor supports it) → heartbeat loop.
+ * The agent's start-up: config → hardware context → hardware managers → (inspection with the full inventory) →
+ * lookup by the NICs' MACs → API server (auto-TLS when the conductor supports it) → heartbeat loop.
  * `startAgent` is the embeddable form (tests); the CLI entry at the bottom runs under tsx and bundled as CJS.
  */
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
@@ -75,7 +75,7 @@ function teedBySupervisor(file: string, config: AgentConfig): boolean {
   }
 }
 
-/** MACs of this machine for lookup when the inventory has none (a manager failing must not stop the lookup). */
+/** MACs of this machine for lookup when the managers list none (a manager failing must not stop the lookup). */
 function sysfsMacs(): string[] {
   const out: string[] = [];
   for (const nic of (() => {
@@ -95,18 +95,35 @@ function sysfsMacs(): string[] {
   return out;
 }
 
-async function inventoryMacs(): Promise<string[]> {
+/**
+ * The lookup's addresses: the MACs of the NICs the inventory lists, from the same dispatch the inventory takes its
+ * `interfaces` from (listNetworkInterfaces), so the lookup does not wait for the rest of it (disks, CPU, memory,
+ * DMI, BMC: seconds on slow hardware or under emulation). IPA looks up with the same addresses (its
+ * hardware_info['interfaces'] is list_network_interfaces' answer). The full inventory is still collected whenever
+ * something asks for it: inspection (before the lookup, as IPA), get_hardware_info, the clean and deploy steps.
+ */
+async function lookupAddresses(): Promise<string[]> {
   try {
-    const inv = await dispatchToManagers<{ interfaces?: { mac_address?: unknown }[] }>('listHardwareInfo');
-    const macs = (inv.interfaces ?? [])
-      .map((i) => (typeof i.mac_address === 'string' ? normaliseMac(i.mac_address) : null))
+    const nics = await dispatchToManagers<{ mac_address?: unknown }[]>('listNetworkInterfaces');
+    const macs = (Array.isArray(nics) ? nics : [])
+      .map((i) => (typeof i?.mac_address === 'string' ? normaliseMac(i.mac_address) : null))
       .filter((m): m is string => m !== null && m !== '00:00:00:00:00:00');
     if (macs.length > 0) return macs;
-    log.warn('inventory lists no interface with a MAC; using /sys/class/net');
+    log.warn('the hardware managers list no interface with a MAC; using /sys/class/net');
   } catch (e) {
-    log.warn({ err: errorMessage(e) }, 'inventory failed; using /sys/class/net for the lookup addresses');
+    log.warn({ err: errorMessage(e) }, 'listing the network interfaces failed; using /sys/class/net for the lookup addresses');
   }
   return sysfsMacs();
+}
+
+/**
+ * Milliseconds from the process start to Node's bootstrap phases and to now (the start-up timeline of
+ * `npm run bench -- ramdisk` splits the agent's start with it: executable + V8 + Node bootstrap vs our modules).
+ */
+function startupMs(): Record<string, number> {
+  const t = performance.nodeTiming;
+  const r = (v: number): number => Math.round(v);
+  return { v8: r(t.v8Start), environment: r(t.environment), bootstrap: r(t.bootstrapComplete), now: r(performance.now()) };
 }
 
 export async function startAgent(config: AgentConfig, opts: StartOptions = {}): Promise<RunningAgent> {
@@ -117,7 +134,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     addLogFile(logFile);
     logFilesAdded.add(logFile);
   }
-  log.info({ version: AGENT_VERSION, inRamdisk: inRamdisk(), logFile, apiUrls: config.apiUrls }, 'agent starting');
+  log.info({ version: AGENT_VERSION, inRamdisk: inRamdisk(), logFile, apiUrls: config.apiUrls, startup_ms: startupMs() }, 'agent starting');
 
   setHardwareContext({ deviceAllowlist: config.deviceAllowlist, bootif: config.bootif });
   // Image downloads trust what the agent's own TLS settings say (IPA shares them the same way).
@@ -156,7 +173,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       requestTimeoutMs: config.httpRequestTimeoutS * 1000,
       legacy: config.legacyVendorPassthru ? { driverName: config.driverName } : null,
     });
-    const macs = config.lookupMacs ?? [...new Set([...(config.bootif ? [config.bootif] : []), ...(await inventoryMacs())])];
+    const macs = config.lookupMacs ?? [...new Set([...(config.bootif ? [config.bootif] : []), ...(await lookupAddresses())])];
     log.info({ macs }, 'looking up the node');
     const found = await client.lookup({
       macs,

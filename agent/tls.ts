@@ -4,7 +4,6 @@
  */
 import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
-import { generate } from 'selfsigned';
 import { ConfigError, errorMessage } from '../common/errors.js';
 import type { TlsMaterial } from './server.js';
 
@@ -19,6 +18,9 @@ export interface GeneratedCert extends TlsMaterial {
 export async function generateSelfSigned(advertiseHost: string): Promise<GeneratedCert> {
   const now = Date.now();
   const ip = isIP(advertiseHost) !== 0;
+  // Loaded here, not at agent start: selfsigned and its ASN.1/X.509 modules are a quarter of the agent's module
+  // start-up cost (seconds in an emulated ramdisk) and only auto-TLS needs them, after the lookup.
+  const { generate } = await import('selfsigned');
   const r = await generate([{ name: 'commonName', value: advertiseHost }], {
     keyType: 'ec',
     curve: 'P-384',

@@ -267,9 +267,15 @@ export const ConfigSchema = z.object({
     dnsmasq_binary: z.string().default('dnsmasq'),
     /** User the managed dnsmasq runs as (dnsmasq's default: nobody, which must read tftp_root and dhcp.dir). */
     dnsmasq_user: z.string().optional(),
+    /**
+     * dnsmasq pings an address before its first offer (up to 3 s per new lease). false (no-ping): only where this
+     * dnsmasq alone assigns addresses in dhcp.range (the lab's rack), since a host configured by hand in the range
+     * then goes unnoticed.
+     */
+    ping_check: z.boolean().default(true),
     /** UEFI boot file of the ipxe interface: snponly.efi (Ironic's default) or ipxe.efi. */
     uefi_ipxe_bootfile: z.string().default('snponly.efi'),
-  }).default({ provider: 'none', manage_dnsmasq: true, interface: 'br0', allow_unknown: false,
+  }).default({ provider: 'none', manage_dnsmasq: true, interface: 'br0', allow_unknown: false, ping_check: true,
     dnsmasq_binary: 'dnsmasq', uefi_ipxe_bootfile: 'snponly.efi' }),
   /** Modules adding vendor passthru methods (conductor/operator-interfaces.ts); relative paths: under data_dir. */
   vendor_plugins: z.array(z.string().min(1)).default([]),

@@ -7,6 +7,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import vm from 'node:vm';
 import { errorMessage } from '../common/errors.js';
 import { getLogger } from '../common/logger.js';
 import type { HardwareManager } from './types.js';
@@ -59,6 +60,21 @@ export function toManager(exported: unknown, api?: unknown): HardwareManager | n
   return m;
 }
 
+/**
+ * import() for plugins that also works in the agent's single executable, which carries a V8 code cache
+ * (ramdisk-build/sea.ts): Node 20 compiles a code-cached SEA main script without a dynamic-import callback, so an
+ * import() inside the bundle fails there. A function compiled by vm with the main context's default loader has one
+ * (the same loader, hooks included, that a plain import() would use).
+ */
+let importer: ((specifier: string) => Promise<unknown>) | null = null;
+function dynamicImport(specifier: string): Promise<unknown> {
+  importer ??= new vm.Script('(specifier) => import(specifier)', {
+    filename: 'baremetal-agent-plugin-import.js',
+    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+  }).runInThisContext() as (specifier: string) => Promise<unknown>;
+  return importer(specifier);
+}
+
 async function importModule(file: string): Promise<Record<string, unknown>> {
   if (file.endsWith('.cjs')) {
     // CommonJS plugins load even where dynamic import() is unavailable (e.g. some single-executable builds).
@@ -66,7 +82,7 @@ async function importModule(file: string): Promise<Record<string, unknown>> {
     const mod = req(file) as unknown;
     return (typeof mod === 'object' && mod !== null ? mod : { default: mod }) as Record<string, unknown>;
   }
-  return (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  return (await dynamicImport(pathToFileURL(file).href)) as Record<string, unknown>;
 }
 
 function pick(mod: Record<string, unknown>): unknown {

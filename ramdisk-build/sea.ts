@@ -25,10 +25,10 @@ export interface SeaOptions {
   /** node binary to embed (default: the one running this build). */
   nodeBinary?: string;
   /**
-   * Node's V8 code cache in the blob (default off). It would spare the agent parsing its 1.9 MB bundle (natively
-   * 2.24 -> 1.24 s user for ten `--version` runs; ~0.4 s of a cold start in the TCG ramdisk, +0.1 MiB zstd), but
-   * Node 20 compiles a cached SEA main without a dynamic-import callback: `import()` of a hardware-manager plugin
-   * (hardware-managers/loader.ts) then fails, and the plugin tests with it.
+   * Node's V8 code cache in the blob (default on): spares the agent compiling its 1.9 MB bundle at every start
+   * (natively 2.24 -> 1.24 s user for ten `--version` runs; seconds matter in an emulated ramdisk). Node 20
+   * compiles a cached SEA main without a dynamic-import callback, so hardware-managers/loader.ts imports plugins
+   * through a vm-compiled import() that has one.
    */
   useCodeCache?: boolean;
 }
@@ -60,7 +60,7 @@ export async function buildSea(opts: SeaOptions): Promise<SeaResult> {
   const nodeVersion = (await run(node, ['--version'], { quiet: true })).stdout.trim();
   const req = createRequire(import.meta.url);
   const postjectVersion = (req('postject/package.json') as { version: string }).version;
-  const useCodeCache = opts.useCodeCache ?? false;
+  const useCodeCache = opts.useCodeCache ?? true;
   const key = createHash('sha256')
     .update(JSON.stringify({ b: opts.bundleSha256, node, size: nodeStat.size, mtime: nodeStat.mtimeMs, nodeVersion, postjectVersion, useCodeCache }))
     .digest('hex')

@@ -19,7 +19,7 @@ export async function startDhcpProvider(cfg: ConductorConfig): Promise<DhcpProvi
     dir: resolve(d.dir ?? resolve(cfg.data_dir, 'dhcp')), interface: d.interface, range: d.range,
     tftpRoot: cfg.boot.tftp_root ? resolve(cfg.boot.tftp_root) : undefined, allowUnknown: d.allow_unknown,
     manage: d.manage_dnsmasq, namespace: d.namespace, binary: d.dnsmasq_binary, externalPidFile: d.pid_file,
-    pidFile: d.pid_file, user: d.dnsmasq_user,
+    pidFile: d.pid_file, user: d.dnsmasq_user, pingCheck: d.ping_check,
   });
   await p.start();
   return p;

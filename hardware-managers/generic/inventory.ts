@@ -6,7 +6,6 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { basename, join } from 'node:path';
-import si from 'systeminformation';
 import { run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
 import { hardwareContext } from '../context.js';
@@ -75,6 +74,17 @@ export interface HardwareInventory extends BmcInfo {
   hostname: string;
 }
 
+/**
+ * systeminformation, loaded on the first inventory rather than at agent start: its 0.7 MB of modules cost the
+ * ramdisk's start-up (under emulation) before the first lookup, which needs none of it.
+ */
+type SystemInformation = typeof import('systeminformation');
+let siLoading: Promise<SystemInformation> | null = null;
+function sysinfo(): Promise<SystemInformation> {
+  siLoading ??= import('systeminformation').then((m) => ((m as { default?: SystemInformation }).default ?? m) as SystemInformation);
+  return siLoading;
+}
+
 /** A systeminformation call that can hang on odd hardware (dmidecode, udev) gets a deadline and a fallback. */
 async function guarded<T>(what: string, p: () => Promise<T>, fallback: T, ms = 10_000): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -106,7 +116,7 @@ export async function getCpus(): Promise<CpuInfo> {
   const field = (k: string): string | null => new RegExp(`^${k}\\s*:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim() ?? null;
   const sockets = new Set([...text.matchAll(/^physical id\s*:\s*(\S+)/gm)].map((m) => m[1]));
   const processors = [...text.matchAll(/^processor\s*:/gm)].length;
-  const cpu = await guarded('cpu', () => si.cpu(), null);
+  const cpu = await guarded('cpu', async () => (await sysinfo()).cpu(), null);
   const maxKhz = readSysInt('/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq');
   const mhz = maxKhz ? maxKhz / 1000 : Number(field('cpu MHz')) || (cpu?.speedMax ? cpu.speedMax * 1000 : 0);
   const flags = (field('flags') ?? field('Features') ?? cpu?.flags ?? '').split(/\s+/).filter(Boolean);
@@ -123,7 +133,7 @@ export async function getCpus(): Promise<CpuInfo> {
 
 export async function getMemory(): Promise<MemoryInfo> {
   const total = os.totalmem();
-  const layout = await guarded('memLayout', () => si.memLayout(), []);
+  const layout = await guarded('memLayout', async () => (await sysinfo()).memLayout(), []);
   const dimms = layout.reduce((a, m) => a + (Number(m.size) || 0), 0);
   // Without DIMM data (VMs, containers), usable RAM rounded up is the best estimate of installed RAM.
   return { total, physical_mb: Math.ceil((dimms > 0 ? dimms : total) / 1024 ** 2) };
@@ -197,8 +207,8 @@ export async function listNetworkInterfaces(): Promise<InterfaceInfo[]> {
 
 export async function getSystemVendorInfo(): Promise<SystemVendorInfo> {
   const dmi = (k: string): string => clean(readSys(join('/sys/class/dmi/id', k)));
-  const sys = await guarded('system', () => si.system(), null);
-  const bios = await guarded('bios', () => si.bios(), null);
+  const sys = await guarded('system', async () => (await sysinfo()).system(), null);
+  const bios = await guarded('bios', async () => (await sysinfo()).bios(), null);
   // systeminformation guesses "Docker Container" from /.dockerenv: not a product name.
   const siModel = clean(sys?.model) === 'Docker Container' ? '' : clean(sys?.model);
   return {

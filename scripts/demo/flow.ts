@@ -109,9 +109,10 @@ export function conductorConfig(workDir: string, apiPort: number, bootPort: numb
       kernel_append_params: 'nofb nomodeset vga=normal console=ttyS0',
     },
     // Rack: the conductor runs dnsmasq on the rack's bridge (in its namespace); entries only for booting nodes.
+    // Nothing else lives on that bridge: no ping check (it holds each node's first lease back 3 s).
     ...(rack ? {
       dhcp: { provider: 'dnsmasq', manage_dnsmasq: true, namespace: rack.ns, interface: rack.bridge, range: rack.dhcpRange,
-        tftp_server: rack.address, dnsmasq_user: 'root' },
+        tftp_server: rack.address, dnsmasq_user: 'root', ping_check: false },
     } : {}),
   };
 }

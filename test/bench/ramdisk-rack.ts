@@ -4,6 +4,7 @@
  * plain HTTP from the bridge address (a loopback file server exposed through the rack's forwarder), and the agent
  * looks up at a conductor stub. Used by `npm run bench -- ramdisk` (the default network when namespaces work).
  */
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, stat, truncate, writeFile, link, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +14,23 @@ import { createRack } from '../../lab/netns.js';
 import { startVm } from '../../lab/qemu.js';
 import { startImageServer } from '../../scripts/demo/lab.js';
 import { startConductorStub } from '../fixtures/conductor-stub.js';
-import { guestClock, printTimeline, watchBoot } from './support/boot-timeline.js';
+import { agentStartup, guestClock, printTimeline, watchBoot } from './support/boot-timeline.js';
+
+/**
+ * CPU seconds a process has used (utime + stime from /proc/PID/stat). QEMU's CPU time to the lookup is the work
+ * the emulated boot took: unlike wall time it barely moves when other jobs load the host (a starved vCPU thread
+ * waits without burning CPU), so it compares changes on a busy machine. `ip netns exec` execs QEMU: same pid.
+ */
+function cpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields after the command: state is field 3, utime 14 and stime 15 (1-based in proc(5)).
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return null;
+  }
+}
 
 export interface RackBootOptions {
   /** Virtual CPUs (multi-threaded TCG: one host thread each). */
@@ -24,7 +41,7 @@ export interface RackBootOptions {
   rng?: boolean;
 }
 
-export async function bootOverRack(files: { kernel: string; initramfs: string }, o: RackBootOptions = {}): Promise<{ lookupS: number; heartbeatS: number | null }> {
+export async function bootOverRack(files: { kernel: string; initramfs: string }, o: RackBootOptions = {}): Promise<{ lookupS: number; heartbeatS: number | null; qemuCpuS: number | null }> {
   const dir = await mkdtemp(join(tmpdir(), 'bmts-bench-rack-'));
   const cleanups: Array<() => Promise<void>> = [];
   let ok = false;
@@ -43,7 +60,8 @@ export async function bootOverRack(files: { kernel: string; initramfs: string },
     await rack.exposeToNodes([http.port, stub.port]);
     const mac = '52:54:00:b3:7a:21';
     const dhcpDir = join(dir, 'dhcp');
-    const dhcp = new DnsmasqDhcp({ dir: dhcpDir, interface: rack.bridge, range: rack.dhcpRange, manage: true, namespace: rack.ns, user: 'root' });
+    const dhcp = new DnsmasqDhcp({ dir: dhcpDir, interface: rack.bridge, range: rack.dhcpRange, manage: true, namespace: rack.ns, user: 'root',
+      pingCheck: false });
     await dhcp.start();
     cleanups.push(() => dhcp.close());
     const agentPort = await rack.reachNode(mac, 9999, join(dhcpDir, 'dnsmasq.leases'));
@@ -73,6 +91,7 @@ boot
       await new Promise((r) => setTimeout(r, 50));
     }
     const lookupS = (Date.now() - startedAt) / 1000;
+    const qemuCpuS = vm.pid ? cpuSeconds(vm.pid) : null;
     timeline.mark('conductor: first lookup request');
     let heartbeatS: number | null = null;
     const hbDeadline = Date.now() + 60_000;
@@ -83,13 +102,15 @@ boot
     }
     timeline.mark('conductor: first heartbeat');
     printTimeline(timeline.stop(), guestClock(vm.serialLog));
+    const agentSplit = agentStartup(vm.serialLog);
+    if (agentSplit) console.log(agentSplit);
     // BMTS_BENCH_SERIAL=FILE keeps the console of the run for a closer look.
     if (process.env.BMTS_BENCH_SERIAL) {
       await copyFile(vm.serialLog, process.env.BMTS_BENCH_SERIAL);
       await copyFile(join(dhcpDir, 'dnsmasq.log'), `${process.env.BMTS_BENCH_SERIAL}.dnsmasq`).catch(() => undefined);
     }
     ok = true;
-    return { lookupS, heartbeatS };
+    return { lookupS, heartbeatS, qemuCpuS };
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
     if (ok) await rm(dir, { recursive: true, force: true });

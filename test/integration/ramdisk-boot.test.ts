@@ -76,7 +76,10 @@ test('ramdisk boots in QEMU, looks itself up at the conductor, heartbeats and re
   let failed = true;
   try {
     // Plain: the recording proxy in front of the API speaks HTTP (the demo and e2e cover HTTPS + auth).
-    conductor = await startTestConductor({ plain: true, config: { clean_callback_timeout: 900 } });
+    // Fast-track: the agent stays up after cleaning. Without it cleaning ends with standby.power_off, and
+    // get_hardware_info below (409 while the clean step runs) raced it: a quick erase_devices_metadata left only the
+    // moment between the step's end and the power-off, and the test lost that race once the agent started faster.
+    conductor = await startTestConductor({ plain: true, config: { clean_callback_timeout: 900, deploy: { fast_track: true } } });
     const c = conductor;
     const node = async (): Promise<{ provision_state: string; last_error: string | null }> =>
       (await c.api('GET', `/v1/nodes/${uuid}`)).body as { provision_state: string; last_error: string | null };

@@ -65,6 +65,10 @@ test('dnsmasq.conf: DHCP only on the provisioning interface, only known MACs, TF
     assert.ok(conf.split('\n').includes(line), `missing ${line} in\n${conf}`);
   }
   assert.doesNotMatch(dnsmasqConf({ dir: '/d', interface: 'br0', range: '1.2.3.4,1.2.3.5', allowUnknown: true }), /dhcp-ignore|tftp/);
+  // dnsmasq's ping check stays on unless asked (the lab rack turns it off: nothing else holds addresses there).
+  assert.doesNotMatch(conf, /^no-ping$/m);
+  assert.match(dnsmasqConf({ dir: '/d', interface: 'br0', range: '1.2.3.4,1.2.3.5', pingCheck: false }), /^no-ping$/m);
+  assert.doesNotMatch(dnsmasqConf({ dir: '/d', interface: 'br0', range: '1.2.3.4,1.2.3.5', pingCheck: true }), /no-ping/);
   assert.throws(() => dnsmasqConf({ dir: '/d', interface: 'br0\nserver=8.8.8.8', range: '1.2.3.4,1.2.3.5' }), /control|invalid/);
   assert.throws(() => dnsmasqConf({ dir: '/d', interface: 'br0', range: '1.2.3.4' }), /invalid DHCP range/);
 });

@@ -1,6 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { run, CommandError } from '../../common/exec.js';
+import { chmod, mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run, CommandError, have } from '../../common/exec.js';
 
 test('run returns stdout of a successful command', async () => {
   const r = await run('echo', ['hello', 'world']);
@@ -25,4 +28,25 @@ test('run feeds stdin and honours a timeout', async () => {
 
 test('run reports a program that does not exist', async () => {
   await assert.rejects(run('/nonexistent/prog', []), CommandError);
+});
+
+test('have finds executables on PATH as `command -v` does, not plain files or directories', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'bmts-have-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'bmts-tool'), '#!/bin/sh\n');
+  await chmod(join(dir, 'bmts-tool'), 0o755);
+  await writeFile(join(dir, 'bmts-data'), 'not a program');
+  await mkdir(join(dir, 'bmts-dir'));
+  const oldPath = process.env.PATH;
+  t.after(() => { process.env.PATH = oldPath; });
+  process.env.PATH = `/bmts-no-such-dir:${dir}`;
+  assert.equal(await have('bmts-tool'), true);
+  assert.equal(await have('bmts-data'), false);
+  assert.equal(await have('bmts-dir'), false);
+  assert.equal(await have('bmts-missing'), false);
+  assert.equal(await have(''), false);
+  process.env.PATH = oldPath;
+  assert.equal(await have('sh'), true);
+  assert.equal(await have(join(dir, 'bmts-tool')), true);
+  assert.equal(await have(join(dir, 'bmts-data')), false);
 });

@@ -122,3 +122,16 @@ export function printTimeline(rows: Array<{ s: number; what: string; line?: stri
     for (const g of guest) console.log(`  ${g.s.toFixed(2).padStart(6)}  ${g.what}`);
   }
 }
+
+/**
+ * The agent's own start-up split (its 'agent starting' line, `startup_ms`: ms from the process start): V8 up, Node's
+ * bootstrap done, our modules evaluated. Null when the line (or the field) is not in the serial log.
+ */
+export function agentStartup(serialLog: string): string | null {
+  if (!existsSync(serialLog)) return null;
+  const m = /"startup_ms":\{"v8":(\d+),"environment":(\d+),"bootstrap":(\d+),"now":(\d+)\}/.exec(stripAnsi(readFileSync(serialLog, 'utf8')));
+  if (!m) return null;
+  const [v8, env, boot, now] = m.slice(1).map(Number) as [number, number, number, number];
+  return `agent process (its clock, ms from exec): V8 ${v8}, Node environment ${env}, bootstrap done ${boot}, modules evaluated ` +
+    `and 'agent starting' ${now} (${now - boot} ms of agent modules)`;
+}
