@@ -4,6 +4,7 @@
  * image.install_bootloader. Images come from test/fixtures/images.ts, served on 127.0.0.1.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -205,6 +206,28 @@ describe('whole-disk images', { skip }, () => {
     assert.equal(r.zeroSkippedBytes % (4 * MiB), 0);
     await assertDeviceHolds(dev, sparse.path, wholeDiskRanges(64 * MiB, 'msdos'));
   });
+
+  // Random data (16 or 32 MiB) with zero ranges (unallocated clusters after qemu-img convert): the file is over 90 % of
+  // its virtual size, so the writer skips the up-front zeroing and zeroes exactly the holes afterwards: a few
+  // through the device's zeroing, many (40 here) written as zeros by the agent.
+  for (const holes of [3, 40]) {
+    test(`dense qcow2 with ${holes} holes: not zeroed up front, its holes zeroed after the write, the device holds the raw image`, async () => {
+      const size = (holes === 3 ? 16 : 32) * MiB;
+      const raw = randomBytes(size);
+      const zeroed: Array<[number, number]> = holes === 3
+        ? [[4 * MiB, 5 * MiB], [10 * MiB + 128 * 1024, 10 * MiB + 192 * 1024], [size - 256 * 1024, size]]
+        : Array.from({ length: holes }, (_, i) => [(i * 6 + 1) * 64 * 1024, (i * 6 + 2) * 64 * 1024] as [number, number]);
+      for (const [s, e] of zeroed) raw.fill(0, s, e);
+      const name = `dense-${holes}`;
+      await writeFile(join(dir, `${name}.raw`), raw);
+      await toQcow2(join(dir, `${name}.raw`), join(dir, `${name}.qcow2`));
+      await fillWithPattern(dev);
+      const r = await streamImageToDevice({ info: await info(`${name}.qcow2`, keep.url(`${name}.qcow2`)), device: dev, limit: 128 * MiB });
+      assert.deepEqual(r.layers, ['qcow2']);
+      assert.equal(r.holesZeroedAfterBytes, zeroed.reduce((n, [s, e]) => n + e - s, 0));
+      await assertDeviceHolds(dev, join(dir, `${name}.raw`), [{ devOffset: 0, fileOffset: 0, length: size, what: 'dense qcow2 image' }]);
+    });
+  }
 
   test('an MBR image over a GPT disk: the old backup GPT in the last MiB is zeroed, the first MiB is the image', async () => {
     await assertDeployed(await writeImage(await info('disk-gpt-ext4.raw', keep.url('disk-gpt-ext4.raw'))));
