@@ -2,6 +2,7 @@ import { execa, type ResultPromise } from 'execa';
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { BaremetalError } from './errors.js';
 import { getLogger } from './logger.js';
@@ -145,7 +146,7 @@ export async function have(program: string): Promise<boolean> {
 
 export interface FilterProcess {
   stdin: Writable;
-  /** The program's output; null when it was sent to `stdoutFd`. */
+  /** The program's output; null when it was sent to `stdoutTo`. */
   stdout: Readable | null;
   /** Settles when the program exits: its result, or a CommandError (exit code + stderr tail). */
   done: Promise<RunResult>;
@@ -159,12 +160,16 @@ export interface FilterProcess {
 export function spawnFilter(
   file: string,
   args: readonly string[],
-  opts: { quiet?: boolean; /** Write the output to this open file descriptor (e.g. a FIFO the caller reads). */ stdoutFd?: number } = {},
+  opts: {
+    quiet?: boolean;
+    /** Write the output to this open file descriptor, or to this socket (one end of a pair the caller reads). */
+    stdoutTo?: number | Socket;
+  } = {},
 ): FilterProcess {
   const line = printable(file, args);
   if (opts.quiet) log.debug({ cmd: line }, 'exec filter');
   else log.info({ cmd: line }, 'exec filter');
-  const stdout = opts.stdoutFd ?? 'pipe';
+  const stdout = opts.stdoutTo ?? 'pipe';
   const child = execa(file, args, spawnOptions({ stdin: 'pipe', stdout, buffer: { stdout: false, stderr: true } }));
   const done = child.then((r) => {
     const stderr = typeof r.stderr === 'string' ? r.stderr : '';
@@ -174,5 +179,5 @@ export function spawnFilter(
     if (r.exitCode !== 0) throw new CommandError(line, r.exitCode, '', stderr, r.isTerminated ? `killed by ${r.signal ?? 'signal'}` : undefined);
     return { stdout: '', stderr, exitCode: 0 };
   });
-  return { stdin: child.stdin, stdout: opts.stdoutFd === undefined ? child.stdout : null, done, kill: () => child.kill('SIGKILL') };
+  return { stdin: child.stdin, stdout: opts.stdoutTo === undefined ? child.stdout : null, done, kill: () => child.kill('SIGKILL') };
 }

@@ -3,11 +3,10 @@
  * qcow2.gz works), then the raw or qcow2 writer. A Sink's push() returns undefined when it took the bytes at once
  * and a promise when the producer must wait (backpressure); end() flushes and reports the first error.
  */
-import { closeSync } from 'node:fs';
 import net from 'node:net';
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { spawnFilter, type FilterProcess } from '../common/exec.js';
-import { openFifo } from './fifo.js';
+import { openToolOutput } from './tool-output.js';
 import { AgentError, InvalidImage } from '../protocol/agent-api.js';
 import type { AlignedWriter } from './aligned-writer.js';
 import { COMPRESSIONS, declaredMatches, detectFormat, type ImageFormat } from './format.js';
@@ -110,7 +109,7 @@ export class DetectSink implements Sink {
  * zlib; Node 20 has no xz or zstd). gzip went through node:zlib until issue 22: each output chunk is a new buffer,
  * and V8 lets such garbage grow by ~64 MiB of external memory before it collects, so a 2 GiB gzip image peaked at
  * 110-125 MiB RSS against 82-96 for zstd; `zstd --format=gzip` inflates as fast (0.6 s user for 2 GiB, where
- * gzip -dc takes 5.6 s). The tool's output goes to a FIFO read with `onread` into one reused buffer (fifo.ts says
+ * gzip -dc takes 5.6 s). The tool's output goes to one end of a socket pair read with `onread` (tool-output.ts says
  * why), its input is written without a copy (the producer waits for the write only when the pipe did not take it
  * at once). Output is pushed to the next sink with the reads paused while that sink is busy, so at most a pipe's
  * worth of bytes is in flight at each end whatever the image size.
@@ -123,52 +122,45 @@ const TOOLS: Record<'gzip' | 'xz' | 'zstd', readonly [string, ...string[]]> = {
 
 export class DecompressSink implements Sink {
   private readonly input: Writable;
-  private readonly output: Readable;
   private failure: unknown = null;
   private readonly finished: Promise<void>;
   private settle: { resolve(): void; reject(e: unknown): void } | null = null;
 
   static async open(kind: 'gzip' | 'xz' | 'zstd', next: Sink): Promise<DecompressSink> {
-    const fifo = await openFifo();
+    const buf = Buffer.allocUnsafeSlow(1024 * 1024);
+    let sink: DecompressSink | null = null;
+    const out = await openToolOutput({
+      // Asked before every read: the raw writer's pool buffer when it has room, so the decompressed bytes land where
+      // they are written from (one copy less of the whole image).
+      buffer: (): Buffer => next.receiveBuffer?.() ?? buf,
+      callback: (n: number, b: Uint8Array): boolean => {
+        sink?.deliver(Buffer.from(b.buffer, b.byteOffset, n));
+        return true;
+      },
+    });
     let proc: FilterProcess;
     try {
       const [tool, ...args] = TOOLS[kind];
-      proc = spawnFilter(tool, args, { quiet: true, stdoutFd: fifo.writeFd });
+      proc = spawnFilter(tool, args, { quiet: true, stdoutTo: out.writer });
     } catch (e) {
-      closeSync(fifo.readFd);
+      out.reader.destroy();
       throw e;
     } finally {
-      // The child has its own copy; ours would keep the FIFO from ever reaching end-of-file.
-      closeSync(fifo.writeFd);
+      // The child has its own copy; ours would keep the reader from ever reaching end-of-file.
+      out.writer.destroy();
     }
-    return new DecompressSink(kind, next, proc, fifo.readFd);
+    sink = new DecompressSink(kind, next, proc, out.reader);
+    return sink;
   }
 
   private constructor(
     private readonly kind: 'gzip' | 'xz' | 'zstd',
     private readonly next: Sink,
     private readonly proc: FilterProcess,
-    readFd: number,
+    private readonly output: net.Socket,
   ) {
     this.input = proc.stdin;
     proc.done.catch((e: unknown) => this.fail(e));
-    const buf = Buffer.allocUnsafeSlow(1024 * 1024);
-    // Node's Socket constructor takes `onread` as net.connect() does; its types only declare it for connect().
-    const opts: net.SocketConstructorOpts & { onread: net.OnReadOpts } = {
-      fd: readFd,
-      readable: true,
-      writable: false,
-      onread: {
-        // Asked before every read: the raw writer's pool buffer when it has room, so the decompressed bytes land
-        // where they are written from (one copy less of the whole image).
-        buffer: (): Buffer => next.receiveBuffer?.() ?? buf,
-        callback: (n: number, b: Uint8Array): boolean => {
-          this.deliver(Buffer.from(b.buffer, b.byteOffset, n));
-          return true;
-        },
-      },
-    };
-    this.output = new net.Socket(opts);
     this.input.on('error', (e) => this.fail(e));
     this.finished = new Promise<void>((resolve, reject) => {
       this.settle = { resolve, reject };
