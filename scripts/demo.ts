@@ -4,8 +4,8 @@
  * A conductor on 127.0.0.1, a QEMU "bare-metal" node behind an ipmi_sim BMC, enrolled (ipmi / ipxe / direct),
  * manage → provide (automated cleaning through the agent) → deploy a whole-disk image built here, until the VM
  * boots from its own disk and prints its marker; then per-phase timings and a full teardown.
- * `--keep` leaves conductor + node up (until Ctrl-C) for the `baremetal` CLI. `--ipmi ipmi-native` powers the node
- * through the in-process RMCP+ client instead of ipmitool (conductor/drivers/ipmi-native.ts).
+ * `--keep` leaves conductor + node up (until Ctrl-C) for the `baremetal` CLI. The node is powered through the in-process
+ * RMCP+ client (conductor/drivers/ipmi-native.ts); `--ipmi ipmitool` uses ipmitool instead, as Ironic does.
  * `--nodes N` (N > 1): a fleet of N virtual nodes instead (scripts/demo/fleet.ts), deployed at once with fast-track.
  * `--nodes N --qemu` (2 <= N <= 8): N QEMU nodes instead, each behind its own ipmi_sim BMC (scripts/demo/qemu-fleet.ts),
  * cleaned and deployed all at once through the conductor's image cache, until every VM boots its instance; real

@@ -28,9 +28,12 @@ const MIN_QEMU_MEMORY_MIB = 256;
 export type ParsedDemoArgs = { ok: true; args: DemoArgs } | { ok: false; help: true } | { ok: false; help: false; error: string };
 
 export function parseDemoArgs(argv: readonly string[]): ParsedDemoArgs {
-  const args: DemoArgs = { keep: false, userNet: false, apiPort: undefined, ipmi: 'ipmitool', nodes: 1, qemu: false,
+  // ipmi-native by default: the same IPMI the BMC sees, without a process and a 1 s command gap per call (the
+  // demo's enroll to instance: 50 s, against 66 s with ipmitool, whose power actions take ~5 s each).
+  const args: DemoArgs = { keep: false, userNet: false, apiPort: undefined, ipmi: 'ipmi-native', nodes: 1, qemu: false,
     memoryMiB: DEFAULT_QEMU_MEMORY_MIB };
   let memorySet = false;
+  let ipmiSet = false;
   const fail = (error: string): ParsedDemoArgs => ({ ok: false, help: false, error });
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -54,6 +57,7 @@ export function parseDemoArgs(argv: readonly string[]): ParsedDemoArgs {
       const v = argv[++i];
       if (v !== 'ipmitool' && v !== 'ipmi-native') return fail('--ipmi takes ipmitool or ipmi-native');
       args.ipmi = v;
+      ipmiSet = true;
     } else if (a === '--help' || a === '-h') {
       return { ok: false, help: true };
     } else {
@@ -63,7 +67,7 @@ export function parseDemoArgs(argv: readonly string[]): ParsedDemoArgs {
   if (args.qemu && args.nodes < 2) return fail('--qemu goes with --nodes N (N >= 2); one QEMU node is the plain demo');
   if (args.qemu && args.nodes > MAX_QEMU_NODES) return fail(`--qemu runs at most ${MAX_QEMU_NODES} nodes (each is a TCG VM)`);
   if (memorySet && !args.qemu) return fail('--memory-mib applies to --nodes N --qemu only');
-  if (args.nodes > 1 && !args.qemu && (args.userNet || args.ipmi !== 'ipmitool')) {
+  if (args.nodes > 1 && !args.qemu && (args.userNet || ipmiSet)) {
     return fail('--user-net and --ipmi apply to QEMU nodes (the plain demo or --nodes N --qemu), not to virtual nodes');
   }
   return { ok: true, args };

@@ -15,8 +15,9 @@ const error = (argv: string[]): string => {
 };
 
 test('demo args: defaults are the one-node QEMU demo', () => {
-  assert.deepEqual(args([]), { keep: false, userNet: false, apiPort: undefined, ipmi: 'ipmitool', nodes: 1, qemu: false,
+  assert.deepEqual(args([]), { keep: false, userNet: false, apiPort: undefined, ipmi: 'ipmi-native', nodes: 1, qemu: false,
     memoryMiB: DEFAULT_QEMU_MEMORY_MIB });
+  assert.equal(args(['--ipmi', 'ipmitool']).ipmi, 'ipmitool');
 });
 
 test('demo args: --nodes 3 --qemu selects the QEMU fleet, with the other QEMU flags', () => {
@@ -36,6 +37,7 @@ test('demo args: refusals name the problem', () => {
   assert.match(error(['--nodes', '3', '--qemu', '--memory-mib', '64']), /--memory-mib needs/);
   assert.match(error(['--nodes', '3', '--memory-mib', '512']), /--qemu only/);
   assert.match(error(['--nodes', '3', '--user-net']), /not to virtual nodes/);
+  assert.match(error(['--nodes', '3', '--ipmi', 'ipmitool']), /not to virtual nodes/);
   assert.match(error(['--nodes', 'x']), /whole number/);
   assert.match(error(['--api-port', '70000']), /port number/);
   assert.match(error(['--ipmi', 'redfish']), /ipmitool or ipmi-native/);
