@@ -4,7 +4,7 @@
  * in as they are (JSON.stringify output, validated on the way in); only values that may hold a secret go through
  * the spec's masker.
  */
-import type { NodeJsonSpec } from './types.js';
+import { specFields, type NodeJsonSpec } from './types.js';
 
 type Part = (row: Record<string, unknown>) => string;
 
@@ -22,12 +22,8 @@ function hinted(raw: string, hints: readonly string[]): boolean {
 /** A function rendering one raw row (columns as stored) as `spec` says. */
 export function nodeJsonRenderer(spec: NodeJsonSpec): (row: Record<string, unknown>) => string {
   const parts: Part[] = [];
-  const seen = new Set<string>();
-  for (const f of spec.fields) {
-    if (seen.has(f.name)) continue;
-    if (!/^[a-z_]+$/.test(f.name)) throw new Error(`bad node field ${f.name}`);
-    const prefix = `${seen.size ? ',' : ''}"${f.name}":`;
-    seen.add(f.name);
+  for (const f of specFields(spec)) {
+    const prefix = f.key;
     const name = f.name;
     switch (f.fmt) {
       case 'conductor': {

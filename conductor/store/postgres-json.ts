@@ -7,7 +7,7 @@
  * builds no JSON for the rest (a 1,000-node page costs it a fraction of the JS rendering, and none of it depends
  * on warm JIT code). Same bytes as node-json.ts / renderNode (conductor-render.test.ts checks both stores).
  */
-import type { NodeJsonSpec } from './types.js';
+import { specFields, type NodeJsonSpec } from './types.js';
 
 /** The SELECT list of a rendered row, its bound parameters, and the JS that joins a row (array mode) into JSON. */
 export interface PgNodeJson {
@@ -41,13 +41,9 @@ export function pgNodeJson(spec: NodeJsonSpec): PgNodeJson {
   const params: unknown[] = [];
   const pieces: Piece[] = [];
   const text = (s: string): void => { pieces.push({ sql: lit(s) }); };
-  const seen = new Set<string>();
   text('{');
-  for (const f of spec.fields) {
-    if (seen.has(f.name)) continue;
-    if (!/^[a-z_]+$/.test(f.name)) throw new Error(`bad node field ${f.name}`);
-    text(`${seen.size ? ',' : ''}"${f.name}":`);
-    seen.add(f.name);
+  for (const f of specFields(spec)) {
+    text(f.key);
     const name = f.name;
     switch (f.fmt) {
       case 'conductor': {

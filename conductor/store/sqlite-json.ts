@@ -7,7 +7,7 @@
  */
 import type Database from 'better-sqlite3';
 import { RenderCache } from './render-cache.js';
-import type { NodeJsonList, NodeJsonRow, NodeJsonSpec } from './types.js';
+import { specFields, type NodeJsonList, type NodeJsonRow, type NodeJsonSpec } from './types.js';
 
 /** SQL function through which masked fields reach the spec's JS masker: bm_mask(field, raw). */
 const MASK_FN = 'bm_mask';
@@ -33,12 +33,8 @@ export function nodeJsonExpr(spec: NodeJsonSpec): { sql: string; params: unknown
   const params: unknown[] = [];
   const args: string[] = [];
   let fmt = '{';
-  const seen = new Set<string>();
-  for (const f of spec.fields) {
-    if (seen.has(f.name)) continue;
-    if (!/^[a-z_]+$/.test(f.name)) throw new Error(`bad node field ${f.name}`);
-    fmt += `${seen.size ? ',' : ''}"${f.name}":%s`;
-    seen.add(f.name);
+  for (const f of specFields(spec)) {
+    fmt += `${f.key}%s`;
     switch (f.fmt) {
       case 'conductor': {
         if (spec.conductor.owners) {

@@ -180,6 +180,22 @@ export interface NodeJsonSpec {
   maskers?: Readonly<Record<string, { hints: readonly string[]; mask(raw: string): string }>>;
 }
 
+/**
+ * The spec's fields once each (the first of a repeated name wins), each with the JSON text that opens it (`"name":`,
+ * after a comma from the second on). Names are spliced into SQL by the renderers, so anything but [a-z_] is refused.
+ */
+export function specFields(spec: NodeJsonSpec): { name: string; fmt: NodeJsonFormat; key: string }[] {
+  const out: { name: string; fmt: NodeJsonFormat; key: string }[] = [];
+  const seen = new Set<string>();
+  for (const f of spec.fields) {
+    if (seen.has(f.name)) continue;
+    if (!/^[a-z_]+$/.test(f.name)) throw new Error(`bad node field ${f.name}`);
+    out.push({ name: f.name, fmt: f.fmt, key: `${seen.size ? ',' : ''}"${f.name}":` });
+    seen.add(f.name);
+  }
+  return out;
+}
+
 /** Who owns each node when several conductors share the database (see NodeJsonSpec.conductor). */
 export interface NodeOwners {
   of(node: { uuid: string; driver: string; conductor_group: string }): string | null;
