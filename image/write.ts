@@ -3,7 +3,6 @@
  * → format detection → optional decompression → raw or streaming-qcow2 writer (aligned O_DIRECT, fsync). The
  * checksum is verified after the last byte is on the device; the caller wipes the device when this throws.
  */
-import { promises as fsp } from 'node:fs';
 import { getLogger } from '../common/logger.js';
 import { ImageDownloadError, InvalidImage } from '../protocol/agent-api.js';
 import { AlignedWriter } from './aligned-writer.js';
@@ -54,22 +53,18 @@ export const DENSE_QCOW2 = 0.9;
 
 /**
  * Zero the holes a qcow2 image left: each through the device's zeroing (one process per range) while there are
- * few, else written as zeros from here (a dense image's holes add up to at most a tenth of it, and thousands of
- * small ones would cost seconds of process starts). The caller's fsync covers the written zeros.
+ * few, else written as zeros through the image's own writer (a dense image's holes add up to at most a tenth of
+ * it, and thousands of small ones would cost seconds of process starts). The caller's finish() writes and fsyncs.
  */
-async function zeroHoles(device: string, holes: Array<[number, number]>): Promise<void> {
+async function zeroHoles(writer: AlignedWriter, holes: Array<[number, number]>): Promise<void> {
   if (holes.length <= 32) {
-    for (const [s, e] of holes) await zeroRange(device, s, e - s);
+    for (const [s, e] of holes) await zeroRange(writer.device, s, e - s);
     return;
   }
   const zeros = Buffer.alloc(1024 * 1024);
-  const fh = await fsp.open(device, 'r+');
-  try {
-    for (const [s, e] of holes) {
-      for (let p = s; p < e; p += zeros.length) await fh.write(zeros, 0, Math.min(zeros.length, e - p), p);
-    }
-  } finally {
-    await fh.close();
+  for (const [s, e] of holes) {
+    await writer.seek(s);
+    for (let p = s; p < e; p += zeros.length) await writer.write(zeros.subarray(0, Math.min(zeros.length, e - p)));
   }
 }
 
@@ -198,7 +193,7 @@ export async function streamImageToDevice(o: StreamImageOptions): Promise<Stream
         progress.setPhase('zeroing');
         const holes = q.holes();
         holesZeroedAfter = holes.reduce((n, [s, e]) => n + e - s, 0);
-        await zeroHoles(o.device, holes);
+        await zeroHoles(writer, holes);
       }
       await writer.finish();
       imageSize = q.header.virtualSize;
