@@ -200,29 +200,11 @@ export async function eraseDevicesExpress(call: StepCall): Promise<Record<string
     }
     let how = 'metadata erased';
     if (supportsDiscard(d.name)) {
-      await discardWhole(d.name);
+      await run('blkdiscard', [d.name], { timeoutMs: 3600_000 });
       how = 'blkdiscard + metadata erased';
     }
     await wipeMetadata(d);
     return how;
   });
   return results;
-}
-
-/**
- * blkdiscard opens the device O_EXCL, which fails with EBUSY while the kernel or udev is still busy with a partition
- * table just written or re-read (udev probes the new partitions): a few short retries ride that out. A device that
- * stays busy (mounted, held) fails with blkdiscard's own message.
- */
-async function discardWhole(dev: string): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await run('blkdiscard', [dev], { timeoutMs: 3600_000 });
-      return;
-    } catch (e) {
-      if (attempt >= 5 || !/Device or resource busy/.test(errorMessage(e))) throw e;
-      log.info({ dev, attempt }, 'device busy (partition table settling); retrying blkdiscard');
-      await new Promise((r) => setTimeout(r, 300 * attempt));
-    }
-  }
 }

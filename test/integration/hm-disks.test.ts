@@ -14,6 +14,7 @@ import {
   UnsafeDeviceError, assertSafeToWrite, listBlockDevices, refreshPartitions,
 } from '../../block/devices.js';
 import { createLoopDevices, type LoopSet } from '../fixtures/loop.js';
+import { withMount } from '../fixtures/mount.js';
 
 const MiB = 1024 * 1024;
 const isRoot = process.getuid?.() === 0;
@@ -41,15 +42,7 @@ after(async () => {
   await loops?.dispose();
 });
 
-async function mounted<T>(device: string, fn: () => Promise<T>): Promise<T> {
-  const mnt = await mkdtemp(join(dir, 'mnt-'));
-  await run('mount', [device, mnt]);
-  try {
-    return await fn();
-  } finally {
-    await run('umount', [mnt], { okCodes: [0, 32] });
-  }
-}
+const mounted = <T>(device: string, fn: () => Promise<T>): Promise<T> => withMount(device, dir, fn);
 
 const refused = (re: RegExp) => (e: unknown): boolean => e instanceof UnsafeDeviceError && re.test(e.details);
 
