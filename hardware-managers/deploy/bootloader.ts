@@ -5,13 +5,13 @@
  * BIOS-mode partition images without GRUB but with a syslinux VBR get syslinux's MBR code instead (syslinux.ts).
  */
 import { existsSync, promises as fsp } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { have, run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
 import { inRamdisk } from '../../common/ramdisk.js';
 import { CommandExecutionError, DeviceNotFound, InvalidImage } from '../../protocol/agent-api.js';
 import { listPartitions, partitionTableType, type PartitionInfo } from '../../block/disk.js';
+import { unmount, withMount } from '../../block/mount.js';
 import { imageSettings } from '../../image/settings.js';
 import { inspectRoot, installSyslinuxMbr, type RootInspection } from './syslinux.js';
 import { errorMessage } from '../../common/errors.js';
@@ -28,15 +28,6 @@ export interface BootloaderParams {
 }
 
 const isWholeDisk = (u: string | null | undefined): boolean => !u || /^0x[0-9a-f]+$/i.test(u);
-
-async function withMount<T>(dev: string, dir: string, fn: () => Promise<T>, readOnly = false): Promise<T> {
-  await run('mount', [...(readOnly ? ['-o', 'ro'] : []), dev, dir]);
-  try {
-    return await fn();
-  } finally {
-    await run('umount', [dir]).catch(() => run('umount', ['-l', dir]));
-  }
-}
 
 function findEsp(parts: PartitionInfo[], uuid: string | null | undefined): PartitionInfo | undefined {
   if (uuid) return parts.find((p) => p.uuid === uuid || p.partuuid === uuid);
@@ -64,16 +55,11 @@ async function registerUefiEntry(disk: string, esp: PartitionInfo): Promise<stri
     throw new CommandExecutionError('Cannot add a UEFI boot entry: the agent was not booted in UEFI mode (/sys/firmware/efi is missing)');
   }
   if (!(await have('efibootmgr'))) throw new CommandExecutionError('Cannot add a UEFI boot entry: efibootmgr is not installed in the ramdisk');
-  const dir = await fsp.mkdtemp(join(tmpdir(), 'bmts-esp-'));
-  try {
-    const loaders = await withMount(esp.path, dir, () => findLoaders(dir), true);
-    const loader = loaders[0];
-    if (!loader) throw new InvalidImage(`No EFI boot loader (shimx64/grubx64/bootx64.efi) found on ${esp.path}`);
-    await run('efibootmgr', ['-v', '-c', '-d', disk, '-p', String(esp.number), '-w', '-L', 'baremetal-ts', '-l', loader]);
-    return loader;
-  } finally {
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
+  const loaders = await withMount(esp.path, findLoaders, { options: 'ro' });
+  const loader = loaders[0];
+  if (!loader) throw new InvalidImage(`No EFI boot loader (shimx64/grubx64/bootx64.efi) found on ${esp.path}`);
+  await run('efibootmgr', ['-v', '-c', '-d', disk, '-p', String(esp.number), '-w', '-L', 'baremetal-ts', '-l', loader]);
+  return loader;
 }
 
 async function installGrub(disk: string, parts: PartitionInfo[], p: BootloaderParams, uefi: boolean): Promise<void> {
@@ -82,11 +68,7 @@ async function installGrub(disk: string, parts: PartitionInfo[], p: BootloaderPa
   if (!uefi && !imageSettings().enableBiosBootloaderInstall) {
     throw new InvalidImage('Install of legacy BIOS bootloaders disabled (enable_bios_bootloader_install is false)');
   }
-  const dir = await fsp.mkdtemp(join(tmpdir(), 'bmts-root-'));
-  const mounted: string[] = [];
-  try {
-    await run('mount', [root.path, dir]);
-    mounted.push(dir);
+  await withMount(root.path, async (dir) => {
     const grub = ['grub-install', 'grub2-install'].find((g) =>
       ['usr/sbin', 'usr/bin', 'sbin', 'bin'].some((d) => existsSync(join(dir, d, g))),
     );
@@ -95,30 +77,32 @@ async function installGrub(disk: string, parts: PartitionInfo[], p: BootloaderPa
         `The deployed image on ${root.path} has no grub-install or grub2-install: cannot install a ${uefi ? 'UEFI' : 'BIOS'} boot loader into it`,
       );
     }
-    for (const fs of ['dev', 'proc', 'sys', 'run']) {
-      const target = join(dir, fs);
-      await fsp.mkdir(target, { recursive: true });
-      await run('mount', ['--bind', `/${fs}`, target]);
-      mounted.push(target);
+    // Mounted under the root's shared mount point (block/mount.ts), so they are shared too.
+    const mounted: string[] = [];
+    try {
+      for (const fs of ['dev', 'proc', 'sys', 'run']) {
+        const target = join(dir, fs);
+        await fsp.mkdir(target, { recursive: true });
+        await run('mount', ['--bind', `/${fs}`, target]);
+        mounted.push(target);
+      }
+      const args = uefi ? ['--target=x86_64-efi', '--efi-directory=/boot/efi', '--bootloader-id=boot', '--removable', '--no-nvram'] : ['--target=i386-pc', disk];
+      if (uefi) {
+        const esp = findEsp(parts, p.efi_system_part_uuid);
+        if (!esp) throw new DeviceNotFound(`No EFI system partition found on ${disk}`);
+        const espDir = join(dir, 'boot/efi');
+        await fsp.mkdir(espDir, { recursive: true });
+        await run('mount', [esp.path, espDir]);
+        mounted.push(espDir);
+      }
+      await run('chroot', [dir, grub, ...args], { timeoutMs: 600_000 });
+      const mkconfig = grub === 'grub-install' ? 'grub-mkconfig' : 'grub2-mkconfig';
+      const cfg = grub === 'grub-install' ? '/boot/grub/grub.cfg' : '/boot/grub2/grub.cfg';
+      await run('chroot', [dir, mkconfig, '-o', cfg], { timeoutMs: 600_000 });
+    } finally {
+      for (const m of mounted.reverse()) await unmount(m);
     }
-    const args = uefi ? ['--target=x86_64-efi', '--efi-directory=/boot/efi', '--bootloader-id=boot', '--removable', '--no-nvram'] : ['--target=i386-pc', disk];
-    if (uefi) {
-      const esp = findEsp(parts, p.efi_system_part_uuid);
-      if (!esp) throw new DeviceNotFound(`No EFI system partition found on ${disk}`);
-      const espDir = join(dir, 'boot/efi');
-      await fsp.mkdir(espDir, { recursive: true });
-      await run('mount', [esp.path, espDir]);
-      mounted.push(espDir);
-    }
-    await run('chroot', [dir, grub, ...args], { timeoutMs: 600_000 });
-    const mkconfig = grub === 'grub-install' ? 'grub-mkconfig' : 'grub2-mkconfig';
-    const cfg = grub === 'grub-install' ? '/boot/grub/grub.cfg' : '/boot/grub2/grub.cfg';
-    await run('chroot', [dir, mkconfig, '-o', cfg], { timeoutMs: 600_000 });
-  } finally {
-    // Best-effort cleanup after the real outcome: a busy mount falls back to a lazy unmount, which cannot fail usefully.
-    for (const m of mounted.reverse()) await run('umount', [m]).catch(() => run('umount', ['-l', m]).catch(() => undefined));
-    await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined); // temp mount dir; leftovers are harmless
-  }
+  });
 }
 
 /** The syslinux path when the root filesystem has ldlinux.sys and no grub-install; undefined to go on with GRUB. */

@@ -5,12 +5,12 @@
  * so an image built as a bare filesystem (hidden sectors 0) still finds itself wherever the layout put it.
  */
 import { existsSync, promises as fsp } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { have, run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
 import { CommandExecutionError } from '../../protocol/agent-api.js';
 import type { PartitionInfo } from '../../block/disk.js';
+import { withMount } from '../../block/mount.js';
 import { assertSafeToWrite } from './hw.js';
 
 const log = getLogger('image-syslinux');
@@ -53,18 +53,10 @@ export async function inspectRoot(root: PartitionInfo): Promise<RootInspection> 
     const has = (p: string): Promise<boolean> => mtoolsHas(root.path, p);
     return { grub: await firstPresent(GRUB_PATHS, has), ldlinux: await firstPresent(LDLINUX_PATHS, has), via: 'mtools' };
   }
-  const dir = await fsp.mkdtemp(join(tmpdir(), 'bmts-inspect-'));
-  try {
-    await run('mount', ['-o', 'ro', root.path, dir]);
-    try {
-      const has = async (p: string): Promise<boolean> => existsSync(join(dir, p));
-      return { grub: await firstPresent(GRUB_PATHS, has), ldlinux: await firstPresent(LDLINUX_PATHS, has), via: 'mount' };
-    } finally {
-      await run('umount', [dir]).catch(() => run('umount', ['-l', dir]));
-    }
-  } finally {
-    await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined); // temp mount dir; leftovers are harmless
-  }
+  return withMount(root.path, async (dir) => {
+    const has = async (p: string): Promise<boolean> => existsSync(join(dir, p));
+    return { grub: await firstPresent(GRUB_PATHS, has), ldlinux: await firstPresent(LDLINUX_PATHS, has), via: 'mount' };
+  }, { options: 'ro' });
 }
 
 /** syslinux's MBR code for this table type: mbr.bin (msdos) or gptmbr.bin (gpt), or undefined if not installed. */

@@ -15,7 +15,7 @@ import {
   type AgentProcess, type ImageServer, type TestImage,
 } from '../fixtures/compat-ironic-support.js';
 import { createLoopDevices, type LoopSet } from '../fixtures/loop.js';
-import { withMount } from '../fixtures/mount.js';
+import { withMount } from '../../block/mount.js';
 import {
   artifactsDir, freeLoopbackPort, peerIronicUnavailable, startPeerIronic, type PeerIronic,
 } from '../fixtures/peer-ironic.js';
@@ -288,7 +288,7 @@ async function runScenario(t: TestContext, sc: Scenario): Promise<void> {
   // And as an operator would look: the kernel's partition device, mounted read-only.
   const part = `${disk}p1`;
   if (existsSync(part)) {
-    const text = await withMount(part, work, (mnt) => readFile(join(mnt, 'hello.txt'), 'utf8'), 'ro,noload');
+    const text = await withMount(part, (mnt) => readFile(join(mnt, 'hello.txt'), 'utf8'), { options: 'ro,noload', parent: work });
     assert.equal(text, img.marker);
   } else {
     t.diagnostic(`${part} does not exist after the deploy (no partition rescan): checked the file with debugfs only`);

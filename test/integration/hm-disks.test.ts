@@ -14,7 +14,7 @@ import {
   UnsafeDeviceError, assertSafeToWrite, listBlockDevices, refreshPartitions,
 } from '../../block/devices.js';
 import { createLoopDevices, type LoopSet } from '../fixtures/loop.js';
-import { withMount } from '../fixtures/mount.js';
+import { withMount } from '../../block/mount.js';
 
 const MiB = 1024 * 1024;
 const isRoot = process.getuid?.() === 0;
@@ -42,7 +42,7 @@ after(async () => {
   await loops?.dispose();
 });
 
-const mounted = <T>(device: string, fn: () => Promise<T>): Promise<T> => withMount(device, dir, fn);
+const mounted = <T>(device: string, fn: () => Promise<T>): Promise<T> => withMount(device, fn, { parent: dir });
 
 const refused = (re: RegExp) => (e: unknown): boolean => e instanceof UnsafeDeviceError && re.test(e.details);
 

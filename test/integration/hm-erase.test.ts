@@ -16,7 +16,7 @@ import { loadManagers, resetManagers } from '../../hardware-managers/dispatch.js
 import { refreshPartitions } from '../../block/devices.js';
 import type { NodeInfo } from '../../hardware-managers/types.js';
 import { createLoopDevices, type LoopSet } from '../fixtures/loop.js';
-import { withMount } from '../fixtures/mount.js';
+import { withMount } from '../../block/mount.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 64 * MiB;
@@ -160,13 +160,13 @@ test('skip-listed and protected disks are left alone', { skip }, async () => {
 test('a mounted disk fails the step with BlockDeviceEraseError, the others are still erased', { skip }, async () => {
   for (const d of paths()) await fillRandom(d);
   await run('mkfs.ext4', ['-q', '-F', dev(0)]);
-  await withMount(dev(0), dir, () =>
+  await withMount(dev(0), () =>
     assert.rejects(cleanStep('erase_devices_metadata'), (e: unknown) => {
       assert.ok(e instanceof BlockDeviceEraseError);
       assert.match(e.details, new RegExp(`${dev(0)}: Refusing to write to ${dev(0)}: ${dev(0)} is mounted`));
       assert.doesNotMatch(e.details, new RegExp(`${dev(1)}:`));
       return true;
-    }));
+    }), { parent: dir });
   assert.ok(isZero(await readRange(dev(1), 0, MiB)));
   assert.ok(!isZero(await readRange(dev(0), 0, 2 * MiB)), 'mounted device must be untouched');
 });
