@@ -115,8 +115,14 @@ export class IpmiCommandFailure extends Error {
   }
 }
 
-/** Per BMC: commands run one at a time with a minimum gap (many BMCs drop concurrent or rapid sessions). */
+/**
+ * Per BMC: commands run one at a time with a minimum gap (many BMCs drop concurrent or rapid sessions). Shared by
+ * every conductor in the process, as the BMC is. An idle BMC's entry is dropped once its gap has passed, so the
+ * map holds only BMCs with commands in flight or just finished.
+ */
 const bmcQueues = new Map<string, { tail: Promise<unknown>; lastEnd: number }>();
+
+export const ipmitoolQueuedBmcs = (): number => bmcQueues.size;
 
 async function serialized<T>(key: string, minGapMs: number, fn: () => Promise<T>): Promise<T> {
   const q = bmcQueues.get(key) ?? { tail: Promise.resolve(), lastEnd: 0 };
@@ -130,7 +136,14 @@ async function serialized<T>(key: string, minGapMs: number, fn: () => Promise<T>
       q.lastEnd = Date.now();
     }
   });
-  q.tail = mine.catch(() => undefined); // the queue only orders commands; the caller gets `mine` and its error
+  const tail = mine.catch(() => undefined); // the queue only orders commands; the caller gets `mine` and its error
+  q.tail = tail;
+  void tail.then(() => {
+    const idle = setTimeout(() => {
+      if (q.tail === tail && bmcQueues.get(key) === q) bmcQueues.delete(key);
+    }, minGapMs);
+    idle.unref();
+  });
   return mine;
 }
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InvalidParameterValue, MissingParameterValue, PowerStateFailure } from '../../conductor/errors.js';
 import {
-  IpmitoolPower, classifyIpmiError, parseBootParam, parseIpmiInfo, parsePowerStatus,
+  IpmitoolPower, classifyIpmiError, ipmitoolQueuedBmcs, parseBootParam, parseIpmiInfo, parsePowerStatus,
 } from '../../conductor/drivers/ipmitool.js';
 import { bootModeOf } from '../../conductor/drivers/driver-info.js';
 import type { DriverNode } from '../../conductor/drivers/types.js';
@@ -86,6 +86,32 @@ test('a BMC that accepts "power on" but never turns on fails after the state-cha
       assert.match(e.message, /did not reach "power on".*still "power off"/);
       return true;
     });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('per-BMC command queues: one entry per busy BMC, none left behind once the BMCs are idle', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bmts-ipmistub-'));
+  try {
+    const stub = join(dir, 'ipmitool');
+    const gate = join(dir, 'gate');
+    // Every command waits for the gate file, so all five BMCs are busy at once until the test opens it.
+    await writeFile(stub, `#!/bin/sh\nwhile [ ! -e ${gate} ]; do sleep 0.02; done\necho "Chassis Power is on"\n`);
+    await chmod(stub, 0o755);
+    const power = new IpmitoolPower({ ipmitoolPath: stub, minCommandIntervalS: 0.2 });
+    const bmcs = Array.from({ length: 5 }, (_, i) => node({ ipmi_address: `queue-test-${i}` }));
+    const before = ipmitoolQueuedBmcs();
+    const results = Promise.all([...bmcs, ...bmcs].map((n) => power.getPowerState(n)));
+    const until = async (want: number, what: string): Promise<void> => {
+      const deadline = Date.now() + 20_000;
+      while (ipmitoolQueuedBmcs() !== want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(ipmitoolQueuedBmcs(), want, what);
+    };
+    await until(before + 5, 'one queue per busy BMC');
+    await writeFile(gate, '');
+    assert.deepEqual(await results, Array(10).fill('power on'));
+    await until(before, 'idle BMC queues were never dropped');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
