@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run, spawnLong } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
-import type { IpmiInfo } from '../drivers/ipmitool.js';
+import { ipmitoolSessionArgs, type IpmiInfo } from '../drivers/ipmitool.js';
 
 const log = getLogger('console');
 
@@ -19,13 +19,9 @@ function shq(s: string): string {
 }
 
 /** ipmitool's connection arguments for this BMC (the password file stands in for -P). */
-export function ipmitoolBaseArgs(info: IpmiInfo, pwFile: string): string[] {
-  const args = ['-I', info.protocolVersion === '2.0' ? 'lanplus' : 'lan', '-H', info.address, '-L', info.privLevel];
-  if (info.port !== undefined) args.push('-p', String(info.port));
-  if (info.username !== undefined) args.push('-U', info.username);
-  if (info.cipherSuite !== undefined) args.push('-C', String(info.cipherSuite));
-  args.push('-R', '1', '-N', '2', '-f', pwFile);
-  return args;
+/** The console's ipmitool arguments: its password stays in a file, as the SoL script socat runs needs it per connection. */
+function ipmitoolBaseArgs(info: IpmiInfo, pwFile: string): string[] {
+  return [...ipmitoolSessionArgs(info), '-R', '1', '-N', '2', '-f', pwFile];
 }
 
 export interface SolBridge {

@@ -1,12 +1,9 @@
 /**
  * ipmitool power and management interfaces (Ironic's `ipmitool`). Every call goes through common/exec `run()`;
- * the password goes through a 0600 file in a private temp dir (`-f`), never argv or logs. IPMI over UDP is
+ * the password goes through ipmitool's environment (`-E`), never argv or logs. IPMI over UDP is
  * flaky, so each logical command is retried with backoff within a bounded time; an unreachable BMC and wrong
  * credentials end in distinct, readable errors.
  */
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandError, run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
@@ -151,45 +148,46 @@ function bmcName(info: IpmiInfo): string {
   return `${info.address}:${info.port ?? 623}`;
 }
 
-/** Run one ipmitool command against the node's BMC with retries; resolves to stdout. */
+/** The BMC, interface and credentials part of an ipmitool command line (the password goes separately). */
+export function ipmitoolSessionArgs(info: IpmiInfo): string[] {
+  const args = ['-I', info.protocolVersion === '2.0' ? 'lanplus' : 'lan', '-H', info.address, '-L', info.privLevel];
+  if (info.port !== undefined) args.push('-p', String(info.port));
+  if (info.username !== undefined) args.push('-U', info.username);
+  if (info.cipherSuite !== undefined) args.push('-C', String(info.cipherSuite));
+  return args;
+}
+
+/**
+ * Run one ipmitool command against the node's BMC with retries; resolves to stdout. The password reaches ipmitool
+ * in its environment (-E, IPMI_PASSWORD): never on the command line others can read, and, unlike Ironic's password
+ * file, nothing on disk that a conductor killed mid-command would leave behind.
+ */
 export async function runIpmitool(info: IpmiInfo, command: readonly string[], opts: IpmitoolOptions): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'bmts-ipmi-'));
-  const pwFile = join(dir, 'pw');
-  try {
-    await chmod(dir, 0o700);
-    // ipmitool reads the first line of the file; a NUL-only file means an empty password (as Ironic does).
-    await writeFile(pwFile, info.password ?? '\0', { mode: 0o600 });
-    const args = ['-v', '-I', info.protocolVersion === '2.0' ? 'lanplus' : 'lan', '-H', info.address, '-L', info.privLevel];
-    if (info.port !== undefined) args.push('-p', String(info.port));
-    if (info.username !== undefined) args.push('-U', info.username);
-    if (info.cipherSuite !== undefined) args.push('-C', String(info.cipherSuite));
-    args.push('-R', '1', '-N', String(opts.attemptIntervalS), '-f', pwFile, ...command);
-    const deadline = Date.now() + opts.commandRetryTimeoutS * 1000;
-    let attempt = 0;
-    let backoff = opts.retryBackoffS * 1000;
-    for (;;) {
-      attempt++;
-      const remaining = Math.max(deadline - Date.now(), 1000);
-      try {
-        const r = await serialized(bmcName(info), opts.minCommandIntervalS * 1000, () =>
-          // The per-attempt kill bound: ipmitool's own retransmits plus slack, never beyond the overall budget.
-          run(opts.ipmitoolPath, args, { timeoutMs: Math.min(remaining, opts.attemptIntervalS * 4000 + 5000), quiet: command[1] === 'status' }));
-        return r.stdout;
-      } catch (e) {
-        if (!(e instanceof CommandError)) throw e;
-        const stderr = e.stderr.replace(/^Loading IANA PEN Registry\.\.\.\n?/m, '').trim();
-        const kind = /timed out after/.test(e.message) ? 'unreachable' : classifyIpmiError(stderr);
-        const retryable = kind === 'unreachable' || kind === 'busy';
-        if (!retryable || Date.now() + backoff >= deadline) {
-          throw new IpmiCommandFailure(describe(info, command, kind, stderr, attempt, opts), kind, attempt);
-        }
-        log.warn({ bmc: bmcName(info), cmd: command.join(' '), kind, attempt }, 'ipmitool failed; retrying');
-        await sleep(backoff);
-        backoff = Math.min(backoff * 2, opts.retryBackoffS * 8000);
+  const args = ['-v', ...ipmitoolSessionArgs(info), '-R', '1', '-N', String(opts.attemptIntervalS), '-E', ...command];
+  const env = { IPMI_PASSWORD: info.password ?? '' };
+  const deadline = Date.now() + opts.commandRetryTimeoutS * 1000;
+  let attempt = 0;
+  let backoff = opts.retryBackoffS * 1000;
+  for (;;) {
+    attempt++;
+    const remaining = Math.max(deadline - Date.now(), 1000);
+    try {
+      const r = await serialized(bmcName(info), opts.minCommandIntervalS * 1000, () =>
+        // The per-attempt kill bound: ipmitool's own retransmits plus slack, never beyond the overall budget.
+        run(opts.ipmitoolPath, args, { env, timeoutMs: Math.min(remaining, opts.attemptIntervalS * 4000 + 5000), quiet: command[1] === 'status' }));
+      return r.stdout;
+    } catch (e) {
+      if (!(e instanceof CommandError)) throw e;
+      const stderr = e.stderr.replace(/^Loading IANA PEN Registry\.\.\.\n?/m, '').trim();
+      const kind = /timed out after/.test(e.message) ? 'unreachable' : classifyIpmiError(stderr);
+      const retryable = kind === 'unreachable' || kind === 'busy';
+      if (!retryable || Date.now() + backoff >= deadline) {
+        throw new IpmiCommandFailure(describe(info, command, kind, stderr, attempt, opts), kind, attempt);
       }
+      log.warn({ bmc: bmcName(info), cmd: command.join(' '), kind, attempt }, 'ipmitool failed; retrying');
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, opts.retryBackoffS * 8000);
     }
-  } finally {
-    await rm(dir, { recursive: true, force: true });
   }
 }
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InvalidParameterValue, MissingParameterValue, PowerStateFailure } from '../../conductor/errors.js';
@@ -112,6 +112,21 @@ test('per-BMC command queues: one entry per busy BMC, none left behind once the 
     await writeFile(gate, '');
     assert.deepEqual(await results, Array(10).fill('power on'));
     await until(before, 'idle BMC queues were never dropped');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a node without ipmi_password sends ipmitool an empty one, as Ironic does', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bmts-ipmistub-'));
+  try {
+    const stub = join(dir, 'ipmitool');
+    const seen = join(dir, 'seen');
+    await writeFile(stub, `#!/bin/sh\n[ "\${IPMI_PASSWORD+set}" = set ] && printf '%s' "$IPMI_PASSWORD" > ${seen}\necho "Chassis Power is on"\n`);
+    await chmod(stub, 0o755);
+    const power = new IpmitoolPower({ ipmitoolPath: stub, minCommandIntervalS: 0 });
+    assert.equal(await power.getPowerState(node({ ipmi_address: 'no-password' })), 'power on');
+    assert.equal(await readFile(seen, 'utf8'), '');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
