@@ -28,6 +28,12 @@ export class NotFound extends IronicError {
 export class NodeNotFound extends IronicError {
   constructor(node: string) { super(`Node ${node} could not be found.`, 404); }
 }
+/** Port addresses that belong to more than one node (Ironic's DuplicateNodeOnLookup, a NodeNotFound). */
+export class DuplicateNodeOnLookup extends IronicError {
+  constructor(readonly addresses: readonly string[], readonly nodes: readonly string[]) {
+    super(`Multiple nodes with port addresses ${addresses.join(', ')} were found: ${nodes.join(', ')}`, 404);
+  }
+}
 export class NodeLocked extends IronicError {
   constructor(node: string, host: string) {
     super(`Node ${node} is locked by host ${host}, please retry after the current operation is completed.`, 409);

@@ -11,7 +11,7 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
-import { IronicError, InvalidParameterValue, NotFound } from '../errors.js';
+import { DuplicateNodeOnLookup, IronicError, InvalidParameterValue, NotFound } from '../errors.js';
 import type { NodeTask } from '../drivers/index.js';
 import { isUuid } from '../locks.js';
 import { nodePowerAction, wipeAgentToken } from '../services/power.js';
@@ -81,7 +81,11 @@ async function lookupNode(ctx: ConductorContext, macs: string[], bmcs: string[],
     if (!node) throw notFound();
   }
   if (macs.length) {
-    const byMac = await ctx.store.getNodeByMacs(macs);
+    const byMac = await ctx.store.getNodeByMacs(macs).catch((e: unknown) => {
+      if (!(e instanceof DuplicateNodeOnLookup)) throw e;
+      ctx.log.error({ macs, nodes: e.nodes }, `inspection lookup refused: ${e.message}`);
+      throw notFound();
+    });
     if (byMac && node && byMac.uuid !== node.uuid) {
       ctx.log.error({ node: node.uuid, other: byMac.uuid, macs }, 'inspection lookup conflict: MACs belong to another node');
       throw notFound();

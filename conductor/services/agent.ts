@@ -5,7 +5,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { errorMessage } from '../../common/errors.js';
 import type { ConductorContext } from '../context.js';
-import { IncompleteLookup, InvalidParameterValue, NodeNotFound, NotFound } from '../errors.js';
+import { DuplicateNodeOnLookup, IncompleteLookup, InvalidParameterValue, NodeNotFound, NotFound } from '../errors.js';
 import { isUuid } from '../locks.js';
 import type { NodeTask } from '../drivers/index.js';
 import { MASKED_TOKEN, type HeartbeatBody } from '../../protocol/lookup.js';
@@ -44,7 +44,15 @@ export async function lookup(ctx: ConductorContext, addresses: string | undefine
   if (macs.length === 0 && !nodeUuid) throw new IncompleteLookup();
   let node: NodeRecord | undefined;
   if (nodeUuid) node = await ctx.store.getNodeByUuid(nodeUuid.toLowerCase());
-  else node = await ctx.store.getNodeByMacs(macs);
+  else {
+    try {
+      node = await ctx.store.getNodeByMacs(macs);
+    } catch (e) {
+      if (!(e instanceof DuplicateNodeOnLookup)) throw e;
+      // As Ironic: the agent gets the plain "not found" (which nodes exist is none of its business); the log says why.
+      ctx.log.error({ macs, nodes: e.nodes }, `lookup refused: ${e.message}`);
+    }
+  }
   if (!node) throw new NotFound('Node with the given addresses could not be found.');
   const lookupStates = enabledQuietly(ctx, node) ? FASTTRACK_LOOKUP_STATES : LOOKUP_STATES;
   if (ctx.config.restrict_lookup && !lookupStates.has(node.provision_state)) {

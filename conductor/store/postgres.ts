@@ -28,7 +28,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { getLogger } from '../../common/logger.js';
-import { InvalidParameterValue, NotFound } from '../errors.js';
+import { DuplicateNodeOnLookup, InvalidParameterValue, NotFound } from '../errors.js';
 import { isoTime } from '../time.js';
 import { POSTGRES } from './dialect.js';
 import { MIGRATIONS, migrationSql } from './migrations.js';
@@ -88,7 +88,8 @@ export class PostgresStore implements Store {
   readonly pool: pg.Pool;
   readonly sql: SqlRunner;
   private readonly lists: PgNodeLists;
-  private readonly macLookups = new ReadBatch<readonly string[], NodeRecord>((b) => this.nodesByMacs(b));
+  /** An answer is the node, or the UUIDs of the nodes when the addresses belong to more than one. */
+  private readonly macLookups = new ReadBatch<readonly string[], NodeRecord | string[]>((b) => this.nodesByMacs(b));
   /** `?` SQL -> `$n` SQL, for the statements built at run time (bounded like SQLite's statement cache). */
   private readonly texts = new Map<string, string>();
   /** Suffix generation of the prepared statements' names (bumped when a table changed under them). */
@@ -241,16 +242,21 @@ export class PostgresStore implements Store {
 
   async getNodeByMacs(macs: readonly string[]): Promise<NodeRecord | undefined> {
     if (macs.length === 0) return undefined;
-    return this.macLookups.get(macs);
+    const found = await this.macLookups.get(macs);
+    if (Array.isArray(found)) throw new DuplicateNodeOnLookup(macs, found);
+    return found;
   }
 
-  /** One statement for the lookups of a batch; each answer is the node of the first of its addresses found. */
-  private async nodesByMacs(batch: readonly (readonly string[])[]): Promise<(NodeRecord | undefined)[]> {
+  /** One statement for the lookups of a batch; each answer is the node its addresses belong to. */
+  private async nodesByMacs(batch: readonly (readonly string[])[]): Promise<(NodeRecord | string[] | undefined)[]> {
     const rows = await this.prepared('nodesByMacs', [[...new Set(batch.flat())]]);
     const byMac = new Map<string, Row>();
     for (const r of rows) byMac.set(r.bm_mac as string, r);
     return batch.map((macs) => {
-      const raw = macs.map((m) => byMac.get(m)).find((r) => r !== undefined);
+      const owners = macs.map((m) => byMac.get(m)).filter((r) => r !== undefined);
+      const uuids = [...new Set(owners.map((r) => String(r.uuid)))];
+      if (uuids.length > 1) return uuids;
+      const raw = owners[0];
       if (!raw) return undefined;
       // A copy for each answer: nodeFromRow parses in place and callers own their record.
       const { bm_mac: _mac, ...row } = raw;

@@ -24,7 +24,7 @@ import {
   type NodeJsonRow, type NodeJsonSpec, type NodeQuery, type NodeRecord, type NodeUpdate, type PortFields,
   type PortQuery, type PortRecord, type ReserveResult, type Store,
 } from './types.js';
-import { InvalidParameterValue, NotFound } from '../errors.js';
+import { DuplicateNodeOnLookup, InvalidParameterValue, NotFound } from '../errors.js';
 import { isoTime } from '../time.js';
 
 export { NODE_SORT_KEYS, PORT_SORT_KEYS } from './sqlite-rows.js';
@@ -151,10 +151,11 @@ export class SqliteStore implements Store {
 
   async getNodeByMacs(macs: readonly string[]): Promise<NodeRecord | undefined> {
     if (macs.length === 0) return undefined;
-    const sql = `SELECT n.* FROM nodes n JOIN ports p ON p.node_uuid = n.uuid WHERE p.address IN ` +
-      `(${macs.map(() => '?').join(',')}) LIMIT 1`;
-    const row = this.stmt(sql).get(...macs) as Row | undefined;
-    return row ? nodeFromRow(row) : undefined;
+    const sql = `SELECT n.* FROM nodes n WHERE n.uuid IN (SELECT p.node_uuid FROM ports p WHERE p.address IN ` +
+      `(${macs.map(() => '?').join(',')})) LIMIT 2`;
+    const rows = this.stmt(sql).all(...macs) as Row[];
+    if (rows.length > 1) throw new DuplicateNodeOnLookup(macs, rows.map((r) => String(r.uuid)));
+    return rows[0] ? nodeFromRow(rows[0]) : undefined;
   }
 
   async countNodes(): Promise<number> {

@@ -226,7 +226,7 @@ export interface Store {
   getNodeByUuid(uuid: string): Promise<NodeRecord | undefined>;
   getNodeByName(name: string): Promise<NodeRecord | undefined>;
   getNodeByInstanceUuid(uuid: string): Promise<NodeRecord | undefined>;
-  /** Node owning any of these MACs (lower-case). */
+  /** Node owning any of these MACs (lower-case); DuplicateNodeOnLookup when they belong to more than one. */
   getNodeByMacs(macs: readonly string[]): Promise<NodeRecord | undefined>;
   listNodes(query: NodeQuery): Promise<NodeRecord[]>;
   /** Same rows as listNodes, each rendered to JSON text as `spec` says. */

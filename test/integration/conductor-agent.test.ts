@@ -88,6 +88,18 @@ test('agent lookup and heartbeat', async (t) => {
     assert.equal((old.body as { config: Obj }).config.agent_token, undefined, 'no token below 1.62');
     const unknown = await c.api('GET', '/v1/lookup?addresses=52:54:00:ff:ff:ff', undefined, v('1.68'));
     assert.equal(unknown.status, 404);
+    // Addresses of two nodes that could each be looked up (restrict_lookup off for the enroll one): Ironic's
+    // DuplicateNodeOnLookup, answered as the same plain 404.
+    const config = c.ctx?.config as { restrict_lookup: boolean };
+    config.restrict_lookup = false;
+    try {
+      assert.equal((await c.api('GET', '/v1/lookup?addresses=52:54:00:12:34:98', undefined, v('1.68'))).status, 200);
+      const both = await c.api('GET', `/v1/lookup?addresses=52:54:00:12:34:98,${MAC}`, undefined, v('1.68'));
+      assert.equal(both.status, 404, 'a lookup matching two nodes picks neither');
+      assert.deepEqual(both.body, unknown.body);
+    } finally {
+      config.restrict_lookup = true;
+    }
   });
 
   const tokenOf = async (): Promise<string> => {

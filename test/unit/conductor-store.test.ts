@@ -9,6 +9,7 @@ import { run } from '../../common/exec.js';
 import { buildConfig, loadConfig, parseFlags } from '../../conductor/config.js';
 import { applyJsonPatch, parsePatch } from '../../conductor/services/jsonpatch.js';
 import { initialState } from '../../conductor/states.js';
+import { DuplicateNodeOnLookup } from '../../conductor/errors.js';
 import { DuplicateError } from '../../conductor/store/types.js';
 import { labPostgres, STORE_BACKENDS } from '../fixtures/stores.js';
 import { MIGRATIONS } from '../../conductor/store/migrations.js';
@@ -98,6 +99,12 @@ for (const b of STORE_BACKENDS) test(`${b.name} store: lookups by MAC asked toge
   // A write through one store is seen by the next lookup through the other.
   await store.updateNode(nodes[0]?.uuid as string, { driver_internal_info: { agent_secret_token: 't' } });
   assert.equal((await other.getNodeByMacs([mac(0)]))?.driver_internal_info.agent_secret_token, 't');
+  // Addresses of two nodes are refused, also when asked together with lookups that are fine.
+  const [dup, fine] = await Promise.allSettled([other.getNodeByMacs([mac(0), mac(9), mac(2)]), other.getNodeByMacs([mac(1)])]);
+  assert.equal(dup.status, 'rejected');
+  assert.ok(dup.reason instanceof DuplicateNodeOnLookup, String(dup.reason));
+  assert.deepEqual([...dup.reason.nodes].sort(), [nodes[0]?.uuid, nodes[2]?.uuid].sort());
+  assert.equal(fine.status === 'fulfilled' && fine.value?.name, 'b');
   await store.deletePort((await store.getPortByAddress(mac(1)))?.uuid as string);
   assert.equal(await other.getNodeByMacs([mac(1)]), undefined);
 });
