@@ -74,31 +74,32 @@ test('bootModeOf reads instance_info and capabilities', () => {
   assert.equal(bootModeOf(node({}, { instance_info: { deploy_boot_mode: 'bios' }, properties: { capabilities: 'boot_mode:uefi' } })), 'bios');
 });
 
-test('a BMC that accepts "power on" but never turns on fails after the state-change timeout', async () => {
+/** A stand-in ipmitool (the shell script `body`, given its temp dir) for the test `fn`; the dir is removed after. */
+async function withStubIpmitool(body: (dir: string) => string, fn: (stub: string, dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'bmts-ipmistub-'));
   try {
     const stub = join(dir, 'ipmitool');
-    await writeFile(stub, '#!/bin/sh\nfor a in "$@"; do last2="$last1"; last1="$a"; done\n[ "$last1" = status ] && echo "Chassis Power is off"\nexit 0\n');
+    await writeFile(stub, `#!/bin/sh\n${body(dir)}`);
     await chmod(stub, 0o755);
+    await fn(stub, dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+test('a BMC that accepts "power on" but never turns on fails after the state-change timeout', () =>
+  withStubIpmitool(() => 'for a in "$@"; do last1="$a"; done\n[ "$last1" = status ] && echo "Chassis Power is off"\nexit 0\n', async (stub) => {
     const power = new IpmitoolPower({ ipmitoolPath: stub, minCommandIntervalS: 0, pollIntervalS: 0.05 });
     await assert.rejects(power.setPowerState(node({ ipmi_address: 'stub' }), 'power on', 0.3), (e: unknown) => {
       assert.ok(e instanceof PowerStateFailure);
       assert.match(e.message, /did not reach "power on".*still "power off"/);
       return true;
     });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('per-BMC command queues: one entry per busy BMC, none left behind once the BMCs are idle', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'bmts-ipmistub-'));
-  try {
-    const stub = join(dir, 'ipmitool');
-    const gate = join(dir, 'gate');
-    // Every command waits for the gate file, so all five BMCs are busy at once until the test opens it.
-    await writeFile(stub, `#!/bin/sh\nwhile [ ! -e ${gate} ]; do sleep 0.02; done\necho "Chassis Power is on"\n`);
-    await chmod(stub, 0o755);
+// Every command waits for the gate file, so all five BMCs are busy at once until the test opens it.
+test('per-BMC command queues: one entry per busy BMC, none left behind once the BMCs are idle', () =>
+  withStubIpmitool((dir) => `while [ ! -e ${join(dir, 'gate')} ]; do sleep 0.02; done\necho "Chassis Power is on"\n`, async (stub, dir) => {
     const power = new IpmitoolPower({ ipmitoolPath: stub, minCommandIntervalS: 0.2 });
     const bmcs = Array.from({ length: 5 }, (_, i) => node({ ipmi_address: `queue-test-${i}` }));
     const before = ipmitoolQueuedBmcs();
@@ -109,25 +110,15 @@ test('per-BMC command queues: one entry per busy BMC, none left behind once the 
       assert.equal(ipmitoolQueuedBmcs(), want, what);
     };
     await until(before + 5, 'one queue per busy BMC');
-    await writeFile(gate, '');
+    await writeFile(join(dir, 'gate'), '');
     assert.deepEqual(await results, Array(10).fill('power on'));
     await until(before, 'idle BMC queues were never dropped');
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('a node without ipmi_password sends ipmitool an empty one, as Ironic does', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'bmts-ipmistub-'));
-  try {
-    const stub = join(dir, 'ipmitool');
-    const seen = join(dir, 'seen');
-    await writeFile(stub, `#!/bin/sh\n[ "\${IPMI_PASSWORD+set}" = set ] && printf '%s' "$IPMI_PASSWORD" > ${seen}\necho "Chassis Power is on"\n`);
-    await chmod(stub, 0o755);
-    const power = new IpmitoolPower({ ipmitoolPath: stub, minCommandIntervalS: 0 });
-    assert.equal(await power.getPowerState(node({ ipmi_address: 'no-password' })), 'power on');
-    assert.equal(await readFile(seen, 'utf8'), '');
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+test('a node without ipmi_password sends ipmitool an empty one, as Ironic does', () =>
+  withStubIpmitool((dir) => `[ "\${IPMI_PASSWORD+set}" = set ] && printf '%s' "$IPMI_PASSWORD" > ${join(dir, 'seen')}\necho "Chassis Power is on"\n`,
+    async (stub, dir) => {
+      const power = new IpmitoolPower({ ipmitoolPath: stub, minCommandIntervalS: 0 });
+      assert.equal(await power.getPowerState(node({ ipmi_address: 'no-password' })), 'power on');
+      assert.equal(await readFile(join(dir, 'seen'), 'utf8'), '');
+    }));
