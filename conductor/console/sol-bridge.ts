@@ -18,7 +18,6 @@ function shq(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-/** ipmitool's connection arguments for this BMC (the password file stands in for -P). */
 /** The console's ipmitool arguments: its password stays in a file, as the SoL script socat runs needs it per connection. */
 function ipmitoolBaseArgs(info: IpmiInfo, pwFile: string): string[] {
   return [...ipmitoolSessionArgs(info), '-R', '1', '-N', '2', '-f', pwFile];
