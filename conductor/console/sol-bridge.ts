@@ -1,7 +1,7 @@
 /**
  * One node's Serial-over-LAN bridged to a TCP port, as Ironic's `ipmitool-socat` console does it: socat listens
  * on HOST:PORT (one client at a time) and runs `ipmitool ... sol activate` on a pty for each connection. The BMC
- * password goes through a 0600 file in a private directory (never argv); a stale SoL session left by a vanished
+ * password goes through the environment (never argv, never a file); a stale SoL session left by a vanished
  * client is deactivated before each activation, since a BMC allows only one.
  */
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -18,9 +18,12 @@ function shq(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-/** The console's ipmitool arguments: its password stays in a file, as the SoL script socat runs needs it per connection. */
-function ipmitoolBaseArgs(info: IpmiInfo, pwFile: string): string[] {
-  return [...ipmitoolSessionArgs(info), '-R', '1', '-N', '2', '-f', pwFile];
+/**
+ * The console's ipmitool arguments. The password goes in the environment (-E, IPMI_PASSWORD), as for power
+ * commands: socat hands its environment to each connection's SoL script, and nothing with the password is on disk.
+ */
+function ipmitoolBaseArgs(info: IpmiInfo): string[] {
+  return [...ipmitoolSessionArgs(info), '-R', '1', '-N', '2', '-E'];
 }
 
 export interface SolBridge {
@@ -44,16 +47,15 @@ async function listening(port: number, timeoutMs: number, exited: () => boolean)
 export async function startSolBridge(info: IpmiInfo, host: string, port: number, ipmitool = 'ipmitool'): Promise<SolBridge> {
   const dir = await mkdtemp(join(tmpdir(), 'bmts-console-'));
   await chmod(dir, 0o700);
-  const pwFile = join(dir, 'pw');
-  await writeFile(pwFile, info.password ?? '\0', { mode: 0o600 });
-  const base = ipmitoolBaseArgs(info, pwFile).map(shq).join(' ');
+  const env = { IPMI_PASSWORD: info.password ?? '' };
+  const base = ipmitoolBaseArgs(info).map(shq).join(' ');
   const script = join(dir, 'sol.sh');
   await writeFile(script, `#!/bin/sh\n${shq(ipmitool)} ${base} sol deactivate >/dev/null 2>&1\nexec ${shq(ipmitool)} ${base} sol activate\n`,
     { mode: 0o700 });
   const child = spawnLong('socat', [
     `TCP4-LISTEN:${port},bind=${host},reuseaddr,fork,max-children=1`,
     `EXEC:${script},pty,stderr,setsid,raw,echo=0`,
-  ]);
+  ], { env });
   child.catch(() => undefined); // its end is observed through close(); an exit before that is logged below
   let stopped = false;
   void child.finally(() => { if (!stopped) log.warn({ host, port }, 'console bridge (socat) exited'); });
@@ -73,7 +75,7 @@ export async function startSolBridge(info: IpmiInfo, host: string, port: number,
       clearTimeout(t);
     }
     // The BMC keeps an SoL session whose client died; free it for the next one (Ironic's stop_console does too).
-    await run(ipmitool, [...ipmitoolBaseArgs(info, pwFile), 'sol', 'deactivate'], { okCodes: [0, 1], timeoutMs: 10_000, quiet: true })
+    await run(ipmitool, [...ipmitoolBaseArgs(info), 'sol', 'deactivate'], { env, okCodes: [0, 1], timeoutMs: 10_000, quiet: true })
       .catch(() => undefined); // best effort: the bridge itself is gone either way
     await rm(dir, { recursive: true, force: true });
   };
