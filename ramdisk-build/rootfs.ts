@@ -31,7 +31,7 @@ export const RAMDISK_AGENT_LOG = '/var/log/baremetal-agent.log';
  */
 export const TOOLS = [
   'lsblk', 'blkid', 'wipefs', 'sgdisk', 'sfdisk', 'parted', 'partprobe', 'mkfs.vfat', 'mkfs.fat', 'mkfs.ext4',
-  'mke2fs', 'mkfs.xfs', 'mdadm', 'ipmitool', 'ip', 'efibootmgr',
+  'mke2fs', 'mkfs.xfs', 'mdadm', 'ip', 'efibootmgr',
   'zstd', 'xz', 'gzip', 'blockdev', 'blkdiscard', 'hdparm', 'nvme', 'sync', 'kmod', 'modprobe', 'insmod',
   'rmmod', 'lsmod', 'modinfo', 'mount', 'umount', 'dmidecode', 'lspci', 'ethtool',
   'lshw', 'smartctl', 'dd', 'chroot', 'mkswap', 'fallocate', 'partx',
@@ -40,11 +40,13 @@ export const TOOLS = [
   'tgtd', 'tgtadm',
 ];
 /**
- * Built here, not taken from a package: the lldp inspection collector's listener (hardware-managers/generic/
- * inventory-extra.ts). It replaced tcpdump + libpcap (1.6 MB unpacked) for issue 17's 48 MiB.
+ * Built here from ramdisk-build/<name>.c, not taken from a package, for issue 17's 48 MiB: the lldp inspection
+ * collector's listener (hardware-managers/generic/inventory-extra.ts; it replaced tcpdump + libpcap, 1.6 MB
+ * unpacked) and the in-band BMC address reader (hardware-managers/generic/inventory.ts; it replaced ipmitool +
+ * libfreeipmi, 1.3 MB compressed). Each lands in /usr/sbin.
  */
-export const LLDP_LISTENER_SOURCE = 'lldp-listen.c';
-export const LLDP_LISTENER_PATH = '/usr/sbin/lldp-listen';
+export const C_HELPERS = ['lldp-listen', 'ipmi-lan-param'] as const;
+export type CHelper = (typeof C_HELPERS)[number];
 /** syslinux's MBR boot code, for install_bootloader on GRUB-less BIOS partition images (hardware-managers/deploy/syslinux.ts). */
 export const SYSLINUX_MBR_FILES = ['/usr/lib/syslinux/mbr/mbr.bin', '/usr/lib/syslinux/mbr/gptmbr.bin'];
 /** mtools converts FAT names through iconv (codepage 850): without these, mdir fails "Error setting code page". */
@@ -120,24 +122,25 @@ async function lddLibs(file: string): Promise<string[]> {
   return libs;
 }
 
-/** Compiles ramdisk-build/lldp-listen.c into buildDir (gcc -Os, stripped, dynamic against glibc); its path. */
-export async function buildLldpListener(buildDir: string): Promise<string> {
-  const exe = join(buildDir, 'lldp-listen');
+/** Compiles ramdisk-build/<name>.c into buildDir (gcc -Os, stripped, dynamic against glibc); its path. */
+export async function buildCHelper(name: CHelper, buildDir: string): Promise<string> {
+  const exe = join(buildDir, name);
   await mkdir(buildDir, { recursive: true });
-  await run('gcc', ['-Os', '-s', '-Wall', '-Wextra', '-Werror', '-o', exe, join(here, LLDP_LISTENER_SOURCE)], { quiet: true })
+  await run('gcc', ['-Os', '-s', '-Wall', '-Wextra', '-Werror', '-o', exe, join(here, `${name}.c`)], { quiet: true })
     .catch((e: unknown) => {
-      throw new Error(`building ${LLDP_LISTENER_SOURCE} failed (apt-get install gcc libc6-dev): ${e instanceof Error ? e.message : String(e)}`);
+      throw new Error(`building ${name}.c failed (apt-get install gcc libc6-dev): ${e instanceof Error ? e.message : String(e)}`);
     });
   return exe;
 }
 
-/** The listener at LLDP_LISTENER_PATH, linked against the glibc the ramdisk carries anyway; its manifest entry. */
-async function addLldpListener(stage: string, buildDir: string, libs: Set<string>): Promise<ToolEntry> {
-  const exe = await buildLldpListener(buildDir);
-  await place(stage, exe, LLDP_LISTENER_PATH);
-  await chmod(join(stage, LLDP_LISTENER_PATH), 0o755);
+/** A helper at /usr/sbin/<name>, linked against the glibc the ramdisk carries anyway; its manifest entry. */
+async function addCHelper(name: CHelper, stage: string, buildDir: string, libs: Set<string>): Promise<ToolEntry> {
+  const exe = await buildCHelper(name, buildDir);
+  const path = `/usr/sbin/${name}`;
+  await place(stage, exe, path);
+  await chmod(join(stage, path), 0o755);
   for (const l of await lddLibs(exe)) libs.add(l);
-  return { name: 'lldp-listen', path: LLDP_LISTENER_PATH, realPath: exe, bytes: statSync(exe).size };
+  return { name, path, realPath: exe, bytes: statSync(exe).size };
 }
 
 async function addBusybox(stage: string): Promise<string> {
@@ -265,7 +268,7 @@ export async function buildRootfs(opts: RootfsOptions): Promise<RootfsResult> {
   const libs = new Set<string>();
   const names = [...TOOLS, ...(opts.grub ? GRUB_TOOLS : [])];
   const { tools, missing } = await addTools(stage, names, libs);
-  tools.push(await addLldpListener(stage, opts.buildDir, libs));
+  for (const h of C_HELPERS) tools.push(await addCHelper(h, stage, opts.buildDir, libs));
   if (opts.grub) {
     await addGrub(stage);
     const bs = '/usr/lib/grub/i386-pc/grub-bios-setup';

@@ -1,5 +1,5 @@
 /**
- * Inventory pieces IPA has and our first inventory lacked: the BMC's IPv6 address (`ipmitool lan6 print`), USB
+ * Inventory pieces IPA has and our first inventory lacked (the BMC's IPv6 address is in bmc-lan.ts): USB
  * devices (`lshw -C usb` as IPA, else /sys/bus/usb), the BIOS-given NIC name (`biosdevname -i`), and LLDP.
  * LLDP: IPA listens on raw sockets, which Node cannot open. In the ramdisk, `lldp-listen` (a few KB of C built
  * with the ramdisk, ramdisk-build/lldp-listen.c) does the listening (one frame per NIC, every Ethernet NIC brought
@@ -13,29 +13,6 @@ import { have, run } from '../../common/exec.js';
 import { getLogger } from '../../common/logger.js';
 import { inRamdisk } from '../../common/ramdisk.js';
 import { listDir, readSys } from '../../block/sysfs.js';
-
-/** First global IPv6 address in `ipmitool lan6 print` output ('::/0' when none, as IPA). */
-export function parseLan6(out: string): string | null {
-  for (const m of out.matchAll(/^\s*Address:\s*([0-9a-fA-F:]+)(?:\/\d+)?\s*$/gm)) {
-    const a = (m[1] ?? '').toLowerCase();
-    if (a && a !== '::' && !a.startsWith('fe80:')) return a;
-  }
-  return null;
-}
-
-export async function getBmcV6Address(ipmiDevice: boolean): Promise<string> {
-  if (!ipmiDevice || !(await have('ipmitool'))) return '::/0';
-  for (let ch = 1; ch <= 11; ch++) {
-    try {
-      const r = await run('ipmitool', ['lan6', 'print', String(ch)], { quiet: true, timeoutMs: 10_000 });
-      const a = parseLan6(r.stdout);
-      if (a) return a;
-    } catch {
-      // channel absent, or no IPv6 support in this BMC
-    }
-  }
-  return '::/0';
-}
 
 export interface UsbDevice {
   product: string | null;

@@ -13,7 +13,8 @@ import { dispatchToManagers } from '../redispatch.js';
 import type { BlockDevice } from '../../block/devices.js';
 import { linkTarget, listDir, readSys, readSysInt, readText, realPath } from '../../block/sysfs.js';
 import { errorMessage } from '../../common/errors.js';
-import { getBiosGivenNicName, getBmcV6Address } from './inventory-extra.js';
+import { readBmcLan } from './bmc-lan.js';
+import { getBiosGivenNicName } from './inventory-extra.js';
 
 const log = getLogger('inventory');
 
@@ -234,25 +235,14 @@ function hasIpmiDevice(): boolean {
   return ['/dev/ipmi0', '/dev/ipmi/0', '/dev/ipmidev/0'].some((p) => existsSync(p));
 }
 
-/** BMC addresses via `ipmitool lan print` over channels 1-11; nulls when there is no local IPMI device. */
+/** BMC addresses read in-band (bmc-lan.ts); nulls when there is no local IPMI device or detection is skipped. */
 export async function getBmcInfo(): Promise<BmcInfo> {
   const node = hardwareContext().node;
   if (hardwareContext().skipBmcDetect || node?.skip_bmc_detect === true || !hasIpmiDevice()) {
     return { bmc_address: null, bmc_v6address: null };
   }
-  for (let ch = 1; ch <= 11; ch++) {
-    try {
-      const r = await run('ipmitool', ['lan', 'print', String(ch)], { quiet: true, timeoutMs: 10_000 });
-      const ip = /^IP Address\s*:\s*(\S+)/m.exec(r.stdout)?.[1];
-      const mac = /^MAC Address\s*:\s*(\S+)/m.exec(r.stdout)?.[1];
-      if (ip && ip !== '0.0.0.0') {
-        return { bmc_address: ip, bmc_v6address: await getBmcV6Address(true), ...(mac ? { bmc_mac: mac } : {}) };
-      }
-    } catch {
-      // channel absent or ipmitool hung: try the next
-    }
-  }
-  return { bmc_address: '0.0.0.0', bmc_v6address: await getBmcV6Address(true) };
+  const lan = await readBmcLan();
+  return { bmc_address: lan.address, bmc_v6address: lan.v6address, ...(lan.mac ? { bmc_mac: lan.mac } : {}) };
 }
 
 export function toDiskInfo(d: BlockDevice): DiskInfo {

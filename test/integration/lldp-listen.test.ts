@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { have } from '../../common/exec.js';
-import { buildLldpListener } from '../../ramdisk-build/rootfs.js';
+import { buildCHelper } from '../../ramdisk-build/rootfs.js';
 import { frameFromListenerHex, lldpTlvsFromFrame } from '../../hardware-managers/generic/inventory-extra.js';
 import { parseLldp } from '../../conductor/inspection/lldp.js';
 import { createLldpSwitch, lldpSwitchUnavailable } from '../fixtures/lldp-switch.js';
@@ -26,7 +26,7 @@ test('lldp-listen hears lldpd on the far end of a link; its frame gives the swit
   }
   const dir = await mkdtemp(join(tmpdir(), 'bmts-lldp-listen-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const listener = await buildLldpListener(dir);
+  const listener = await buildCHelper('lldp-listen', dir);
   const sw = await createLldpSwitch(SWITCH);
   t.after(() => sw.close());
   const nic = await sw.attachVeth();

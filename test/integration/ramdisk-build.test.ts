@@ -18,9 +18,9 @@ import { freePort } from '../../lab/qemu.js';
 import { ensureRamdisk, type RamdiskFiles } from '../fixtures/ramdisk.js';
 
 const REQUIRED_TOOLS = ['lsblk', 'blkid', 'wipefs', 'sgdisk', 'parted', 'mkfs.vfat', 'mkfs.ext4', 'mdadm',
-  'ipmitool', 'ip', 'efibootmgr', 'zstd', 'xz', 'gzip', 'blockdev', 'blkdiscard', 'hdparm', 'nvme', 'kmod', 'mdir',
-  // the lldp collector's listener, built with the ramdisk (ramdisk-build/lldp-listen.c)
-  'lldp-listen'];
+  'ip', 'efibootmgr', 'zstd', 'xz', 'gzip', 'blockdev', 'blkdiscard', 'hdparm', 'nvme', 'kmod', 'mdir',
+  // built with the ramdisk: the lldp collector's listener and the in-band BMC address reader (ramdisk-build/*.c)
+  'lldp-listen', 'ipmi-lan-param'];
 
 const PLUGIN = `
 export default {
@@ -154,6 +154,8 @@ test('initramfs unpacks; every program inside finds its libraries; the agent run
   // The listener runs on the ramdisk's own glibc (no arguments: its usage, exit 2).
   const listen = await run('chroot', [root, '/usr/sbin/lldp-listen'], { okCodes: [2], timeoutMs: 30_000 });
   assert.match(listen.stderr, /usage: lldp-listen IFACE SECONDS/);
+  const lan = await run('chroot', [root, '/usr/sbin/ipmi-lan-param', '1', '3'], { okCodes: [1], timeoutMs: 30_000 });
+  assert.match(lan.stderr, /no IPMI device/, 'the BMC reader runs in the ramdisk root (this host has no /dev/ipmi0)');
   // Log collection (agent/extensions/log.ts) runs `tar -czf X -C DIR .`: with GNU tar left out, busybox's applet.
   const tar = await run('chroot', [root, '/bin/sh', '-c', 'tar -czf /tmp/logs.tar.gz -C /etc . && tar -tzf /tmp/logs.tar.gz'], { timeoutMs: 30_000 });
   assert.match(tar.stdout, /os-release/);

@@ -1,30 +1,11 @@
-/** The agent's added inventory pieces: BMC IPv6 from `ipmitool lan6 print`, USB devices, LLDP from lldpcli or a frame lldp-listen heard. */
+/** The agent's added inventory pieces: USB devices, LLDP from lldpcli or a frame lldp-listen heard. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { frameFromListenerHex, getUsbDevices, lldpFromLldpcli, lldpTlvsFromFrame, parseLan6, usbFromLshw } from '../../hardware-managers/generic/inventory-extra.js';
+import { frameFromListenerHex, getUsbDevices, lldpFromLldpcli, lldpTlvsFromFrame, usbFromLshw } from '../../hardware-managers/generic/inventory-extra.js';
 import { parseLldp } from '../../conductor/inspection/lldp.js';
-
-test('lan6 print: the first global address, not :: nor link-local', () => {
-  const out = `IPv6/IPv4 Support:       ipv6_only
-IPv6 Static Address 0:
-    Enabled:            no
-    Address:            ::/0
-    Status:             disabled
-IPv6 Dynamic Address 0:
-    Source/Type:        SLAAC
-    Address:            fe80::d294:66ff:fe00:aaff/64
-    Status:             active
-IPv6 Dynamic Address 1:
-    Source/Type:        DHCPv6
-    Address:            2001:db8::42/64
-    Status:             active
-`;
-  assert.equal(parseLan6(out), '2001:db8::42');
-  assert.equal(parseLan6('Address: ::/0\n'), null);
-});
 
 test('USB devices: lshw JSON walked; sysfs fallback', async (t) => {
   assert.deepEqual(usbFromLshw([{ id: 'usbhost', class: 'bus', handle: 'USB:1:1', product: 'xHCI Host Controller', vendor: 'Linux',
