@@ -32,21 +32,20 @@ export function bytesFromHex(out: string, skip = 0): Buffer | undefined {
   return Buffer.from(hex.slice(skip).join(''), 'hex');
 }
 
+/**
+ * The reader over whichever tool is installed: ipmi-lan-param prints the parameter's data; `ipmitool raw` prints
+ * the response after its completion code, so the parameter revision comes first and is skipped.
+ */
 async function lanParamReader(): Promise<LanParamReader | undefined> {
-  const opts = { quiet: true, timeoutMs: 10_000 };
-  if (await have('ipmi-lan-param')) {
-    return async (ch, param, set = 0) => {
-      const r = await run('ipmi-lan-param', [String(ch), String(param), String(set)], opts).catch(() => undefined);
-      return r ? bytesFromHex(r.stdout) : undefined;
-    };
-  }
-  if (await have('ipmitool')) {
-    return async (ch, param, set = 0) => {
-      const r = await run('ipmitool', ['raw', '0x0c', '0x02', String(ch), String(param), String(set), '0'], opts).catch(() => undefined);
-      return r ? bytesFromHex(r.stdout, 1) : undefined; // its first byte is the parameter revision
-    };
-  }
-  return undefined;
+  const tool = (await have('ipmi-lan-param'))
+    ? { file: 'ipmi-lan-param', request: [] as string[], tail: [] as string[], skip: 0 }
+    : (await have('ipmitool')) ? { file: 'ipmitool', request: ['raw', '0x0c', '0x02'], tail: ['0'], skip: 1 } : undefined;
+  if (!tool) return undefined;
+  return async (ch, param, set = 0) => {
+    const args = [...tool.request, String(ch), String(param), String(set), ...tool.tail];
+    const r = await run(tool.file, args, { quiet: true, timeoutMs: 10_000 }).catch(() => undefined);
+    return r ? bytesFromHex(r.stdout, tool.skip) : undefined;
+  };
 }
 
 /** An IPv6 address slot (set selector, source/type, 16 address bytes, prefix length, status): the address, if global. */

@@ -8,28 +8,24 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startIpmiSim, type IpmiSim } from '../../lab/ipmi-sim.js';
 import { have } from '../../common/exec.js';
+import { eventually } from '../fixtures/agent-http.js';
 import { bootRamdiskVm, ensureRamdisk, type AgentVm } from '../fixtures/ramdisk.js';
 
 const BMC = { ip: '192.0.2.77', mac: '52:54:00:be:ef:01' };
 
 interface BmcFacts { bmc_address?: string | null; bmc_mac?: string; bmc_v6address?: string | null }
 
-async function hardwareInfo(agentUrl: string, timeoutMs: number): Promise<BmcFacts> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const r = await fetch(`${agentUrl}/v1/commands/?wait=true`, {
-        method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ name: 'poll.get_hardware_info', params: {} }),
-      });
-      const body = await r.json() as { command_status?: string; command_result?: BmcFacts; command_error?: unknown };
-      assert.equal(body.command_status, 'SUCCEEDED', JSON.stringify(body.command_error));
-      return body.command_result ?? {};
-    } catch (e) {
-      if (e instanceof assert.AssertionError || Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 1000)); // the agent is still booting
-    }
-  }
+/** The agent's inventory, asked for directly (standalone: no token), retried while the VM still boots. */
+function hardwareInfo(agentUrl: string, timeoutMs: number): Promise<BmcFacts> {
+  return eventually(async () => {
+    const r = await fetch(`${agentUrl}/v1/commands/?wait=true`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'poll.get_hardware_info', params: {} }),
+    });
+    const body = await r.json() as { command_status?: string; command_result?: BmcFacts; command_error?: unknown };
+    assert.equal(body.command_status, 'SUCCEEDED', JSON.stringify(body.command_error));
+    return body.command_result ?? {};
+  }, 'get_hardware_info from the ramdisk agent', timeoutMs);
 }
 
 test('the ramdisk agent reports the BMC address and MAC it reads in-band over KCS', { timeout: 10 * 60_000 }, async (t) => {
